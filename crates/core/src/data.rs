@@ -1,0 +1,37 @@
+//! The contract between datasets and the trainer.
+
+use candle_core::{Device, Tensor};
+
+use crate::{Conditioning, Result, Rng};
+
+/// One batch of training data.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// `(B, ..sample_shape)` real samples (images in `[-1, 1]`).
+    pub samples: Tensor,
+    /// The conditioning of each sample, for conditional datasets.
+    pub conditioning: Option<Conditioning>,
+    /// Ground-truth class or mode of each sample, where the dataset knows it (for metrics).
+    pub labels: Option<Vec<usize>>,
+}
+
+/// A source of training batches. Draws must depend only on `index` and `rng`, so that a run is
+/// reproducible from its seed and resumable from its step.
+pub trait DataSource: Send + Sync {
+    /// Shape of one sample, without the batch dimension.
+    fn sample_shape(&self) -> Vec<usize>;
+    /// Size of the conditioning vector, 0 for unconditional data.
+    fn cond_dim(&self) -> usize;
+    /// Draws batch number `index` of `batch_size` samples.
+    fn batch(&self, index: u64, batch_size: usize, rng: &mut Rng, device: &Device) -> Result<Batch>;
+    /// Draws conditioning alone (for generator steps). By default it is taken from a data batch.
+    fn conditioning(
+        &self,
+        index: u64,
+        batch_size: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Option<Conditioning>> {
+        Ok(self.batch(index, batch_size, rng, device)?.conditioning)
+    }
+}

@@ -1,0 +1,43 @@
+//! The error type shared by the plugin contract.
+
+/// Errors raised by the plugin contract: building plugins, checking inputs, and candle itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed inside candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// No plugin of this kind is registered under the name.
+    #[error("unknown {kind} plugin `{name}`; registered {kind} plugins: {known}")]
+    UnknownPlugin {
+        /// "generator" or "discriminator".
+        kind: &'static str,
+        /// The name that was asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
+    /// A plugin was registered twice under one name.
+    #[error("a {kind} plugin named `{name}` is already registered")]
+    DuplicatePlugin {
+        /// "generator" or "discriminator".
+        kind: &'static str,
+        /// The name registered twice.
+        name: String,
+    },
+    /// A plugin's configuration could not be read (unknown or missing field, wrong type).
+    #[error("invalid config for {kind} plugin `{plugin}`: {message}")]
+    InvalidConfig {
+        /// "generator" or "discriminator".
+        kind: &'static str,
+        /// The plugin's name.
+        plugin: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// An input that the caller supplied is unusable (wrong shape, empty prompt, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// Result with the contract's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,100 @@
+//! The traits a model plugin implements.
+
+use candle_core::Tensor;
+
+use crate::{Conditioning, Result};
+
+/// How a model is conditioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditioningKind {
+    /// The model ignores conditioning.
+    None,
+    /// The model reads a `(B, dim)` vector per sample.
+    Vector {
+        /// Size of the conditioning vector.
+        dim: usize,
+    },
+    /// The model reads the vector and also attends over `(B, T, dim)` token embeddings.
+    Tokens {
+        /// Size of each embedding.
+        dim: usize,
+    },
+}
+
+impl ConditioningKind {
+    /// Size of the conditioning vector, 0 when unconditional.
+    pub fn dim(&self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::Vector { dim } | Self::Tokens { dim } => *dim,
+        }
+    }
+}
+
+/// A generator: maps latent codes `z: (B, latent_dim)` and optional conditioning to samples
+/// `(B, ..sample_shape)`. Image generators return `(B, C, H, W)` in `[-1, 1]`.
+///
+/// Variables are created through the `VarBuilder` the plugin's constructor receives, so the pipeline
+/// owns, trains and saves them; the generator only computes.
+pub trait Generator: Send + Sync {
+    /// Size of the latent code.
+    fn latent_dim(&self) -> usize;
+    /// Shape of one sample, without the batch dimension (`[2]` for points, `[C, H, W]` for images).
+    fn sample_shape(&self) -> Vec<usize>;
+    /// What conditioning the generator reads.
+    fn conditioning(&self) -> ConditioningKind;
+    /// Generates a batch. `train` selects training behaviour (batch statistics, dropout).
+    fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> Result<Tensor>;
+}
+
+/// A discriminator (or critic): maps samples `(B, ..sample_shape)` and optional conditioning to raw
+/// logits `(B,)`. Losses apply their own link function (sigmoid for BCE, none for Wasserstein).
+pub trait Discriminator: Send + Sync {
+    /// What conditioning the discriminator reads.
+    fn conditioning(&self) -> ConditioningKind;
+    /// Scores a batch. `train` selects training behaviour (batch statistics, dropout).
+    fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> Result<Tensor>;
+}
+
+/// A sentence encoder: turns text into conditioning (sentence embeddings and, where the model has them,
+/// token embeddings with a mask).
+pub trait TextEncoder: Send + Sync {
+    /// Size of the sentence and token embeddings.
+    fn embedding_dim(&self) -> usize;
+    /// Longest input in tokens; longer texts are truncated.
+    fn max_tokens(&self) -> usize;
+    /// Encodes a batch of texts. Empty or whitespace-only texts are an error.
+    fn encode(&self, texts: &[&str]) -> Result<Conditioning>;
+}
+
+/// Checks that a conditioning batch fits a model that expects `kind` and a batch of `batch` samples.
+pub fn check_conditioning(
+    kind: ConditioningKind,
+    cond: Option<&Conditioning>,
+    batch: usize,
+) -> Result<()> {
+    use crate::Error::InvalidInput;
+    match (kind, cond) {
+        (ConditioningKind::None, _) => Ok(()),
+        (_, None) => Err(InvalidInput("this model is conditional but no conditioning was given".into())),
+        (kind, Some(c)) => {
+            if c.dim() != kind.dim() {
+                return Err(InvalidInput(format!(
+                    "conditioning has dimension {} but the model expects {}",
+                    c.dim(),
+                    kind.dim()
+                )));
+            }
+            if c.batch_size() != batch {
+                return Err(InvalidInput(format!(
+                    "conditioning has {} rows for a batch of {batch}",
+                    c.batch_size()
+                )));
+            }
+            if matches!(kind, ConditioningKind::Tokens { .. }) && c.tokens.is_none() {
+                return Err(InvalidInput("this model attends over tokens but none were given".into()));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Finds plugins by name and builds them from their serde configs.
+
+use std::collections::BTreeMap;
+
+use candle_nn::VarBuilder;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{Discriminator, Error, Generator, Result};
+
+/// Which plugin to build, and its configuration (any JSON/TOML table the plugin's config type reads).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The registered plugin name, such as `"mlp"`.
+    pub plugin: String,
+    /// The plugin's configuration; omitted fields take the plugin's defaults.
+    #[serde(default = "empty_table")]
+    pub config: serde_json::Value,
+}
+
+fn empty_table() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl ModelSpec {
+    /// A spec for `plugin` with the given config value.
+    pub fn new(plugin: impl Into<String>, config: impl Serialize) -> Result<Self> {
+        let config = serde_json::to_value(config)
+            .map_err(|e| Error::InvalidInput(format!("config does not serialise: {e}")))?;
+        Ok(Self { plugin: plugin.into(), config })
+    }
+}
+
+type Build<T> = Box<dyn Fn(&serde_json::Value, VarBuilder) -> Result<Box<T>> + Send + Sync>;
+type Resolve = Box<dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync>;
+
+struct Entry<T: ?Sized> {
+    build: Build<T>,
+    resolve: Resolve,
+}
+
+/// The plugins known to a program. Condor's built-in plugins are registered by `condor::registry()`;
+/// any crate can add its own with [`Registry::register_generator`] and
+/// [`Registry::register_discriminator`].
+#[derive(Default)]
+pub struct Registry {
+    generators: BTreeMap<String, Entry<dyn Generator>>,
+    discriminators: BTreeMap<String, Entry<dyn Discriminator>>,
+}
+
+/// Reads a plugin config from JSON, naming the offending field on failure.
+fn parse<C: DeserializeOwned>(kind: &'static str, plugin: &str, value: &serde_json::Value) -> Result<C> {
+    serde_json::from_value(value.clone()).map_err(|e| Error::InvalidConfig {
+        kind,
+        plugin: plugin.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn entry<C, T: ?Sized + 'static>(
+    kind: &'static str,
+    name: &str,
+    make: impl Fn(C, VarBuilder) -> Result<Box<T>> + Send + Sync + 'static,
+) -> Entry<T>
+where
+    C: DeserializeOwned + Serialize + 'static,
+{
+    let (n1, n2) = (name.to_string(), name.to_string());
+    Entry {
+        build: Box::new(move |value, vb| make(parse::<C>(kind, &n1, value)?, vb)),
+        resolve: Box::new(move |value| {
+            let config: C = parse(kind, &n2, value)?;
+            serde_json::to_value(config).map_err(|e| Error::InvalidInput(e.to_string()))
+        }),
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a generator plugin: `name`, its config type `C` (serde, with defaults for omitted
+    /// fields), and a constructor from the config and a `VarBuilder` that holds the device and dtype.
+    pub fn register_generator<C, G, F>(&mut self, name: &str, constructor: F) -> Result<()>
+    where
+        C: DeserializeOwned + Serialize + 'static,
+        G: Generator + 'static,
+        F: Fn(C, VarBuilder) -> Result<G> + Send + Sync + 'static,
+    {
+        insert(&mut self.generators, "generator", name, entry(
+            "generator",
+            name,
+            move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Generator>),
+        ))
+    }
+
+    /// Registers a discriminator plugin; see [`Registry::register_generator`].
+    pub fn register_discriminator<C, D, F>(&mut self, name: &str, constructor: F) -> Result<()>
+    where
+        C: DeserializeOwned + Serialize + 'static,
+        D: Discriminator + 'static,
+        F: Fn(C, VarBuilder) -> Result<D> + Send + Sync + 'static,
+    {
+        insert(&mut self.discriminators, "discriminator", name, entry(
+            "discriminator",
+            name,
+            move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Discriminator>),
+        ))
+    }
+
+    /// Builds the generator a spec names. Its variables are created through `vb`.
+    pub fn build_generator(&self, spec: &ModelSpec, vb: VarBuilder) -> Result<Box<dyn Generator>> {
+        (lookup(&self.generators, "generator", &spec.plugin)?.build)(&spec.config, vb)
+    }
+
+    /// Builds the discriminator a spec names. Its variables are created through `vb`.
+    pub fn build_discriminator(&self, spec: &ModelSpec, vb: VarBuilder) -> Result<Box<dyn Discriminator>> {
+        (lookup(&self.discriminators, "discriminator", &spec.plugin)?.build)(&spec.config, vb)
+    }
+
+    /// The spec with every default filled in, as the generator plugin reads it. Fails on a bad config.
+    pub fn resolve_generator(&self, spec: &ModelSpec) -> Result<ModelSpec> {
+        let config = (lookup(&self.generators, "generator", &spec.plugin)?.resolve)(&spec.config)?;
+        Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+    }
+
+    /// The spec with every default filled in, as the discriminator plugin reads it.
+    pub fn resolve_discriminator(&self, spec: &ModelSpec) -> Result<ModelSpec> {
+        let config = (lookup(&self.discriminators, "discriminator", &spec.plugin)?.resolve)(&spec.config)?;
+        Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+    }
+
+    /// Names of the registered generators, sorted.
+    pub fn generator_names(&self) -> Vec<&str> {
+        self.generators.keys().map(String::as_str).collect()
+    }
+
+    /// Names of the registered discriminators, sorted.
+    pub fn discriminator_names(&self) -> Vec<&str> {
+        self.discriminators.keys().map(String::as_str).collect()
+    }
+}
+
+fn insert<T: ?Sized>(
+    map: &mut BTreeMap<String, Entry<T>>,
+    kind: &'static str,
+    name: &str,
+    e: Entry<T>,
+) -> Result<()> {
+    if map.contains_key(name) {
+        return Err(Error::DuplicatePlugin { kind, name: name.to_string() });
+    }
+    map.insert(name.to_string(), e);
+    Ok(())
+}
+
+fn lookup<'a, T: ?Sized>(
+    map: &'a BTreeMap<String, Entry<T>>,
+    kind: &'static str,
+    name: &str,
+) -> Result<&'a Entry<T>> {
+    map.get(name).ok_or_else(|| Error::UnknownPlugin {
+        kind,
+        name: name.to_string(),
+        known: map.keys().cloned().collect::<Vec<_>>().join(", "),
+    })
+}
