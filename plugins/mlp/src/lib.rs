@@ -1,1 +1,237 @@
+//! # condor-mlp: multilayer-perceptron GAN plugins
+//!
+//! A generator and a discriminator made of fully connected layers, with configurable widths,
+//! activations and batch norm. Either can be conditioned on a vector (a sentence embedding, a one-hot
+//! class): the vector is joined to the input of the first layer. Samples of any shape are flattened on
+//! the way in and reshaped on the way out, so the same plugins serve 2D points and small images.
+//!
+//! Registered as `"mlp"` for both kinds by [`register`].
 
+use candle_core::{Module, Tensor, D};
+use candle_nn::{BatchNorm, Linear, ModuleT, VarBuilder};
+use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Generator, Registry};
+use serde::{Deserialize, Serialize};
+
+/// A hidden-layer non-linearity.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, x).
+    Relu,
+    /// x for x > 0, `slope * x` otherwise (the slope is the config's `negative_slope`).
+    LeakyRelu,
+    /// Hyperbolic tangent.
+    Tanh,
+}
+
+/// What the generator's last layer applies.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputActivation {
+    /// Raw values (points in the plane).
+    Identity,
+    /// Values in [-1, 1] (images).
+    Tanh,
+}
+
+/// Configuration of the MLP generator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpGeneratorConfig {
+    /// Size of the latent code z.
+    pub latent_dim: usize,
+    /// Size of the conditioning vector joined to z; 0 for an unconditional generator.
+    pub cond_dim: usize,
+    /// Widths of the hidden layers.
+    pub hidden: Vec<usize>,
+    /// Shape of one output sample (`[2]` for points, `[1, 28, 28]` for small images).
+    pub output_shape: Vec<usize>,
+    /// Hidden-layer non-linearity.
+    pub activation: Activation,
+    /// Slope of the leaky ReLU for negative inputs.
+    pub negative_slope: f64,
+    /// Batch norm after each hidden linear layer.
+    pub batch_norm: bool,
+    /// Non-linearity of the output layer.
+    pub output_activation: OutputActivation,
+}
+
+impl Default for MlpGeneratorConfig {
+    fn default() -> Self {
+        Self {
+            latent_dim: 16,
+            cond_dim: 0,
+            hidden: vec![128, 128],
+            output_shape: vec![2],
+            activation: Activation::Relu,
+            negative_slope: 0.2,
+            batch_norm: false,
+            output_activation: OutputActivation::Identity,
+        }
+    }
+}
+
+/// Configuration of the MLP discriminator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpDiscriminatorConfig {
+    /// Shape of one input sample.
+    pub input_shape: Vec<usize>,
+    /// Size of the conditioning vector joined to the input; 0 for an unconditional discriminator.
+    pub cond_dim: usize,
+    /// Widths of the hidden layers.
+    pub hidden: Vec<usize>,
+    /// Hidden-layer non-linearity.
+    pub activation: Activation,
+    /// Slope of the leaky ReLU for negative inputs.
+    pub negative_slope: f64,
+}
+
+impl Default for MlpDiscriminatorConfig {
+    fn default() -> Self {
+        Self {
+            input_shape: vec![2],
+            cond_dim: 0,
+            hidden: vec![128, 128],
+            activation: Activation::LeakyRelu,
+            negative_slope: 0.2,
+        }
+    }
+}
+
+/// A stack of linear layers with an activation (and optional batch norm) between them.
+struct Stack {
+    layers: Vec<(Linear, Option<BatchNorm>)>,
+    output: Linear,
+    activation: Activation,
+    negative_slope: f64,
+}
+
+impl Stack {
+    fn new(input: usize, hidden: &[usize], output: usize, batch_norm: bool, act: Activation, slope: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        let mut layers = Vec::with_capacity(hidden.len());
+        let mut width = input;
+        for (i, &h) in hidden.iter().enumerate() {
+            let linear = candle_nn::linear(width, h, vb.pp(format!("fc{i}")))?;
+            let bn = if batch_norm { Some(candle_nn::batch_norm(h, 1e-5, vb.pp(format!("bn{i}")))?) } else { None };
+            layers.push((linear, bn));
+            width = h;
+        }
+        let output = candle_nn::linear(width, output, vb.pp("out"))?;
+        Ok(Self { layers, output, activation: act, negative_slope: slope })
+    }
+
+    fn forward(&self, mut x: Tensor, train: bool) -> candle_core::Result<Tensor> {
+        for (linear, bn) in &self.layers {
+            x = linear.forward(&x)?;
+            if let Some(bn) = bn {
+                x = bn.forward_t(&x, train)?;
+            }
+            x = match self.activation {
+                Activation::Relu => x.relu()?,
+                Activation::LeakyRelu => candle_nn::ops::leaky_relu(&x, self.negative_slope)?,
+                Activation::Tanh => x.tanh()?,
+            };
+        }
+        self.output.forward(&x)
+    }
+}
+
+/// Flattens `(B, ...)` samples and joins the conditioning vector, if any.
+fn input_rows(x: &Tensor, cond: Option<&Conditioning>, kind: ConditioningKind) -> condor_core::Result<Tensor> {
+    let b = x.dims()[0];
+    check_conditioning(kind, cond, b)?;
+    let flat = x.flatten_from(1)?;
+    Ok(match (kind, cond) {
+        (ConditioningKind::None, _) | (_, None) => flat,
+        (_, Some(c)) => Tensor::cat(&[&flat, &c.embedding.to_dtype(flat.dtype())?], D::Minus1)?,
+    })
+}
+
+fn cond_kind(dim: usize) -> ConditioningKind {
+    if dim == 0 { ConditioningKind::None } else { ConditioningKind::Vector { dim } }
+}
+
+/// The MLP generator: `[z, cond] -> hidden layers -> output_shape`.
+pub struct MlpGenerator {
+    config: MlpGeneratorConfig,
+    stack: Stack,
+}
+
+impl MlpGenerator {
+    /// Builds the generator's layers through `vb`.
+    pub fn new(config: MlpGeneratorConfig, vb: VarBuilder) -> condor_core::Result<Self> {
+        let out: usize = config.output_shape.iter().product();
+        if config.latent_dim == 0 || out == 0 {
+            return Err(condor_core::Error::InvalidInput("mlp generator: latent_dim and output_shape must be non-zero".into()));
+        }
+        let stack = Stack::new(config.latent_dim + config.cond_dim, &config.hidden, out, config.batch_norm, config.activation, config.negative_slope, vb)?;
+        Ok(Self { config, stack })
+    }
+}
+
+impl Generator for MlpGenerator {
+    fn latent_dim(&self) -> usize {
+        self.config.latent_dim
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        self.config.output_shape.clone()
+    }
+    fn conditioning(&self) -> ConditioningKind {
+        cond_kind(self.config.cond_dim)
+    }
+    fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        if z.rank() != 2 || z.dims()[1] != self.config.latent_dim {
+            return Err(condor_core::Error::InvalidInput(format!(
+                "mlp generator expects z of shape (batch, {}), got {:?}", self.config.latent_dim, z.dims())));
+        }
+        let x = self.stack.forward(input_rows(z, cond, self.conditioning())?, train)?;
+        let x = match self.config.output_activation {
+            OutputActivation::Identity => x,
+            OutputActivation::Tanh => x.tanh()?,
+        };
+        let mut shape = vec![z.dims()[0]];
+        shape.extend_from_slice(&self.config.output_shape);
+        Ok(x.reshape(shape)?)
+    }
+}
+
+/// The MLP discriminator: `[flatten(x), cond] -> hidden layers -> logit`.
+pub struct MlpDiscriminator {
+    config: MlpDiscriminatorConfig,
+    stack: Stack,
+}
+
+impl MlpDiscriminator {
+    /// Builds the discriminator's layers through `vb`.
+    pub fn new(config: MlpDiscriminatorConfig, vb: VarBuilder) -> condor_core::Result<Self> {
+        let input: usize = config.input_shape.iter().product();
+        if input == 0 {
+            return Err(condor_core::Error::InvalidInput("mlp discriminator: input_shape must be non-empty".into()));
+        }
+        let stack = Stack::new(input + config.cond_dim, &config.hidden, 1, false, config.activation, config.negative_slope, vb)?;
+        Ok(Self { config, stack })
+    }
+}
+
+impl Discriminator for MlpDiscriminator {
+    fn conditioning(&self) -> ConditioningKind {
+        cond_kind(self.config.cond_dim)
+    }
+    fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        if x.rank() < 2 || x.dims()[1..] != self.config.input_shape[..] {
+            return Err(condor_core::Error::InvalidInput(format!(
+                "mlp discriminator expects samples of shape {:?}, got {:?}", self.config.input_shape, x.dims())));
+        }
+        Ok(self.stack.forward(input_rows(x, cond, self.conditioning())?, train)?.squeeze(1)?)
+    }
+}
+
+/// Registers the MLP generator and discriminator under the name `"mlp"`.
+pub fn register(registry: &mut Registry) -> condor_core::Result<()> {
+    registry.register_generator("mlp", MlpGenerator::new)?;
+    registry.register_discriminator("mlp", MlpDiscriminator::new)
+}
+
+#[cfg(test)]
+mod tests;
