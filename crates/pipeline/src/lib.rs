@@ -1,1 +1,31 @@
+//! # condor-pipeline: training, checkpoints and sampling
+//!
+//! The [`Trainer`] runs Algorithm 1 of the original GAN paper on any registered generator and
+//! discriminator: k discriminator steps per generator step, a choice of [`LossKind`], and the
+//! stabilising tricks (label smoothing, noisy labels, decaying instance noise, generator EMA), with
+//! Condor's own [`Adam`] whose state is saved. [`run::train`] adds the run directory: a JSON-lines
+//! log, atomic [`checkpoint`]s that resume bit-exactly, sample plots, loss curves and a progress bar.
+//! Everything takes a candle `Device`.
 
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod losses;
+pub mod optim;
+pub mod plot;
+pub mod run;
+pub mod run_dir;
+pub mod sample;
+pub mod trainer;
+pub mod tricks;
+
+pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
+pub use config::{OptimizerConfig, OptimizerPair, RunConfig, ScheduleConfig, TrainingConfig};
+pub use error::{PipelineError, Result};
+pub use losses::{LossKind, Targets};
+pub use optim::Adam;
+pub use run::{train, RunOptions, RunSummary};
+pub use run_dir::{RunDir, StepRecord};
+pub use sample::LoadedGenerator;
+pub use trainer::Trainer;
+pub use tricks::{EmaConfig, InstanceNoiseConfig};

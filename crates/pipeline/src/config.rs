@@ -1,0 +1,225 @@
+//! The run configuration: what to train, how, and for how long. Read from TOML or JSON.
+
+use std::path::Path;
+
+use condor_core::ModelSpec;
+use condor_data::DatasetConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_err, PipelineError, Result};
+use crate::losses::LossKind;
+use crate::tricks::{EmaConfig, InstanceNoiseConfig};
+
+/// A whole training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name of the run; its directory is `<runs root>/<name>`.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Seed of every random draw: initialisation, data, noise.
+    #[serde(default)]
+    pub seed: u64,
+    /// Number of training iterations (generator steps).
+    pub steps: u64,
+    /// Samples per batch, for both networks.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// The training data.
+    pub data: DatasetConfig,
+    /// The generator plugin and its config.
+    pub generator: ModelSpec,
+    /// The discriminator plugin and its config.
+    pub discriminator: ModelSpec,
+    /// The adversarial objective and its tricks.
+    #[serde(default)]
+    pub training: TrainingConfig,
+    /// Optimizers of both networks.
+    #[serde(default)]
+    pub optimizer: OptimizerPair,
+    /// When to log, checkpoint and sample.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+fn default_name() -> String {
+    "run".into()
+}
+fn default_batch_size() -> usize {
+    64
+}
+
+/// The adversarial objective: Algorithm 1 of Goodfellow et al. with the usual stabilising options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// The loss pair.
+    pub loss: LossKind,
+    /// Discriminator steps per generator step (k in Algorithm 1).
+    pub d_steps: usize,
+    /// Clip discriminator weights to [-c, c] after each of its steps (WGAN). Defaults to 0.01 for the
+    /// Wasserstein loss.
+    pub weight_clip: Option<f64>,
+    /// One-sided label smoothing: real samples get target `1 - label_smoothing` (BCE, least squares).
+    pub label_smoothing: f64,
+    /// Noisy labels: each discriminator target is flipped with this probability (BCE, least squares).
+    pub label_flip: f64,
+    /// Gaussian noise added to every discriminator input, decaying to zero.
+    pub instance_noise: Option<InstanceNoiseConfig>,
+    /// An exponential moving average of the generator's weights, used for sampling.
+    pub ema: Option<EmaConfig>,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            loss: LossKind::NonSaturating,
+            d_steps: 1,
+            weight_clip: None,
+            label_smoothing: 0.0,
+            label_flip: 0.0,
+            instance_noise: None,
+            ema: None,
+        }
+    }
+}
+
+/// Adam (or AdamW, with weight decay) settings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Added to the root of the second moment.
+    pub eps: f64,
+    /// Decoupled weight decay (AdamW); 0 for plain Adam.
+    pub weight_decay: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// One optimizer per network (they may differ, as in the two time-scale update rule).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerPair {
+    /// The generator's optimizer.
+    pub generator: OptimizerConfig,
+    /// The discriminator's optimizer.
+    pub discriminator: OptimizerConfig,
+}
+
+/// When the trainer writes logs, checkpoints and samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Write a line to `log.jsonl` every this many steps.
+    pub log_every: u64,
+    /// Write a checkpoint every this many steps (and always at the end).
+    pub checkpoint_every: u64,
+    /// Keep this many newest checkpoints.
+    pub keep_checkpoints: usize,
+    /// Write a sample plot every this many steps (0: only at the end).
+    pub sample_every: u64,
+    /// Samples drawn for each plot and for the final evaluation.
+    pub sample_count: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self { log_every: 1, checkpoint_every: 500, keep_checkpoints: 3, sample_every: 500, sample_count: 1000 }
+    }
+}
+
+impl RunConfig {
+    /// Reads a config from a `.toml` or `.json` file. Errors name the file and the offending field.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let parsed = if is_json { Self::from_json(&text) } else { Self::from_toml(&text) };
+        parsed.map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| PipelineError::Config(e.to_string().trim_end().to_string()))
+    }
+
+    /// Parses JSON text.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| PipelineError::Config(e.to_string()))
+    }
+
+    /// The config as TOML, for the run directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# config does not serialise to TOML: {e}\n"))
+    }
+
+    /// Checks values that serde cannot, naming the field. Plugin configs are checked by the registry.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(PipelineError::Config(msg));
+        let t = &self.training;
+        if self.steps == 0 {
+            return bad("`steps` must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("`batch_size` must be at least 1".into());
+        }
+        if t.d_steps == 0 {
+            return bad("`training.d_steps` must be at least 1".into());
+        }
+        if !(0.0..0.5).contains(&t.label_smoothing) {
+            return bad(format!("`training.label_smoothing` must be in [0, 0.5), got {}", t.label_smoothing));
+        }
+        if !(0.0..0.5).contains(&t.label_flip) {
+            return bad(format!("`training.label_flip` must be in [0, 0.5), got {}", t.label_flip));
+        }
+        if !t.loss.uses_targets() && (t.label_smoothing > 0.0 || t.label_flip > 0.0) {
+            return bad(format!(
+                "`training.label_smoothing` and `training.label_flip` need a loss with targets \
+                 (non_saturating, minimax, least_squares), not {:?}",
+                t.loss
+            ));
+        }
+        if let Some(c) = t.weight_clip {
+            if !(c > 0.0) {
+                return bad(format!("`training.weight_clip` must be positive, got {c}"));
+            }
+        }
+        if let Some(n) = &t.instance_noise {
+            if !(n.sigma >= 0.0) || n.decay_steps == 0 {
+                return bad("`training.instance_noise` needs sigma >= 0 and decay_steps >= 1".into());
+            }
+        }
+        if let Some(e) = &t.ema {
+            if !(0.0..1.0).contains(&e.decay) {
+                return bad(format!("`training.ema.decay` must be in [0, 1), got {}", e.decay));
+            }
+        }
+        for (name, o) in [("generator", &self.optimizer.generator), ("discriminator", &self.optimizer.discriminator)] {
+            if !(o.lr > 0.0) || !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) || !(o.eps > 0.0) {
+                return bad(format!("`optimizer.{name}` needs lr > 0, beta1 and beta2 in [0, 1), eps > 0"));
+            }
+        }
+        if self.schedule.log_every == 0 || self.schedule.checkpoint_every == 0 || self.schedule.keep_checkpoints == 0 {
+            return bad("`schedule.log_every`, `checkpoint_every` and `keep_checkpoints` must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The weight clip in force: the configured one, or 0.01 for the Wasserstein loss.
+    pub fn effective_weight_clip(&self) -> Option<f64> {
+        match (self.training.weight_clip, self.training.loss) {
+            (Some(c), _) => Some(c),
+            (None, LossKind::Wasserstein) => Some(0.01),
+            (None, _) => None,
+        }
+    }
+}

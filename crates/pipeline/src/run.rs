@@ -1,0 +1,174 @@
+//! Running training in a run directory: start or resume, log, checkpoint, plot, stop cleanly.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Device;
+use condor_core::{derived_rng, Registry};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::RunConfig;
+use crate::error::{io_err, PipelineError, Result};
+use crate::run_dir::{RunDir, StepRecord};
+use crate::sample::{write_samples, FIXED_NOISE_STREAM};
+use crate::trainer::Trainer;
+
+/// How to run.
+pub struct RunOptions<'a> {
+    /// The run directory (`runs/<name>` by convention).
+    pub dir: PathBuf,
+    /// Continue from the newest checkpoint in `dir` instead of starting fresh.
+    pub resume: bool,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+    /// When set (by Ctrl-C, say), training stops after the current step and writes a checkpoint.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunSummary {
+    /// The step training reached.
+    pub step: u64,
+    /// Whether it stopped early because `stop` was set.
+    pub interrupted: bool,
+    /// The newest checkpoint.
+    pub checkpoint: PathBuf,
+    /// The last logged record.
+    pub last: Option<StepRecord>,
+}
+
+/// Trains `config` in `options.dir`, starting fresh or resuming from the newest checkpoint there.
+///
+/// A fresh start refuses a directory that already holds checkpoints (nothing is overwritten). On
+/// resume the checkpoint's config is authoritative; the given config may change only `steps`,
+/// `schedule` and `optimizer` (any other difference is an error naming the section).
+pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: RunOptions) -> Result<RunSummary> {
+    let mut dir = RunDir::create(&options.dir)?;
+    let mut trainer = match (options.resume, dir.latest_checkpoint()) {
+        (true, Some(path)) => {
+            let ckpt = Checkpoint::load(&path, device)?;
+            check_resumable(&ckpt.config, &config, registry)?;
+            let mut t = Trainer::from_checkpoint(&ckpt, registry, device)?;
+            t.set_total_steps(config.steps);
+            dir.truncate_log_after(t.step_count())?;
+            eprintln!("resuming {} at step {}", path.display(), t.step_count());
+            t
+        }
+        (true, None) => {
+            eprintln!("no checkpoint in {}: starting fresh", options.dir.display());
+            Trainer::new(config, registry, device)?
+        }
+        (false, Some(path)) => {
+            return Err(PipelineError::Config(format!(
+                "{} already holds checkpoints (newest: {}); pass --resume to continue it, or choose another run name",
+                options.dir.display(),
+                path.display()
+            )))
+        }
+        (false, None) => Trainer::new(config, registry, device)?,
+    };
+    let config_path = dir.config_path();
+    std::fs::write(&config_path, trainer.config().to_toml()).map_err(io_err(&config_path))?;
+    run_loop(&mut trainer, &mut dir, &options)
+}
+
+fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Result<RunSummary> {
+    let schedule = trainer.config().schedule.clone();
+    let total = trainer.config().steps;
+    let bar = if options.progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(trainer.step_count());
+    let mut last = None;
+    let mut saved_at = None;
+    let mut interrupted = false;
+    while trainer.step_count() < total {
+        if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            interrupted = true;
+            break;
+        }
+        let record = match trainer.step() {
+            Ok(r) => r,
+            Err(PipelineError::Diverged { step, what, value, .. }) => {
+                dir.flush_log()?;
+                bar.abandon();
+                return Err(PipelineError::Diverged { step, what, value, last_checkpoint: dir.latest_checkpoint() });
+            }
+            Err(e) => return Err(e),
+        };
+        let step = record.step;
+        if step % schedule.log_every == 0 {
+            dir.append_log(&record)?;
+        }
+        if step % schedule.checkpoint_every == 0 {
+            checkpoint(trainer, dir, schedule.keep_checkpoints)?;
+            saved_at = Some(step);
+        }
+        if schedule.sample_every > 0 && step % schedule.sample_every == 0 {
+            samples(trainer, dir, step)?;
+        }
+        bar.set_message(format!("D {:.3} G {:.3}", record.loss_d, record.loss_g));
+        bar.set_position(step);
+        last = Some(record);
+    }
+    let step = trainer.step_count();
+    if saved_at != Some(step) {
+        checkpoint(trainer, dir, schedule.keep_checkpoints)?;
+    }
+    if !interrupted {
+        samples(trainer, dir, step)?;
+    }
+    crate::plot::loss_png(&dir.loss_plot_path(), &dir.read_log()?)?;
+    bar.finish();
+    Ok(RunSummary { step, interrupted, checkpoint: dir.checkpoint_path(step), last })
+}
+
+fn checkpoint(trainer: &Trainer, dir: &mut RunDir, keep: usize) -> Result<()> {
+    dir.flush_log()?;
+    trainer.save_checkpoint(&dir.checkpoint_path(trainer.step_count()))?;
+    dir.prune_checkpoints(keep)
+}
+
+fn samples(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
+    let config = trainer.config();
+    let mut rng = derived_rng(config.seed, &[FIXED_NOISE_STREAM]);
+    let g = trainer.generator().for_sampling();
+    let n = config.schedule.sample_count;
+    write_samples(&dir.sample_path(step), g, &config.data, n, &mut rng, trainer.device())
+}
+
+/// Errors unless `given` differs from the checkpoint's `stored` config only in what a resume may
+/// change. Both are compared after plugin defaults are filled in.
+fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry) -> Result<()> {
+    let mut given = given.clone();
+    given.generator = registry.resolve_generator(&given.generator)?;
+    given.discriminator = registry.resolve_discriminator(&given.discriminator)?;
+    let differs = [
+        ("seed", stored.seed != given.seed),
+        ("batch_size", stored.batch_size != given.batch_size),
+        ("data", stored.data != given.data),
+        ("generator", stored.generator != given.generator),
+        ("discriminator", stored.discriminator != given.discriminator),
+        ("training", stored.training != given.training),
+    ];
+    if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
+        return Err(PipelineError::Config(format!(
+            "`{field}` differs from the config stored in the checkpoint; a resumed run must keep it \
+             (only steps, schedule and optimizer may change)"
+        )));
+    }
+    if stored.optimizer != given.optimizer {
+        eprintln!("warning: the optimizer settings differ from the checkpoint's; the resumed run uses the new ones");
+    }
+    Ok(())
+}
+
+/// The conventional run directory: `<root>/<config.name>`.
+pub fn run_dir_for(root: &Path, config: &RunConfig) -> PathBuf {
+    root.join(&config.name)
+}

@@ -1,0 +1,190 @@
+//! A run directory: the resolved config, a JSON-lines log, checkpoints, sample plots and loss curves.
+//!
+//! ```text
+//! <runs>/<name>/
+//!   config.toml                      the resolved run config
+//!   log.jsonl                        one StepRecord per logged step
+//!   losses.png                       loss and score curves
+//!   checkpoints/step-000001000.safetensors
+//!   samples/step-000001000.png
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_err, Result};
+
+/// What the trainer logs for one step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Completed iterations after this step.
+    pub step: u64,
+    /// Discriminator loss (of its last step in the iteration).
+    pub loss_d: f32,
+    /// Generator loss.
+    pub loss_g: f32,
+    /// Mean D(x) on real samples: a probability for BCE losses, the raw score otherwise.
+    pub d_real: f32,
+    /// Mean D(G(z)) on generated samples, in the same units.
+    pub d_fake: f32,
+    /// Instance-noise level used in the step.
+    pub noise_sigma: f32,
+    /// Wall time of the step in seconds.
+    pub step_time_s: f32,
+}
+
+/// Paths and files of one run.
+pub struct RunDir {
+    root: PathBuf,
+    log: Option<BufWriter<File>>,
+}
+
+impl RunDir {
+    /// Opens (creating if needed) the run directory at `root`.
+    pub fn create(root: &Path) -> Result<Self> {
+        for d in [root.to_path_buf(), root.join("checkpoints"), root.join("samples")] {
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(Self { root: root.to_path_buf(), log: None })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the resolved config is written.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// The JSON-lines log.
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("log.jsonl")
+    }
+
+    /// The loss-curve plot.
+    pub fn loss_plot_path(&self) -> PathBuf {
+        self.root.join("losses.png")
+    }
+
+    /// The checkpoint for a step.
+    pub fn checkpoint_path(&self, step: u64) -> PathBuf {
+        self.root.join("checkpoints").join(format!("step-{step:09}.safetensors"))
+    }
+
+    /// The sample plot for a step.
+    pub fn sample_path(&self, step: u64) -> PathBuf {
+        self.root.join("samples").join(format!("step-{step:09}.png"))
+    }
+
+    /// Checkpoints on disk, oldest first.
+    pub fn checkpoints(&self) -> Vec<(u64, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("checkpoints")) else { return Vec::new() };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// The newest checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        self.checkpoints().pop().map(|(_, p)| p)
+    }
+
+    /// Deletes all but the newest `keep` checkpoints.
+    pub fn prune_checkpoints(&self, keep: usize) -> Result<()> {
+        let all = self.checkpoints();
+        for (_, path) in all.iter().take(all.len().saturating_sub(keep)) {
+            std::fs::remove_file(path).map_err(io_err(path))?;
+        }
+        Ok(())
+    }
+
+    /// Appends a record to the log (buffered; see [`RunDir::flush_log`]).
+    pub fn append_log(&mut self, record: &StepRecord) -> Result<()> {
+        let path = self.log_path();
+        if self.log.is_none() {
+            let f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            self.log = Some(BufWriter::new(f));
+        }
+        let line = serde_json::to_string(record).expect("records serialise");
+        let log = self.log.as_mut().expect("opened above");
+        writeln!(log, "{line}").map_err(io_err(&path))
+    }
+
+    /// Writes buffered log lines to disk.
+    pub fn flush_log(&mut self) -> Result<()> {
+        let path = self.log_path();
+        if let Some(log) = self.log.as_mut() {
+            log.flush().map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// All records in the log. Lines that do not parse (a torn last line after a crash) are skipped.
+    pub fn read_log(&self) -> Result<Vec<StepRecord>> {
+        let path = self.log_path();
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut out = Vec::new();
+        for line in BufReader::new(f).lines() {
+            if let Ok(r) = serde_json::from_str::<StepRecord>(&line.map_err(io_err(&path))?) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops log records after `step`, so that a resumed run does not log a step twice.
+    pub fn truncate_log_after(&mut self, step: u64) -> Result<()> {
+        self.log = None;
+        let kept: Vec<StepRecord> = self.read_log()?.into_iter().filter(|r| r.step <= step).collect();
+        let path = self.log_path();
+        let mut text = String::new();
+        for r in &kept {
+            text.push_str(&serde_json::to_string(r).expect("records serialise"));
+            text.push('\n');
+        }
+        std::fs::write(&path, text).map_err(io_err(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_listed_pruned_and_logs_truncated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut run = RunDir::create(tmp.path()).unwrap();
+        for step in [5, 10, 15] {
+            std::fs::write(run.checkpoint_path(step), b"x").unwrap();
+        }
+        std::fs::write(tmp.path().join("checkpoints/.step-000000020.safetensors.1.tmp"), b"x").unwrap();
+        assert_eq!(run.latest_checkpoint().unwrap(), run.checkpoint_path(15));
+        run.prune_checkpoints(2).unwrap();
+        assert_eq!(run.checkpoints().iter().map(|c| c.0).collect::<Vec<_>>(), vec![10, 15]);
+        for step in 1..=6 {
+            run.append_log(&StepRecord { step, ..Default::default() }).unwrap();
+        }
+        run.flush_log().unwrap();
+        run.truncate_log_after(4).unwrap();
+        run.append_log(&StepRecord { step: 5, loss_d: 1.0, ..Default::default() }).unwrap();
+        run.flush_log().unwrap();
+        let steps: Vec<u64> = run.read_log().unwrap().iter().map(|r| r.step).collect();
+        assert_eq!(steps, vec![1, 2, 3, 4, 5]);
+    }
+}

@@ -1,0 +1,284 @@
+//! The adversarial trainer: Algorithm 1 of Goodfellow et al. (2014) with k discriminator steps per
+//! generator step, any [`LossKind`], and the stabilising tricks of [`crate::tricks`].
+//!
+//! Every random draw of iteration `s` comes from generators derived from `(seed, s, sub-step)`, so
+//! the iteration number is the whole random state: resuming from a checkpoint continues bit-exactly.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use condor_core::rng::normal;
+use condor_core::{derived_rng, Conditioning, ConditioningKind, DataSource, Discriminator, Generator, Params, Registry};
+
+use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
+use crate::config::RunConfig;
+use crate::error::{PipelineError, Result};
+use crate::optim::Adam;
+use crate::run_dir::StepRecord;
+use crate::tricks::{add_instance_noise, ema_update, label_targets};
+
+/// Seeds of the generator's and the discriminator's initial weights, derived from the run seed.
+fn init_seed(seed: u64, which: u64) -> u64 {
+    use rand::RngCore;
+    derived_rng(seed, &[u64::MAX - which]).next_u64()
+}
+
+/// Passes conditioning only to models that read it.
+fn cond_for(kind: ConditioningKind, cond: Option<&Conditioning>) -> Option<&Conditioning> {
+    if kind == ConditioningKind::None { None } else { cond }
+}
+
+/// A generator, its variables and (when configured) its moving average.
+pub struct GeneratorState {
+    /// The trained generator.
+    pub model: Box<dyn Generator>,
+    /// Its variables.
+    pub params: Params,
+    /// The EMA copy used for sampling, with its variables.
+    pub ema: Option<(Box<dyn Generator>, Params)>,
+}
+
+impl GeneratorState {
+    /// The generator to sample from: the EMA copy when there is one.
+    pub fn for_sampling(&self) -> &dyn Generator {
+        self.ema.as_ref().map_or(self.model.as_ref(), |(g, _)| g.as_ref())
+    }
+}
+
+/// Trains one generator against one discriminator on one data source.
+pub struct Trainer {
+    config: RunConfig,
+    device: Device,
+    data: Box<dyn DataSource>,
+    generator: GeneratorState,
+    discriminator: Box<dyn Discriminator>,
+    d_params: Params,
+    opt_g: Adam,
+    opt_d: Adam,
+    step: u64,
+}
+
+impl Trainer {
+    /// A trainer at step 0: plugins built through `registry` from the config, weights initialised from
+    /// the seed, on `device`. The stored config has every plugin default filled in.
+    pub fn new(config: RunConfig, registry: &Registry, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut config = config;
+        config.generator = registry.resolve_generator(&config.generator)?;
+        config.discriminator = registry.resolve_discriminator(&config.discriminator)?;
+        let data = config.data.build().map_err(|e| PipelineError::Config(e.to_string()))?;
+
+        let g_params = Params::new(init_seed(config.seed, 0));
+        let model = registry.build_generator(&config.generator, g_params.var_builder(DType::F32, device))?;
+        let d_params = Params::new(init_seed(config.seed, 1));
+        let discriminator = registry.build_discriminator(&config.discriminator, d_params.var_builder(DType::F32, device))?;
+        check_fit(&config, data.as_ref(), model.as_ref(), discriminator.as_ref())?;
+        let ema = match config.training.ema {
+            Some(_) => {
+                let p = Params::new(init_seed(config.seed, 0));
+                let g = registry.build_generator(&config.generator, p.var_builder(DType::F32, device))?;
+                p.copy_from(&g_params)?;
+                Some((g, p))
+            }
+            None => None,
+        };
+        let opt_g = Adam::new(g_params.trainable(), config.optimizer.generator)?;
+        let opt_d = Adam::new(d_params.trainable(), config.optimizer.discriminator)?;
+        Ok(Self {
+            config,
+            device: device.clone(),
+            data,
+            generator: GeneratorState { model, params: g_params, ema },
+            discriminator,
+            d_params,
+            opt_g,
+            opt_d,
+            step: 0,
+        })
+    }
+
+    /// A trainer restored from a checkpoint: same models, weights, optimizer moments and step.
+    pub fn from_checkpoint(ckpt: &Checkpoint, registry: &Registry, device: &Device) -> Result<Self> {
+        let mut t = Self::new(ckpt.config.clone(), registry, device)?;
+        let mismatch = |reason: String| CheckpointError::Mismatch { path: ckpt.path.clone(), reason };
+        t.generator.params.load(&ckpt.group("g")).map_err(|r| mismatch(format!("generator: {r}")))?;
+        t.d_params.load(&ckpt.group("d")).map_err(|r| mismatch(format!("discriminator: {r}")))?;
+        if let Some((_, p)) = &t.generator.ema {
+            if !ckpt.has_group("ema") {
+                return Err(mismatch("the config has an EMA generator but the checkpoint has none".into()).into());
+            }
+            p.load(&ckpt.group("ema")).map_err(|r| mismatch(format!("EMA generator: {r}")))?;
+        }
+        t.opt_g.load_state(&ckpt.group("opt_g"), ckpt.state.opt_g_steps).map_err(|r| mismatch(format!("generator optimizer: {r}")))?;
+        t.opt_d.load_state(&ckpt.group("opt_d"), ckpt.state.opt_d_steps).map_err(|r| mismatch(format!("discriminator optimizer: {r}")))?;
+        t.step = ckpt.state.step;
+        Ok(t)
+    }
+
+    /// The resolved run config.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// Changes the number of steps to train for (to extend a run).
+    pub fn set_total_steps(&mut self, steps: u64) {
+        self.config.steps = steps;
+    }
+
+    /// Completed iterations.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The device everything lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The generator, its variables and its EMA.
+    pub fn generator(&self) -> &GeneratorState {
+        &self.generator
+    }
+
+    /// The discriminator.
+    pub fn discriminator(&self) -> &dyn Discriminator {
+        self.discriminator.as_ref()
+    }
+
+    /// The discriminator's variables.
+    pub fn discriminator_params(&self) -> &Params {
+        &self.d_params
+    }
+
+    /// The data source.
+    pub fn data(&self) -> &dyn DataSource {
+        self.data.as_ref()
+    }
+
+    /// Mean discriminator score: a probability for BCE losses, the raw score otherwise.
+    fn mean_score(&self, logits: &Tensor) -> Result<f32> {
+        let s = if self.config.training.loss.is_probabilistic() { candle_nn::ops::sigmoid(logits)? } else { logits.clone() };
+        Ok(s.mean_all()?.to_scalar::<f32>()?)
+    }
+
+    fn finite(&self, what: &'static str, value: f32) -> Result<f32> {
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(PipelineError::Diverged { step: self.step + 1, what, value, last_checkpoint: None })
+        }
+    }
+
+    /// One iteration of Algorithm 1: `d_steps` discriminator updates on fresh real and generated
+    /// batches, then one generator update, then the EMA update. A non-finite loss stops before the
+    /// update that would have used it.
+    pub fn step(&mut self) -> Result<StepRecord> {
+        let started = Instant::now();
+        let (s, bs, seed) = (self.step, self.config.batch_size, self.config.seed);
+        let t = self.config.training.clone();
+        let k = t.d_steps as u64;
+        let sigma = t.instance_noise.map_or(0.0, |n| n.sigma_at(s));
+        let clip = self.config.effective_weight_clip();
+        let latent = self.generator.model.latent_dim();
+        let (g_kind, d_kind) = (self.generator.model.conditioning(), self.discriminator.conditioning());
+        let mut record = StepRecord { step: s + 1, noise_sigma: sigma as f32, ..Default::default() };
+
+        for j in 0..k {
+            let mut rng = derived_rng(seed, &[s, j]);
+            let batch = self.data.batch(s * k + j, bs, &mut rng, &self.device)?;
+            let cond = batch.conditioning.as_ref();
+            let z = normal(&mut rng, (bs, latent), &self.device)?;
+            let fake = self.generator.model.forward(&z, cond_for(g_kind, cond), true)?.detach();
+            let real_in = add_instance_noise(&batch.samples, sigma, &mut rng)?;
+            let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
+            let d_real = self.discriminator.forward(&real_in, cond_for(d_kind, cond), true)?;
+            let d_fake = self.discriminator.forward(&fake_in, cond_for(d_kind, cond), true)?;
+            let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
+            let loss = t.loss.discriminator(&d_real, &d_fake, &targets)?;
+            record.loss_d = self.finite("discriminator loss", loss.to_scalar::<f32>()?)?;
+            self.opt_d.step(&loss.backward()?)?;
+            if let Some(c) = clip {
+                for (_, v) in self.opt_d.vars() {
+                    v.set(&v.as_tensor().clamp(-c, c)?)?;
+                }
+            }
+            record.d_real = self.mean_score(&d_real)?;
+            record.d_fake = self.mean_score(&d_fake)?;
+        }
+
+        let mut rng = derived_rng(seed, &[s, k]);
+        let cond = self.data.conditioning(s, bs, &mut rng, &self.device)?;
+        let z = normal(&mut rng, (bs, latent), &self.device)?;
+        let fake = self.generator.model.forward(&z, cond_for(g_kind, cond.as_ref()), true)?;
+        let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
+        let d_fake = self.discriminator.forward(&fake_in, cond_for(d_kind, cond.as_ref()), true)?;
+        let loss = t.loss.generator(&d_fake)?;
+        record.loss_g = self.finite("generator loss", loss.to_scalar::<f32>()?)?;
+        self.opt_g.step(&loss.backward()?)?;
+        if let (Some(cfg), Some((_, ema))) = (&t.ema, &self.generator.ema) {
+            ema_update(ema, &self.generator.params, cfg, s)?;
+        }
+        self.step += 1;
+        record.step_time_s = started.elapsed().as_secs_f32();
+        Ok(record)
+    }
+
+    /// Every tensor a checkpoint holds, with its prefixed name.
+    pub fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let vars = |prefix: &str, p: &Params, out: &mut Vec<(String, Tensor)>| {
+            out.extend(p.named().into_iter().map(|(n, v)| (format!("{prefix}.{n}"), v.as_tensor().clone())));
+        };
+        vars("g", &self.generator.params, &mut out);
+        vars("d", &self.d_params, &mut out);
+        if let Some((_, p)) = &self.generator.ema {
+            vars("ema", p, &mut out);
+        }
+        out.extend(self.opt_g.state().into_iter().map(|(n, t)| (format!("opt_g.{n}"), t)));
+        out.extend(self.opt_d.state().into_iter().map(|(n, t)| (format!("opt_d.{n}"), t)));
+        out
+    }
+
+    /// The training state written into checkpoints.
+    pub fn state(&self) -> TrainState {
+        TrainState {
+            step: self.step,
+            opt_g_steps: self.opt_g.steps(),
+            opt_d_steps: self.opt_d.steps(),
+            written_by: format!("condor {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// Writes a checkpoint of the current state to `path` (atomically).
+    pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
+        Ok(crate::checkpoint::save(path, &self.checkpoint_tensors(), &self.config, &self.state())?)
+    }
+
+    /// All variables by prefixed name, for exact comparisons between runs.
+    pub fn weights(&self) -> HashMap<String, Tensor> {
+        self.checkpoint_tensors().into_iter().collect()
+    }
+}
+
+/// Checks that the data, generator and discriminator agree on sample shape and conditioning.
+fn check_fit(config: &RunConfig, data: &dyn DataSource, g: &dyn Generator, d: &dyn Discriminator) -> Result<()> {
+    let bad = |m: String| Err(PipelineError::Config(m));
+    if g.sample_shape() != data.sample_shape() {
+        return bad(format!(
+            "the generator (`{}`) makes samples of shape {:?} but the data has shape {:?}",
+            config.generator.plugin,
+            g.sample_shape(),
+            data.sample_shape()
+        ));
+    }
+    for (what, dim) in [("generator", g.conditioning().dim()), ("discriminator", d.conditioning().dim())] {
+        if dim != 0 && dim != data.cond_dim() {
+            return bad(format!(
+                "the {what} is conditioned on vectors of size {dim} but the data provides {} (set `cond_dim` in its config)",
+                data.cond_dim()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Stabilising tricks: label smoothing, noisy labels, decaying instance noise, generator EMA.
+
+use candle_core::{Device, Tensor};
+use condor_core::{Params, Rng};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::losses::Targets;
+
+/// Discriminator targets for a batch: real samples aim at `1 - smoothing` (one-sided label smoothing),
+/// generated ones at 0; each label is swapped with probability `flip` (noisy labels), a real sample
+/// then aiming at 0 and a generated one at `1 - smoothing`.
+pub fn label_targets(batch: usize, smoothing: f64, flip: f64, rng: &mut Rng, device: &Device) -> candle_core::Result<Targets> {
+    let high = (1.0 - smoothing) as f32;
+    let mut real = vec![high; batch];
+    let mut fake = vec![0f32; batch];
+    if flip > 0.0 {
+        for r in real.iter_mut() {
+            if rng.random_bool(flip) {
+                *r = 0.0;
+            }
+        }
+        for f in fake.iter_mut() {
+            if rng.random_bool(flip) {
+                *f = high;
+            }
+        }
+    }
+    Ok(Targets { real: Tensor::from_vec(real, batch, device)?, fake: Tensor::from_vec(fake, batch, device)? })
+}
+
+/// How instance noise decays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Straight down to zero at `decay_steps`.
+    #[default]
+    Linear,
+    /// Half a cosine period down to zero at `decay_steps`.
+    Cosine,
+}
+
+/// Gaussian noise of standard deviation `sigma(step)` added to real and generated samples before the
+/// discriminator sees them (Sønderby et al., Arjovsky & Bottou), annealed to zero.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceNoiseConfig {
+    /// Standard deviation at step 0.
+    pub sigma: f64,
+    /// Step at which the noise reaches zero.
+    pub decay_steps: u64,
+    /// Shape of the decay.
+    #[serde(default)]
+    pub decay: Decay,
+}
+
+impl InstanceNoiseConfig {
+    /// The noise level at `step`.
+    pub fn sigma_at(&self, step: u64) -> f64 {
+        let progress = (step as f64 / self.decay_steps as f64).min(1.0);
+        match self.decay {
+            Decay::Linear => self.sigma * (1.0 - progress),
+            Decay::Cosine => self.sigma * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        }
+    }
+}
+
+/// Adds `sigma * N(0, 1)` noise to `x` (nothing when sigma is 0).
+pub fn add_instance_noise(x: &Tensor, sigma: f64, rng: &mut Rng) -> candle_core::Result<Tensor> {
+    if sigma <= 0.0 {
+        return Ok(x.clone());
+    }
+    let noise = condor_core::rng::normal(rng, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x + (noise * sigma)?
+}
+
+/// Settings of the generator's exponential moving average.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmaConfig {
+    /// Weight of the old average at each update.
+    pub decay: f64,
+    /// Before this step the average simply copies the weights.
+    pub start_step: u64,
+}
+
+impl Default for EmaConfig {
+    fn default() -> Self {
+        Self { decay: 0.999, start_step: 0 }
+    }
+}
+
+/// Updates `ema` toward `model` after generator step `step`: `ema = decay * ema + (1 - decay) * w`
+/// for parameters; buffers (batch-norm statistics) are copied.
+pub fn ema_update(ema: &Params, model: &Params, config: &EmaConfig, step: u64) -> candle_core::Result<()> {
+    if step < config.start_step {
+        return ema.copy_from(model);
+    }
+    for ((name, e), (_, w)) in ema.named().into_iter().zip(model.named()) {
+        if condor_core::is_buffer(&name) {
+            e.set(w.as_tensor())?;
+        } else {
+            e.set(&((e.as_tensor() * config.decay)? + (w.as_tensor() * (1.0 - config.decay))?)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use condor_core::derived_rng;
+
+    #[test]
+    fn smoothing_and_flipping_give_the_configured_targets() {
+        let dev = Device::Cpu;
+        let plain = label_targets(4, 0.0, 0.0, &mut derived_rng(0, &[]), &dev).unwrap();
+        assert_eq!(plain.real.to_vec1::<f32>().unwrap(), vec![1.0; 4]);
+        assert_eq!(plain.fake.to_vec1::<f32>().unwrap(), vec![0.0; 4]);
+        let smooth = label_targets(3, 0.1, 0.0, &mut derived_rng(0, &[]), &dev).unwrap();
+        assert_eq!(smooth.real.to_vec1::<f32>().unwrap(), vec![0.9; 3]);
+        assert_eq!(smooth.fake.to_vec1::<f32>().unwrap(), vec![0.0; 3], "smoothing is one-sided");
+        let n = 20_000;
+        let noisy = label_targets(n, 0.1, 0.2, &mut derived_rng(5, &[]), &dev).unwrap();
+        let real: Vec<f32> = noisy.real.to_vec1().unwrap();
+        let fake: Vec<f32> = noisy.fake.to_vec1().unwrap();
+        assert!(real.iter().all(|&v| v == 0.9 || v == 0.0));
+        assert!(fake.iter().all(|&v| v == 0.9 || v == 0.0));
+        let flipped_real = real.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+        let flipped_fake = fake.iter().filter(|&&v| v == 0.9).count() as f64 / n as f64;
+        // Binomial(20000, 0.2): std of the share 0.0028, so 0.015 is over 5 sigma.
+        assert!((flipped_real - 0.2).abs() < 0.015, "{flipped_real}");
+        assert!((flipped_fake - 0.2).abs() < 0.015, "{flipped_fake}");
+    }
+
+    #[test]
+    fn instance_noise_decays_to_zero_on_schedule() {
+        let lin = InstanceNoiseConfig { sigma: 0.4, decay_steps: 100, decay: Decay::Linear };
+        assert_eq!(lin.sigma_at(0), 0.4);
+        assert!((lin.sigma_at(25) - 0.3).abs() < 1e-12);
+        assert!((lin.sigma_at(50) - 0.2).abs() < 1e-12);
+        assert_eq!(lin.sigma_at(100), 0.0);
+        assert_eq!(lin.sigma_at(1000), 0.0);
+        let cos = InstanceNoiseConfig { decay: Decay::Cosine, ..lin };
+        assert!((cos.sigma_at(50) - 0.2).abs() < 1e-12);
+        assert!((cos.sigma_at(25) - 0.2 * (1.0 + std::f64::consts::FRAC_1_SQRT_2)).abs() < 1e-12);
+        assert!(cos.sigma_at(100).abs() < 1e-12);
+
+        let x = Tensor::zeros((4000,), DType::F32, &Device::Cpu).unwrap();
+        let noisy: Vec<f32> = add_instance_noise(&x, 0.3, &mut derived_rng(1, &[])).unwrap().to_vec1().unwrap();
+        let std = (noisy.iter().map(|v| v * v).sum::<f32>() / 4000.0).sqrt();
+        assert!((std - 0.3).abs() < 0.015, "{std}");
+        let none: Vec<f32> = add_instance_noise(&x, 0.0, &mut derived_rng(1, &[])).unwrap().to_vec1().unwrap();
+        assert!(none.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn ema_follows_its_formula() {
+        let dev = Device::Cpu;
+        let (model, ema) = (Params::new(0), Params::new(1));
+        for p in [&model, &ema] {
+            let vb = p.var_builder(DType::F32, &dev);
+            vb.get_with_hints(2, "w", candle_nn::Init::Const(0.0)).unwrap();
+            candle_nn::batch_norm(2, 1e-5, vb.pp("bn")).unwrap();
+        }
+        let w = &model.named().into_iter().find(|(n, _)| n == "w").unwrap().1;
+        let rv = &model.named().into_iter().find(|(n, _)| n == "bn.running_var").unwrap().1;
+        w.set(&Tensor::new(&[1f32, -2.0], &dev).unwrap()).unwrap();
+        rv.set(&Tensor::new(&[5f32, 6.0], &dev).unwrap()).unwrap();
+        let config = EmaConfig { decay: 0.9, start_step: 0 };
+        ema_update(&ema, &model, &config, 0).unwrap();
+        ema_update(&ema, &model, &config, 1).unwrap();
+        let get = |name: &str| -> Vec<f32> {
+            ema.named().into_iter().find(|(n, _)| n == name).unwrap().1.to_vec1().unwrap()
+        };
+        // Two updates from 0 toward w: (1 - 0.9^2) * w = 0.19 * w.
+        let e = get("w");
+        assert!((e[0] - 0.19).abs() < 1e-6 && (e[1] + 0.38).abs() < 1e-6, "{e:?}");
+        assert_eq!(get("bn.running_var"), vec![5.0, 6.0], "buffers are copied");
+        let warm = EmaConfig { decay: 0.9, start_step: 10 };
+        ema_update(&ema, &model, &warm, 3).unwrap();
+        assert_eq!(get("w"), vec![1.0, -2.0], "before start_step the EMA copies");
+    }
+}
