@@ -1,1 +1,50 @@
+//! # Condor
+//!
+//! Text-to-image conditional GANs on candle. This crate gathers the workspace:
+//!
+//! - [`core`] (condor-core): the plugin contract: `Generator`, `Discriminator`, `TextEncoder`,
+//!   conditioning, the registry. Plugin authors depend on it alone.
+//! - [`data`] (condor-data): datasets.
+//! - [`pipeline`] (condor-pipeline): the trainer, losses, optimizer, checkpoints, sampling.
+//! - [`metrics`] (condor-metrics): mode coverage (FID/KID and conditional accuracy to come).
+//! - [`mlp`]: the built-in MLP plugins.
+//!
+//! [`registry()`] returns a registry with every built-in plugin; add your own to it before training:
+//!
+//! ```
+//! let registry = condor::registry();
+//! assert!(registry.generator_names().contains(&"mlp"));
+//! ```
 
+pub use candle_core;
+pub use candle_nn;
+pub use condor_core as core;
+pub use condor_data as data;
+pub use condor_metrics as metrics;
+pub use condor_mlp as mlp;
+pub use condor_pipeline as pipeline;
+
+/// A registry holding Condor's built-in plugins.
+pub fn registry() -> condor_core::Registry {
+    let mut registry = condor_core::Registry::new();
+    condor_mlp::register(&mut registry).expect("built-in plugin names are unique");
+    registry
+}
+
+/// Parses a device name: `cpu`, `cuda`, `cuda:N` or `metal`. A GPU device needs Condor built with
+/// the matching cargo feature; without it the error says so.
+pub fn parse_device(name: &str) -> Result<candle_core::Device, String> {
+    let name = name.trim().to_ascii_lowercase();
+    let unavailable = |what: &str, feature: &str, e: candle_core::Error| {
+        format!("cannot open {what}: {e}. Build Condor with `--features {feature}` on a machine that has one")
+    };
+    match name.as_str() {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "metal" => candle_core::Device::new_metal(0).map_err(|e| unavailable("a Metal device", "metal", e)),
+        "cuda" => candle_core::Device::new_cuda(0).map_err(|e| unavailable("CUDA device 0", "cuda", e)),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => candle_core::Device::new_cuda(i).map_err(|e| unavailable(&format!("CUDA device {i}"), "cuda", e)),
+            _ => Err(format!("unknown device `{other}`; use cpu, cuda, cuda:N or metal")),
+        },
+    }
+}

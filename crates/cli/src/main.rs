@@ -1,1 +1,149 @@
-fn main(){}
+//! `condor`: train GANs from a config file, sample from checkpoints, inspect checkpoints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use condor::core::derived_rng;
+use condor::pipeline::{sample, Checkpoint, LoadedGenerator, RunConfig, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "condor", version, about = "Condor: text-conditioned GANs on candle")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a GAN from a TOML or JSON config, in runs/<name>.
+    Train {
+        /// The run config (.toml or .json).
+        #[arg(long)]
+        config: PathBuf,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Override the config's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the number of steps (to extend a resumed run, say).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Continue from the newest checkpoint in the run directory.
+        #[arg(long)]
+        resume: bool,
+        /// Parent of the run directory.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Run directory (default: <runs>/<config name>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+    },
+    /// Draw samples from a checkpoint into a PNG (a scatter plot for 2D data, a grid for images).
+    Sample {
+        /// The checkpoint (.safetensors).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Number of samples.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Seed of the latent codes.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output PNG.
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Print a checkpoint's configs, training state and tensors.
+    Inspect {
+        /// The checkpoint (.safetensors).
+        checkpoint: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let registry = condor::registry();
+    match cli.command {
+        Command::Train { config, device, seed, steps, resume, runs, run_dir } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let mut config = RunConfig::from_file(&config)?;
+            if let Some(s) = seed {
+                config.seed = s;
+            }
+            if let Some(s) = steps {
+                config.steps = s;
+            }
+            let dir = run_dir.unwrap_or_else(|| condor::pipeline::run::run_dir_for(&runs, &config));
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || {
+                if flag.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)");
+            })
+            .context("installing the Ctrl-C handler")?;
+            let options = RunOptions { dir: dir.clone(), resume, progress: true, stop: Some(&stop) };
+            let summary = condor::pipeline::train(config, &registry, &device, options)?;
+            if summary.interrupted {
+                println!("interrupted at step {}; resume with --resume. Checkpoint: {}", summary.step, summary.checkpoint.display());
+            } else {
+                println!("trained to step {}. Checkpoint: {}", summary.step, summary.checkpoint.display());
+            }
+            if let Some(last) = summary.last {
+                println!("last step: loss D {:.4}, loss G {:.4}, D(x) {:.3}, D(G(z)) {:.3}", last.loss_d, last.loss_g, last.d_real, last.d_fake);
+            }
+            println!("run directory: {}", dir.display());
+            Ok(())
+        }
+        Command::Sample { checkpoint, n, seed, out, device } => {
+            if n == 0 {
+                bail!("--n must be at least 1");
+            }
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let loaded = LoadedGenerator::load(&checkpoint, &registry, &device)?;
+            let mut rng = derived_rng(seed, &[sample::FIXED_NOISE_STREAM]);
+            sample::write_samples(&out, loaded.generator.as_ref(), &loaded.config.data, n, &mut rng, &device)?;
+            if loaded.generator.sample_shape() == [2] {
+                let cov = sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, n, 1, seed, &device)?;
+                println!("{}", serde_json::to_string(&cov)?);
+            }
+            println!("wrote {} ({} samples, step {}, {} weights)", out.display(), n, loaded.step, if loaded.is_ema { "EMA" } else { "generator" });
+            Ok(())
+        }
+        Command::Inspect { checkpoint } => {
+            let ckpt = Checkpoint::load(&checkpoint, &condor::candle_core::Device::Cpu)?;
+            println!("checkpoint: {}", checkpoint.display());
+            println!("state: {}", serde_json::to_string_pretty(&ckpt.state)?);
+            println!("config:\n{}", ckpt.config.to_toml());
+            let mut names: Vec<&String> = ckpt.tensors.keys().collect();
+            names.sort();
+            let mut total = 0usize;
+            println!("tensors ({}):", names.len());
+            for name in names {
+                let t = &ckpt.tensors[name];
+                total += t.elem_count();
+                println!("  {name:<48} {:?} {:?}", t.dtype(), t.dims());
+            }
+            println!("total values: {total}");
+            Ok(())
+        }
+    }
+}

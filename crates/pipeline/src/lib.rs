@@ -20,7 +20,7 @@ pub mod trainer;
 pub mod tricks;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
-pub use config::{OptimizerConfig, OptimizerPair, RunConfig, ScheduleConfig, TrainingConfig};
+pub use config::{LrDecay, OptimizerConfig, OptimizerPair, RunConfig, ScheduleConfig, TrainingConfig};
 pub use error::{PipelineError, Result};
 pub use losses::{LossKind, Targets};
 pub use optim::Adam;

@@ -34,10 +34,15 @@ impl Adam {
         &self.vars
     }
 
-    /// One update from the gradients in `grads`. Variables without a gradient are left alone.
+    /// One update from the gradients in `grads` at the configured learning rate.
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.step_with_lr(grads, self.config.lr)
+    }
+
+    /// One update at learning rate `lr` (for schedules). Variables without a gradient are left alone.
+    pub fn step_with_lr(&mut self, grads: &GradStore, lr: f64) -> candle_core::Result<()> {
         self.t += 1;
-        let c = self.config;
+        let c = OptimizerConfig { lr, ..self.config };
         let bias1 = 1.0 - c.beta1.powi(self.t as i32);
         let bias2 = 1.0 - c.beta2.powi(self.t as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {

@@ -197,7 +197,8 @@ impl Trainer {
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
             let loss = t.loss.discriminator(&d_real, &d_fake, &targets)?;
             record.loss_d = self.finite("discriminator loss", loss.to_scalar::<f32>()?)?;
-            self.opt_d.step(&loss.backward()?)?;
+            let lr = self.config.optimizer.discriminator.lr_at(s, self.config.steps);
+            self.opt_d.step_with_lr(&loss.backward()?, lr)?;
             if let Some(c) = clip {
                 for (_, v) in self.opt_d.vars() {
                     v.set(&v.as_tensor().clamp(-c, c)?)?;
@@ -215,7 +216,8 @@ impl Trainer {
         let d_fake = self.discriminator.forward(&fake_in, cond_for(d_kind, cond.as_ref()), true)?;
         let loss = t.loss.generator(&d_fake)?;
         record.loss_g = self.finite("generator loss", loss.to_scalar::<f32>()?)?;
-        self.opt_g.step(&loss.backward()?)?;
+        let lr = self.config.optimizer.generator.lr_at(s, self.config.steps);
+        self.opt_g.step_with_lr(&loss.backward()?, lr)?;
         if let (Some(cfg), Some((_, ema))) = (&t.ema, &self.generator.ema) {
             ema_update(ema, &self.generator.params, cfg, s)?;
         }

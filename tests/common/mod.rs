@@ -1,0 +1,34 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use condor::core::ModelSpec;
+use condor::data::DatasetConfig;
+use condor::pipeline::{RunConfig, ScheduleConfig, TrainingConfig};
+use serde_json::json;
+
+/// Runs candle on one thread: for these small MLPs threading costs more than it gains, and the tests
+/// themselves run in parallel.
+pub fn one_thread() {
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+}
+
+/// An MLP GAN on a 2D mixture: G 16 -> 128 -> 128 -> 2, D 2 -> d_width -> d_width -> 1.
+pub fn mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_width: usize) -> RunConfig {
+    let cond_dim = match &data {
+        DatasetConfig::Ring { modes, conditional: true, .. } => *modes,
+        DatasetConfig::Grid { side, conditional: true, .. } => side * side,
+        _ => 0,
+    };
+    RunConfig {
+        name: "test".into(),
+        seed: 0,
+        steps,
+        batch_size,
+        data,
+        generator: ModelSpec::new("mlp", json!({"latent_dim": 16, "hidden": [128, 128], "cond_dim": cond_dim})).unwrap(),
+        discriminator: ModelSpec::new("mlp", json!({"hidden": [d_width, d_width], "cond_dim": cond_dim})).unwrap(),
+        training: TrainingConfig::default(),
+        optimizer: Default::default(),
+        schedule: ScheduleConfig { sample_every: 0, ..Default::default() },
+    }
+}
