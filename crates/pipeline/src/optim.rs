@@ -103,7 +103,7 @@ mod tests {
     fn first_steps_match_the_adam_formula() {
         let dev = Device::Cpu;
         let w = Var::new(&[1f32, -1.0][..], &dev).unwrap();
-        let config = OptimizerConfig { lr: 0.1, beta1: 0.5, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+        let config = OptimizerConfig { lr: 0.1, beta1: 0.5, beta2: 0.999, eps: 1e-8, ..Default::default() };
         let mut adam = Adam::new(vec![("w".into(), w.clone())], config).unwrap();
         // loss = sum(w^2 * c): gradient 2 c w.
         let c = Tensor::new(&[3f32, 0.5], &dev).unwrap();
@@ -125,6 +125,20 @@ mod tests {
             assert!((got[i] as f64 - expected[i]).abs() < 1e-5, "{got:?} vs {expected:?}");
         }
         assert_eq!(adam.steps(), 3);
+    }
+
+    #[test]
+    fn learning_rate_schedules_fall_to_zero() {
+        use crate::config::LrDecay;
+        let c = OptimizerConfig { lr: 0.2, ..Default::default() };
+        assert_eq!(c.lr_at(50, 100), 0.2);
+        let lin = OptimizerConfig { lr_decay: LrDecay::Linear, ..c };
+        assert!((lin.lr_at(0, 100) - 0.2).abs() < 1e-12);
+        assert!((lin.lr_at(75, 100) - 0.05).abs() < 1e-12);
+        assert_eq!(lin.lr_at(100, 100), 0.0);
+        let cos = OptimizerConfig { lr_decay: LrDecay::Cosine, ..c };
+        assert!((cos.lr_at(50, 100) - 0.1).abs() < 1e-12);
+        assert!((cos.lr_at(25, 100) - 0.1 * (1.0 + std::f64::consts::FRAC_1_SQRT_2)).abs() < 1e-12);
     }
 
     #[test]

@@ -1,0 +1,29 @@
+# Condor's recipes. `just --list` shows them.
+
+# Run the whole test suite (the README's test command).
+test:
+    cargo test --workspace --locked
+
+# Train from a config file, e.g. `just train configs/ring8.toml`. Extra flags go to `condor train`.
+train config *flags:
+    cargo run --release -p condor-cli -- train --config {{config}} {{flags}}
+
+# Continue a run from its newest checkpoint.
+resume config *flags:
+    cargo run --release -p condor-cli -- train --config {{config}} --resume {{flags}}
+
+# Draw samples from a checkpoint into a PNG.
+sample checkpoint out="samples.png" *flags:
+    cargo run --release -p condor-cli -- sample --checkpoint {{checkpoint}} --out {{out}} {{flags}}
+
+# Print a checkpoint's configs, state and tensors.
+inspect checkpoint:
+    cargo run --release -p condor-cli -- inspect {{checkpoint}}
+
+# Mode coverage of the MLP GAN on ring-8 and grid-25 with the non-saturating and minimax losses.
+coverage:
+    bash scripts/coverage.sh
+
+# Benchmarks: training-step throughput of the MLP GAN.
+bench:
+    cargo bench -p condor-pipeline --bench train_step
