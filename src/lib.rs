@@ -7,6 +7,7 @@
 //! - [`data`] (condor-data): datasets.
 //! - [`pipeline`] (condor-pipeline): the trainer, losses, optimizer, checkpoints, sampling.
 //! - [`metrics`] (condor-metrics): mode coverage (FID/KID and conditional accuracy to come).
+//! - [`text`] (condor-text): sentence encoders (MiniLM through candle-transformers).
 //! - [`mlp`]: the built-in MLP plugins.
 //!
 //! [`registry()`] returns a registry with every built-in plugin; add your own to it before training:
@@ -23,6 +24,7 @@ pub use condor_data as data;
 pub use condor_metrics as metrics;
 pub use condor_mlp as mlp;
 pub use condor_pipeline as pipeline;
+pub use condor_text as text;
 
 /// A registry holding Condor's built-in plugins.
 pub fn registry() -> condor_core::Registry {

@@ -66,6 +66,35 @@ enum Command {
         /// The checkpoint (.safetensors).
         checkpoint: PathBuf,
     },
+    /// Encode prompts with the text encoder and print their pairwise cosine similarities.
+    Encode {
+        /// The prompts.
+        #[arg(required = true)]
+        prompts: Vec<String>,
+        /// A model folder or hub id (default: the copy shipped in weights/).
+        #[arg(long)]
+        model: Option<String>,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Manage text-encoder weights.
+    #[command(subcommand)]
+    TextEncoder(TextEncoderCommand),
+}
+
+#[derive(Subcommand)]
+enum TextEncoderCommand {
+    /// Copy a model (folder or hub id) into DEST with its weights converted to --dtype.
+    Import {
+        /// A model folder or hub id.
+        source: String,
+        /// The folder to write.
+        dest: PathBuf,
+        /// f16, bf16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +105,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load_encoder(model: Option<&str>, device: &condor::candle_core::Device) -> Result<condor::text::SentenceEncoder> {
+    let source = model.map_or_else(condor::text::ModelSource::shipped, condor::text::ModelSource::parse);
+    let folder = source.resolve()?;
+    Ok(condor::text::SentenceEncoder::load(&folder, device)?)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -143,6 +178,33 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  {name:<48} {:?} {:?}", t.dtype(), t.dims());
             }
             println!("total values: {total}");
+            Ok(())
+        }
+        Command::Encode { prompts, model, device } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let encoder = load_encoder(model.as_deref(), &device)?;
+            let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+            let e = encoder.encode_batch(&texts)?;
+            let v: Vec<Vec<f32>> = e.sentences.to_device(&condor::candle_core::Device::Cpu)?.to_vec2()?;
+            println!("{} prompts, {} dimensions", v.len(), v.first().map_or(0, Vec::len));
+            for (i, a) in v.iter().enumerate() {
+                for (j, b) in v.iter().enumerate().skip(i + 1) {
+                    let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                    println!("cos({:?}, {:?}) = {cos:.4}", prompts[i], prompts[j]);
+                }
+            }
+            Ok(())
+        }
+        Command::TextEncoder(TextEncoderCommand::Import { source, dest, dtype }) => {
+            let dtype = match dtype.as_str() {
+                "f16" => condor::candle_core::DType::F16,
+                "bf16" => condor::candle_core::DType::BF16,
+                "f32" => condor::candle_core::DType::F32,
+                other => bail!("unknown dtype `{other}`; use f16, bf16 or f32"),
+            };
+            let folder = condor::text::ModelSource::parse(&source).resolve()?;
+            condor::text::export_model(&folder, &dest, dtype)?;
+            println!("wrote {} ({dtype:?} weights) from {}", dest.display(), folder.display());
             Ok(())
         }
     }
