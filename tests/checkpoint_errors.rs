@@ -118,7 +118,9 @@ fn config_errors_name_the_field() {
     let config = RunConfig::from_toml(&format!("{base}\n[training]\nloss = \"hinge\"\nlabel_smoothing = 0.1")).unwrap();
     let e = Trainer::new(config, &condor::registry(), &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("label_smoothing"), "{e}");
-    let config = RunConfig::from_toml(&base.replace("plugin = \"mlp\"\n        [disc", "plugin = \"mpl\"\n        [disc")).unwrap();
+    let config =
+        RunConfig::from_toml(&base.replace("plugin = \"mlp\"\n        [disc", "plugin = \"mpl\"\n        [disc"))
+            .unwrap();
     let e = Trainer::new(config, &condor::registry(), &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("unknown generator plugin `mpl`") && e.contains("mlp"), "{e}");
     let conditional = base.replace("kind = \"ring\"", "kind = \"ring\"\nconditional = true");

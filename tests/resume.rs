@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use condor::data::DatasetConfig;
-use condor::pipeline::{Checkpoint, InstanceNoiseConfig, EmaConfig, LossKind, RunConfig, RunOptions, Trainer};
+use condor::pipeline::{Checkpoint, EmaConfig, InstanceNoiseConfig, LossKind, RunConfig, RunOptions, Trainer};
 
 /// A config that uses every source of randomness and state: conditioning, k = 2, label smoothing and
 /// flipping, instance noise, EMA, batch norm (running statistics) and a learning-rate schedule.
@@ -84,7 +84,8 @@ fn interrupted_run_directory_resumes_to_the_same_weights() {
     let summary = condor::pipeline::train(busy_config(20), &registry, &Device::Cpu, opts("resumed", true)).unwrap();
     assert_eq!(summary.step, 20);
 
-    let a = Checkpoint::load(&tmp.path().join("straight/checkpoints/step-000000020.safetensors"), &Device::Cpu).unwrap();
+    let a =
+        Checkpoint::load(&tmp.path().join("straight/checkpoints/step-000000020.safetensors"), &Device::Cpu).unwrap();
     let b = Checkpoint::load(&summary.checkpoint, &Device::Cpu).unwrap();
     assert_identical(&a.tensors, &b.tensors);
     let dir = condor::pipeline::RunDir::create(&tmp.path().join("resumed")).unwrap();

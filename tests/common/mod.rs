@@ -25,7 +25,8 @@ pub fn mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_widt
         steps,
         batch_size,
         data,
-        generator: ModelSpec::new("mlp", json!({"latent_dim": 16, "hidden": [128, 128], "cond_dim": cond_dim})).unwrap(),
+        generator: ModelSpec::new("mlp", json!({"latent_dim": 16, "hidden": [128, 128], "cond_dim": cond_dim}))
+            .unwrap(),
         discriminator: ModelSpec::new("mlp", json!({"hidden": [d_width, d_width], "cond_dim": cond_dim})).unwrap(),
         training: TrainingConfig::default(),
         optimizer: Default::default(),

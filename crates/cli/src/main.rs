@@ -1,5 +1,6 @@
 //! `condor`: train GANs from a config file, sample from checkpoints, inspect checkpoints.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,13 +98,31 @@ enum TextEncoderCommand {
     },
 }
 
+/// Prints a line on standard output, returning an error (rather than panicking) when it is closed.
+macro_rules! say {
+    ($($arg:tt)*) => { writeln!(std::io::stdout(), $($arg)*)? };
+}
+
 fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // Output piped into a program that stopped reading (`condor ... | head`) is not a failure.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A prompt shortened for display.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
     }
 }
 
@@ -138,14 +157,24 @@ fn run(cli: Cli) -> Result<()> {
             let options = RunOptions { dir: dir.clone(), resume, progress: true, stop: Some(&stop) };
             let summary = condor::pipeline::train(config, &registry, &device, options)?;
             if summary.interrupted {
-                println!("interrupted at step {}; resume with --resume. Checkpoint: {}", summary.step, summary.checkpoint.display());
+                say!(
+                    "interrupted at step {}; resume with --resume. Checkpoint: {}",
+                    summary.step,
+                    summary.checkpoint.display()
+                );
             } else {
-                println!("trained to step {}. Checkpoint: {}", summary.step, summary.checkpoint.display());
+                say!("trained to step {}. Checkpoint: {}", summary.step, summary.checkpoint.display());
             }
             if let Some(last) = summary.last {
-                println!("last step: loss D {:.4}, loss G {:.4}, D(x) {:.3}, D(G(z)) {:.3}", last.loss_d, last.loss_g, last.d_real, last.d_fake);
+                say!(
+                    "last step: loss D {:.4}, loss G {:.4}, D(x) {:.3}, D(G(z)) {:.3}",
+                    last.loss_d,
+                    last.loss_g,
+                    last.d_real,
+                    last.d_fake
+                );
             }
-            println!("run directory: {}", dir.display());
+            say!("run directory: {}", dir.display());
             Ok(())
         }
         Command::Sample { checkpoint, n, seed, out, device } => {
@@ -157,27 +186,34 @@ fn run(cli: Cli) -> Result<()> {
             let mut rng = derived_rng(seed, &[sample::FIXED_NOISE_STREAM]);
             sample::write_samples(&out, loaded.generator.as_ref(), &loaded.config.data, n, &mut rng, &device)?;
             if loaded.generator.sample_shape() == [2] {
-                let cov = sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, n, 1, seed, &device)?;
-                println!("{}", serde_json::to_string(&cov)?);
+                let cov =
+                    sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, n, 1, seed, &device)?;
+                say!("{}", serde_json::to_string(&cov)?);
             }
-            println!("wrote {} ({} samples, step {}, {} weights)", out.display(), n, loaded.step, if loaded.is_ema { "EMA" } else { "generator" });
+            say!(
+                "wrote {} ({} samples, step {}, {} weights)",
+                out.display(),
+                n,
+                loaded.step,
+                if loaded.is_ema { "EMA" } else { "generator" }
+            );
             Ok(())
         }
         Command::Inspect { checkpoint } => {
             let ckpt = Checkpoint::load(&checkpoint, &condor::candle_core::Device::Cpu)?;
-            println!("checkpoint: {}", checkpoint.display());
-            println!("state: {}", serde_json::to_string_pretty(&ckpt.state)?);
-            println!("config:\n{}", ckpt.config.to_toml());
+            say!("checkpoint: {}", checkpoint.display());
+            say!("state: {}", serde_json::to_string_pretty(&ckpt.state)?);
+            say!("config:\n{}", ckpt.config.to_toml());
             let mut names: Vec<&String> = ckpt.tensors.keys().collect();
             names.sort();
             let mut total = 0usize;
-            println!("tensors ({}):", names.len());
+            say!("tensors ({}):", names.len());
             for name in names {
                 let t = &ckpt.tensors[name];
                 total += t.elem_count();
-                println!("  {name:<48} {:?} {:?}", t.dtype(), t.dims());
+                say!("  {name:<48} {:?} {:?}", t.dtype(), t.dims());
             }
-            println!("total values: {total}");
+            say!("total values: {total}");
             Ok(())
         }
         Command::Encode { prompts, model, device } => {
@@ -186,11 +222,11 @@ fn run(cli: Cli) -> Result<()> {
             let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
             let e = encoder.encode_batch(&texts)?;
             let v: Vec<Vec<f32>> = e.sentences.to_device(&condor::candle_core::Device::Cpu)?.to_vec2()?;
-            println!("{} prompts, {} dimensions", v.len(), v.first().map_or(0, Vec::len));
+            say!("{} prompts, {} dimensions", v.len(), v.first().map_or(0, Vec::len));
             for (i, a) in v.iter().enumerate() {
                 for (j, b) in v.iter().enumerate().skip(i + 1) {
                     let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-                    println!("cos({:?}, {:?}) = {cos:.4}", prompts[i], prompts[j]);
+                    say!("cos({:?}, {:?}) = {cos:.4}", short(&prompts[i]), short(&prompts[j]));
                 }
             }
             Ok(())
@@ -204,7 +240,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let folder = condor::text::ModelSource::parse(&source).resolve()?;
             condor::text::export_model(&folder, &dest, dtype)?;
-            println!("wrote {} ({dtype:?} weights) from {}", dest.display(), folder.display());
+            say!("wrote {} ({dtype:?} weights) from {}", dest.display(), folder.display());
             Ok(())
         }
     }

@@ -62,10 +62,9 @@ impl Conditioning {
     /// The same conditioning on another device.
     pub fn to_device(&self, device: &Device) -> Result<Self> {
         let tokens = match &self.tokens {
-            Some(t) => Some(TokenEmbeddings {
-                embeddings: t.embeddings.to_device(device)?,
-                mask: t.mask.to_device(device)?,
-            }),
+            Some(t) => {
+                Some(TokenEmbeddings { embeddings: t.embeddings.to_device(device)?, mask: t.mask.to_device(device)? })
+            }
             None => None,
         };
         Ok(Self { embedding: self.embedding.to_device(device)?, tokens })

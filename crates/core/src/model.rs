@@ -68,11 +68,7 @@ pub trait TextEncoder: Send + Sync {
 }
 
 /// Checks that a conditioning batch fits a model that expects `kind` and a batch of `batch` samples.
-pub fn check_conditioning(
-    kind: ConditioningKind,
-    cond: Option<&Conditioning>,
-    batch: usize,
-) -> Result<()> {
+pub fn check_conditioning(kind: ConditioningKind, cond: Option<&Conditioning>, batch: usize) -> Result<()> {
     use crate::Error::InvalidInput;
     match (kind, cond) {
         (ConditioningKind::None, _) => Ok(()),
@@ -86,10 +82,7 @@ pub fn check_conditioning(
                 )));
             }
             if c.batch_size() != batch {
-                return Err(InvalidInput(format!(
-                    "conditioning has {} rows for a batch of {batch}",
-                    c.batch_size()
-                )));
+                return Err(InvalidInput(format!("conditioning has {} rows for a batch of {batch}", c.batch_size())));
             }
             if matches!(kind, ConditioningKind::Tokens { .. }) && c.tokens.is_none() {
                 return Err(InvalidInput("this model attends over tokens but none were given".into()));

@@ -65,11 +65,7 @@ impl Params {
         for (name, var) in &named {
             let t = tensors.get(name).ok_or_else(|| format!("tensor `{name}` is missing"))?;
             if t.dims() != var.dims() {
-                return Err(format!(
-                    "tensor `{name}` has shape {:?}, the model expects {:?}",
-                    t.dims(),
-                    var.dims()
-                ));
+                return Err(format!("tensor `{name}` has shape {:?}, the model expects {:?}", t.dims(), var.dims()));
             }
         }
         if let Some(extra) = tensors.keys().find(|k| !named.iter().any(|(n, _)| n == *k)) {

@@ -25,8 +25,8 @@ fn empty_table() -> serde_json::Value {
 impl ModelSpec {
     /// A spec for `plugin` with the given config value.
     pub fn new(plugin: impl Into<String>, config: impl Serialize) -> Result<Self> {
-        let config = serde_json::to_value(config)
-            .map_err(|e| Error::InvalidInput(format!("config does not serialise: {e}")))?;
+        let config =
+            serde_json::to_value(config).map_err(|e| Error::InvalidInput(format!("config does not serialise: {e}")))?;
         Ok(Self { plugin: plugin.into(), config })
     }
 }
@@ -89,11 +89,12 @@ impl Registry {
         G: Generator + 'static,
         F: Fn(C, VarBuilder) -> Result<G> + Send + Sync + 'static,
     {
-        insert(&mut self.generators, "generator", name, entry(
+        insert(
+            &mut self.generators,
             "generator",
             name,
-            move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Generator>),
-        ))
+            entry("generator", name, move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Generator>)),
+        )
     }
 
     /// Registers a discriminator plugin; see [`Registry::register_generator`].
@@ -103,11 +104,12 @@ impl Registry {
         D: Discriminator + 'static,
         F: Fn(C, VarBuilder) -> Result<D> + Send + Sync + 'static,
     {
-        insert(&mut self.discriminators, "discriminator", name, entry(
+        insert(
+            &mut self.discriminators,
             "discriminator",
             name,
-            move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Discriminator>),
-        ))
+            entry("discriminator", name, move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Discriminator>)),
+        )
     }
 
     /// Builds the generator a spec names. Its variables are created through `vb`.
@@ -143,12 +145,7 @@ impl Registry {
     }
 }
 
-fn insert<T: ?Sized>(
-    map: &mut BTreeMap<String, Entry<T>>,
-    kind: &'static str,
-    name: &str,
-    e: Entry<T>,
-) -> Result<()> {
+fn insert<T: ?Sized>(map: &mut BTreeMap<String, Entry<T>>, kind: &'static str, name: &str, e: Entry<T>) -> Result<()> {
     if map.contains_key(name) {
         return Err(Error::DuplicatePlugin { kind, name: name.to_string() });
     }
@@ -156,11 +153,7 @@ fn insert<T: ?Sized>(
     Ok(())
 }
 
-fn lookup<'a, T: ?Sized>(
-    map: &'a BTreeMap<String, Entry<T>>,
-    kind: &'static str,
-    name: &str,
-) -> Result<&'a Entry<T>> {
+fn lookup<'a, T: ?Sized>(map: &'a BTreeMap<String, Entry<T>>, kind: &'static str, name: &str) -> Result<&'a Entry<T>> {
     map.get(name).ok_or_else(|| Error::UnknownPlugin {
         kind,
         name: name.to_string(),

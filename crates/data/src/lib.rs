@@ -47,12 +47,24 @@ pub enum DatasetConfig {
     },
 }
 
-fn ring_modes() -> usize { 8 }
-fn ring_radius() -> f32 { 2.0 }
-fn ring_std() -> f32 { 0.02 }
-fn grid_side() -> usize { 5 }
-fn grid_spacing() -> f32 { 2.0 }
-fn grid_std() -> f32 { 0.05 }
+fn ring_modes() -> usize {
+    8
+}
+fn ring_radius() -> f32 {
+    2.0
+}
+fn ring_std() -> f32 {
+    0.02
+}
+fn grid_side() -> usize {
+    5
+}
+fn grid_spacing() -> f32 {
+    2.0
+}
+fn grid_std() -> f32 {
+    0.05
+}
 
 /// Errors from building datasets.
 #[derive(Debug, thiserror::Error)]

@@ -100,7 +100,11 @@ impl DataSource for Mixture {
     }
 
     fn cond_dim(&self) -> usize {
-        if self.conditional { self.centers.len() } else { 0 }
+        if self.conditional {
+            self.centers.len()
+        } else {
+            0
+        }
     }
 
     fn batch(&self, _index: u64, batch_size: usize, rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
@@ -112,7 +116,13 @@ impl DataSource for Mixture {
         })
     }
 
-    fn conditioning(&self, _index: u64, batch_size: usize, rng: &mut Rng, device: &Device) -> condor_core::Result<Option<Conditioning>> {
+    fn conditioning(
+        &self,
+        _index: u64,
+        batch_size: usize,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> condor_core::Result<Option<Conditioning>> {
         let modes: Vec<usize> = (0..batch_size).map(|_| rng.random_range(0..self.centers.len())).collect();
         self.one_hot(&modes, device)
     }

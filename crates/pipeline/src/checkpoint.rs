@@ -26,7 +26,7 @@ pub enum CheckpointError {
     #[error("checkpoint {0} does not exist")]
     NotFound(PathBuf),
     /// Reading or writing failed.
-    #[error("checkpoint {path}: {source}")]
+    #[error("cannot access checkpoint {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -89,10 +89,7 @@ impl Checkpoint {
     /// The tensors under `prefix.`, with the prefix removed.
     pub fn group(&self, prefix: &str) -> HashMap<String, Tensor> {
         let p = format!("{prefix}.");
-        self.tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
-            .collect()
+        self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone()))).collect()
     }
 
     /// Whether any tensor lives under `prefix.`.
@@ -109,7 +106,8 @@ impl Checkpoint {
         })?;
         let corrupt = |reason: String| CheckpointError::Corrupt { path: path.to_path_buf(), reason };
         let not_condor = |reason: &str| CheckpointError::NotCondor { path: path.to_path_buf(), reason: reason.into() };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not a readable safetensors file ({e})")))?;
+        let st =
+            SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not a readable safetensors file ({e})")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let meta = header.metadata().clone().ok_or_else(|| not_condor("it has no metadata"))?;
         let format: u32 = meta
@@ -121,7 +119,8 @@ impl Checkpoint {
             return Err(not_condor(&format!("format {format} is newer than {FORMAT_VERSION}; upgrade Condor")));
         }
         let field = |key: &str| meta.get(key).ok_or_else(|| corrupt(format!("metadata `{key}` is missing")));
-        let expected: u32 = field("condor.checksum")?.parse().map_err(|_| corrupt("checksum is not a number".into()))?;
+        let expected: u32 =
+            field("condor.checksum")?.parse().map_err(|_| corrupt("checksum is not a number".into()))?;
         let mut views = st.tensors();
         views.sort_by(|a, b| a.0.cmp(&b.0));
         let actual = checksum(views.iter().map(|(n, v)| (n.as_str(), v.dtype().to_string(), v.shape(), v.data())));
@@ -153,7 +152,12 @@ fn checksum<'a>(items: impl Iterator<Item = (&'a str, String, &'a [usize], &'a [
 
 /// Writes a checkpoint atomically: a temporary file in the same directory, flushed to disk, then
 /// renamed over `path`.
-pub fn save(path: &Path, tensors: &[(String, Tensor)], config: &RunConfig, state: &TrainState) -> Result<(), CheckpointError> {
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    config: &RunConfig,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
     let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
     let mut sorted: Vec<&(String, Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));

@@ -171,7 +171,10 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let parsed = if is_json { Self::from_json(&text) } else { Self::from_toml(&text) };
-        parsed.map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
+        parsed.map_err(|e| match e {
+            PipelineError::Config(m) => PipelineError::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
     }
 
     /// Parses TOML text.

@@ -15,7 +15,7 @@ pub enum PipelineError {
     #[error("invalid config: {0}")]
     Config(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The file.
         path: PathBuf,

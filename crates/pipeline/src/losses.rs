@@ -157,10 +157,17 @@ mod tests {
         // Early in training D rejects fakes confidently (logit -8): the minimax generator gradient
         // sigmoid(x) vanishes while the non-saturating one, sigmoid(x) - 1, stays near -1.
         let x = Var::new(&[-8f32][..], &Device::Cpu).unwrap();
-        let g_mm: Vec<f32> = LossKind::Minimax.generator(x.as_tensor()).unwrap().backward().unwrap()
-            .get(&x).unwrap().to_vec1().unwrap();
-        let g_ns: Vec<f32> = LossKind::NonSaturating.generator(x.as_tensor()).unwrap().backward().unwrap()
-            .get(&x).unwrap().to_vec1().unwrap();
+        let g_mm: Vec<f32> =
+            LossKind::Minimax.generator(x.as_tensor()).unwrap().backward().unwrap().get(&x).unwrap().to_vec1().unwrap();
+        let g_ns: Vec<f32> = LossKind::NonSaturating
+            .generator(x.as_tensor())
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(&x)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(g_mm[0].abs() < 1e-3, "{g_mm:?}");
         assert!((g_ns[0] + 1.0).abs() < 1e-3, "{g_ns:?}");
     }

@@ -83,7 +83,9 @@ impl RunDir {
 
     /// Checkpoints on disk, oldest first.
     pub fn checkpoints(&self) -> Vec<(u64, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(self.root.join("checkpoints")) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(self.root.join("checkpoints")) else {
+            return Vec::new();
+        };
         let mut found: Vec<(u64, PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {

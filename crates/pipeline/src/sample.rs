@@ -38,15 +38,22 @@ impl LoadedGenerator {
         let is_ema = ckpt.has_group("ema");
         let params = Params::new(0);
         let generator = registry.build_generator(&ckpt.config.generator, params.var_builder(DType::F32, device))?;
-        params
-            .load(&ckpt.group(if is_ema { "ema" } else { "g" }))
-            .map_err(|reason| CheckpointError::Mismatch { path: path.to_path_buf(), reason: format!("generator: {reason}") })?;
+        params.load(&ckpt.group(if is_ema { "ema" } else { "g" })).map_err(|reason| CheckpointError::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("generator: {reason}"),
+        })?;
         Ok(Self { generator, params, config: ckpt.config, step: ckpt.state.step, is_ema })
     }
 }
 
 /// Draws `n` samples in inference mode with latent codes from `rng`.
-pub fn generate(g: &dyn Generator, n: usize, cond: Option<&Conditioning>, rng: &mut Rng, device: &Device) -> Result<Tensor> {
+pub fn generate(
+    g: &dyn Generator,
+    n: usize,
+    cond: Option<&Conditioning>,
+    rng: &mut Rng,
+    device: &Device,
+) -> Result<Tensor> {
     let z = normal(rng, (n, g.latent_dim()), device)?;
     let cond = if g.conditioning() == ConditioningKind::None { None } else { cond };
     Ok(g.forward(&z, cond, false)?)
@@ -62,7 +69,8 @@ pub fn mixture_samples(
     device: &Device,
 ) -> Result<(Vec<[f32; 2]>, Option<Vec<usize>>)> {
     let modes = mixture.centers().len();
-    let requested: Option<Vec<usize>> = (g.conditioning() != ConditioningKind::None).then(|| (0..n).map(|i| i % modes).collect());
+    let requested: Option<Vec<usize>> =
+        (g.conditioning() != ConditioningKind::None).then(|| (0..n).map(|i| i % modes).collect());
     let cond = requested.as_ref().map(|r| Conditioning::one_hot(r, modes, device)).transpose()?;
     let out = generate(g, n, cond.as_ref(), rng, device)?;
     if out.dims() != [n, 2] {
@@ -74,14 +82,29 @@ pub fn mixture_samples(
 
 /// Mode coverage of `n` samples (see [`condor_metrics::mode_coverage`]); `min_hits` samples within
 /// 3 sigma make a mode count as hit.
-pub fn mixture_coverage(g: &dyn Generator, data: &DatasetConfig, n: usize, min_hits: usize, seed: u64, device: &Device) -> Result<ModeCoverage> {
+pub fn mixture_coverage(
+    g: &dyn Generator,
+    data: &DatasetConfig,
+    n: usize,
+    min_hits: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<ModeCoverage> {
     let mixture = data.mixture().map_err(|e| PipelineError::Config(e.to_string()))?;
-    let (points, requested) = mixture_samples(g, &mixture, n, &mut derived_rng(seed, &[FIXED_NOISE_STREAM, 1]), device)?;
+    let (points, requested) =
+        mixture_samples(g, &mixture, n, &mut derived_rng(seed, &[FIXED_NOISE_STREAM, 1]), device)?;
     Ok(condor_metrics::mode_coverage(&points, mixture.centers(), mixture.std(), min_hits, requested.as_deref()))
 }
 
 /// Writes a picture of `n` samples: a scatter plot for 2D points, an image grid for images.
-pub fn write_samples(path: &Path, g: &dyn Generator, data: &DatasetConfig, n: usize, rng: &mut Rng, device: &Device) -> Result<()> {
+pub fn write_samples(
+    path: &Path,
+    g: &dyn Generator,
+    data: &DatasetConfig,
+    n: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> Result<()> {
     match g.sample_shape().as_slice() {
         [2] => {
             let mixture = data.mixture().map_err(|e| PipelineError::Config(e.to_string()))?;

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use condor_core::rng::normal;
-use condor_core::{derived_rng, Conditioning, ConditioningKind, DataSource, Discriminator, Generator, Params, Registry};
+use condor_core::{
+    derived_rng, Conditioning, ConditioningKind, DataSource, Discriminator, Generator, Params, Registry,
+};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
@@ -26,7 +28,11 @@ fn init_seed(seed: u64, which: u64) -> u64 {
 
 /// Passes conditioning only to models that read it.
 fn cond_for(kind: ConditioningKind, cond: Option<&Conditioning>) -> Option<&Conditioning> {
-    if kind == ConditioningKind::None { None } else { cond }
+    if kind == ConditioningKind::None {
+        None
+    } else {
+        cond
+    }
 }
 
 /// A generator, its variables and (when configured) its moving average.
@@ -72,7 +78,8 @@ impl Trainer {
         let g_params = Params::new(init_seed(config.seed, 0));
         let model = registry.build_generator(&config.generator, g_params.var_builder(DType::F32, device))?;
         let d_params = Params::new(init_seed(config.seed, 1));
-        let discriminator = registry.build_discriminator(&config.discriminator, d_params.var_builder(DType::F32, device))?;
+        let discriminator =
+            registry.build_discriminator(&config.discriminator, d_params.var_builder(DType::F32, device))?;
         check_fit(&config, data.as_ref(), model.as_ref(), discriminator.as_ref())?;
         let ema = match config.training.ema {
             Some(_) => {
@@ -110,8 +117,12 @@ impl Trainer {
             }
             p.load(&ckpt.group("ema")).map_err(|r| mismatch(format!("EMA generator: {r}")))?;
         }
-        t.opt_g.load_state(&ckpt.group("opt_g"), ckpt.state.opt_g_steps).map_err(|r| mismatch(format!("generator optimizer: {r}")))?;
-        t.opt_d.load_state(&ckpt.group("opt_d"), ckpt.state.opt_d_steps).map_err(|r| mismatch(format!("discriminator optimizer: {r}")))?;
+        t.opt_g
+            .load_state(&ckpt.group("opt_g"), ckpt.state.opt_g_steps)
+            .map_err(|r| mismatch(format!("generator optimizer: {r}")))?;
+        t.opt_d
+            .load_state(&ckpt.group("opt_d"), ckpt.state.opt_d_steps)
+            .map_err(|r| mismatch(format!("discriminator optimizer: {r}")))?;
         t.step = ckpt.state.step;
         Ok(t)
     }
@@ -158,7 +169,11 @@ impl Trainer {
 
     /// Mean discriminator score: a probability for BCE losses, the raw score otherwise.
     fn mean_score(&self, logits: &Tensor) -> Result<f32> {
-        let s = if self.config.training.loss.is_probabilistic() { candle_nn::ops::sigmoid(logits)? } else { logits.clone() };
+        let s = if self.config.training.loss.is_probabilistic() {
+            candle_nn::ops::sigmoid(logits)?
+        } else {
+            logits.clone()
+        };
         Ok(s.mean_all()?.to_scalar::<f32>()?)
     }
 

@@ -10,7 +10,13 @@ use crate::losses::Targets;
 /// Discriminator targets for a batch: real samples aim at `1 - smoothing` (one-sided label smoothing),
 /// generated ones at 0; each label is swapped with probability `flip` (noisy labels), a real sample
 /// then aiming at 0 and a generated one at `1 - smoothing`.
-pub fn label_targets(batch: usize, smoothing: f64, flip: f64, rng: &mut Rng, device: &Device) -> candle_core::Result<Targets> {
+pub fn label_targets(
+    batch: usize,
+    smoothing: f64,
+    flip: f64,
+    rng: &mut Rng,
+    device: &Device,
+) -> candle_core::Result<Targets> {
     let high = (1.0 - smoothing) as f32;
     let mut real = vec![high; batch];
     let mut fake = vec![0f32; batch];
@@ -171,9 +177,8 @@ mod tests {
         let config = EmaConfig { decay: 0.9, start_step: 0 };
         ema_update(&ema, &model, &config, 0).unwrap();
         ema_update(&ema, &model, &config, 1).unwrap();
-        let get = |name: &str| -> Vec<f32> {
-            ema.named().into_iter().find(|(n, _)| n == name).unwrap().1.to_vec1().unwrap()
-        };
+        let get =
+            |name: &str| -> Vec<f32> { ema.named().into_iter().find(|(n, _)| n == name).unwrap().1.to_vec1().unwrap() };
         // Two updates from 0 toward w: (1 - 0.9^2) * w = 0.19 * w.
         let e = get("w");
         assert!((e[0] - 0.19).abs() < 1e-6 && (e[1] + 0.38).abs() < 1e-6, "{e:?}");

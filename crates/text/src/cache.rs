@@ -67,7 +67,10 @@ pub fn cached_embeddings(
         log::warn!("ignoring unusable embedding cache {}", path.display());
     }
     let bar = ProgressBar::new(captions.len() as u64);
-    bar.set_style(ProgressStyle::with_template("encoding captions [{bar:30}] {pos}/{len} {per_sec} ETA {eta}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("encoding captions [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template"),
+    );
     let mut parts = Vec::new();
     for chunk in captions.chunks(batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -75,7 +78,11 @@ pub fn cached_embeddings(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let all = if parts.is_empty() { Tensor::zeros((0, 0), candle_core::DType::F32, &Device::Cpu)? } else { Tensor::cat(&parts, 0)? };
+    let all = if parts.is_empty() {
+        Tensor::zeros((0, 0), candle_core::DType::F32, &Device::Cpu)?
+    } else {
+        Tensor::cat(&parts, 0)?
+    };
     std::fs::create_dir_all(dir).map_err(|source| TextError::Io { path: dir.into(), source })?;
     let tmp = path.with_extension("tmp");
     candle_core::safetensors::save(&std::collections::HashMap::from([("embeddings".to_string(), all.clone())]), &tmp)?;

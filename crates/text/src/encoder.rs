@@ -38,7 +38,8 @@ pub struct SentenceEncoder {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| TextError::BadFile { file: path.into(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| TextError::BadFile { file: path.into(), reason: e.to_string() })?;
     serde_json::from_str(&text).map_err(|e| TextError::BadFile { file: path.into(), reason: e.to_string() })
 }
 
@@ -60,13 +61,21 @@ impl SentenceEncoder {
         // copies each tensor out of the map on load.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, device) }
             .map_err(|e| TextError::BadFile { file: files.weights.clone(), reason: e.to_string() })?;
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| TextError::BadFile { file: files.weights.clone(), reason: format!("does not fit config.json: {e}") })?;
+        let model = BertModel::load(vb, &config).map_err(|e| TextError::BadFile {
+            file: files.weights.clone(),
+            reason: format!("does not fit config.json: {e}"),
+        })?;
         Self::from_parts(model, tokenizer, max_tokens, config.hidden_size, device)
     }
 
     /// An encoder from a built model and tokenizer (for tests and custom models).
-    pub fn from_parts(model: BertModel, mut tokenizer: Tokenizer, max_tokens: usize, dim: usize, device: &Device) -> Result<Self> {
+    pub fn from_parts(
+        model: BertModel,
+        mut tokenizer: Tokenizer,
+        max_tokens: usize,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Self> {
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
@@ -139,6 +148,9 @@ impl TextEncoder for SentenceEncoder {
 
     fn encode(&self, texts: &[&str]) -> condor_core::Result<Conditioning> {
         let e = self.encode_batch(texts)?;
-        Ok(Conditioning { embedding: e.sentences, tokens: Some(TokenEmbeddings { embeddings: e.tokens, mask: e.mask }) })
+        Ok(Conditioning {
+            embedding: e.sentences,
+            tokens: Some(TokenEmbeddings { embeddings: e.tokens, mask: e.mask }),
+        })
     }
 }

@@ -22,9 +22,11 @@ pub enum TextError {
         reason: String,
     },
     /// A hub model is not cached and cannot be downloaded.
-    #[error("model `{repo}` is not in the local Hugging Face cache and could not be downloaded ({reason}). \
+    #[error(
+        "model `{repo}` is not in the local Hugging Face cache and could not be downloaded ({reason}). \
              Connect to the internet, or download the model (config.json, tokenizer.json, model.safetensors) \
-             and pass its folder instead")]
+             and pass its folder instead"
+    )]
     Unavailable {
         /// The hub repository.
         repo: String,
@@ -49,7 +51,7 @@ pub enum TextError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -111,7 +111,8 @@ fn resolve_hub(repo: &str) -> Result<PathBuf> {
     if std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
         return Err(TextError::Unavailable { repo: repo.into(), reason: "HF_HUB_OFFLINE is set".into() });
     }
-    let unavailable = |e: hf_hub::api::sync::ApiError| TextError::Unavailable { repo: repo.into(), reason: e.to_string() };
+    let unavailable =
+        |e: hf_hub::api::sync::ApiError| TextError::Unavailable { repo: repo.into(), reason: e.to_string() };
     let api = hf_hub::api::sync::ApiBuilder::from_cache(cache).with_progress(true).build().map_err(unavailable)?;
     let model = api.model(repo.to_string());
     let mut dir = PathBuf::new();

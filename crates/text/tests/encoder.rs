@@ -30,8 +30,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// Reference sentences, token ids and embeddings computed by `scripts/minilm_reference.py`: a float64
 /// NumPy BERT on the float32 weights (see the fixture's `method`).
 fn reference() -> Vec<(String, Vec<u32>, Vec<f32>)> {
-    let v: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
     v["sentences"]
         .as_array()
         .unwrap()
@@ -96,7 +95,8 @@ fn long_prompts_are_truncated_and_bad_prompts_are_errors() {
     let err = enc.encode_batch(&["\u{7}\u{1b}"]).unwrap_err();
     assert!(err.to_string().contains("no words"), "{err}");
     assert!(matches!(enc.encode_batch(&[]), Err(TextError::NoPrompts)));
-    for odd in ["鸟", "🐦🐦🐦", "a bird\u{0}\u{7f} with\u{200b}control chars", "ÀÉÎÕÜ ß ﬁ", "\u{202e}reversed"] {
+    for odd in ["鸟", "🐦🐦🐦", "a bird\u{0}\u{7f} with\u{200b}control chars", "ÀÉÎÕÜ ß ﬁ", "\u{202e}reversed"]
+    {
         let e = enc.encode_batch(&[odd]).unwrap();
         let v = rows(&e.sentences);
         assert!(v[0].iter().all(|x| x.is_finite()), "{odd:?}");

@@ -108,7 +108,15 @@ struct Stack {
 }
 
 impl Stack {
-    fn new(input: usize, hidden: &[usize], output: usize, batch_norm: bool, act: Activation, slope: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+        batch_norm: bool,
+        act: Activation,
+        slope: f64,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let mut layers = Vec::with_capacity(hidden.len());
         let mut width = input;
         for (i, &h) in hidden.iter().enumerate() {
@@ -149,7 +157,11 @@ fn input_rows(x: &Tensor, cond: Option<&Conditioning>, kind: ConditioningKind) -
 }
 
 fn cond_kind(dim: usize) -> ConditioningKind {
-    if dim == 0 { ConditioningKind::None } else { ConditioningKind::Vector { dim } }
+    if dim == 0 {
+        ConditioningKind::None
+    } else {
+        ConditioningKind::Vector { dim }
+    }
 }
 
 /// The MLP generator: `[z, cond] -> hidden layers -> output_shape`.
@@ -163,9 +175,19 @@ impl MlpGenerator {
     pub fn new(config: MlpGeneratorConfig, vb: VarBuilder) -> condor_core::Result<Self> {
         let out: usize = config.output_shape.iter().product();
         if config.latent_dim == 0 || out == 0 {
-            return Err(condor_core::Error::InvalidInput("mlp generator: latent_dim and output_shape must be non-zero".into()));
+            return Err(condor_core::Error::InvalidInput(
+                "mlp generator: latent_dim and output_shape must be non-zero".into(),
+            ));
         }
-        let stack = Stack::new(config.latent_dim + config.cond_dim, &config.hidden, out, config.batch_norm, config.activation, config.negative_slope, vb)?;
+        let stack = Stack::new(
+            config.latent_dim + config.cond_dim,
+            &config.hidden,
+            out,
+            config.batch_norm,
+            config.activation,
+            config.negative_slope,
+            vb,
+        )?;
         Ok(Self { config, stack })
     }
 }
@@ -183,7 +205,10 @@ impl Generator for MlpGenerator {
     fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         if z.rank() != 2 || z.dims()[1] != self.config.latent_dim {
             return Err(condor_core::Error::InvalidInput(format!(
-                "mlp generator expects z of shape (batch, {}), got {:?}", self.config.latent_dim, z.dims())));
+                "mlp generator expects z of shape (batch, {}), got {:?}",
+                self.config.latent_dim,
+                z.dims()
+            )));
         }
         let x = self.stack.forward(input_rows(z, cond, self.conditioning())?, train)?;
         let x = match self.config.output_activation {
@@ -209,7 +234,15 @@ impl MlpDiscriminator {
         if input == 0 {
             return Err(condor_core::Error::InvalidInput("mlp discriminator: input_shape must be non-empty".into()));
         }
-        let stack = Stack::new(input + config.cond_dim, &config.hidden, 1, false, config.activation, config.negative_slope, vb)?;
+        let stack = Stack::new(
+            input + config.cond_dim,
+            &config.hidden,
+            1,
+            false,
+            config.activation,
+            config.negative_slope,
+            vb,
+        )?;
         Ok(Self { config, stack })
     }
 }
@@ -221,7 +254,10 @@ impl Discriminator for MlpDiscriminator {
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         if x.rank() < 2 || x.dims()[1..] != self.config.input_shape[..] {
             return Err(condor_core::Error::InvalidInput(format!(
-                "mlp discriminator expects samples of shape {:?}, got {:?}", self.config.input_shape, x.dims())));
+                "mlp discriminator expects samples of shape {:?}, got {:?}",
+                self.config.input_shape,
+                x.dims()
+            )));
         }
         Ok(self.stack.forward(input_rows(x, cond, self.conditioning())?, train)?.squeeze(1)?)
     }

@@ -27,7 +27,11 @@ fn check_gradients(params: &Params, loss: impl Fn() -> Tensor) {
             set(&var, &base);
             // Absolute part: rounding noise of the difference quotient (~1e-10 in float64).
             let tolerance = 1e-8 + 1e-5 * numeric.abs();
-            assert!((numeric - analytic[i]).abs() < tolerance, "{name}[{i}]: analytic {} numeric {numeric}", analytic[i]);
+            assert!(
+                (numeric - analytic[i]).abs() < tolerance,
+                "{name}[{i}]: analytic {} numeric {numeric}",
+                analytic[i]
+            );
             checked += 1;
         }
     }
@@ -81,7 +85,8 @@ fn generator_gradients_match_finite_differences_through_batch_norm() {
 fn shapes_and_parameter_counts() {
     let params = Params::new(0);
     let vb = params.var_builder(DType::F32, &Device::Cpu);
-    let config = MlpGeneratorConfig { latent_dim: 10, hidden: vec![32], output_shape: vec![1, 4, 4], ..Default::default() };
+    let config =
+        MlpGeneratorConfig { latent_dim: 10, hidden: vec![32], output_shape: vec![1, 4, 4], ..Default::default() };
     let g = MlpGenerator::new(config, vb).unwrap();
     let z = Tensor::zeros((3, 10), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(g.forward(&z, None, false).unwrap().dims(), &[3, 1, 4, 4]);
@@ -91,7 +96,8 @@ fn shapes_and_parameter_counts() {
     let d = MlpDiscriminator::new(
         MlpDiscriminatorConfig { input_shape: vec![1, 4, 4], ..Default::default() },
         dp.var_builder(DType::F32, &Device::Cpu),
-    ).unwrap();
+    )
+    .unwrap();
     let x = Tensor::zeros((3, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(d.forward(&x, None, false).unwrap().dims(), &[3]);
 }
@@ -115,12 +121,10 @@ fn bad_inputs_are_errors_not_panics() {
 fn registry_builds_from_partial_config_and_names_bad_fields() {
     let mut registry = Registry::new();
     register(&mut registry).unwrap();
-    let spec: condor_core::ModelSpec =
-        serde_json::from_str(r#"{"plugin": "mlp", "config": {"hidden": [4]}}"#).unwrap();
+    let spec: condor_core::ModelSpec = serde_json::from_str(r#"{"plugin": "mlp", "config": {"hidden": [4]}}"#).unwrap();
     let resolved = registry.resolve_generator(&spec).unwrap();
     assert_eq!(resolved.config["latent_dim"], 16);
-    let bad: condor_core::ModelSpec =
-        serde_json::from_str(r#"{"plugin": "mlp", "config": {"hiden": [4]}}"#).unwrap();
+    let bad: condor_core::ModelSpec = serde_json::from_str(r#"{"plugin": "mlp", "config": {"hiden": [4]}}"#).unwrap();
     let err = registry.resolve_discriminator(&bad).unwrap_err().to_string();
     assert!(err.contains("hiden"), "{err}");
     assert!(register(&mut registry).is_err(), "registering twice must fail");
