@@ -82,6 +82,34 @@ enum Command {
     /// Manage text-encoder weights.
     #[command(subcommand)]
     TextEncoder(TextEncoderCommand),
+    /// Look at datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write a grid of dataset images with one of each image's captions under it.
+    Preview {
+        /// The dataset (`birds`: the built-in synthetic birds).
+        #[arg(long, default_value = "birds")]
+        dataset: String,
+        /// train, test, held_out_phrasings or held_out_combinations.
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Number of images.
+        #[arg(long, default_value_t = 24)]
+        n: usize,
+        /// Image side in pixels (32, 64, 128 or 256).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Seed of the synthetic world.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output PNG.
+        #[arg(long, default_value = "preview.png")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,6 +256,32 @@ fn run(cli: Cli) -> Result<()> {
                     let cos: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
                     say!("cos({:?}, {:?}) = {cos:.4}", short(&prompts[i]), short(&prompts[j]));
                 }
+            }
+            Ok(())
+        }
+        Command::Data(DataCommand::Preview { dataset, split, n, size, seed, out }) => {
+            use condor::data::birds::{BirdSplit, SyntheticBirds};
+            if dataset != "birds" {
+                bail!("unknown dataset `{dataset}`; available: birds");
+            }
+            if ![32, 64, 128, 256].contains(&size) {
+                bail!("--size must be 32, 64, 128 or 256");
+            }
+            if n == 0 || n > 1024 {
+                bail!("--n must be between 1 and 1024");
+            }
+            let split: BirdSplit = serde_json::from_value(serde_json::Value::String(split.clone())).map_err(|_| {
+                anyhow::anyhow!("unknown split `{split}`; use train, test, held_out_phrasings or held_out_combinations")
+            })?;
+            let world = SyntheticBirds::new(seed, split);
+            let birds: Vec<_> = (0..n as u64).map(|i| world.bird(i, size)).collect();
+            let images: Vec<Vec<u8>> = birds.iter().map(|b| b.image.to_rgb8()).collect();
+            let captions: Vec<String> = birds.iter().map(|b| b.captions[0].text.clone()).collect();
+            let zoom = (128 / size).max(1) as u32;
+            condor::pipeline::plot::captioned_grid_png(&out, &images, size, &captions, 6, zoom, 4)?;
+            say!("wrote {} ({n} {split:?} birds at {size} px)", out.display());
+            for (i, b) in birds.iter().enumerate() {
+                say!("{i:>3}: {}", b.captions.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" | "));
             }
             Ok(())
         }

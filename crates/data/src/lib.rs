@@ -1,10 +1,12 @@
 //! # condor-data: datasets for Condor
 //!
-//! Every dataset implements [`condor_core::DataSource`]: batches are drawn from a seeded generator, so
-//! a run is reproducible and resumable. [`DatasetConfig`] is the serde form used in run configs.
+//! Datasets draw from seeded generators, so runs are reproducible and resumable. Those the trainer
+//! reads implement [`condor_core::DataSource`]; [`DatasetConfig`] is their serde form in run configs.
 //!
-//! For now: 2D Gaussian mixtures ([`Mixture`]), the standard measurable test for mode collapse.
+//! - [`Mixture`]: 2D Gaussian mixtures, the standard measurable test for mode collapse.
+//! - [`birds::SyntheticBirds`]: procedurally rendered birds with CUB-style captions and exact attributes.
 
+pub mod birds;
 pub mod mixture;
 
 pub use mixture::{Mixture, MixtureLayout};

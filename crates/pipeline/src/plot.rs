@@ -133,6 +133,85 @@ pub fn image_grid_png(path: &Path, images: &candle_core::Tensor, cols: usize) ->
     grid.save(path).map_err(|e| err(e.to_string()))
 }
 
+/// Draws `text` in 8x8 bitmap glyphs (scaled by `scale`) into an RGB image at (x, y), clipped.
+fn draw_text(img: &mut image::RgbImage, text: &str, x: u32, y: u32, scale: u32, colour: [u8; 3]) {
+    use font8x8::legacy::BASIC_LEGACY;
+    for (i, ch) in text.chars().enumerate() {
+        let glyph = BASIC_LEGACY.get(ch as usize).copied().unwrap_or(BASIC_LEGACY[b'?' as usize]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8u32 {
+                if bits >> col & 1 == 1 {
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            let (px, py) = (x + (i as u32 * 8 + col) * scale + dx, y + row as u32 * scale + dy);
+                            if px < img.width() && py < img.height() {
+                                img.put_pixel(px, py, image::Rgb(colour));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().expect("one line");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
+/// Writes square RGB images (8-bit rows, `size` x `size`) as a grid with each image's caption
+/// printed under it (ASCII, wrapped to the cell, at most `caption_lines` lines). `zoom` enlarges images.
+pub fn captioned_grid_png(
+    path: &Path,
+    images: &[Vec<u8>],
+    size: usize,
+    captions: &[String],
+    cols: usize,
+    zoom: u32,
+    caption_lines: usize,
+) -> Result<()> {
+    let err = image_err(path);
+    if images.is_empty() || images.len() != captions.len() {
+        return Err(err(format!("{} images for {} captions", images.len(), captions.len())));
+    }
+    let cols = cols.clamp(1, images.len()) as u32;
+    let rows = (images.len() as u32).div_ceil(cols);
+    let cell_w = size as u32 * zoom + 8;
+    let text_h = caption_lines as u32 * 10 + 4;
+    let cell_h = size as u32 * zoom + text_h + 8;
+    let mut img = image::RgbImage::from_pixel(cols * cell_w, rows * cell_h, image::Rgb([255, 255, 255]));
+    for (i, (pixels, caption)) in images.iter().zip(captions).enumerate() {
+        if pixels.len() != 3 * size * size {
+            return Err(err(format!("image {i} has {} bytes, expected {}", pixels.len(), 3 * size * size)));
+        }
+        let (ox, oy) = ((i as u32 % cols) * cell_w + 4, (i as u32 / cols) * cell_h + 4);
+        for y in 0..size as u32 * zoom {
+            for x in 0..size as u32 * zoom {
+                let j = 3 * ((y / zoom) as usize * size + (x / zoom) as usize);
+                img.put_pixel(ox + x, oy + y, image::Rgb([pixels[j], pixels[j + 1], pixels[j + 2]]));
+            }
+        }
+        let width = (size as u32 * zoom / 8) as usize;
+        for (l, line) in wrap(caption, width).iter().take(caption_lines).enumerate() {
+            draw_text(&mut img, line, ox, oy + size as u32 * zoom + 3 + l as u32 * 10, 1, [20, 20, 20]);
+        }
+    }
+    img.save(path).map_err(|e| err(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +237,24 @@ mod tests {
         assert_eq!(grid.get_pixel(1, 1).0, [0, 0, 0]);
         assert_eq!(grid.get_pixel(2, 1).0, [255, 255, 255]);
         assert_eq!(grid.get_pixel(1, 2).0, [128, 128, 128]);
+    }
+
+    #[test]
+    fn captioned_grids_wrap_and_print_their_captions() {
+        assert_eq!(wrap("a small red bird with blue wings", 12), vec!["a small red", "bird with", "blue wings"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("c.png");
+        let red = [255u8, 0, 0].repeat(16 * 16);
+        captioned_grid_png(&p, &[red.clone(), red], 16, &["a red bird".into(), "I".into()], 2, 4, 2).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (2 * (64 + 8), 64 + 24 + 8));
+        assert_eq!(img.get_pixel(10, 10).0, [255, 0, 0]);
+        // Text pixels are dark, below the image.
+        let dark = (0..img.width())
+            .flat_map(|x| (68..img.height()).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] < 100)
+            .count();
+        assert!(dark > 20, "{dark} text pixels");
+        assert!(captioned_grid_png(&p, &[vec![0; 3]], 16, &["x".into()], 1, 1, 1).is_err());
     }
 }

@@ -1,0 +1,115 @@
+//! Synthetic birds: a procedural renderer with CUB-style captions and exact ground-truth attributes,
+//! deterministic from (seed, index), with splits that hold out phrasings and colour combinations.
+
+pub mod attributes;
+pub mod captions;
+pub mod render;
+
+use condor_core::derived_rng;
+use serde::{Deserialize, Serialize};
+
+pub use attributes::{Background, Beak, BirdAttributes, Colour, Facing, Pose, Size};
+pub use captions::{Caption, TEMPLATES};
+pub use render::{Part, RenderedBird};
+
+/// (body, wing) colour pairs never rendered outside the held-out-combination split.
+pub const HELD_OUT_PAIRS: [(Colour, Colour); 5] = [
+    (Colour::Red, Colour::Blue),
+    (Colour::Yellow, Colour::Black),
+    (Colour::Green, Colour::Orange),
+    (Colour::Blue, Colour::Yellow),
+    (Colour::White, Colour::Brown),
+];
+
+/// Captions written for each bird.
+pub const CAPTIONS_PER_BIRD: usize = 10;
+
+/// Which part of the synthetic world a dataset draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BirdSplit {
+    /// Training birds: no held-out colour pair, training phrasings.
+    Train,
+    /// Other birds of the same distribution (seen phrasings).
+    Test,
+    /// Test birds described with the held-out phrasings only.
+    HeldOutPhrasings,
+    /// Birds whose (body, wing) colours are a held-out pair, with training phrasings.
+    HeldOutCombinations,
+}
+
+impl BirdSplit {
+    fn stream(self) -> u64 {
+        match self {
+            BirdSplit::Train => 0,
+            BirdSplit::Test => 1,
+            BirdSplit::HeldOutPhrasings => 2,
+            BirdSplit::HeldOutCombinations => 3,
+        }
+    }
+}
+
+/// A bird of a split: its attributes, image and captions.
+#[derive(Clone, Debug)]
+pub struct Bird {
+    /// Ground-truth attributes.
+    pub attributes: BirdAttributes,
+    /// The image.
+    pub image: RenderedBird,
+    /// Its captions.
+    pub captions: Vec<Caption>,
+}
+
+/// The synthetic-bird world for one seed and split: bird `i` is always the same bird.
+#[derive(Clone, Copy, Debug)]
+pub struct SyntheticBirds {
+    /// Seed of the world.
+    pub seed: u64,
+    /// The split.
+    pub split: BirdSplit,
+}
+
+impl SyntheticBirds {
+    /// The birds of `split` under `seed`.
+    pub fn new(seed: u64, split: BirdSplit) -> Self {
+        Self { seed, split }
+    }
+
+    /// The attributes of bird `index`.
+    pub fn attributes(&self, index: u64) -> BirdAttributes {
+        let mut rng = derived_rng(self.seed, &[self.split.stream(), index, 0]);
+        loop {
+            let mut a = BirdAttributes::sample(&mut rng);
+            let held = HELD_OUT_PAIRS.contains(&(a.body, a.wing));
+            match self.split {
+                BirdSplit::HeldOutCombinations => {
+                    let (body, wing) = HELD_OUT_PAIRS[(index % HELD_OUT_PAIRS.len() as u64) as usize];
+                    (a.body, a.wing) = (body, wing);
+                    return a;
+                }
+                _ if !held => return a,
+                _ => {}
+            }
+        }
+    }
+
+    /// The captions of bird `index`.
+    pub fn captions(&self, index: u64) -> Vec<Caption> {
+        let a = self.attributes(index);
+        let mut rng = derived_rng(self.seed, &[self.split.stream(), index, 2]);
+        captions::captions(&a, self.split == BirdSplit::HeldOutPhrasings, CAPTIONS_PER_BIRD, &mut rng)
+    }
+
+    /// Renders bird `index` at `size` x `size` pixels.
+    pub fn render(&self, index: u64, size: usize) -> RenderedBird {
+        render::render(&self.attributes(index), size, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]))
+    }
+
+    /// Bird `index` whole.
+    pub fn bird(&self, index: u64, size: usize) -> Bird {
+        Bird { attributes: self.attributes(index), image: self.render(index, size), captions: self.captions(index) }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! The procedural bird renderer: anti-aliased shapes in resolution-independent coordinates, with
+//! shading, texture noise, pose, placement and background, deterministic from (seed, index).
+//!
+//! Each shape's coverage of a pixel comes from an approximate signed distance to its edge,
+//! `clamp(0.5 - d / pixel, 0, 1)`, which gives one pixel of anti-aliasing at every resolution.
+
+use condor_core::{derived_rng, Rng};
+use rand::Rng as _;
+
+use super::attributes::{Background, Beak, BirdAttributes, Colour, Facing, Pose, Size};
+
+/// Which part of the bird (if any) a pixel shows, for checking colours and for masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Part {
+    /// Background, branch, legs, or an edge where shapes mix.
+    None = 0,
+    /// The body.
+    Body,
+    /// A wing (or the tail, painted in the wing colour).
+    Wing,
+    /// The head and crown.
+    Head,
+    /// The belly and breast.
+    Belly,
+    /// Beak, eye, eye ring or wing bar.
+    Detail,
+}
+
+/// A rendered bird.
+#[derive(Clone, Debug)]
+pub struct RenderedBird {
+    /// Side length in pixels.
+    pub size: usize,
+    /// `(3, size, size)` RGB values in [0, 1], channel-major.
+    pub pixels: Vec<f32>,
+    /// For each pixel, the part that covers it fully and is on top (`None` for background and edges).
+    pub parts: Vec<Part>,
+}
+
+impl RenderedBird {
+    /// Mean RGB of the pixels showing `part`, or `None` if it is hidden.
+    pub fn mean_colour(&self, part: Part) -> Option<[f32; 3]> {
+        let n = self.size * self.size;
+        let idx: Vec<usize> = (0..n).filter(|&i| self.parts[i] == part).collect();
+        if idx.is_empty() {
+            return None;
+        }
+        let mut m = [0f32; 3];
+        for (c, mc) in m.iter_mut().enumerate() {
+            *mc = idx.iter().map(|&i| self.pixels[c * n + i]).sum::<f32>() / idx.len() as f32;
+        }
+        Some(m)
+    }
+
+    /// The image as 8-bit RGB rows (for PNGs).
+    pub fn to_rgb8(&self) -> Vec<u8> {
+        let n = self.size * self.size;
+        (0..n)
+            .flat_map(|i| (0..3).map(move |c| (c, i)))
+            .map(|(c, i)| (self.pixels[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect()
+    }
+}
+
+/// Where and how the bird sits in the frame; drawn from the renderer's generator.
+#[derive(Clone, Copy, Debug)]
+struct Placement {
+    cx: f32,
+    cy: f32,
+    scale: f32,
+    angle: f32,
+    flip: f32,
+}
+
+/// A shape in bird-local coordinates (x toward the head, y down, unit = body scale).
+enum Shape {
+    /// Centre, radii, rotation.
+    Ellipse { c: [f32; 2], r: [f32; 2], rot: f32 },
+    /// A convex polygon, vertices in either order.
+    Polygon(Vec<[f32; 2]>),
+    /// A thick segment: ends and half-width.
+    Capsule { a: [f32; 2], b: [f32; 2], w: f32 },
+}
+
+impl Shape {
+    /// Approximate signed distance in bird units (negative inside).
+    fn distance(&self, q: [f32; 2]) -> f32 {
+        match self {
+            Shape::Ellipse { c, r, rot } => {
+                let (s, co) = rot.sin_cos();
+                let (dx, dy) = (q[0] - c[0], q[1] - c[1]);
+                let (x, y) = (co * dx + s * dy, -s * dx + co * dy);
+                let f = ((x / r[0]).powi(2) + (y / r[1]).powi(2)).sqrt();
+                (f - 1.0) * r[0].min(r[1])
+            }
+            Shape::Polygon(pts) => {
+                // The shoelace sign tells the winding, so either vertex order works.
+                let area: f32 = (0..pts.len())
+                    .map(|i| {
+                        let (a, b) = (pts[i], pts[(i + 1) % pts.len()]);
+                        a[0] * b[1] - b[0] * a[1]
+                    })
+                    .sum();
+                let sign = if area >= 0.0 { 1.0 } else { -1.0 };
+                let mut d = f32::NEG_INFINITY;
+                for i in 0..pts.len() {
+                    let (a, b) = (pts[i], pts[(i + 1) % pts.len()]);
+                    let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
+                    let len = (ex * ex + ey * ey).sqrt().max(1e-6);
+                    let (nx, ny) = (sign * ey / len, -sign * ex / len);
+                    d = d.max(nx * (q[0] - a[0]) + ny * (q[1] - a[1]));
+                }
+                d
+            }
+            Shape::Capsule { a, b, w } => {
+                let (ex, ey) = (b[0] - a[0], b[1] - a[1]);
+                let t = (((q[0] - a[0]) * ex + (q[1] - a[1]) * ey) / (ex * ex + ey * ey).max(1e-9)).clamp(0.0, 1.0);
+                let (px, py) = (a[0] + t * ex - q[0], a[1] + t * ey - q[1]);
+                (px * px + py * py).sqrt() - w
+            }
+        }
+    }
+}
+
+/// One painted layer: a shape, its colour, the part it belongs to, and whether it is clipped to the body.
+struct Layer {
+    shape: Shape,
+    colour: [f32; 3],
+    part: Part,
+    clip_to_body: bool,
+    shaded: bool,
+}
+
+const BEAK: [f32; 3] = [0.30, 0.26, 0.22];
+const BRANCH: [f32; 3] = [0.36, 0.25, 0.14];
+
+fn layers(a: &BirdAttributes) -> Vec<Layer> {
+    let layer =
+        |shape, colour: Colour, part| Layer { shape, colour: colour.rgb(), part, clip_to_body: false, shaded: true };
+    let mut out = Vec::new();
+    if a.pose == Pose::Perched {
+        let (legs, twig) = ([0.47f32, 0.42], 0.035);
+        for x in [-0.1f32, 0.12] {
+            out.push(Layer {
+                shape: Shape::Capsule { a: [x, 0.2], b: [x - 0.02, legs[0]], w: twig },
+                colour: BEAK,
+                part: Part::None,
+                clip_to_body: false,
+                shaded: false,
+            });
+        }
+        out.push(Layer {
+            shape: Shape::Capsule { a: [-3.0, legs[1] + 0.08], b: [3.0, legs[1] + 0.02], w: 0.07 },
+            colour: BRANCH,
+            part: Part::None,
+            clip_to_body: false,
+            shaded: true,
+        });
+    }
+    // The tail, in the wing colour, behind the body.
+    out.push(layer(
+        Shape::Polygon(vec![[-0.45, -0.08], [-1.0, -0.26], [-1.0, 0.12], [-0.45, 0.1]]),
+        a.wing,
+        Part::Wing,
+    ));
+    out.push(layer(Shape::Ellipse { c: [0.0, 0.0], r: [0.56, 0.34], rot: 0.0 }, a.body, Part::Body));
+    out.push(Layer {
+        clip_to_body: true,
+        ..layer(Shape::Ellipse { c: [0.1, 0.2], r: [0.42, 0.22], rot: 0.0 }, a.belly, Part::Belly)
+    });
+    let (wing_c, wing_r, wing_rot) = match a.pose {
+        Pose::Perched => ([-0.12, -0.04], [0.4, 0.17], -0.2),
+        Pose::Flying => ([-0.12, -0.42], [0.46, 0.15], -1.05),
+    };
+    out.push(layer(Shape::Ellipse { c: wing_c, r: wing_r, rot: wing_rot }, a.wing, Part::Wing));
+    if a.wing_bar {
+        let (s, c) = wing_rot.sin_cos();
+        // A pale band across the wing, perpendicular to its long axis.
+        let (ux, uy) = (c * 0.06, s * 0.06);
+        let (vx, vy) = (-s * wing_r[1] * 0.85, c * wing_r[1] * 0.85);
+        let m = wing_c;
+        out.push(Layer {
+            shape: Shape::Polygon(vec![
+                [m[0] - ux - vx, m[1] - uy - vy],
+                [m[0] + ux - vx, m[1] + uy - vy],
+                [m[0] + ux + vx, m[1] + uy + vy],
+                [m[0] - ux + vx, m[1] - uy + vy],
+            ]),
+            colour: [0.93, 0.93, 0.88],
+            part: Part::Detail,
+            clip_to_body: false,
+            shaded: false,
+        });
+    }
+    out.push(layer(Shape::Ellipse { c: [0.56, -0.3], r: [0.25, 0.24], rot: 0.0 }, a.head, Part::Head));
+    let length = match a.beak {
+        Beak::Short => 0.17,
+        Beak::Long => 0.4,
+    };
+    out.push(Layer {
+        shape: Shape::Polygon(vec![[0.74, -0.37], [0.74 + length, -0.29], [0.74, -0.23]]),
+        colour: BEAK,
+        part: Part::Detail,
+        clip_to_body: false,
+        shaded: false,
+    });
+    if a.eye_ring {
+        out.push(Layer {
+            shape: Shape::Ellipse { c: [0.63, -0.35], r: [0.075, 0.075], rot: 0.0 },
+            colour: [0.97, 0.97, 0.95],
+            part: Part::Detail,
+            clip_to_body: false,
+            shaded: false,
+        });
+    }
+    out.push(Layer {
+        shape: Shape::Ellipse { c: [0.63, -0.35], r: [0.042, 0.042], rot: 0.0 },
+        colour: [0.03, 0.03, 0.03],
+        part: Part::Detail,
+        clip_to_body: false,
+        shaded: false,
+    });
+    out
+}
+
+/// A cheap, well-mixed hash to [-1, 1] for texture noise.
+fn noise(seed: u64, x: usize, y: usize) -> f32 {
+    let mut h = seed ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+}
+
+fn background(kind: Background, u: f32, v: f32, phase: [f32; 3]) -> [f32; 3] {
+    let mix = |a: [f32; 3], b: [f32; 3], t: f32| {
+        [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    };
+    match kind {
+        Background::Sky => mix([0.50, 0.72, 0.95], [0.88, 0.94, 1.0], v),
+        Background::Foliage => {
+            let t = 0.5
+                + 0.25
+                    * ((u * 17.0 + phase[0]).sin() * (v * 13.0 + phase[1]).sin()
+                        + (u * 7.0 - v * 9.0 + phase[2]).sin());
+            mix([0.12, 0.30, 0.10], [0.38, 0.62, 0.25], t.clamp(0.0, 1.0))
+        }
+        Background::Water => {
+            let t = 0.5 + 0.5 * (v * 55.0 + 2.5 * (u * 9.0 + phase[0]).sin()).sin();
+            mix([0.14, 0.36, 0.52], [0.30, 0.55, 0.70], t)
+        }
+        Background::Plain => {
+            let tint = 0.04 * phase[2].sin();
+            [0.86 + tint, 0.83, 0.77 - tint]
+        }
+    }
+}
+
+/// Renders `attributes` at `size` x `size` pixels; placement, rotation and texture come from `rng`.
+pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> RenderedBird {
+    let base = match attributes.size {
+        Size::Small => 0.24,
+        Size::Large => 0.33,
+    };
+    let p = Placement {
+        cx: 0.5 + rng.random_range(-0.07..0.07),
+        cy: 0.5 + rng.random_range(-0.05..0.05),
+        scale: base * rng.random_range(0.92..1.08),
+        angle: rng.random_range(-0.15..0.15),
+        flip: if attributes.facing == Facing::Right { 1.0 } else { -1.0 },
+    };
+    let phase = [rng.random_range(0.0..6.3), rng.random_range(0.0..6.3), rng.random_range(0.0..6.3)];
+    let texture_seed: u64 = rng.random();
+    let layers = layers(attributes);
+    let body = Shape::Ellipse { c: [0.0, 0.0], r: [0.56, 0.34], rot: 0.0 };
+    let n = size * size;
+    let mut pixels = vec![0f32; 3 * n];
+    let mut parts = vec![Part::None; n];
+    let pixel = 1.0 / size as f32;
+    let (sa, ca) = p.angle.sin_cos();
+    for y in 0..size {
+        for x in 0..size {
+            let (u, v) = ((x as f32 + 0.5) * pixel, (y as f32 + 0.5) * pixel);
+            let mut rgb = background(attributes.background, u, v, phase);
+            let mut owner = Part::None;
+            // Into bird-local coordinates: translate, rotate, scale, mirror.
+            let (dx, dy) = (u - p.cx, v - p.cy);
+            let q = [p.flip * (ca * dx + sa * dy) / p.scale, (-sa * dx + ca * dy) / p.scale];
+            let px = pixel / p.scale;
+            let tex = 1.0 + 0.04 * noise(texture_seed, x * 256 / size, y * 256 / size);
+            for l in &layers {
+                let mut cover = (0.5 - l.shape.distance(q) / px).clamp(0.0, 1.0);
+                if l.clip_to_body {
+                    cover *= (0.5 - body.distance(q) / px).clamp(0.0, 1.0);
+                }
+                if cover <= 0.0 {
+                    continue;
+                }
+                let shade = if l.shaded { (1.06 - 0.14 * (q[1] + 0.35)) * tex } else { 1.0 };
+                for c in 0..3 {
+                    let col = (l.colour[c] * shade).clamp(0.0, 1.0);
+                    rgb[c] += (col - rgb[c]) * cover;
+                }
+                // A pixel belongs to a part only where the part covers it fully; edges are mixed.
+                owner = if cover >= 0.999 { l.part } else { Part::None };
+            }
+            for c in 0..3 {
+                pixels[c * n + y * size + x] = rgb[c];
+            }
+            parts[y * size + x] = owner;
+        }
+    }
+    RenderedBird { size, pixels, parts }
+}
+
+/// Renders bird `index` of the stream `seed` with the given attributes.
+pub fn render_indexed(attributes: &BirdAttributes, size: usize, seed: u64, index: u64) -> RenderedBird {
+    render(attributes, size, &mut derived_rng(seed, &[index, 1]))
+}

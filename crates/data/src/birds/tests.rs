@@ -1,0 +1,129 @@
+use super::*;
+
+#[test]
+fn birds_are_deterministic_from_seed_and_index() {
+    let w = SyntheticBirds::new(3, BirdSplit::Train);
+    let (a, b) = (w.bird(17, 64), w.bird(17, 64));
+    assert_eq!(a.attributes, b.attributes);
+    assert_eq!(a.image.pixels, b.image.pixels);
+    assert_eq!(a.captions, b.captions);
+    assert_ne!(w.render(18, 64).pixels, a.image.pixels);
+    assert_ne!(SyntheticBirds::new(4, BirdSplit::Train).render(17, 64).pixels, a.image.pixels);
+    assert_ne!(SyntheticBirds::new(3, BirdSplit::Test).attributes(17), a.attributes);
+}
+
+#[test]
+fn every_colour_word_matches_the_rendered_part() {
+    let w = SyntheticBirds::new(0, BirdSplit::Train);
+    let mut checked = 0;
+    for index in 0..300 {
+        let bird = w.bird(index, 64);
+        for caption in &bird.captions {
+            for &(part, colour) in &caption.mentions {
+                let Some(mean) = bird.image.mean_colour(part) else { continue };
+                assert_eq!(
+                    Colour::nearest(mean),
+                    colour,
+                    "bird {index}: {:?} is {mean:?}, caption {:?}",
+                    part,
+                    caption.text
+                );
+                checked += 1;
+            }
+        }
+        // Every part colour is checked on every bird, mentioned or not.
+        for (part, colour) in [
+            (Part::Body, bird.attributes.body),
+            (Part::Wing, bird.attributes.wing),
+            (Part::Head, bird.attributes.head),
+            (Part::Belly, bird.attributes.belly),
+        ] {
+            let mean = bird.image.mean_colour(part).unwrap_or_else(|| panic!("bird {index}: {part:?} not visible"));
+            assert_eq!(Colour::nearest(mean), colour, "bird {index} {part:?}");
+        }
+    }
+    assert!(checked > 3000, "only {checked} colour words checked");
+}
+
+#[test]
+fn captions_are_many_varied_and_true() {
+    let w = SyntheticBirds::new(1, BirdSplit::Train);
+    let mut templates = std::collections::HashSet::new();
+    for index in 0..200 {
+        let a = w.attributes(index);
+        let caps = w.captions(index);
+        assert_eq!(caps.len(), CAPTIONS_PER_BIRD);
+        let distinct: std::collections::HashSet<&str> = caps.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(distinct.len(), caps.len(), "captions of one bird differ");
+        for c in &caps {
+            templates.insert(c.template);
+            assert!(!c.text.contains('{'), "{}", c.text);
+            assert!(!c.text.starts_with("a orange") && !c.text.contains(" a orange"), "{}", c.text);
+            if c.text.contains("eye ring") {
+                assert!(a.eye_ring);
+            }
+            if c.text.contains("wing bar") {
+                assert!(a.wing_bar);
+            }
+            if c.text.contains("small") {
+                assert_eq!(a.size, Size::Small);
+            }
+            if c.text.contains("long beak") {
+                assert_eq!(a.beak, Beak::Long);
+            }
+            if c.text.contains("in flight") {
+                assert_eq!(a.pose, Pose::Flying);
+            }
+            if c.text.contains("facing left") {
+                assert_eq!(a.facing, Facing::Left);
+            }
+            // Most captions name only some of the four part colours.
+            assert!(c.mentions.len() <= 3, "{}", c.text);
+        }
+    }
+    assert!(templates.len() >= 16, "only {} phrasings used", templates.len());
+}
+
+#[test]
+fn held_out_splits_never_leak_into_training() {
+    let train = SyntheticBirds::new(0, BirdSplit::Train);
+    for index in 0..3000 {
+        let a = train.attributes(index);
+        assert!(!HELD_OUT_PAIRS.contains(&(a.body, a.wing)), "bird {index} has a held-out pair");
+        for c in train.captions(index) {
+            assert!(!TEMPLATES[c.template].held_out, "bird {index}: held-out phrasing {:?}", c.text);
+        }
+    }
+    let phrasings = SyntheticBirds::new(0, BirdSplit::HeldOutPhrasings);
+    let combos = SyntheticBirds::new(0, BirdSplit::HeldOutCombinations);
+    for index in 0..200 {
+        assert!(phrasings.captions(index).iter().all(|c| TEMPLATES[c.template].held_out));
+        assert!(phrasings.captions(index).len() >= 8);
+        let a = combos.attributes(index);
+        assert!(HELD_OUT_PAIRS.contains(&(a.body, a.wing)));
+        assert!(combos.captions(index).iter().all(|c| !TEMPLATES[c.template].held_out));
+    }
+}
+
+#[test]
+fn every_resolution_draws_the_same_bird() {
+    let w = SyntheticBirds::new(5, BirdSplit::Test);
+    for size in [32, 64, 128, 256] {
+        let img = w.render(2, size);
+        assert_eq!(img.pixels.len(), 3 * size * size);
+        assert!(img.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
+        // At 32 px a small bird's body can be all edges, belly and wing; from 64 px it always shows.
+        match img.mean_colour(Part::Body) {
+            Some(body) => assert_eq!(Colour::nearest(body), w.attributes(2).body, "at {size} px"),
+            None => assert_eq!(size, 32, "body hidden at {size} px"),
+        }
+    }
+    // Anti-aliasing: edge pixels take values between the bird and the background.
+    let img = w.render(2, 64);
+    let n = 64 * 64;
+    let partial = (0..n).filter(|&i| img.parts[i] == Part::None).filter(|&i| {
+        let neighbours = [i.wrapping_sub(1), i + 1, i.wrapping_sub(64), i + 64];
+        neighbours.iter().any(|&j| j < n && img.parts[j] == Part::Body)
+    });
+    assert!(partial.count() > 10);
+}
