@@ -36,3 +36,4 @@ coverage:
 bench:
     cargo bench -p condor-pipeline --bench train_step
     cargo bench -p condor-text --bench encode
+    cargo bench -p condor-data --bench render

@@ -84,6 +84,22 @@ enum Shape {
 }
 
 impl Shape {
+    /// A circle (centre, radius) in bird units that contains the shape.
+    fn bound(&self) -> ([f32; 2], f32) {
+        match self {
+            Shape::Ellipse { c, r, .. } => (*c, r[0].max(r[1])),
+            Shape::Polygon(pts) => {
+                let n = pts.len() as f32;
+                let c = [pts.iter().map(|p| p[0]).sum::<f32>() / n, pts.iter().map(|p| p[1]).sum::<f32>() / n];
+                (c, pts.iter().map(|p| ((p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2)).sqrt()).fold(0.0, f32::max))
+            }
+            Shape::Capsule { a, b, w } => {
+                let c = [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
+                (c, ((a[0] - c[0]).powi(2) + (a[1] - c[1]).powi(2)).sqrt() + w)
+            }
+        }
+    }
+
     /// Approximate signed distance in bird units (negative inside).
     fn distance(&self, q: [f32; 2]) -> f32 {
         match self {
@@ -273,6 +289,7 @@ pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> Render
     let phase = [rng.random_range(0.0..6.3), rng.random_range(0.0..6.3), rng.random_range(0.0..6.3)];
     let texture_seed: u64 = rng.random();
     let layers = layers(attributes);
+    let bounds: Vec<([f32; 2], f32)> = layers.iter().map(|l| l.shape.bound()).collect();
     let body = Shape::Ellipse { c: [0.0, 0.0], r: [0.56, 0.34], rot: 0.0 };
     let n = size * size;
     let mut pixels = vec![0f32; 3 * n];
@@ -289,7 +306,11 @@ pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> Render
             let q = [p.flip * (ca * dx + sa * dy) / p.scale, (-sa * dx + ca * dy) / p.scale];
             let px = pixel / p.scale;
             let tex = 1.0 + 0.04 * noise(texture_seed, x * 256 / size, y * 256 / size);
-            for l in &layers {
+            for (l, (bc, br)) in layers.iter().zip(&bounds) {
+                // Outside the bounding circle (with a pixel's margin) the layer cannot cover.
+                if ((q[0] - bc[0]).powi(2) + (q[1] - bc[1]).powi(2)).sqrt() - br > px {
+                    continue;
+                }
                 let mut cover = (0.5 - l.shape.distance(q) / px).clamp(0.0, 1.0);
                 if l.clip_to_body {
                     cover *= (0.5 - body.distance(q) / px).clamp(0.0, 1.0);
