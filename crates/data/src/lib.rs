@@ -5,8 +5,10 @@
 //!
 //! - [`Mixture`]: 2D Gaussian mixtures, the standard measurable test for mode collapse.
 //! - [`birds::SyntheticBirds`]: procedurally rendered birds with CUB-style captions and exact attributes.
+//! - [`images`]: CUB-200-2011 with Reed et al.'s captions, and folders of captioned images.
 
 pub mod birds;
+pub mod images;
 pub mod mixture;
 
 pub use mixture::{Mixture, MixtureLayout};
@@ -74,6 +76,38 @@ pub enum DataError {
     /// A dataset parameter is out of range.
     #[error("invalid dataset config: {0}")]
     InvalidConfig(String),
+    /// A file the dataset needs is missing.
+    #[error("{path} is missing. {hint}")]
+    MissingFile {
+        /// The file looked for.
+        path: std::path::PathBuf,
+        /// Where the dataset comes from, or what the file should hold.
+        hint: String,
+    },
+    /// A list file has a line that cannot be read.
+    #[error("{path}, line {line}: expected `<id> <value>`")]
+    Malformed {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// An image cannot be decoded or cropped.
+    #[error("cannot use image {path}: {reason}")]
+    BadImage {
+        /// The image.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A folder cannot be read.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl DatasetConfig {

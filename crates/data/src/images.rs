@@ -1,0 +1,204 @@
+//! Real images with captions: CUB-200-2011 with the text descriptions of Reed et al., and any folder
+//! of `name.jpg|png` + `name.txt`. Images are decoded, cropped and resized on demand; unreadable ones
+//! are skipped and counted (or are an error in strict mode).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+
+use crate::DataError;
+
+/// Where CUB-200-2011 comes from, for error messages.
+const CUB_SOURCE: &str = "CUB-200-2011 comes from https://www.vision.caltech.edu/datasets/cub_200_2011/ \
+    and its captions (text_c10) from Reed et al., https://github.com/reedscot/icml2016";
+
+/// One captioned image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptionedImage {
+    /// The image file.
+    pub path: PathBuf,
+    /// Its captions.
+    pub captions: Vec<String>,
+    /// Crop box `[x, y, width, height]` in pixels, if any.
+    pub bbox: Option<[f32; 4]>,
+    /// Class index, where the dataset has classes.
+    pub class: Option<usize>,
+}
+
+/// Which CUB images to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CubSplit {
+    /// The text-to-image training classes (150, from `trainvalclasses.txt`).
+    TextToImageTrain,
+    /// The text-to-image test classes (50, from `testclasses.txt`).
+    TextToImageTest,
+    /// The official image split, training half (`train_test_split.txt`).
+    OfficialTrain,
+    /// The official image split, test half.
+    OfficialTest,
+}
+
+/// A list of captioned images with a record of what was skipped.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSet {
+    /// The usable images.
+    pub images: Vec<CaptionedImage>,
+    /// Files left out and why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+fn missing(path: &Path, hint: &str) -> DataError {
+    DataError::MissingFile { path: path.to_path_buf(), hint: hint.to_string() }
+}
+
+fn read_lines(path: &Path, hint: &str) -> Result<Vec<String>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|_| missing(path, hint))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
+/// Reads `<id> <rest>` lines into a map.
+fn id_map(path: &Path) -> Result<HashMap<u32, String>, DataError> {
+    let mut out = HashMap::new();
+    for (n, line) in read_lines(path, CUB_SOURCE)?.iter().enumerate() {
+        let (id, rest) = line.split_once(' ').ok_or_else(|| DataError::Malformed { path: path.into(), line: n + 1 })?;
+        let id = id.parse().map_err(|_| DataError::Malformed { path: path.into(), line: n + 1 })?;
+        out.insert(id, rest.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Finds the caption tree: `text_c10/` or `text/` inside `root`, or beside it.
+fn caption_root(root: &Path) -> Option<PathBuf> {
+    let parent = root.parent().unwrap_or(root);
+    [root.join("text_c10"), root.join("text"), parent.join("text_c10"), parent.join("text")].into_iter().find(|p| p.is_dir())
+}
+
+/// Reads CUB-200-2011 at `root` (the folder holding `images.txt`), with captions from `captions`
+/// (default: `text_c10/` or `text/` in or beside `root`). Images without a caption file are skipped.
+pub fn cub(root: &Path, captions: Option<&Path>, split: CubSplit) -> Result<ImageSet, DataError> {
+    let images = id_map(&root.join("images.txt"))?;
+    let boxes = id_map(&root.join("bounding_boxes.txt"))?;
+    let is_train = id_map(&root.join("train_test_split.txt"))?;
+    let text = match captions {
+        Some(p) => p.to_path_buf(),
+        None => caption_root(root).ok_or_else(|| missing(&root.join("text_c10"), CUB_SOURCE))?,
+    };
+    let keep_class: Option<Vec<String>> = match split {
+        CubSplit::TextToImageTrain => Some(read_lines(&text.join("trainvalclasses.txt"), CUB_SOURCE)?),
+        CubSplit::TextToImageTest => Some(read_lines(&text.join("testclasses.txt"), CUB_SOURCE)?),
+        _ => None,
+    };
+    let mut ids: Vec<u32> = images.keys().copied().collect();
+    ids.sort_unstable();
+    let mut set = ImageSet::default();
+    for id in ids {
+        let rel = &images[&id];
+        let class_dir = rel.split('/').next().unwrap_or_default().to_string();
+        let keep = match (split, &keep_class) {
+            (_, Some(classes)) => classes.contains(&class_dir),
+            (CubSplit::OfficialTrain, None) => is_train.get(&id).is_some_and(|v| v == "1"),
+            (_, None) => is_train.get(&id).is_some_and(|v| v == "0"),
+        };
+        if !keep {
+            continue;
+        }
+        let path = root.join("images").join(rel);
+        let caption_file = text.join(Path::new(rel).with_extension("txt"));
+        let Ok(lines) = read_lines(&caption_file, "") else {
+            set.skipped.push((path, format!("no caption file {}", caption_file.display())));
+            continue;
+        };
+        let bbox = boxes.get(&id).and_then(|b| {
+            let v: Vec<f32> = b.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
+        });
+        let class = class_dir.split('.').next().and_then(|c| c.parse::<usize>().ok()).map(|c| c - 1);
+        set.images.push(CaptionedImage { path, captions: lines, bbox, class });
+    }
+    Ok(set)
+}
+
+/// Reads a folder tree of `name.jpg|jpeg|png` images, each with `name.txt` holding one caption per
+/// line. Images without captions are skipped and recorded.
+pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
+    if !root.is_dir() {
+        return Err(missing(root, "an image folder holds name.jpg or name.png files, each with name.txt captions"));
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| DataError::Io { path: dir.clone(), reason: e.to_string() })?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str())) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut set = ImageSet::default();
+    for path in files {
+        match read_lines(&path.with_extension("txt"), "") {
+            Ok(captions) if !captions.is_empty() => set.images.push(CaptionedImage { path, captions, bbox: None, class: None }),
+            _ => set.skipped.push((path.clone(), "no captions (name.txt) beside it".into())),
+        }
+    }
+    if set.images.is_empty() {
+        return Err(missing(root, "no captioned images found: each name.jpg|png needs a name.txt beside it"));
+    }
+    Ok(set)
+}
+
+/// Decodes an image, crops it around its box as the text-to-image papers do (a square of side
+/// 1.5 x max(width, height) centred on the box, clipped to the image), and resizes it to
+/// `size` x `size`. Returns `(3, size, size)` RGB values in [0, 1].
+pub fn load_cropped(image: &CaptionedImage, size: usize) -> Result<Vec<f32>, DataError> {
+    let img = image::open(&image.path)
+        .map_err(|e| DataError::BadImage { path: image.path.clone(), reason: e.to_string() })?
+        .to_rgb8();
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let img = match image.bbox {
+        Some([x, y, bw, bh]) => {
+            let r = bw.max(bh) * 0.75;
+            let (cx, cy) = (x + bw / 2.0, y + bh / 2.0);
+            let (x1, y1) = ((cx - r).max(0.0), (cy - r).max(0.0));
+            let (x2, y2) = ((cx + r).min(w), (cy + r).min(h));
+            if x2 - x1 < 1.0 || y2 - y1 < 1.0 {
+                return Err(DataError::BadImage { path: image.path.clone(), reason: "bounding box outside the image".into() });
+            }
+            image::imageops::crop_imm(&img, x1 as u32, y1 as u32, (x2 - x1) as u32, (y2 - y1) as u32).to_image()
+        }
+        None => img,
+    };
+    let img = image::imageops::resize(&img, size as u32, size as u32, FilterType::Triangle);
+    let n = size * size;
+    let mut out = vec![0f32; 3 * n];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = p.0[c] as f32 / 255.0;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes every image once, keeping those that load: in strict mode the first failure is an error;
+/// otherwise failures move to `skipped` (with the reason) and a count is logged at the end.
+pub fn load_all(set: &mut ImageSet, size: usize, strict: bool) -> Result<Vec<Vec<f32>>, DataError> {
+    let mut pixels = Vec::with_capacity(set.images.len());
+    let mut kept = Vec::with_capacity(set.images.len());
+    for image in std::mem::take(&mut set.images) {
+        match load_cropped(&image, size) {
+            Ok(p) => {
+                pixels.push(p);
+                kept.push(image);
+            }
+            Err(e) if strict => return Err(e),
+            Err(e) => set.skipped.push((image.path.clone(), e.to_string())),
+        }
+    }
+    set.images = kept;
+    Ok(pixels)
+}
