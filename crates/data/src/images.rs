@@ -71,7 +71,9 @@ fn id_map(path: &Path) -> Result<HashMap<u32, String>, DataError> {
 /// Finds the caption tree: `text_c10/` or `text/` inside `root`, or beside it.
 fn caption_root(root: &Path) -> Option<PathBuf> {
     let parent = root.parent().unwrap_or(root);
-    [root.join("text_c10"), root.join("text"), parent.join("text_c10"), parent.join("text")].into_iter().find(|p| p.is_dir())
+    [root.join("text_c10"), root.join("text"), parent.join("text_c10"), parent.join("text")]
+        .into_iter()
+        .find(|p| p.is_dir())
 }
 
 /// Reads CUB-200-2011 at `root` (the folder holding `images.txt`), with captions from `captions`
@@ -128,12 +130,17 @@ pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| DataError::Io { path: dir.clone(), reason: e.to_string() })?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| DataError::Io { path: dir.clone(), reason: e.to_string() })?;
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().and_then(|e| e.to_str()).is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str())) {
+            } else if p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+            {
                 files.push(p);
             }
         }
@@ -142,7 +149,9 @@ pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
     let mut set = ImageSet::default();
     for path in files {
         match read_lines(&path.with_extension("txt"), "") {
-            Ok(captions) if !captions.is_empty() => set.images.push(CaptionedImage { path, captions, bbox: None, class: None }),
+            Ok(captions) if !captions.is_empty() => {
+                set.images.push(CaptionedImage { path, captions, bbox: None, class: None })
+            }
             _ => set.skipped.push((path.clone(), "no captions (name.txt) beside it".into())),
         }
     }
@@ -167,7 +176,10 @@ pub fn load_cropped(image: &CaptionedImage, size: usize) -> Result<Vec<f32>, Dat
             let (x1, y1) = ((cx - r).max(0.0), (cy - r).max(0.0));
             let (x2, y2) = ((cx + r).min(w), (cy + r).min(h));
             if x2 - x1 < 1.0 || y2 - y1 < 1.0 {
-                return Err(DataError::BadImage { path: image.path.clone(), reason: "bounding box outside the image".into() });
+                return Err(DataError::BadImage {
+                    path: image.path.clone(),
+                    reason: "bounding box outside the image".into(),
+                });
             }
             image::imageops::crop_imm(&img, x1 as u32, y1 as u32, (x2 - x1) as u32, (y2 - y1) as u32).to_image()
         }

@@ -6,9 +6,11 @@
 //! - [`Mixture`]: 2D Gaussian mixtures, the standard measurable test for mode collapse.
 //! - [`birds::SyntheticBirds`]: procedurally rendered birds with CUB-style captions and exact attributes.
 //! - [`images`]: CUB-200-2011 with Reed et al.'s captions, and folders of captioned images.
+//! - [`loader`]: seeded, prefetched batches of captioned images with augmentation.
 
 pub mod birds;
 pub mod images;
+pub mod loader;
 pub mod mixture;
 
 pub use mixture::{Mixture, MixtureLayout};

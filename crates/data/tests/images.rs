@@ -9,7 +9,11 @@ use condor_data::DataError;
 fn write_bird(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(40, 30, |x, y| {
-        if (10..22).contains(&x) && (8..18).contains(&y) { image::Rgb([220, 20, 20]) } else { image::Rgb([255, 255, 255]) }
+        if (10..22).contains(&x) && (8..18).contains(&y) {
+            image::Rgb([220, 20, 20])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
     });
     img.save(path).unwrap();
 }
@@ -41,7 +45,11 @@ fn write_cub(root: &Path) {
     std::fs::write(base.join("bounding_boxes.txt"), boxes).unwrap();
     std::fs::write(base.join("train_test_split.txt"), split).unwrap();
     std::fs::write(base.join("image_class_labels.txt"), labels).unwrap();
-    std::fs::write(base.join("classes.txt"), classes.iter().enumerate().map(|(i, c)| format!("{} {c}\n", i + 1)).collect::<String>()).unwrap();
+    std::fs::write(
+        base.join("classes.txt"),
+        classes.iter().enumerate().map(|(i, c)| format!("{} {c}\n", i + 1)).collect::<String>(),
+    )
+    .unwrap();
     std::fs::write(root.join("text_c10/trainvalclasses.txt"), "001.Red_Bird\n002.Blue_Bird\n").unwrap();
     std::fs::write(root.join("text_c10/testclasses.txt"), "003.Grey_Bird\n").unwrap();
 }
