@@ -91,12 +91,20 @@ enum Command {
 enum DataCommand {
     /// Write a grid of dataset images with one of each image's captions under it.
     Preview {
-        /// The dataset (`birds`: the built-in synthetic birds).
+        /// `birds` (built-in synthetic birds), `cub` (CUB-200-2011, see --root) or `folder` (captioned images).
         #[arg(long, default_value = "birds")]
         dataset: String,
-        /// train, test, held_out_phrasings or held_out_combinations.
+        /// birds: train, test, held_out_phrasings, held_out_combinations; cub: train, test (text-to-image
+        /// classes), official_train, official_test.
         #[arg(long, default_value = "train")]
         split: String,
+        /// cub: the CUB_200_2011 folder (captions in text_c10/ or text/ inside or beside it);
+        /// folder: the image folder.
+        #[arg(long, default_value = "data/CUB_200_2011")]
+        root: PathBuf,
+        /// Fail on the first unreadable image instead of skipping it.
+        #[arg(long)]
+        strict: bool,
         /// Number of images.
         #[arg(long, default_value_t = 24)]
         n: usize,
@@ -144,6 +152,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `(3, size, size)` values in [0, 1] as 8-bit RGB rows.
+fn rgb8(planes: &[f32], size: usize) -> Vec<u8> {
+    let n = size * size;
+    (0..n).flat_map(|i| (0..3).map(move |c| (planes[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8)).collect()
 }
 
 /// A prompt shortened for display.
@@ -259,29 +273,69 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Data(DataCommand::Preview { dataset, split, n, size, seed, out }) => {
+        Command::Data(DataCommand::Preview { dataset, split, root, strict, n, size, seed, out }) => {
             use condor::data::birds::{BirdSplit, SyntheticBirds};
-            if dataset != "birds" {
-                bail!("unknown dataset `{dataset}`; available: birds");
-            }
+            use condor::data::images::{self, CubSplit};
             if ![32, 64, 128, 256].contains(&size) {
                 bail!("--size must be 32, 64, 128 or 256");
             }
             if n == 0 || n > 1024 {
                 bail!("--n must be between 1 and 1024");
             }
-            let split: BirdSplit = serde_json::from_value(serde_json::Value::String(split.clone())).map_err(|_| {
-                anyhow::anyhow!("unknown split `{split}`; use train, test, held_out_phrasings or held_out_combinations")
-            })?;
-            let world = SyntheticBirds::new(seed, split);
-            let birds: Vec<_> = (0..n as u64).map(|i| world.bird(i, size)).collect();
-            let images: Vec<Vec<u8>> = birds.iter().map(|b| b.image.to_rgb8()).collect();
-            let captions: Vec<String> = birds.iter().map(|b| b.captions[0].text.clone()).collect();
+            let (pictures, captions): (Vec<Vec<u8>>, Vec<Vec<String>>) = match dataset.as_str() {
+                "birds" => {
+                    let split: BirdSplit =
+                        serde_json::from_value(serde_json::Value::String(split.clone())).map_err(|_| {
+                            anyhow::anyhow!(
+                                "unknown split `{split}`; use train, test, held_out_phrasings or held_out_combinations"
+                            )
+                        })?;
+                    let world = SyntheticBirds::new(seed, split);
+                    (0..n as u64)
+                        .map(|i| world.bird(i, size))
+                        .map(|b| (b.image.to_rgb8(), b.captions.into_iter().map(|c| c.text).collect()))
+                        .unzip()
+                }
+                "cub" | "folder" => {
+                    let mut set = if dataset == "cub" {
+                        let split = match split.as_str() {
+                            "train" => CubSplit::TextToImageTrain,
+                            "test" => CubSplit::TextToImageTest,
+                            "official_train" => CubSplit::OfficialTrain,
+                            "official_test" => CubSplit::OfficialTest,
+                            other => {
+                                bail!("unknown CUB split `{other}`; use train, test, official_train or official_test")
+                            }
+                        };
+                        images::cub(&root, None, split)?
+                    } else {
+                        images::image_folder(&root)?
+                    };
+                    set.images.truncate(n);
+                    let pixels = images::load_all(&mut set, size, strict)?;
+                    if !set.skipped.is_empty() {
+                        eprintln!("skipped {} files:", set.skipped.len());
+                        for (path, why) in set.skipped.iter().take(10) {
+                            eprintln!("  {}: {why}", path.display());
+                        }
+                        if set.skipped.len() > 10 {
+                            eprintln!("  ... and {} more", set.skipped.len() - 10);
+                        }
+                    }
+                    if pixels.is_empty() {
+                        bail!("no readable images in {}", root.display());
+                    }
+                    let rgb = pixels.iter().map(|p| rgb8(p, size)).collect();
+                    (rgb, set.images.into_iter().map(|i| i.captions).collect())
+                }
+                other => bail!("unknown dataset `{other}`; use birds, cub or folder"),
+            };
+            let first: Vec<String> = captions.iter().map(|c| c.first().cloned().unwrap_or_default()).collect();
             let zoom = (128 / size).max(1) as u32;
-            condor::pipeline::plot::captioned_grid_png(&out, &images, size, &captions, 6, zoom, 4)?;
-            say!("wrote {} ({n} {split:?} birds at {size} px)", out.display());
-            for (i, b) in birds.iter().enumerate() {
-                say!("{i:>3}: {}", b.captions.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" | "));
+            condor::pipeline::plot::captioned_grid_png(&out, &pictures, size, &first, 6, zoom, 4)?;
+            say!("wrote {} ({} images of {dataset} at {size} px)", out.display(), pictures.len());
+            for (i, c) in captions.iter().enumerate() {
+                say!("{i:>3}: {}", c.join(" | "));
             }
             Ok(())
         }
