@@ -28,6 +28,10 @@ weights:
 encode +prompts:
     cargo run --release -p condor-cli -- encode {{prompts}}
 
+# A grid of dataset images with captions, e.g. `just preview --split held_out_combinations`.
+preview *flags:
+    cargo run --release -p condor-cli -- data preview {{flags}}
+
 # Mode coverage of the MLP GAN on ring-8 and grid-25 with the non-saturating and minimax losses.
 coverage:
     bash scripts/coverage.sh
