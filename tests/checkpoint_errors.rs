@@ -95,6 +95,15 @@ fn runs_refuse_to_overwrite_and_to_resume_with_another_model() {
     assert!(e.to_string().contains("`discriminator` differs"), "{e}");
     let after = std::fs::read(tmp.path().join("run/checkpoints/step-000000002.safetensors")).unwrap();
     assert_eq!(before, after, "the checkpoint is untouched");
+
+    // What a resume may change (steps, optimizer) is taken from the given config.
+    let mut longer = config.clone();
+    longer.steps = 4;
+    longer.optimizer.generator.lr = 1e-3;
+    condor::pipeline::train(longer, &registry, &Device::Cpu, opts(true)).unwrap();
+    let ckpt = Checkpoint::load(&tmp.path().join("run/checkpoints/step-000000004.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!((ckpt.state.step, ckpt.config.steps), (4, 4));
+    assert_eq!(ckpt.config.optimizer.generator.lr, 1e-3);
 }
 
 #[test]

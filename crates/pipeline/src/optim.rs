@@ -24,6 +24,11 @@ impl Adam {
         Ok(Self { config, vars, m, v, t: 0 })
     }
 
+    /// Replaces the settings (learning rate, betas, decay), keeping the moments and step count.
+    pub fn set_config(&mut self, config: OptimizerConfig) {
+        self.config = config;
+    }
+
     /// Number of steps taken.
     pub fn steps(&self) -> u64 {
         self.t

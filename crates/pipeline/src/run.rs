@@ -51,7 +51,7 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
             let ckpt = Checkpoint::load(&path, device)?;
             check_resumable(&ckpt.config, &config, registry)?;
             let mut t = Trainer::from_checkpoint(&ckpt, registry, device)?;
-            t.set_total_steps(config.steps);
+            t.apply_resume_changes(&config);
             dir.truncate_log_after(t.step_count())?;
             eprintln!("resuming {} at step {}", path.display(), t.step_count());
             t

@@ -132,9 +132,14 @@ impl Trainer {
         &self.config
     }
 
-    /// Changes the number of steps to train for (to extend a run).
-    pub fn set_total_steps(&mut self, steps: u64) {
-        self.config.steps = steps;
+    /// Adopts what a resumed run may change: the number of steps, the schedule and the optimizer
+    /// settings (the optimizers keep their moments).
+    pub fn apply_resume_changes(&mut self, given: &RunConfig) {
+        self.config.steps = given.steps;
+        self.config.schedule = given.schedule.clone();
+        self.config.optimizer = given.optimizer;
+        self.opt_g.set_config(given.optimizer.generator);
+        self.opt_d.set_config(given.optimizer.discriminator);
     }
 
     /// Completed iterations.
