@@ -154,12 +154,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `(3, size, size)` values in [0, 1] as 8-bit RGB rows.
-fn rgb8(planes: &[f32], size: usize) -> Vec<u8> {
-    let n = size * size;
-    (0..n).flat_map(|i| (0..3).map(move |c| (planes[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8)).collect()
-}
-
 /// A prompt shortened for display.
 fn short(text: &str) -> String {
     match text.char_indices().nth(40) {
@@ -325,7 +319,7 @@ fn run(cli: Cli) -> Result<()> {
                     if pixels.is_empty() {
                         bail!("no readable images in {}", root.display());
                     }
-                    let rgb = pixels.iter().map(|p| rgb8(p, size)).collect();
+                    let rgb = pixels.iter().map(|p| images::planes_to_rgb8(p, size)).collect();
                     (rgb, set.images.into_iter().map(|i| i.captions).collect())
                 }
                 other => bail!("unknown dataset `{other}`; use birds, cub or folder"),

@@ -22,6 +22,15 @@ pub enum ConditioningKind {
 }
 
 impl ConditioningKind {
+    /// The conditioning to hand a model of this kind: none for an unconditional model.
+    pub fn select(self, cond: Option<&Conditioning>) -> Option<&Conditioning> {
+        if self == Self::None {
+            None
+        } else {
+            cond
+        }
+    }
+
     /// Size of the conditioning vector, 0 when unconditional.
     pub fn dim(&self) -> usize {
         match self {

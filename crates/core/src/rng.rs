@@ -19,9 +19,35 @@ pub fn derived_rng(seed: u64, path: &[u64]) -> Rng {
     Rng::seed_from_u64(h)
 }
 
+/// A stable 64-bit FNV-1a hasher, fed in pieces (for seeds and cache keys, not for security).
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// The hash of everything fed so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A stable 64-bit hash of a string (FNV-1a), for deriving per-name seeds.
 pub fn hash_name(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    let mut h = Fnv64::default();
+    h.update(name.as_bytes());
+    h.finish()
 }
 
 fn splitmix64(x: u64) -> u64 {

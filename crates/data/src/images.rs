@@ -13,6 +13,12 @@ use crate::DataError;
 const CUB_SOURCE: &str = "CUB-200-2011 comes from https://www.vision.caltech.edu/datasets/cub_200_2011/ \
     and its captions (text_c10) from Reed et al., https://github.com/reedscot/icml2016";
 
+/// `(3, size, size)` channel-major values in [0, 1] as interleaved 8-bit RGB rows (for PNGs).
+pub fn planes_to_rgb8(planes: &[f32], size: usize) -> Vec<u8> {
+    let n = size * size;
+    (0..n).flat_map(|i| (0..3).map(move |c| (planes[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8)).collect()
+}
+
 /// One captioned image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptionedImage {

@@ -86,6 +86,7 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Re
     bar.set_position(trainer.step_count());
     let mut last = None;
     let mut saved_at = None;
+    let mut sampled_at = None;
     let mut interrupted = false;
     while trainer.step_count() < total {
         if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
@@ -111,6 +112,7 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Re
         }
         if schedule.sample_every > 0 && step % schedule.sample_every == 0 {
             samples(trainer, dir, step)?;
+            sampled_at = Some(step);
         }
         bar.set_message(format!("D {:.3} G {:.3}", record.loss_d, record.loss_g));
         bar.set_position(step);
@@ -120,7 +122,7 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Re
     if saved_at != Some(step) {
         checkpoint(trainer, dir, schedule.keep_checkpoints)?;
     }
-    if !interrupted {
+    if !interrupted && sampled_at != Some(step) {
         samples(trainer, dir, step)?;
     }
     crate::plot::loss_png(&dir.loss_plot_path(), &dir.read_log()?)?;

@@ -55,8 +55,7 @@ pub fn generate(
     device: &Device,
 ) -> Result<Tensor> {
     let z = normal(rng, (n, g.latent_dim()), device)?;
-    let cond = if g.conditioning() == ConditioningKind::None { None } else { cond };
-    Ok(g.forward(&z, cond, false)?)
+    Ok(g.forward(&z, g.conditioning().select(cond), false)?)
 }
 
 /// Samples from a generator trained on a 2D mixture. A conditional generator is asked for each mode

@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use condor_core::rng::normal;
-use condor_core::{
-    derived_rng, Conditioning, ConditioningKind, DataSource, Discriminator, Generator, Params, Registry,
-};
+use condor_core::{derived_rng, DataSource, Discriminator, Generator, Params, Registry};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
@@ -24,15 +22,6 @@ use crate::tricks::{add_instance_noise, ema_update, label_targets};
 fn init_seed(seed: u64, which: u64) -> u64 {
     use rand::RngCore;
     derived_rng(seed, &[u64::MAX - which]).next_u64()
-}
-
-/// Passes conditioning only to models that read it.
-fn cond_for(kind: ConditioningKind, cond: Option<&Conditioning>) -> Option<&Conditioning> {
-    if kind == ConditioningKind::None {
-        None
-    } else {
-        cond
-    }
 }
 
 /// A generator, its variables and (when configured) its moving average.
@@ -209,11 +198,11 @@ impl Trainer {
             let batch = self.data.batch(s * k + j, bs, &mut rng, &self.device)?;
             let cond = batch.conditioning.as_ref();
             let z = normal(&mut rng, (bs, latent), &self.device)?;
-            let fake = self.generator.model.forward(&z, cond_for(g_kind, cond), true)?.detach();
+            let fake = self.generator.model.forward(&z, g_kind.select(cond), true)?.detach();
             let real_in = add_instance_noise(&batch.samples, sigma, &mut rng)?;
             let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
-            let d_real = self.discriminator.forward(&real_in, cond_for(d_kind, cond), true)?;
-            let d_fake = self.discriminator.forward(&fake_in, cond_for(d_kind, cond), true)?;
+            let d_real = self.discriminator.forward(&real_in, d_kind.select(cond), true)?;
+            let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond), true)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
             let loss = t.loss.discriminator(&d_real, &d_fake, &targets)?;
             record.loss_d = self.finite("discriminator loss", loss.to_scalar::<f32>()?)?;
@@ -224,16 +213,18 @@ impl Trainer {
                     v.set(&v.as_tensor().clamp(-c, c)?)?;
                 }
             }
-            record.d_real = self.mean_score(&d_real)?;
-            record.d_fake = self.mean_score(&d_fake)?;
+            if j + 1 == k {
+                record.d_real = self.mean_score(&d_real)?;
+                record.d_fake = self.mean_score(&d_fake)?;
+            }
         }
 
         let mut rng = derived_rng(seed, &[s, k]);
         let cond = self.data.conditioning(s, bs, &mut rng, &self.device)?;
         let z = normal(&mut rng, (bs, latent), &self.device)?;
-        let fake = self.generator.model.forward(&z, cond_for(g_kind, cond.as_ref()), true)?;
+        let fake = self.generator.model.forward(&z, g_kind.select(cond.as_ref()), true)?;
         let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
-        let d_fake = self.discriminator.forward(&fake_in, cond_for(d_kind, cond.as_ref()), true)?;
+        let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond.as_ref()), true)?;
         let loss = t.loss.generator(&d_fake)?;
         record.loss_g = self.finite("generator loss", loss.to_scalar::<f32>()?)?;
         let lr = self.config.optimizer.generator.lr_at(s, self.config.steps);

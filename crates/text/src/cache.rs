@@ -8,20 +8,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::encoder::SentenceEncoder;
 use crate::error::{Result, TextError};
 
-/// A 64-bit FNV-1a hash, fed in pieces.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-    fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 /// A fingerprint of a model folder: CRC32s of its config, tokenizer and weights files.
 pub fn model_fingerprint(folder: &Path) -> Result<String> {
     let files = crate::source::ModelFiles::in_folder(folder)?;
@@ -35,13 +21,13 @@ pub fn model_fingerprint(folder: &Path) -> Result<String> {
 
 /// A hash of an ordered list of captions.
 pub fn captions_hash(captions: &[String]) -> String {
-    let mut h = Fnv::new();
+    let mut h = condor_core::rng::Fnv64::default();
     h.update(&(captions.len() as u64).to_le_bytes());
     for c in captions {
         h.update(&(c.len() as u64).to_le_bytes());
         h.update(c.as_bytes());
     }
-    format!("{:016x}", h.0)
+    format!("{:016x}", h.finish())
 }
 
 /// Where the embeddings of `captions` by the model with `fingerprint` are cached under `dir`.

@@ -55,11 +55,7 @@ impl RenderedBird {
 
     /// The image as 8-bit RGB rows (for PNGs).
     pub fn to_rgb8(&self) -> Vec<u8> {
-        let n = self.size * self.size;
-        (0..n)
-            .flat_map(|i| (0..3).map(move |c| (c, i)))
-            .map(|(c, i)| (self.pixels[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect()
+        crate::images::planes_to_rgb8(&self.pixels, self.size)
     }
 }
 
