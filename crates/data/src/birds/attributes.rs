@@ -166,13 +166,22 @@ fn pick<T: Copy>(rng: &mut Rng, options: &[T]) -> T {
 }
 
 impl BirdAttributes {
-    /// Draws attributes uniformly (each part colour independently).
+    /// True when the body colour is the colour one sees: wings and belly, the other large parts, share it.
+    pub fn mostly_body_colour(&self) -> bool {
+        self.wing == self.body && self.belly == self.body
+    }
+
+    /// Draws attributes. The body colour is the bird's main colour: wing, head and belly each take it
+    /// with probability 1/2 and a uniformly drawn colour otherwise, as real birds mostly have one
+    /// dominant colour with accents.
     pub fn sample(rng: &mut Rng) -> Self {
+        let body = pick(rng, &Colour::ALL);
+        let mut part = |rng: &mut Rng| if rng.random_bool(0.5) { body } else { pick(rng, &Colour::ALL) };
         Self {
-            body: pick(rng, &Colour::ALL),
-            wing: pick(rng, &Colour::ALL),
-            head: pick(rng, &Colour::ALL),
-            belly: pick(rng, &Colour::ALL),
+            body,
+            wing: part(rng),
+            head: part(rng),
+            belly: part(rng),
             size: pick(rng, &[Size::Small, Size::Large]),
             beak: pick(rng, &[Beak::Short, Beak::Long]),
             facing: pick(rng, &[Facing::Left, Facing::Right]),

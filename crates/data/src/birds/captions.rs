@@ -36,6 +36,12 @@ const fn t(text: &'static str) -> Template {
     Template { text, held_out: false, needs: always }
 }
 
+/// A phrasing whose only colour word is the body's, read as the bird's overall colour ("a red bird"):
+/// used only for birds that are mostly that colour.
+const fn main_colour(text: &'static str) -> Template {
+    Template { text, held_out: false, needs: BirdAttributes::mostly_body_colour }
+}
+
 const fn held(text: &'static str) -> Template {
     Template { text, held_out: true, needs: always }
 }
@@ -44,16 +50,20 @@ const fn held(text: &'static str) -> Template {
 pub const TEMPLATES: [Template; 26] = [
     t("a {body} bird with {wing} wings"),
     t("this bird has a {head} crown and {wing} wings"),
-    t("a {size} {body} bird with a {beak} beak"),
+    main_colour("a {size} {body} bird with a {beak} beak"),
     t("this bird is mostly {body} with a {belly} belly"),
     t("a {size} bird with a {head} head and a {belly} breast"),
     t("the bird has {wing} wings, a {body} body and a {beak} beak"),
-    t("a {body} bird {pose}"),
-    t("a {size} {body} bird {bg}"),
+    main_colour("a {body} bird {pose}"),
+    main_colour("a {size} {body} bird {bg}"),
     t("this {body} bird has a {head} crown"),
     t("a bird with a {belly} breast and {wing} wings"),
     Template { text: "this bird has a white eye ring and a {head} head", held_out: false, needs: |a| a.eye_ring },
-    Template { text: "a {body} bird with a pale wing bar", held_out: false, needs: |a| a.wing_bar },
+    Template {
+        text: "a {body} bird with a pale wing bar",
+        held_out: false,
+        needs: |a| a.wing_bar && a.mostly_body_colour(),
+    },
     t("a {size} bird facing {facing} with a {beak} beak"),
     t("this bird has a {beak} beak, a {head} head and a {body} body"),
     t("{body} body, {wing} wings, {head} crown"),

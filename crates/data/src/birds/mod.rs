@@ -3,6 +3,7 @@
 
 pub mod attributes;
 pub mod captions;
+pub mod measure;
 pub mod render;
 
 use condor_core::derived_rng;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use attributes::{Background, Beak, BirdAttributes, Colour, Facing, Pose, Size};
 pub use captions::{Caption, TEMPLATES};
+pub use measure::{bird_colour, bird_colour_name, bird_mask};
 pub use render::{Part, RenderedBird};
 
 /// (body, wing) colour pairs never rendered outside the held-out-combination split.
