@@ -8,19 +8,21 @@
 //! - [`pipeline`] (condor-pipeline): the trainer, losses, optimizer, checkpoints, sampling.
 //! - [`metrics`] (condor-metrics): mode coverage (FID/KID and conditional accuracy to come).
 //! - [`text`] (condor-text): sentence encoders (MiniLM through candle-transformers).
-//! - [`mlp`]: the built-in MLP plugins.
+//! - [`mlp`], [`dcgan`]: the built-in plugins (MLP; text-conditional DCGAN with conditioning augmentation).
 //!
 //! [`registry()`] returns a registry with every built-in plugin; add your own to it before training:
 //!
 //! ```
 //! let registry = condor::registry();
 //! assert!(registry.generator_names().contains(&"mlp"));
+//! assert!(registry.discriminator_names().contains(&"dcgan"));
 //! ```
 
 pub use candle_core;
 pub use candle_nn;
 pub use condor_core as core;
 pub use condor_data as data;
+pub use condor_dcgan as dcgan;
 pub use condor_metrics as metrics;
 pub use condor_mlp as mlp;
 pub use condor_pipeline as pipeline;
@@ -30,6 +32,7 @@ pub use condor_text as text;
 pub fn registry() -> condor_core::Registry {
     let mut registry = condor_core::Registry::new();
     condor_mlp::register(&mut registry).expect("built-in plugin names are unique");
+    condor_dcgan::register(&mut registry).expect("built-in plugin names are unique");
     registry
 }
 

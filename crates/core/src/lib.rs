@@ -67,6 +67,7 @@
 pub mod conditioning;
 pub mod data;
 pub mod error;
+pub mod gradcheck;
 pub mod model;
 pub mod params;
 pub mod registry;

@@ -54,6 +54,11 @@ pub trait Generator: Send + Sync {
     fn conditioning(&self) -> ConditioningKind;
     /// Generates a batch. `train` selects training behaviour (batch statistics, dropout).
     fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> Result<Tensor>;
+    /// An extra loss term the trainer adds to the generator's adversarial loss, already weighted (the
+    /// KL term of conditioning augmentation, say). `None`, the default, adds nothing.
+    fn regularization(&self, _cond: Option<&Conditioning>) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 /// A discriminator (or critic): maps samples `(B, ..sample_shape)` and optional conditioning to raw

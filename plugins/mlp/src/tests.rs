@@ -1,45 +1,14 @@
 use super::*;
-use candle_core::{DType, Device, Var};
+use candle_core::{DType, Device};
 use condor_core::{derived_rng, rng::normal, Params};
 
 fn f64_tensor(seed: u64, shape: &[usize]) -> Tensor {
     normal(&mut derived_rng(seed, &[]), shape, &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap()
 }
 
-/// Compares autograd gradients of `loss` with central finite differences on up to 6 entries of every
-/// trainable variable.
 fn check_gradients(params: &Params, loss: impl Fn() -> Tensor) {
-    let grads = loss().backward().unwrap();
-    let eps = 1e-6;
-    let mut checked = 0;
-    for (name, var) in params.trainable() {
-        let analytic: Vec<f64> = grads.get(&var).expect("gradient").flatten_all().unwrap().to_vec1().unwrap();
-        let base: Vec<f64> = var.flatten_all().unwrap().to_vec1().unwrap();
-        let n = base.len();
-        for i in (0..n).step_by((n / 6).max(1)) {
-            let eval = |delta: f64| {
-                let mut v = base.clone();
-                v[i] += delta;
-                set(&var, &v);
-                loss().to_scalar::<f64>().unwrap()
-            };
-            let numeric = (eval(eps) - eval(-eps)) / (2.0 * eps);
-            set(&var, &base);
-            // Absolute part: rounding noise of the difference quotient (~1e-10 in float64).
-            let tolerance = 1e-8 + 1e-5 * numeric.abs();
-            assert!(
-                (numeric - analytic[i]).abs() < tolerance,
-                "{name}[{i}]: analytic {} numeric {numeric}",
-                analytic[i]
-            );
-            checked += 1;
-        }
-    }
+    let checked = condor_core::gradcheck::check_gradients(params, 6, 1e-5, || Ok(loss())).unwrap();
     assert!(checked > 20, "checked only {checked} entries");
-}
-
-fn set(var: &Var, values: &[f64]) {
-    var.set(&Tensor::from_slice(values, var.shape(), var.device()).unwrap()).unwrap();
 }
 
 #[test]

@@ -1,0 +1,325 @@
+//! # condor-dcgan: the text-conditional DCGAN of Reed et al. (2016)
+//!
+//! - [`DcganGenerator`]: the sentence embedding is compressed by a fully connected layer and a leaky
+//!   ReLU (or, with [`Augmentation`], replaced by StackGAN's conditioning augmentation), joined to the
+//!   noise, projected to a 4x4 map and upsampled by stride-2 transposed convolutions with batch norm
+//!   and ReLU to a `tanh` image.
+//! - [`DcganDiscriminator`]: stride-2 convolutions with batch norm and leaky ReLU down to 4x4; there the
+//!   compressed embedding is replicated spatially and joined to the features, mixed by a 1x1
+//!   convolution, and a 4x4 convolution gives the logit.
+//!
+//! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
+//! Registered as `"dcgan"` for both kinds by [`register`].
+
+use candle_core::{Module, Tensor, D};
+use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, ModuleT, VarBuilder};
+use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Error, Generator, Registry};
+use serde::{Deserialize, Serialize};
+
+/// StackGAN's conditioning augmentation: the embedding gives a mean and a log standard deviation, the
+/// generator reads `mu + sigma * eps`, and `kl_weight * KL(N(mu, sigma^2) || N(0, I))` joins its loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Augmentation {
+    /// Size of the sampled conditioning code.
+    pub dim: usize,
+    /// Weight of the KL term (StackGAN uses 1 to 2).
+    pub kl_weight: f64,
+}
+
+impl Default for Augmentation {
+    fn default() -> Self {
+        Self { dim: 128, kl_weight: 1.0 }
+    }
+}
+
+/// Configuration of [`DcganGenerator`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DcganGeneratorConfig {
+    /// Size of the noise vector.
+    pub noise_dim: usize,
+    /// Size of the conditioning embedding; 0 for an unconditional generator.
+    pub cond_dim: usize,
+    /// Size of the compressed embedding joined to the noise (without augmentation).
+    pub cond_proj_dim: usize,
+    /// Conditioning augmentation, which replaces the plain compression when set.
+    pub augmentation: Option<Augmentation>,
+    /// Side of the square output: 32, 64 or 128.
+    pub image_size: usize,
+    /// Channels of the output image.
+    pub channels: usize,
+    /// Width of the last hidden layer (DCGAN's `ngf`); each coarser layer doubles it.
+    pub width: usize,
+}
+
+impl Default for DcganGeneratorConfig {
+    fn default() -> Self {
+        Self {
+            noise_dim: 100,
+            cond_dim: 0,
+            cond_proj_dim: 128,
+            augmentation: None,
+            image_size: 64,
+            channels: 3,
+            width: 64,
+        }
+    }
+}
+
+/// Configuration of [`DcganDiscriminator`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DcganDiscriminatorConfig {
+    /// Size of the conditioning embedding; 0 for an unconditional discriminator.
+    pub cond_dim: usize,
+    /// Size of the compressed embedding replicated over the 4x4 features.
+    pub cond_proj_dim: usize,
+    /// Side of the square input: 32, 64 or 128.
+    pub image_size: usize,
+    /// Channels of the input image.
+    pub channels: usize,
+    /// Width of the first layer (DCGAN's `ndf`); each finer-to-coarser step doubles it.
+    pub width: usize,
+    /// Slope of the leaky ReLUs.
+    pub negative_slope: f64,
+}
+
+impl Default for DcganDiscriminatorConfig {
+    fn default() -> Self {
+        Self { cond_dim: 0, cond_proj_dim: 128, image_size: 64, channels: 3, width: 64, negative_slope: 0.2 }
+    }
+}
+
+/// Number of stride-2 stages between 4x4 and `size`, or an error for unsupported sizes.
+fn stages(size: usize, who: &str) -> condor_core::Result<usize> {
+    match size {
+        32 => Ok(3),
+        64 => Ok(4),
+        128 => Ok(5),
+        _ => Err(Error::InvalidInput(format!("{who}: image_size must be 32, 64 or 128, not {size}"))),
+    }
+}
+
+fn cond_kind(dim: usize) -> ConditioningKind {
+    if dim == 0 {
+        ConditioningKind::None
+    } else {
+        ConditioningKind::Vector { dim }
+    }
+}
+
+/// Kernel 4, stride 2, padding 1: doubles or halves the side.
+const UP: ConvTranspose2dConfig = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
+
+fn down() -> Conv2dConfig {
+    Conv2dConfig { padding: 1, stride: 2, ..Default::default() }
+}
+
+/// How the generator reads the embedding.
+enum TextCode {
+    /// `leaky_relu(W e + b)`.
+    Compressed(Linear),
+    /// `(mu, log sigma) = W e + b`, then `mu + sigma * eps` with `eps` from the latent vector.
+    Augmented(Linear, Augmentation),
+}
+
+/// The text-conditional DCGAN generator. Its latent vector is the noise followed, with conditioning
+/// augmentation, by the augmentation's standard normal draw (`noise_dim + augmentation.dim` in all),
+/// so one latent vector fixes one image.
+pub struct DcganGenerator {
+    config: DcganGeneratorConfig,
+    text: Option<TextCode>,
+    project: Linear,
+    project_bn: BatchNorm,
+    ups: Vec<(ConvTranspose2d, BatchNorm)>,
+    to_rgb: ConvTranspose2d,
+}
+
+impl DcganGenerator {
+    /// Builds the generator's layers through `vb`.
+    pub fn new(config: DcganGeneratorConfig, vb: VarBuilder) -> condor_core::Result<Self> {
+        let n = stages(config.image_size, "dcgan generator")?;
+        if config.noise_dim == 0 || config.width == 0 || config.channels == 0 {
+            return Err(Error::InvalidInput("dcgan generator: noise_dim, width and channels must be non-zero".into()));
+        }
+        let (text, code_dim) = match (config.cond_dim, config.augmentation) {
+            (0, _) => (None, 0),
+            (e, Some(a)) => (Some(TextCode::Augmented(candle_nn::linear(e, 2 * a.dim, vb.pp("ca"))?, a)), a.dim),
+            (e, None) => (
+                Some(TextCode::Compressed(candle_nn::linear(e, config.cond_proj_dim, vb.pp("text"))?)),
+                config.cond_proj_dim,
+            ),
+        };
+        let top = config.width << (n - 1);
+        let project = candle_nn::linear_no_bias(config.noise_dim + code_dim, top * 16, vb.pp("project"))?;
+        let project_bn = candle_nn::batch_norm(top, 1e-5, vb.pp("project_bn"))?;
+        let mut ups = Vec::new();
+        for i in 0..n - 1 {
+            let (cin, cout) = (top >> i, top >> (i + 1));
+            let conv = candle_nn::conv_transpose2d_no_bias(cin, cout, 4, UP, vb.pp(format!("up{i}")))?;
+            ups.push((conv, candle_nn::batch_norm(cout, 1e-5, vb.pp(format!("up{i}_bn")))?));
+        }
+        let to_rgb = candle_nn::conv_transpose2d(config.width, config.channels, 4, UP, vb.pp("to_rgb"))?;
+        Ok(Self { config, text, project, project_bn, ups, to_rgb })
+    }
+
+    fn code_dim(&self) -> usize {
+        match &self.text {
+            Some(TextCode::Augmented(_, a)) => a.dim,
+            _ => 0,
+        }
+    }
+
+    /// `(mu, log sigma)` of the conditioning augmentation for `embedding`, when it is on.
+    pub fn augmentation_stats(&self, embedding: &Tensor) -> condor_core::Result<Option<(Tensor, Tensor)>> {
+        match &self.text {
+            Some(TextCode::Augmented(linear, a)) => {
+                let h = linear.forward(embedding)?;
+                Ok(Some((h.narrow(1, 0, a.dim)?, h.narrow(1, a.dim, a.dim)?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The text code joined to the noise: the compressed embedding or the augmented sample.
+    fn text_code(&self, cond: &Conditioning, eps: &Tensor) -> condor_core::Result<Tensor> {
+        let e = cond.embedding.to_dtype(eps.dtype())?;
+        Ok(match &self.text {
+            Some(TextCode::Compressed(linear)) => candle_nn::ops::leaky_relu(&linear.forward(&e)?, 0.2)?,
+            Some(TextCode::Augmented(..)) => {
+                let (mu, log_sigma) = self.augmentation_stats(&e)?.expect("augmented");
+                (mu + log_sigma.exp()?.mul(eps)?)?
+            }
+            None => unreachable!("text_code is only called for conditional generators"),
+        })
+    }
+}
+
+impl Generator for DcganGenerator {
+    fn latent_dim(&self) -> usize {
+        self.config.noise_dim + self.code_dim()
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![self.config.channels, self.config.image_size, self.config.image_size]
+    }
+    fn conditioning(&self) -> ConditioningKind {
+        cond_kind(self.config.cond_dim)
+    }
+    fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        if z.rank() != 2 || z.dims()[1] != self.latent_dim() {
+            return Err(Error::InvalidInput(format!(
+                "dcgan generator expects z of shape (batch, {}), got {:?}",
+                self.latent_dim(),
+                z.dims()
+            )));
+        }
+        let b = z.dims()[0];
+        check_conditioning(self.conditioning(), cond, b)?;
+        let noise = z.narrow(1, 0, self.config.noise_dim)?;
+        let input = match cond.filter(|_| self.text.is_some()) {
+            Some(c) => {
+                let eps = z.narrow(1, self.config.noise_dim, self.code_dim())?;
+                Tensor::cat(&[&noise, &self.text_code(c, &eps)?], D::Minus1)?
+            }
+            None => noise,
+        };
+        let top = self.config.width << self.ups.len();
+        let mut x = self.project.forward(&input)?.reshape((b, top, 4, 4))?;
+        x = self.project_bn.forward_t(&x, train)?.relu()?;
+        for (conv, bn) in &self.ups {
+            x = bn.forward_t(&conv.forward(&x)?, train)?.relu()?;
+        }
+        Ok(self.to_rgb.forward(&x)?.tanh()?)
+    }
+    fn regularization(&self, cond: Option<&Conditioning>) -> condor_core::Result<Option<Tensor>> {
+        let (Some(TextCode::Augmented(_, a)), Some(c)) = (&self.text, cond) else { return Ok(None) };
+        let (mu, log_sigma) = self.augmentation_stats(&c.embedding)?.expect("augmented");
+        Ok(Some((kl_to_standard_normal(&mu, &log_sigma)? * a.kl_weight)?))
+    }
+}
+
+/// `KL(N(mu, sigma^2) || N(0, I))` per dimension, `0.5 (mu^2 + sigma^2 - 1) - log sigma`, averaged over
+/// the batch and the dimensions (as StackGAN averages it).
+pub fn kl_to_standard_normal(mu: &Tensor, log_sigma: &Tensor) -> candle_core::Result<Tensor> {
+    let per_dim = ((mu.sqr()? + (log_sigma * 2.0)?.exp()?)? - 1.0)? * 0.5;
+    (per_dim? - log_sigma)?.mean_all()
+}
+
+/// The text-conditional DCGAN discriminator.
+pub struct DcganDiscriminator {
+    config: DcganDiscriminatorConfig,
+    first: Conv2d,
+    downs: Vec<(Conv2d, BatchNorm)>,
+    text: Option<(Linear, Conv2d, BatchNorm)>,
+    logit: Conv2d,
+}
+
+impl DcganDiscriminator {
+    /// Builds the discriminator's layers through `vb`.
+    pub fn new(config: DcganDiscriminatorConfig, vb: VarBuilder) -> condor_core::Result<Self> {
+        let n = stages(config.image_size, "dcgan discriminator")?;
+        if config.width == 0 || config.channels == 0 {
+            return Err(Error::InvalidInput("dcgan discriminator: width and channels must be non-zero".into()));
+        }
+        let first = candle_nn::conv2d(config.channels, config.width, 4, down(), vb.pp("down0"))?;
+        let mut downs = Vec::new();
+        for i in 1..n {
+            let (cin, cout) = (config.width << (i - 1), config.width << i);
+            let conv = candle_nn::conv2d_no_bias(cin, cout, 4, down(), vb.pp(format!("down{i}")))?;
+            downs.push((conv, candle_nn::batch_norm(cout, 1e-5, vb.pp(format!("down{i}_bn")))?));
+        }
+        let top = config.width << (n - 1);
+        let text = match config.cond_dim {
+            0 => None,
+            e => {
+                let p = config.cond_proj_dim;
+                let proj = candle_nn::linear(e, p, vb.pp("text"))?;
+                let mix = candle_nn::conv2d_no_bias(top + p, top, 1, Default::default(), vb.pp("joint"))?;
+                Some((proj, mix, candle_nn::batch_norm(top, 1e-5, vb.pp("joint_bn"))?))
+            }
+        };
+        let logit = candle_nn::conv2d(top, 1, 4, Default::default(), vb.pp("logit"))?;
+        Ok(Self { config, first, downs, text, logit })
+    }
+}
+
+impl Discriminator for DcganDiscriminator {
+    fn conditioning(&self) -> ConditioningKind {
+        cond_kind(self.config.cond_dim)
+    }
+    fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        let (c, s) = (self.config.channels, self.config.image_size);
+        if x.rank() != 4 || x.dims()[1..] != [c, s, s] {
+            return Err(Error::InvalidInput(format!(
+                "dcgan discriminator expects images of shape (batch, {c}, {s}, {s}), got {:?}",
+                x.dims()
+            )));
+        }
+        let b = x.dims()[0];
+        check_conditioning(self.conditioning(), cond, b)?;
+        let slope = self.config.negative_slope;
+        let mut h = candle_nn::ops::leaky_relu(&self.first.forward(x)?, slope)?;
+        for (conv, bn) in &self.downs {
+            h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h)?, train)?, slope)?;
+        }
+        if let (Some((proj, mix, bn)), Some(cond)) = (&self.text, cond) {
+            let e = cond.embedding.to_dtype(h.dtype())?;
+            let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
+            let p = code.dims()[1];
+            let tiled = code.reshape((b, p, 1, 1))?.broadcast_as((b, p, 4, 4))?;
+            let joined = Tensor::cat(&[&h, &tiled], 1)?;
+            h = candle_nn::ops::leaky_relu(&bn.forward_t(&mix.forward(&joined)?, train)?, slope)?;
+        }
+        Ok(self.logit.forward(&h)?.reshape(b)?)
+    }
+}
+
+/// Registers `"dcgan"` as a generator and as a discriminator.
+pub fn register(registry: &mut Registry) -> condor_core::Result<()> {
+    registry.register_generator("dcgan", DcganGenerator::new)?;
+    registry.register_discriminator("dcgan", DcganDiscriminator::new)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+use super::*;
+use candle_core::{DType, Device};
+use condor_core::gradcheck::check_gradients;
+use condor_core::{derived_rng, rng::normal, Params};
+
+fn randn(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
+    normal(&mut derived_rng(seed, &[]), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+fn tiny_generator(params: &Params, augmentation: Option<Augmentation>, dtype: DType) -> DcganGenerator {
+    let config = DcganGeneratorConfig {
+        noise_dim: 3,
+        cond_dim: 5,
+        cond_proj_dim: 4,
+        augmentation,
+        image_size: 32,
+        channels: 3,
+        width: 2,
+    };
+    DcganGenerator::new(config, params.var_builder(dtype, &Device::Cpu)).unwrap()
+}
+
+#[test]
+fn shapes_at_every_resolution_conditional_and_not() {
+    for size in [32, 64, 128] {
+        for cond_dim in [0, 6] {
+            let (gp, dp) = (Params::new(0), Params::new(1));
+            let vb = |p: &Params| p.var_builder(DType::F32, &Device::Cpu);
+            let g = DcganGenerator::new(
+                DcganGeneratorConfig { cond_dim, image_size: size, width: 4, noise_dim: 8, ..Default::default() },
+                vb(&gp),
+            )
+            .unwrap();
+            let d = DcganDiscriminator::new(
+                DcganDiscriminatorConfig { cond_dim, image_size: size, width: 4, ..Default::default() },
+                vb(&dp),
+            )
+            .unwrap();
+            let cond =
+                (cond_dim > 0).then(|| Conditioning::from_embedding(randn(2, &[2, cond_dim], DType::F32)).unwrap());
+            let img = g.forward(&randn(1, &[2, 8], DType::F32), cond.as_ref(), true).unwrap();
+            assert_eq!(img.dims(), &[2, 3, size, size]);
+            let max = img.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(max <= 1.0, "tanh output");
+            assert_eq!(d.forward(&img, cond.as_ref(), true).unwrap().dims(), &[2]);
+        }
+    }
+}
+
+#[test]
+fn generator_gradients_match_finite_differences_with_and_without_augmentation() {
+    for augmentation in [None, Some(Augmentation { dim: 2, kl_weight: 0.5 })] {
+        let params = Params::new(3);
+        let g = tiny_generator(&params, augmentation, DType::F64);
+        let z = randn(4, &[3, g.latent_dim()], DType::F64);
+        let cond = Conditioning::from_embedding(randn(5, &[3, 5], DType::F64)).unwrap();
+        let target = randn(6, &[3, 3, 32, 32], DType::F64);
+        let checked = check_gradients(&params, 4, 1e-4, || {
+            let out = g.forward(&z, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+            let mse = out.sub(&target)?.sqr()?.mean_all()?;
+            match g.regularization(Some(&cond)).map_err(candle_core::Error::wrap)? {
+                Some(kl) => mse + kl,
+                None => Ok(mse),
+            }
+        })
+        .unwrap();
+        assert!(checked >= 30, "{checked}");
+    }
+}
+
+#[test]
+fn discriminator_gradients_match_finite_differences() {
+    let params = Params::new(7);
+    let config =
+        DcganDiscriminatorConfig { cond_dim: 5, cond_proj_dim: 3, image_size: 32, width: 2, ..Default::default() };
+    let d = DcganDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let x = randn(8, &[3, 3, 32, 32], DType::F64);
+    let cond = Conditioning::from_embedding(randn(9, &[3, 5], DType::F64)).unwrap();
+    let checked = check_gradients(&params, 4, 1e-4, || {
+        let logits = d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+        // softplus(-logits): the non-saturating loss on real samples.
+        (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
+    })
+    .unwrap();
+    assert!(checked >= 30, "{checked}");
+}
+
+#[test]
+fn augmentation_kl_matches_its_formula_and_samples_mu_plus_sigma_eps() {
+    let params = Params::new(11);
+    let g = tiny_generator(&params, Some(Augmentation { dim: 2, kl_weight: 2.0 }), DType::F64);
+    assert_eq!(g.latent_dim(), 3 + 2);
+    let e = randn(12, &[4, 5], DType::F64);
+    let (mu, ls) = g.augmentation_stats(&e).unwrap().unwrap();
+    let (mu, ls): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (mu.to_vec2().unwrap(), ls.to_vec2().unwrap());
+    let mut expected = 0.0;
+    for (m, l) in mu.iter().flatten().zip(ls.iter().flatten()) {
+        // KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2)/2 - 1/2
+        let s = l.exp();
+        expected += -s.ln() + (s * s + m * m) / 2.0 - 0.5;
+    }
+    expected = 2.0 * expected / 8.0;
+    let cond = Conditioning::from_embedding(e.clone()).unwrap();
+    let kl = g.regularization(Some(&cond)).unwrap().unwrap().to_scalar::<f64>().unwrap();
+    assert!((kl - expected).abs() < 1e-12, "{kl} vs {expected}");
+    // The code is mu + sigma * eps, with eps the latent's last entries.
+    let eps = randn(13, &[4, 2], DType::F64);
+    let code: Vec<Vec<f64>> = g.text_code(&cond, &eps).unwrap().to_vec2().unwrap();
+    let eps: Vec<Vec<f64>> = eps.to_vec2().unwrap();
+    for i in 0..4 {
+        for j in 0..2 {
+            assert!((code[i][j] - (mu[i][j] + ls[i][j].exp() * eps[i][j])).abs() < 1e-12);
+        }
+    }
+    // Without augmentation there is no extra loss.
+    let plain = tiny_generator(&Params::new(11), None, DType::F64);
+    assert!(plain.regularization(Some(&cond)).unwrap().is_none());
+}
+
+#[test]
+fn conditioning_changes_the_image_and_bad_inputs_are_errors() {
+    let params = Params::new(2);
+    let g = tiny_generator(&params, None, DType::F32);
+    let z = randn(1, &[2, 3], DType::F32);
+    let a = Conditioning::from_embedding(randn(2, &[2, 5], DType::F32)).unwrap();
+    let b = Conditioning::from_embedding(randn(3, &[2, 5], DType::F32)).unwrap();
+    let diff = (g.forward(&z, Some(&a), false).unwrap() - g.forward(&z, Some(&b), false).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff > 1e-4, "the caption must matter");
+    assert!(g.forward(&z, None, false).unwrap_err().to_string().contains("conditional"));
+    assert!(g.forward(&randn(1, &[2, 4], DType::F32), Some(&a), false).is_err());
+    let d = DcganDiscriminator::new(
+        DcganDiscriminatorConfig { image_size: 32, width: 2, ..Default::default() },
+        Params::new(0).var_builder(DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let err = d.forward(&randn(1, &[2, 3, 64, 64], DType::F32), None, false).unwrap_err().to_string();
+    assert!(err.contains("(batch, 3, 32, 32)"), "{err}");
+    let bad = DcganGenerator::new(
+        DcganGeneratorConfig { image_size: 48, ..Default::default() },
+        Params::new(0).var_builder(DType::F32, &Device::Cpu),
+    );
+    assert!(bad.err().unwrap().to_string().contains("32, 64 or 128"));
+}
+
+#[test]
+fn registry_builds_dcgan_from_partial_config() {
+    let mut registry = Registry::new();
+    register(&mut registry).unwrap();
+    let spec: condor_core::ModelSpec = serde_json::from_str(
+        r#"{"plugin": "dcgan", "config": {"cond_dim": 384, "image_size": 32, "augmentation": {"kl_weight": 2.0}}}"#,
+    )
+    .unwrap();
+    let resolved = registry.resolve_generator(&spec).unwrap();
+    assert_eq!(resolved.config["augmentation"]["dim"], 128);
+    assert_eq!(resolved.config["width"], 64);
+    let g = registry.build_generator(&resolved, Params::new(0).var_builder(DType::F32, &Device::Cpu)).unwrap();
+    assert_eq!(g.latent_dim(), 100 + 128);
+    assert_eq!(g.sample_shape(), vec![3, 32, 32]);
+}
