@@ -18,6 +18,8 @@
 //! assert!(registry.discriminator_names().contains(&"dcgan"));
 //! ```
 
+pub mod txt2img;
+
 pub use candle_core;
 pub use candle_nn;
 pub use condor_core as core;

@@ -31,5 +31,6 @@ pub fn mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_widt
         training: TrainingConfig::default(),
         optimizer: Default::default(),
         schedule: ScheduleConfig { sample_every: 0, ..Default::default() },
+        text: Default::default(),
     }
 }

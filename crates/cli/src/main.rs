@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use condor::core::derived_rng;
-use condor::pipeline::{sample, Checkpoint, LoadedGenerator, RunConfig, RunOptions};
+use condor::pipeline::{sample, Checkpoint, RunConfig, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "condor", version, about = "Condor: text-conditioned GANs on candle")]
@@ -44,23 +43,17 @@ enum Command {
         #[arg(long)]
         run_dir: Option<PathBuf>,
     },
-    /// Draw samples from a checkpoint into a PNG (a scatter plot for 2D data, a grid for images).
-    Sample {
-        /// The checkpoint (.safetensors).
+    /// Draw images from prompts with a text-to-image checkpoint (the shipped one by default), or
+    /// samples from any other checkpoint, into a PNG.
+    Sample(condor::txt2img::SampleArgs),
+    /// Write a generator-only copy of a checkpoint (the EMA weights when present), for shipping.
+    Export {
+        /// The training checkpoint.
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Number of samples.
-        #[arg(long, default_value_t = 1000)]
-        n: usize,
-        /// Seed of the latent codes.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Output PNG.
-        #[arg(long, default_value = "samples.png")]
+        /// The file to write.
+        #[arg(long)]
         out: PathBuf,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
-        device: String,
     },
     /// Print a checkpoint's configs, training state and tensors.
     Inspect {
@@ -213,26 +206,18 @@ fn run(cli: Cli) -> Result<()> {
             say!("run directory: {}", dir.display());
             Ok(())
         }
-        Command::Sample { checkpoint, n, seed, out, device } => {
-            if n == 0 {
-                bail!("--n must be at least 1");
+        Command::Sample(args) => {
+            let mut lines = Vec::new();
+            condor::txt2img::run(&args, &mut |line| lines.push(line))?;
+            for line in lines {
+                say!("{line}");
             }
-            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
-            let loaded = LoadedGenerator::load(&checkpoint, &registry, &device)?;
-            let mut rng = derived_rng(seed, &[sample::FIXED_NOISE_STREAM]);
-            sample::write_samples(&out, loaded.generator.as_ref(), &loaded.config.data, n, &mut rng, &device)?;
-            if loaded.generator.sample_shape() == [2] {
-                let cov =
-                    sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, n, 1, seed, &device)?;
-                say!("{}", serde_json::to_string(&cov)?);
-            }
-            say!(
-                "wrote {} ({} samples, step {}, {} weights)",
-                out.display(),
-                n,
-                loaded.step,
-                if loaded.is_ema { "EMA" } else { "generator" }
-            );
+            Ok(())
+        }
+        Command::Export { checkpoint, out } => {
+            sample::export_generator(&checkpoint, &out)?;
+            let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            say!("wrote {} ({:.1} MB, generator only)", out.display(), bytes as f64 / 1e6);
             Ok(())
         }
         Command::Inspect { checkpoint } => {

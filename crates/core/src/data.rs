@@ -15,6 +15,15 @@ pub struct Batch {
     pub labels: Option<Vec<usize>>,
 }
 
+/// Fixed prompts and their conditioning, for progress grids: one row of samples per prompt.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    /// The prompts, in row order.
+    pub prompts: Vec<String>,
+    /// Their conditioning, one row per prompt.
+    pub conditioning: Conditioning,
+}
+
 /// A source of training batches. Draws must depend only on `index` and `rng`, so that a run is
 /// reproducible from its seed and resumable from its step.
 pub trait DataSource: Send + Sync {
@@ -33,5 +42,9 @@ pub trait DataSource: Send + Sync {
         device: &Device,
     ) -> Result<Option<Conditioning>> {
         Ok(self.batch(index, batch_size, rng, device)?.conditioning)
+    }
+    /// Fixed prompts to draw progress grids with, for text-conditioned data. `None` by default.
+    fn preview(&self) -> Option<&Preview> {
+        None
     }
 }

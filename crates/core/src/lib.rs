@@ -74,7 +74,7 @@ pub mod registry;
 pub mod rng;
 
 pub use conditioning::{Conditioning, TokenEmbeddings};
-pub use data::{Batch, DataSource};
+pub use data::{Batch, DataSource, Preview};
 pub use error::{Error, Result};
 pub use model::{check_conditioning, ConditioningKind, Discriminator, Generator, TextEncoder};
 pub use params::{is_buffer, Params, BUFFER_SUFFIXES};

@@ -33,7 +33,8 @@ pub struct CaptionedImage {
 }
 
 /// Which CUB images to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CubSplit {
     /// The text-to-image training classes (150, from `trainvalclasses.txt`).
     TextToImageTrain,

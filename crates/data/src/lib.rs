@@ -51,6 +51,93 @@ pub enum DatasetConfig {
         #[serde(default)]
         conditional: bool,
     },
+    /// Synthetic birds with captions ([`birds::SyntheticBirds`]): the first `count` birds of a world.
+    Birds {
+        /// Seed of the world (which birds exist), independent of the run seed.
+        #[serde(default)]
+        world_seed: u64,
+        /// Number of distinct birds.
+        #[serde(default = "birds_count")]
+        count: usize,
+        /// The split the birds come from.
+        #[serde(default = "train_split")]
+        split: birds::BirdSplit,
+        /// Image side in pixels.
+        #[serde(default = "image_size")]
+        size: usize,
+        /// Random horizontal flips (never for captions that say left or right).
+        #[serde(default)]
+        flip: bool,
+        /// Random crops: images are made this much larger, then a random window is taken (0: off).
+        #[serde(default)]
+        crop: f32,
+    },
+    /// CUB-200-2011 with Reed et al.'s captions, cropped to the bird boxes.
+    Cub {
+        /// The `CUB_200_2011` folder.
+        root: std::path::PathBuf,
+        /// The captions folder (`text_c10`, or a folder holding it); by default looked for beside `root`.
+        #[serde(default)]
+        captions: Option<std::path::PathBuf>,
+        /// Which images.
+        #[serde(default = "cub_split")]
+        split: images::CubSplit,
+        /// Image side in pixels.
+        #[serde(default = "image_size")]
+        size: usize,
+        /// Random horizontal flips (never for captions that say left or right).
+        #[serde(default)]
+        flip: bool,
+        /// Random crops: images are made this much larger, then a random window is taken (0: off).
+        #[serde(default)]
+        crop: f32,
+    },
+    /// A folder of images, each with a `.txt` file of captions beside it (one per line).
+    Folder {
+        /// The folder.
+        root: std::path::PathBuf,
+        /// Image side in pixels.
+        #[serde(default = "image_size")]
+        size: usize,
+        /// Random horizontal flips (never for captions that say left or right).
+        #[serde(default)]
+        flip: bool,
+        /// Random crops: images are made this much larger, then a random window is taken (0: off).
+        #[serde(default)]
+        crop: f32,
+    },
+}
+
+/// Augmentation of captioned images.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Augment {
+    /// Random horizontal flips (never for captions that say left or right).
+    pub flip: bool,
+    /// Random crops: images are made this much larger, then a random window is taken (0: off).
+    pub crop: f32,
+}
+
+/// A captioned image dataset, opened: its images and captions, image size and augmentation.
+pub struct CaptionedData {
+    /// The images and their captions.
+    pub source: std::sync::Arc<dyn loader::CaptionedSource>,
+    /// Image side in pixels.
+    pub size: usize,
+    /// Augmentation.
+    pub augment: Augment,
+}
+
+fn birds_count() -> usize {
+    4000
+}
+fn train_split() -> birds::BirdSplit {
+    birds::BirdSplit::Train
+}
+fn cub_split() -> images::CubSplit {
+    images::CubSplit::TextToImageTrain
+}
+fn image_size() -> usize {
+    64
 }
 
 fn ring_modes() -> usize {
@@ -127,6 +214,7 @@ impl DatasetConfig {
     pub fn with_conditional(mut self, on: bool) -> Self {
         match &mut self {
             Self::Ring { conditional, .. } | Self::Grid { conditional, .. } => *conditional = on,
+            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } => {}
         }
         self
     }
@@ -134,6 +222,9 @@ impl DatasetConfig {
     /// The mixture this config describes, if it is one.
     pub fn mixture(&self) -> Result<Mixture, DataError> {
         match *self {
+            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } => {
+                Err(DataError::InvalidConfig("this dataset is not a 2D mixture".into()))
+            }
             Self::Ring { modes, radius, std, conditional } => {
                 Mixture::new(MixtureLayout::Ring { modes, radius }, std, conditional)
             }
@@ -143,8 +234,50 @@ impl DatasetConfig {
         }
     }
 
-    /// Builds the data source.
+    /// True for datasets of captioned images, which need a text encoder to become a data source.
+    pub fn is_captioned(&self) -> bool {
+        matches!(self, Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. })
+    }
+
+    /// Builds the data source of a mixture. Captioned datasets are opened with [`Self::captioned`] and
+    /// joined to a text encoder by the pipeline.
     pub fn build(&self) -> Result<Box<dyn condor_core::DataSource>, DataError> {
         Ok(Box::new(self.mixture()?))
+    }
+
+    /// Opens a captioned image dataset (`None` for mixtures). CUB and folders are indexed here (files
+    /// listed, not decoded).
+    pub fn captioned(&self) -> Result<Option<CaptionedData>, DataError> {
+        use std::sync::Arc;
+        let check = |size: usize, augment: &Augment| {
+            if !(8..=1024).contains(&size) || !(0.0..1.0).contains(&augment.crop) {
+                return Err(DataError::InvalidConfig(format!(
+                    "image size must be in 8..=1024 and crop in [0, 1), got {size} and {}",
+                    augment.crop
+                )));
+            }
+            Ok(())
+        };
+        let (source, size, augment): (Arc<dyn loader::CaptionedSource>, _, _) = match self {
+            Self::Ring { .. } | Self::Grid { .. } => return Ok(None),
+            Self::Birds { world_seed, count, split, size, flip, crop } => {
+                if *count == 0 {
+                    return Err(DataError::InvalidConfig("`count` of birds must be at least 1".into()));
+                }
+                let world = birds::SyntheticBirds::new(*world_seed, *split);
+                (Arc::new(loader::BirdSet { world, len: *count }), *size, Augment { flip: *flip, crop: *crop })
+            }
+            Self::Cub { root, captions, split, size, flip, crop } => {
+                (Arc::new(images::cub(root, captions.as_deref(), *split)?), *size, Augment { flip: *flip, crop: *crop })
+            }
+            Self::Folder { root, size, flip, crop } => {
+                (Arc::new(images::image_folder(root)?), *size, Augment { flip: *flip, crop: *crop })
+            }
+        };
+        check(size, &augment)?;
+        if source.is_empty() {
+            return Err(DataError::InvalidConfig("the dataset has no images".into()));
+        }
+        Ok(Some(CaptionedData { source, size, augment }))
     }
 }

@@ -22,6 +22,7 @@ fn ring8_trainer() -> Trainer {
         training: Default::default(),
         optimizer: Default::default(),
         schedule: Default::default(),
+        text: Default::default(),
     };
     Trainer::new(config, &registry, &Device::Cpu).unwrap()
 }

@@ -40,6 +40,25 @@ pub struct RunConfig {
     /// When to log, checkpoint and sample.
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// The text encoder that turns captions into conditioning (captioned image datasets only).
+    #[serde(default)]
+    pub text: TextConfig,
+}
+
+/// Which sentence encoder conditions a text-to-image run, and where its embeddings are cached.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextConfig {
+    /// `shipped` (the MiniLM in `weights/`), a local model folder, or a hub model id.
+    pub encoder: String,
+    /// Folder for cached caption embeddings (keyed by model and caption set).
+    pub cache_dir: std::path::PathBuf,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        Self { encoder: "shipped".into(), cache_dir: ".cache/condor/embeddings".into() }
+    }
 }
 
 fn default_name() -> String {
@@ -68,6 +87,15 @@ pub struct TrainingConfig {
     pub instance_noise: Option<InstanceNoiseConfig>,
     /// An exponential moving average of the generator's weights, used for sampling.
     pub ema: Option<EmaConfig>,
+    /// GAN-CLS (Reed et al. 2016): the discriminator also sees real images with mismatched captions
+    /// (each row's caption taken from the next row) as fake; its loss is
+    /// `real(x, c) + (fake(x, c_wrong) + fake(G(z, c), c)) / 2`.
+    pub gan_cls: bool,
+    /// GAN-INT (Reed et al. 2016): the generator also trains on `beta c + (1 - beta) c_next`, the
+    /// interpolation of each row's caption embedding with the next row's, with `beta = interpolation`.
+    pub gan_int: bool,
+    /// `beta` of GAN-INT (0.5 in the paper).
+    pub interpolation: f64,
 }
 
 impl Default for TrainingConfig {
@@ -80,6 +108,9 @@ impl Default for TrainingConfig {
             label_flip: 0.0,
             instance_noise: None,
             ema: None,
+            gan_cls: false,
+            gan_int: false,
+            interpolation: 0.5,
         }
     }
 }
@@ -157,11 +188,13 @@ pub struct ScheduleConfig {
     pub sample_every: u64,
     /// Samples drawn for each plot and for the final evaluation.
     pub sample_count: usize,
+    /// Images per prompt in the progress grids of text-conditioned runs.
+    pub preview_columns: usize,
 }
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self { log_every: 1, checkpoint_every: 500, keep_checkpoints: 3, sample_every: 500, sample_count: 1000 }
+        Self { log_every: 1, checkpoint_every: 500, keep_checkpoints: 3, sample_every: 500, sample_count: 1000, preview_columns: 8 }
     }
 }
 
@@ -228,6 +261,9 @@ impl RunConfig {
                 return bad("`training.instance_noise` needs sigma >= 0 and decay_steps >= 1".into());
             }
         }
+        if !(0.0..=1.0).contains(&t.interpolation) {
+            return bad(format!("`training.interpolation` must be in [0, 1], got {}", t.interpolation));
+        }
         if let Some(e) = &t.ema {
             if !(0.0..1.0).contains(&e.decay) {
                 return bad(format!("`training.ema.decay` must be in [0, 1), got {}", e.decay));
@@ -238,8 +274,12 @@ impl RunConfig {
                 return bad(format!("`optimizer.{name}` needs lr > 0, beta1 and beta2 in [0, 1), eps > 0"));
             }
         }
-        if self.schedule.log_every == 0 || self.schedule.checkpoint_every == 0 || self.schedule.keep_checkpoints == 0 {
-            return bad("`schedule.log_every`, `checkpoint_every` and `keep_checkpoints` must be at least 1".into());
+        if self.schedule.log_every == 0
+            || self.schedule.checkpoint_every == 0
+            || self.schedule.keep_checkpoints == 0
+            || self.schedule.preview_columns == 0
+        {
+            return bad("`schedule.log_every`, `checkpoint_every`, `keep_checkpoints` and `preview_columns` must be at least 1".into());
         }
         Ok(())
     }

@@ -22,6 +22,12 @@ pub enum PipelineError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The text encoder could not be loaded or could not encode.
+    #[error(transparent)]
+    Text(#[from] condor_text::TextError),
+    /// A dataset could not be opened or read.
+    #[error(transparent)]
+    Data(#[from] condor_data::DataError),
     /// A checkpoint could not be used.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),

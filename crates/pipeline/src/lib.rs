@@ -16,6 +16,7 @@ pub mod plot;
 pub mod run;
 pub mod run_dir;
 pub mod sample;
+pub mod text_data;
 pub mod trainer;
 pub mod tricks;
 

@@ -53,19 +53,30 @@ impl LossKind {
         matches!(self, Self::NonSaturating | Self::Minimax)
     }
 
-    /// The discriminator's loss given its outputs on real and generated samples.
+    /// The discriminator's loss on a batch of real and a batch of generated samples' logits: the
+    /// real term plus the fake term.
     pub fn discriminator(&self, real: &Tensor, fake: &Tensor, targets: &Targets) -> candle_core::Result<Tensor> {
+        self.real_term(real, targets)? + self.fake_term(fake, targets)?
+    }
+
+    /// The part of the discriminator's loss that pushes `real` logits up.
+    pub fn real_term(&self, real: &Tensor, targets: &Targets) -> candle_core::Result<Tensor> {
         match self {
-            Self::NonSaturating | Self::Minimax => {
-                bce_with_logits(real, &targets.real)?.mean_all()? + bce_with_logits(fake, &targets.fake)?.mean_all()?
-            }
-            Self::LeastSquares => {
-                let r = (real - &targets.real)?.sqr()?.mean_all()?;
-                let f = (fake - &targets.fake)?.sqr()?.mean_all()?;
-                (r + f)? * 0.5
-            }
-            Self::Hinge => (1.0 - real)?.relu()?.mean_all()? + (fake + 1.0)?.relu()?.mean_all()?,
-            Self::Wasserstein => fake.mean_all()? - real.mean_all()?,
+            Self::NonSaturating | Self::Minimax => bce_with_logits(real, &targets.real)?.mean_all(),
+            Self::LeastSquares => (real - &targets.real)?.sqr()?.mean_all()? * 0.5,
+            Self::Hinge => (1.0 - real)?.relu()?.mean_all(),
+            Self::Wasserstein => real.mean_all()?.neg(),
+        }
+    }
+
+    /// The part of the discriminator's loss that pushes `fake` logits down (generated samples, or in
+    /// GAN-CLS real images with mismatched captions).
+    pub fn fake_term(&self, fake: &Tensor, targets: &Targets) -> candle_core::Result<Tensor> {
+        match self {
+            Self::NonSaturating | Self::Minimax => bce_with_logits(fake, &targets.fake)?.mean_all(),
+            Self::LeastSquares => (fake - &targets.fake)?.sqr()?.mean_all()? * 0.5,
+            Self::Hinge => (fake + 1.0)?.relu()?.mean_all(),
+            Self::Wasserstein => fake.mean_all(),
         }
     }
 

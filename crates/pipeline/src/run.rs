@@ -11,7 +11,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::RunConfig;
 use crate::error::{io_err, PipelineError, Result};
 use crate::run_dir::{RunDir, StepRecord};
-use crate::sample::{write_samples, FIXED_NOISE_STREAM};
+use crate::sample::{prompt_samples, write_prompt_grid, write_samples, FIXED_NOISE_STREAM};
 use crate::trainer::Trainer;
 
 /// How to run.
@@ -140,8 +140,15 @@ fn samples(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
     let config = trainer.config();
     let mut rng = derived_rng(config.seed, &[FIXED_NOISE_STREAM]);
     let g = trainer.generator().for_sampling();
-    let n = config.schedule.sample_count;
-    write_samples(&dir.sample_path(step), g, &config.data, n, &mut rng, trainer.device())
+    let path = dir.sample_path(step);
+    match trainer.data().preview() {
+        Some(p) => {
+            let n = config.schedule.preview_columns;
+            let images = prompt_samples(g, &p.conditioning, n, &mut rng, trainer.device())?;
+            write_prompt_grid(&path, &images, &p.prompts, n)
+        }
+        None => write_samples(&path, g, &config.data, config.schedule.sample_count, &mut rng, trainer.device()),
+    }
 }
 
 /// Errors unless `given` differs from the checkpoint's `stored` config only in what a resume may
@@ -157,6 +164,7 @@ fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry) -
         ("generator", stored.generator != given.generator),
         ("discriminator", stored.discriminator != given.discriminator),
         ("training", stored.training != given.training),
+        ("text.encoder", stored.text.encoder != given.text.encoder),
     ];
     if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
         return Err(PipelineError::Config(format!(

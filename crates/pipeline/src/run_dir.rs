@@ -26,6 +26,9 @@ pub struct StepRecord {
     pub loss_d: f32,
     /// Generator loss.
     pub loss_g: f32,
+    /// The generator's extra loss term (conditioning augmentation's KL), included in `loss_g`.
+    #[serde(default)]
+    pub g_regularization: f32,
     /// Mean D(x) on real samples: a probability for BCE losses, the raw score otherwise.
     pub d_real: f32,
     /// Mean D(G(z)) on generated samples, in the same units.

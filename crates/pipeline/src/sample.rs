@@ -117,3 +117,96 @@ pub fn write_samples(
         other => Err(PipelineError::Config(format!("no picture for samples of shape {other:?}"))),
     }
 }
+
+/// `n` images for each row of `cond` (one row per prompt): the same `n` latent codes, drawn from
+/// `rng`, for every prompt, so the rows differ only by their prompt. Returns `(P * n, C, H, W)` in
+/// [-1, 1], prompt by prompt.
+pub fn prompt_samples(
+    g: &dyn Generator,
+    cond: &Conditioning,
+    n: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> Result<Tensor> {
+    let p = cond.batch_size();
+    let z = normal(rng, (n, g.latent_dim()), device)?;
+    let z = z.unsqueeze(0)?.broadcast_as((p, n, g.latent_dim()))?.reshape((p * n, g.latent_dim()))?;
+    let e = cond.embedding.to_device(device)?;
+    let e = e.unsqueeze(1)?.broadcast_as((p, n, e.dim(1)?))?.reshape((p * n, e.dim(1)?))?;
+    Ok(g.forward(&z, g.conditioning().select(Some(&Conditioning::from_embedding(e)?)), false)?)
+}
+
+/// `(N, 3, S, S)` images in [-1, 1] as 8-bit RGB rows, one `Vec` per image.
+pub fn to_rgb8(images: &Tensor) -> Result<Vec<Vec<u8>>> {
+    let (n, c, h, w) = images.dims4()?;
+    if c != 3 || h != w {
+        return Err(PipelineError::Config(format!("expected square RGB images, got {:?}", images.dims())));
+    }
+    let flat: Vec<f32> = ((images.to_dtype(DType::F32)? + 1.0)? * 0.5)?.flatten_all()?.to_vec1()?;
+    let per = 3 * h * w;
+    Ok((0..n).map(|i| condor_data::images::planes_to_rgb8(&flat[i * per..(i + 1) * per], h)).collect())
+}
+
+/// Writes prompt samples (from [`prompt_samples`]) as a grid: one row of `n` images per prompt, the
+/// prompt printed under the row's first image. Small images are enlarged for viewing.
+pub fn write_prompt_grid(path: &Path, images: &Tensor, prompts: &[String], n: usize) -> Result<()> {
+    let rgb = to_rgb8(images)?;
+    let size = images.dim(2)?;
+    let captions: Vec<String> =
+        (0..rgb.len()).map(|i| if i % n == 0 { prompts[i / n].clone() } else { String::new() }).collect();
+    let zoom = (96 / size).max(1) as u32;
+    plot::captioned_grid_png(path, &rgb, size, &captions, n, zoom, 2)
+}
+
+/// Images drawn from prompts by a text-conditioned generator.
+pub struct PromptImages {
+    /// `(P * n, C, H, W)` in [-1, 1], prompt by prompt.
+    pub images: Tensor,
+    /// Indices of prompts longer than the text encoder's limit, which were truncated.
+    pub truncated: Vec<usize>,
+}
+
+/// The text-to-image path shared by `condor sample` and `examples/txt2img.rs`: encodes `prompts`
+/// with the text encoder named in the checkpoint's config, then draws `n` images per prompt with
+/// latent codes from `seed` (the same codes for every prompt). Same seed, same images.
+pub fn text_to_image(
+    loaded: &LoadedGenerator,
+    prompts: &[String],
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<PromptImages> {
+    let g = loaded.generator.as_ref();
+    let dim = g.conditioning().dim();
+    if dim == 0 {
+        return Err(PipelineError::Config(
+            "this checkpoint's generator is not text-conditioned; sample it without prompts".into(),
+        ));
+    }
+    if !(1..=1024).contains(&n) {
+        return Err(PipelineError::Config(format!("the number of images per prompt must be 1 to 1024, not {n}")));
+    }
+    let (encoder, _) = crate::text_data::load_encoder(&loaded.config.text, device)?;
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let encoded = encoder.encode_batch(&texts)?;
+    if encoded.sentences.dim(1)? != dim {
+        return Err(PipelineError::Config(format!(
+            "the text encoder makes {}-dimensional embeddings but the generator expects {dim}",
+            encoded.sentences.dim(1)?
+        )));
+    }
+    let cond = Conditioning::from_embedding(encoded.sentences)?;
+    let images = prompt_samples(g, &cond, n, &mut derived_rng(seed, &[FIXED_NOISE_STREAM, 2]), device)?;
+    Ok(PromptImages { images, truncated: encoded.truncated })
+}
+
+/// Writes a checkpoint holding only the generator used for sampling (the EMA copy when there is one),
+/// with the run's config and state: what `weights/` ships. It samples like the original but cannot
+/// resume training.
+pub fn export_generator(src: &Path, dest: &Path) -> Result<()> {
+    let ckpt = Checkpoint::load(src, &Device::Cpu)?;
+    let group = if ckpt.has_group("ema") { "ema" } else { "g" };
+    let tensors: Vec<(String, Tensor)> =
+        ckpt.group(group).into_iter().map(|(n, t)| (format!("{group}.{n}"), t)).collect();
+    Ok(crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state)?)
+}

@@ -1,5 +1,6 @@
 //! The adversarial trainer: Algorithm 1 of Goodfellow et al. (2014) with k discriminator steps per
-//! generator step, any [`LossKind`], and the stabilising tricks of [`crate::tricks`].
+//! generator step, any [`LossKind`], the stabilising tricks of [`crate::tricks`], and for text
+//! conditioning GAN-CLS, GAN-INT and the generator's own regularisation (conditioning augmentation).
 //!
 //! Every random draw of iteration `s` comes from generators derived from `(seed, s, sub-step)`, so
 //! the iteration number is the whole random state: resuming from a checkpoint continues bit-exactly.
@@ -16,7 +17,10 @@ use crate::config::RunConfig;
 use crate::error::{PipelineError, Result};
 use crate::optim::Adam;
 use crate::run_dir::StepRecord;
-use crate::tricks::{add_instance_noise, ema_update, label_targets};
+use crate::tricks::{
+    add_instance_noise, concat_conditioning, ema_update, gan_cls_loss, interpolate_conditioning, label_targets,
+    next_row_conditioning,
+};
 
 /// Seeds of the generator's and the discriminator's initial weights, derived from the run seed.
 fn init_seed(seed: u64, which: u64) -> u64 {
@@ -62,7 +66,7 @@ impl Trainer {
         let mut config = config;
         config.generator = registry.resolve_generator(&config.generator)?;
         config.discriminator = registry.resolve_discriminator(&config.discriminator)?;
-        let data = config.data.build().map_err(|e| PipelineError::Config(e.to_string()))?;
+        let data = crate::text_data::build_data(&config, device)?;
 
         let g_params = Params::new(init_seed(config.seed, 0));
         let model = registry.build_generator(&config.generator, g_params.var_builder(DType::F32, device))?;
@@ -204,7 +208,14 @@ impl Trainer {
             let d_real = self.discriminator.forward(&real_in, d_kind.select(cond), true)?;
             let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond), true)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
-            let loss = t.loss.discriminator(&d_real, &d_fake, &targets)?;
+            let loss = match d_kind.select(cond).filter(|_| t.gan_cls) {
+                Some(right) => {
+                    let wrong = next_row_conditioning(right)?;
+                    let d_wrong = self.discriminator.forward(&real_in, Some(&wrong), true)?;
+                    gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?
+                }
+                None => t.loss.discriminator(&d_real, &d_fake, &targets)?,
+            };
             record.loss_d = self.finite("discriminator loss", loss.to_scalar::<f32>()?)?;
             let lr = self.config.optimizer.discriminator.lr_at(s, self.config.steps);
             self.opt_d.step_with_lr(&loss.backward()?, lr)?;
@@ -220,12 +231,27 @@ impl Trainer {
         }
 
         let mut rng = derived_rng(seed, &[s, k]);
-        let cond = self.data.conditioning(s, bs, &mut rng, &self.device)?;
-        let z = normal(&mut rng, (bs, latent), &self.device)?;
+        let mut cond = self.data.conditioning(s, bs, &mut rng, &self.device)?;
+        let mut z = normal(&mut rng, (bs, latent), &self.device)?;
+        // GAN-INT: a second half of the batch on interpolated captions, with its own noise.
+        let interpolating = t.gan_int && g_kind.select(cond.as_ref()).is_some();
+        if let (true, Some(c)) = (interpolating, &cond) {
+            let z_int = normal(&mut rng, (bs, latent), &self.device)?;
+            z = Tensor::cat(&[&z, &z_int], 0)?;
+            cond = Some(concat_conditioning(c, &interpolate_conditioning(c, t.interpolation)?)?);
+        }
         let fake = self.generator.model.forward(&z, g_kind.select(cond.as_ref()), true)?;
         let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
         let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond.as_ref()), true)?;
-        let loss = t.loss.generator(&d_fake)?;
+        let mut loss = if interpolating {
+            (t.loss.generator(&d_fake.narrow(0, 0, bs)?)? + t.loss.generator(&d_fake.narrow(0, bs, bs)?)?)?
+        } else {
+            t.loss.generator(&d_fake)?
+        };
+        if let Some(reg) = self.generator.model.regularization(g_kind.select(cond.as_ref()))? {
+            record.g_regularization = reg.to_scalar::<f32>()?;
+            loss = (loss + reg)?;
+        }
         record.loss_g = self.finite("generator loss", loss.to_scalar::<f32>()?)?;
         let lr = self.config.optimizer.generator.lr_at(s, self.config.steps);
         self.opt_g.step_with_lr(&loss.backward()?, lr)?;

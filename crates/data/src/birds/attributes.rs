@@ -176,7 +176,7 @@ impl BirdAttributes {
     /// dominant colour with accents.
     pub fn sample(rng: &mut Rng) -> Self {
         let body = pick(rng, &Colour::ALL);
-        let mut part = |rng: &mut Rng| if rng.random_bool(0.5) { body } else { pick(rng, &Colour::ALL) };
+        let part = |rng: &mut Rng| if rng.random_bool(0.5) { body } else { pick(rng, &Colour::ALL) };
         Self {
             body,
             wing: part(rng),

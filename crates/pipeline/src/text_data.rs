@@ -1,0 +1,160 @@
+//! Captioned images as a [`DataSource`]: images from a [`Loader`], captions turned into sentence
+//! embeddings once (and cached on disk), so a training step only looks rows up.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use condor_core::{Batch, Conditioning, DataSource, Preview, Rng};
+use condor_data::birds::Colour;
+use condor_data::loader::{CaptionedSource, Loader, LoaderConfig};
+use condor_data::DatasetConfig;
+use condor_text::cache::{cached_embeddings, model_fingerprint};
+use condor_text::{ModelSource, SentenceEncoder};
+use rand::Rng as _;
+
+use crate::config::{RunConfig, TextConfig};
+use crate::error::{PipelineError, Result};
+
+/// The text encoder a config names: `shipped` is the MiniLM in `weights/`.
+pub fn encoder_folder(text: &TextConfig) -> Result<PathBuf> {
+    let source = if text.encoder == "shipped" { ModelSource::shipped() } else { ModelSource::parse(&text.encoder) };
+    Ok(source.resolve()?)
+}
+
+/// Loads the text encoder a config names, on `device`, with its fingerprint (for caches).
+pub fn load_encoder(text: &TextConfig, device: &Device) -> Result<(SentenceEncoder, String)> {
+    let folder = encoder_folder(text)?;
+    Ok((SentenceEncoder::load(&folder, device)?, model_fingerprint(&folder)?))
+}
+
+/// The prompts of progress grids: one per body colour for synthetic birds ("a red bird", ...), the
+/// first distinct captions otherwise.
+pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Vec<String> {
+    if matches!(data, DatasetConfig::Birds { .. }) {
+        return Colour::ALL.iter().map(|c| format!("a {} bird", c.word())).collect();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for i in 0..source.len() {
+        if let Some(c) = source.captions(i).into_iter().next().filter(|c| !out.contains(c)) {
+            out.push(c);
+        }
+        if out.len() == 8 {
+            break;
+        }
+    }
+    out
+}
+
+/// Captioned images with their caption embeddings.
+pub struct CaptionedImages {
+    source: Arc<dyn CaptionedSource>,
+    loader: Loader,
+    size: usize,
+    batch_size: usize,
+    /// `(captions, E)` embeddings on the training device.
+    table: Tensor,
+    rows: HashMap<String, u32>,
+    preview: Preview,
+}
+
+impl CaptionedImages {
+    /// Opens the dataset of `config` (which must be a captioned one), embeds every caption with the
+    /// configured text encoder (through the on-disk cache) and embeds the preview prompts.
+    pub fn open(config: &RunConfig, device: &Device) -> Result<Self> {
+        let data = config.data.captioned()?.ok_or_else(|| PipelineError::Config("not a captioned dataset".into()))?;
+        let (encoder, fingerprint) = load_encoder(&config.text, device)?;
+        let mut captions: Vec<String> = (0..data.source.len()).flat_map(|i| data.source.captions(i)).collect();
+        captions.sort();
+        captions.dedup();
+        if captions.is_empty() {
+            return Err(PipelineError::Config("the dataset has no captions".into()));
+        }
+        let table = cached_embeddings(&encoder, &fingerprint, &captions, &config.text.cache_dir, 64)?.to_device(device)?;
+        let rows = captions.into_iter().enumerate().map(|(i, c)| (c, i as u32)).collect();
+        let prompts = preview_prompts(&config.data, data.source.as_ref());
+        let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let preview = Preview { conditioning: Conditioning::from_embedding(encoder.encode_batch(&texts)?.sentences)?, prompts };
+        let loader_config = LoaderConfig {
+            batch_size: config.batch_size,
+            size: data.size,
+            seed: condor_core::derived_rng(config.seed, &[u64::MAX - 7]).random(),
+            crop: data.augment.crop,
+            flip: data.augment.flip,
+        };
+        let loader = Loader::new(data.source.clone(), loader_config)?;
+        Ok(Self { source: data.source, loader, size: data.size, batch_size: config.batch_size, table, rows, preview })
+    }
+
+    /// Number of distinct captions embedded.
+    pub fn caption_count(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn embed(&self, captions: &[String]) -> Result<Conditioning> {
+        let ids = captions
+            .iter()
+            .map(|c| {
+                self.rows.get(c).copied().ok_or_else(|| PipelineError::Config(format!("caption not embedded: {c:?}")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let ids = Tensor::from_vec(ids, captions.len(), self.table.device())?;
+        Ok(Conditioning::from_embedding(self.table.index_select(&ids, 0)?)?)
+    }
+}
+
+fn core_err(e: PipelineError) -> condor_core::Error {
+    condor_core::Error::InvalidInput(e.to_string())
+}
+
+impl DataSource for CaptionedImages {
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![3, self.size, self.size]
+    }
+    fn cond_dim(&self) -> usize {
+        self.table.dims()[1]
+    }
+    fn batch(&self, index: u64, batch_size: usize, _rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
+        if batch_size != self.batch_size {
+            return Err(condor_core::Error::InvalidInput(format!(
+                "this dataset makes batches of {}, not {batch_size}",
+                self.batch_size
+            )));
+        }
+        let b = self.loader.batch(index).map_err(|e| condor_core::Error::InvalidInput(e.to_string()))?;
+        let samples = Tensor::from_vec(b.images, (batch_size, 3, self.size, self.size), device)?;
+        let conditioning = Some(self.embed(&b.captions).map_err(core_err)?);
+        let labels = b.attributes.map(|a| a.iter().map(|a| a.body as usize).collect());
+        Ok(Batch { samples, conditioning, labels })
+    }
+    /// Captions for a generator step: `batch_size` images drawn at random, one caption of each.
+    fn conditioning(
+        &self,
+        _index: u64,
+        batch_size: usize,
+        rng: &mut Rng,
+        _device: &Device,
+    ) -> condor_core::Result<Option<Conditioning>> {
+        let captions: Vec<String> = (0..batch_size)
+            .map(|_| {
+                let all = self.source.captions(rng.random_range(0..self.source.len()));
+                let pick = rng.random_range(0..all.len().max(1));
+                all.get(pick).cloned().unwrap_or_default()
+            })
+            .collect();
+        Ok(Some(self.embed(&captions).map_err(core_err)?))
+    }
+    fn preview(&self) -> Option<&Preview> {
+        Some(&self.preview)
+    }
+}
+
+/// The data source a run config describes: a mixture, or captioned images joined to the text encoder.
+pub fn build_data(config: &RunConfig, device: &Device) -> Result<Box<dyn DataSource>> {
+    if config.data.is_captioned() {
+        Ok(Box::new(CaptionedImages::open(config, device)?))
+    } else {
+        Ok(config.data.build()?)
+    }
+}
