@@ -8,6 +8,11 @@ test:
 train config *flags:
     cargo run --release -p condor-cli -- train --config {{config}} {{flags}}
 
+# Train the text-to-bird DCGAN: CUB-200-2011 if present (data/CUB_200_2011 or a path), else synthetic birds.
+# Flags go to `condor train` (--device cuda, --resume, --steps N, --config configs/birds-gpu.toml).
+train-birds *args:
+    bash scripts/train_birds.sh {{args}}
+
 # Continue a run from its newest checkpoint.
 resume config *flags:
     cargo run --release -p condor-cli -- train --config {{config}} --resume {{flags}}

@@ -194,7 +194,14 @@ pub struct ScheduleConfig {
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
-        Self { log_every: 1, checkpoint_every: 500, keep_checkpoints: 3, sample_every: 500, sample_count: 1000, preview_columns: 8 }
+        Self {
+            log_every: 1,
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            sample_every: 500,
+            sample_count: 1000,
+            preview_columns: 8,
+        }
     }
 }
 
@@ -279,7 +286,10 @@ impl RunConfig {
             || self.schedule.keep_checkpoints == 0
             || self.schedule.preview_columns == 0
         {
-            return bad("`schedule.log_every`, `checkpoint_every`, `keep_checkpoints` and `preview_columns` must be at least 1".into());
+            return bad(
+                "`schedule.log_every`, `checkpoint_every`, `keep_checkpoints` and `preview_columns` must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }

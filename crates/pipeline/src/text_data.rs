@@ -71,11 +71,13 @@ impl CaptionedImages {
         if captions.is_empty() {
             return Err(PipelineError::Config("the dataset has no captions".into()));
         }
-        let table = cached_embeddings(&encoder, &fingerprint, &captions, &config.text.cache_dir, 64)?.to_device(device)?;
+        let table =
+            cached_embeddings(&encoder, &fingerprint, &captions, &config.text.cache_dir, 64)?.to_device(device)?;
         let rows = captions.into_iter().enumerate().map(|(i, c)| (c, i as u32)).collect();
         let prompts = preview_prompts(&config.data, data.source.as_ref());
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        let preview = Preview { conditioning: Conditioning::from_embedding(encoder.encode_batch(&texts)?.sentences)?, prompts };
+        let preview =
+            Preview { conditioning: Conditioning::from_embedding(encoder.encode_batch(&texts)?.sentences)?, prompts };
         let loader_config = LoaderConfig {
             batch_size: config.batch_size,
             size: data.size,

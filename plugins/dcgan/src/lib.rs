@@ -12,7 +12,10 @@
 //! Registered as `"dcgan"` for both kinds by [`register`].
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, ModuleT, VarBuilder};
+use candle_nn::{
+    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Init, Linear, ModuleT,
+    VarBuilder,
+};
 use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Error, Generator, Registry};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +115,36 @@ fn cond_kind(dim: usize) -> ConditioningKind {
 /// Kernel 4, stride 2, padding 1: doubles or halves the side.
 const UP: ConvTranspose2dConfig = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
 
+/// DCGAN's initialisation (Radford et al.): weights from N(0, 0.02), biases zero, batch-norm scales
+/// from N(1, 0.02).
+const WEIGHT_INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
+
+fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
+    let w = vb.get_with_hints((o, i), "weight", WEIGHT_INIT)?;
+    let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+fn conv(i: usize, o: usize, k: usize, cfg: Conv2dConfig, bias: bool, vb: VarBuilder) -> candle_core::Result<Conv2d> {
+    let w = vb.get_with_hints((o, i, k, k), "weight", WEIGHT_INIT)?;
+    let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
+    Ok(Conv2d::new(w, b, cfg))
+}
+
+fn up(i: usize, o: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<ConvTranspose2d> {
+    let w = vb.get_with_hints((i, o, 4, 4), "weight", WEIGHT_INIT)?;
+    let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
+    Ok(ConvTranspose2d::new(w, b, UP))
+}
+
+fn batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
+    let weight = vb.get_with_hints(n, "weight", Init::Randn { mean: 1.0, stdev: 0.02 })?;
+    let bias = vb.get_with_hints(n, "bias", Init::Const(0.0))?;
+    let mean = vb.get_with_hints(n, "running_mean", Init::Const(0.0))?;
+    let var = vb.get_with_hints(n, "running_var", Init::Const(1.0))?;
+    BatchNorm::new(n, mean, var, weight, bias, BatchNormConfig::default().eps)
+}
+
 fn down() -> Conv2dConfig {
     Conv2dConfig { padding: 1, stride: 2, ..Default::default() }
 }
@@ -145,22 +178,22 @@ impl DcganGenerator {
         }
         let (text, code_dim) = match (config.cond_dim, config.augmentation) {
             (0, _) => (None, 0),
-            (e, Some(a)) => (Some(TextCode::Augmented(candle_nn::linear(e, 2 * a.dim, vb.pp("ca"))?, a)), a.dim),
+            (e, Some(a)) => (Some(TextCode::Augmented(linear(e, 2 * a.dim, true, vb.pp("ca"))?, a)), a.dim),
             (e, None) => (
-                Some(TextCode::Compressed(candle_nn::linear(e, config.cond_proj_dim, vb.pp("text"))?)),
+                Some(TextCode::Compressed(linear(e, config.cond_proj_dim, true, vb.pp("text"))?)),
                 config.cond_proj_dim,
             ),
         };
         let top = config.width << (n - 1);
-        let project = candle_nn::linear_no_bias(config.noise_dim + code_dim, top * 16, vb.pp("project"))?;
-        let project_bn = candle_nn::batch_norm(top, 1e-5, vb.pp("project_bn"))?;
+        let project = linear(config.noise_dim + code_dim, top * 16, false, vb.pp("project"))?;
+        let project_bn = batch_norm(top, vb.pp("project_bn"))?;
         let mut ups = Vec::new();
         for i in 0..n - 1 {
             let (cin, cout) = (top >> i, top >> (i + 1));
-            let conv = candle_nn::conv_transpose2d_no_bias(cin, cout, 4, UP, vb.pp(format!("up{i}")))?;
-            ups.push((conv, candle_nn::batch_norm(cout, 1e-5, vb.pp(format!("up{i}_bn")))?));
+            let conv = up(cin, cout, false, vb.pp(format!("up{i}")))?;
+            ups.push((conv, batch_norm(cout, vb.pp(format!("up{i}_bn")))?));
         }
-        let to_rgb = candle_nn::conv_transpose2d(config.width, config.channels, 4, UP, vb.pp("to_rgb"))?;
+        let to_rgb = up(config.width, config.channels, true, vb.pp("to_rgb"))?;
         Ok(Self { config, text, project, project_bn, ups, to_rgb })
     }
 
@@ -262,24 +295,24 @@ impl DcganDiscriminator {
         if config.width == 0 || config.channels == 0 {
             return Err(Error::InvalidInput("dcgan discriminator: width and channels must be non-zero".into()));
         }
-        let first = candle_nn::conv2d(config.channels, config.width, 4, down(), vb.pp("down0"))?;
+        let first = conv(config.channels, config.width, 4, down(), true, vb.pp("down0"))?;
         let mut downs = Vec::new();
         for i in 1..n {
             let (cin, cout) = (config.width << (i - 1), config.width << i);
-            let conv = candle_nn::conv2d_no_bias(cin, cout, 4, down(), vb.pp(format!("down{i}")))?;
-            downs.push((conv, candle_nn::batch_norm(cout, 1e-5, vb.pp(format!("down{i}_bn")))?));
+            let conv = conv(cin, cout, 4, down(), false, vb.pp(format!("down{i}")))?;
+            downs.push((conv, batch_norm(cout, vb.pp(format!("down{i}_bn")))?));
         }
         let top = config.width << (n - 1);
         let text = match config.cond_dim {
             0 => None,
             e => {
                 let p = config.cond_proj_dim;
-                let proj = candle_nn::linear(e, p, vb.pp("text"))?;
-                let mix = candle_nn::conv2d_no_bias(top + p, top, 1, Default::default(), vb.pp("joint"))?;
-                Some((proj, mix, candle_nn::batch_norm(top, 1e-5, vb.pp("joint_bn"))?))
+                let proj = linear(e, p, true, vb.pp("text"))?;
+                let mix = conv(top + p, top, 1, Default::default(), false, vb.pp("joint"))?;
+                Some((proj, mix, batch_norm(top, vb.pp("joint_bn"))?))
             }
         };
-        let logit = candle_nn::conv2d(top, 1, 4, Default::default(), vb.pp("logit"))?;
+        let logit = conv(top, 1, 4, Default::default(), true, vb.pp("logit"))?;
         Ok(Self { config, first, downs, text, logit })
     }
 }

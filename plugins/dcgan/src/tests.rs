@@ -124,7 +124,7 @@ fn conditioning_changes_the_image_and_bad_inputs_are_errors() {
     let z = randn(1, &[2, 3], DType::F32);
     let a = Conditioning::from_embedding(randn(2, &[2, 5], DType::F32)).unwrap();
     let b = Conditioning::from_embedding(randn(3, &[2, 5], DType::F32)).unwrap();
-    let diff = (g.forward(&z, Some(&a), false).unwrap() - g.forward(&z, Some(&b), false).unwrap())
+    let diff = (g.forward(&z, Some(&a), true).unwrap() - g.forward(&z, Some(&b), true).unwrap())
         .unwrap()
         .abs()
         .unwrap()
@@ -163,4 +163,22 @@ fn registry_builds_dcgan_from_partial_config() {
     let g = registry.build_generator(&resolved, Params::new(0).var_builder(DType::F32, &Device::Cpu)).unwrap();
     assert_eq!(g.latent_dim(), 100 + 128);
     assert_eq!(g.sample_shape(), vec![3, 32, 32]);
+}
+
+#[test]
+fn generator_gradients_through_the_discriminator_match_finite_differences() {
+    let params = Params::new(21);
+    let g = tiny_generator(&params, Some(Augmentation { dim: 2, kl_weight: 1.0 }), DType::F64);
+    let config =
+        DcganDiscriminatorConfig { cond_dim: 5, cond_proj_dim: 3, image_size: 32, width: 2, ..Default::default() };
+    let d = DcganDiscriminator::new(config, Params::new(22).var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let z = randn(23, &[3, g.latent_dim()], DType::F64);
+    let cond = Conditioning::from_embedding(randn(24, &[3, 5], DType::F64)).unwrap();
+    let checked = check_gradients(&params, 4, 1e-4, || {
+        let fake = g.forward(&z, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+        let logits = d.forward(&fake, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+        (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
+    })
+    .unwrap();
+    assert!(checked >= 30, "{checked}");
 }
