@@ -193,13 +193,8 @@ mod tests {
 /// Each row's conditioning replaced by the next row's (the last takes the first): the mismatched
 /// captions of GAN-CLS. Token embeddings are moved with their rows.
 pub fn next_row_conditioning(cond: &Conditioning) -> candle_core::Result<Conditioning> {
-    let roll = |t: &Tensor| -> candle_core::Result<Tensor> {
-        let b = t.dim(0)?;
-        if b < 2 {
-            return Ok(t.clone());
-        }
-        Tensor::cat(&[&t.narrow(0, 1, b - 1)?, &t.narrow(0, 0, 1)?], 0)
-    };
+    // Row i takes row i + 1: a roll by -1 along the batch.
+    let roll = |t: &Tensor| t.roll(-1, 0);
     let tokens = match &cond.tokens {
         Some(t) => Some(TokenEmbeddings { embeddings: roll(&t.embeddings)?, mask: roll(&t.mask)? }),
         None => None,
