@@ -6,7 +6,9 @@
 //!   and ReLU to a `tanh` image.
 //! - [`DcganDiscriminator`]: stride-2 convolutions with batch norm and leaky ReLU down to 4x4; there the
 //!   compressed embedding is replicated spatially and joined to the features, mixed by a 1x1
-//!   convolution, and a 4x4 convolution gives the logit.
+//!   convolution, and a 4x4 convolution gives the logit. Optionally (`projection`), the projection
+//!   discriminator's term of Miyato & Koyama (2018) is added: the inner product of a linear map of the
+//!   embedding with the sum-pooled 4x4 image features.
 //!
 //! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
 //! Registered as `"dcgan"` for both kinds by [`register`].
@@ -86,11 +88,23 @@ pub struct DcganDiscriminatorConfig {
     pub width: usize,
     /// Slope of the leaky ReLUs.
     pub negative_slope: f64,
+    /// Add the projection term `<V e, sum_xy features(x)>` (Miyato & Koyama, 2018) to the logit. Reed
+    /// et al.'s concatenation alone learns the text-image match slowly; with this term the synthetic
+    /// birds' colours follow their captions several times sooner.
+    pub projection: bool,
 }
 
 impl Default for DcganDiscriminatorConfig {
     fn default() -> Self {
-        Self { cond_dim: 0, cond_proj_dim: 128, image_size: 64, channels: 3, width: 64, negative_slope: 0.2 }
+        Self {
+            cond_dim: 0,
+            cond_proj_dim: 128,
+            image_size: 64,
+            channels: 3,
+            width: 64,
+            negative_slope: 0.2,
+            projection: false,
+        }
     }
 }
 
@@ -285,6 +299,7 @@ pub struct DcganDiscriminator {
     first: Conv2d,
     downs: Vec<(Conv2d, BatchNorm)>,
     text: Option<(Linear, Conv2d, BatchNorm)>,
+    projection: Option<Linear>,
     logit: Conv2d,
 }
 
@@ -312,8 +327,12 @@ impl DcganDiscriminator {
                 Some((proj, mix, batch_norm(top, vb.pp("joint_bn"))?))
             }
         };
+        let projection = match (config.cond_dim, config.projection) {
+            (e, true) if e > 0 => Some(linear(e, top, false, vb.pp("projection"))?),
+            _ => None,
+        };
         let logit = conv(top, 1, 4, Default::default(), true, vb.pp("logit"))?;
-        Ok(Self { config, first, downs, text, logit })
+        Ok(Self { config, first, downs, text, projection, logit })
     }
 }
 
@@ -336,15 +355,23 @@ impl Discriminator for DcganDiscriminator {
         for (conv, bn) in &self.downs {
             h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h)?, train)?, slope)?;
         }
+        let mut projected = None;
         if let (Some((proj, mix, bn)), Some(cond)) = (&self.text, cond) {
             let e = cond.embedding.to_dtype(h.dtype())?;
+            if let Some(v) = &self.projection {
+                projected = Some((v.forward(&e)? * h.sum((2, 3))?)?.sum(1)?);
+            }
             let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
             let p = code.dims()[1];
             let tiled = code.reshape((b, p, 1, 1))?.broadcast_as((b, p, 4, 4))?;
             let joined = Tensor::cat(&[&h, &tiled], 1)?;
             h = candle_nn::ops::leaky_relu(&bn.forward_t(&mix.forward(&joined)?, train)?, slope)?;
         }
-        Ok(self.logit.forward(&h)?.reshape(b)?)
+        let logit = self.logit.forward(&h)?.reshape(b)?;
+        Ok(match projected {
+            Some(p) => (logit + p)?,
+            None => logit,
+        })
     }
 }
 

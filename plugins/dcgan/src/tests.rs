@@ -70,19 +70,66 @@ fn generator_gradients_match_finite_differences_with_and_without_augmentation() 
 
 #[test]
 fn discriminator_gradients_match_finite_differences() {
-    let params = Params::new(7);
-    let config =
+    for projection in [false, true] {
+        let params = Params::new(7);
+        let config = DcganDiscriminatorConfig {
+            cond_dim: 5,
+            cond_proj_dim: 3,
+            image_size: 32,
+            width: 2,
+            projection,
+            ..Default::default()
+        };
+        let d = DcganDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+        assert_eq!(params.named().iter().any(|(n, _)| n.starts_with("projection")), projection);
+        let x = randn(8, &[3, 3, 32, 32], DType::F64);
+        let cond = Conditioning::from_embedding(randn(9, &[3, 5], DType::F64)).unwrap();
+        let checked = check_gradients(&params, 4, 1e-4, || {
+            let logits = d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+            // softplus(-logits): the non-saturating loss on real samples.
+            (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
+        })
+        .unwrap();
+        assert!(checked >= 30, "{checked}");
+    }
+}
+
+#[test]
+fn the_projection_term_is_the_inner_product_of_the_projected_embedding_and_the_pooled_features() {
+    // Two discriminators with the same weights, one with the projection term: their logits differ
+    // by <V e, sum_xy h> exactly, with h the 4x4 features before the text is joined.
+    let params = Params::new(3);
+    let base =
         DcganDiscriminatorConfig { cond_dim: 5, cond_proj_dim: 3, image_size: 32, width: 2, ..Default::default() };
-    let d = DcganDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
-    let x = randn(8, &[3, 3, 32, 32], DType::F64);
-    let cond = Conditioning::from_embedding(randn(9, &[3, 5], DType::F64)).unwrap();
-    let checked = check_gradients(&params, 4, 1e-4, || {
-        let logits = d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?;
-        // softplus(-logits): the non-saturating loss on real samples.
-        (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
-    })
+    let with = DcganDiscriminator::new(
+        DcganDiscriminatorConfig { projection: true, ..base.clone() },
+        params.var_builder(DType::F64, &Device::Cpu),
+    )
     .unwrap();
-    assert!(checked >= 30, "{checked}");
+    let without = DcganDiscriminator::new(base, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let x = randn(4, &[2, 3, 32, 32], DType::F64);
+    let e = randn(5, &[2, 5], DType::F64);
+    let cond = Conditioning::from_embedding(e.clone()).unwrap();
+    let diff = (with.forward(&x, Some(&cond), false).unwrap() - without.forward(&x, Some(&cond), false).unwrap())
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    // The features: the same stages, evaluated by hand (eval mode: running statistics 0 and 1).
+    let mut h = candle_nn::ops::leaky_relu(&without.first.forward(&x).unwrap(), 0.2).unwrap();
+    for (conv, bn) in &without.downs {
+        h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h).unwrap(), false).unwrap(), 0.2).unwrap();
+    }
+    let v = params.named().into_iter().find(|(n, _)| n == "projection.weight").unwrap().1;
+    let expected = (e.matmul(&v.as_tensor().t().unwrap()).unwrap() * h.sum((2, 3)).unwrap())
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    for (a, b) in diff.iter().zip(&expected) {
+        assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{diff:?} vs {expected:?}");
+    }
+    assert!(expected.iter().all(|v| v.abs() > 1e-6), "the term is not trivially zero: {expected:?}");
 }
 
 #[test]
