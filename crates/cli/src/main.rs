@@ -55,6 +55,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Score a text-to-bird checkpoint: for each body colour, draw "a {colour} bird" and check the
+    /// colour of the drawn bird (the shipped checkpoint by default).
+    Colours {
+        /// The checkpoint (default: the shipped one).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Images per colour.
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        /// Seed of the latent codes.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Print a checkpoint's configs, training state and tensors.
     Inspect {
         /// The checkpoint (.safetensors).
@@ -218,6 +234,15 @@ fn run(cli: Cli) -> Result<()> {
             sample::export_generator(&checkpoint, &out)?;
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             say!("wrote {} ({:.1} MB, generator only)", out.display(), bytes as f64 / 1e6);
+            Ok(())
+        }
+        Command::Colours { checkpoint, n, seed, device } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
+            let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, &condor::registry(), &device)?;
+            let report = condor::pipeline::colour_eval::colour_accuracy(&loaded, n, seed, &device)?;
+            say!("{}: colour of the bird drawn for \"a {{colour}} bird\" (seed {seed})", checkpoint.display());
+            say!("{}", report.to_markdown());
             Ok(())
         }
         Command::Inspect { checkpoint } => {

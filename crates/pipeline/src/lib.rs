@@ -8,6 +8,7 @@
 //! Everything takes a candle `Device`.
 
 pub mod checkpoint;
+pub mod colour_eval;
 pub mod config;
 pub mod error;
 pub mod losses;

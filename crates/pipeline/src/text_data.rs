@@ -33,7 +33,7 @@ pub fn load_encoder(text: &TextConfig, device: &Device) -> Result<(SentenceEncod
 /// first distinct captions otherwise.
 pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Vec<String> {
     if matches!(data, DatasetConfig::Birds { .. }) {
-        return Colour::ALL.iter().map(|c| format!("a {} bird", c.word())).collect();
+        return Colour::ALL.iter().map(|c| colour_prompt(*c)).collect();
     }
     let mut out: Vec<String> = Vec::new();
     for i in 0..source.len() {
@@ -45,6 +45,11 @@ pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Ve
         }
     }
     out
+}
+
+/// The prompt that names a synthetic bird's colour: "a red bird", "an orange bird".
+pub fn colour_prompt(colour: Colour) -> String {
+    condor_data::birds::with_articles(&format!("a {} bird", colour.word()))
 }
 
 /// Captioned images with their caption embeddings.

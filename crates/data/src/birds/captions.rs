@@ -129,7 +129,7 @@ fn fill(template: &Template, index: usize, a: &BirdAttributes) -> Caption {
 }
 
 /// "a" before a vowel sound becomes "an" ("a orange crown" -> "an orange crown").
-fn with_articles(text: &str) -> String {
+pub fn with_articles(text: &str) -> String {
     let words: Vec<&str> = text.split(' ').collect();
     let mut out = Vec::with_capacity(words.len());
     for (i, w) in words.iter().enumerate() {

@@ -1,0 +1,80 @@
+//! Does a text-to-bird generator draw the colour it is asked for? For each body colour of the
+//! synthetic birds, the prompt "a {colour} bird" gives `n` images; each image's bird pixels are found
+//! and their mean colour is matched to the nearest colour of the renderer's table
+//! ([`condor_data::birds::bird_colour_name`]).
+
+use candle_core::Device;
+use condor_data::birds::{bird_colour_name, Colour};
+
+use crate::error::Result;
+use crate::sample::{text_to_image, LoadedGenerator};
+use crate::text_data::colour_prompt;
+
+/// The outcome for one asked-for colour.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColourScore {
+    /// The colour named in the prompt.
+    pub colour: Colour,
+    /// The prompt used.
+    pub prompt: String,
+    /// Images drawn.
+    pub total: usize,
+    /// Images in which a bird was found at all.
+    pub found: usize,
+    /// Images whose bird is nearest to the asked colour.
+    pub correct: usize,
+}
+
+/// Scores for every body colour.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColourReport {
+    /// One entry per colour of [`Colour::ALL`].
+    pub per_colour: Vec<ColourScore>,
+}
+
+impl ColourReport {
+    /// Fraction of all images whose bird has the asked colour.
+    pub fn accuracy(&self) -> f64 {
+        let total: usize = self.per_colour.iter().map(|s| s.total).sum();
+        let correct: usize = self.per_colour.iter().map(|s| s.correct).sum();
+        correct as f64 / total.max(1) as f64
+    }
+
+    /// A Markdown table: prompt, images, birds found, right colour.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::from("| prompt | images | bird found | right colour |\n|---|---|---|---|\n");
+        for s in &self.per_colour {
+            out += &format!("| {} | {} | {} | {} |\n", s.prompt, s.total, s.found, s.correct);
+        }
+        out += &format!("| **all** | | | **{:.1}%** |\n", 100.0 * self.accuracy());
+        out
+    }
+}
+
+/// Draws `n` images for each colour prompt (latent codes from `seed`, the same for every prompt) and
+/// scores their colours.
+pub fn colour_accuracy(loaded: &LoadedGenerator, n: usize, seed: u64, device: &Device) -> Result<ColourReport> {
+    let prompts: Vec<String> = Colour::ALL.iter().map(|&c| colour_prompt(c)).collect();
+    let drawn = text_to_image(loaded, &prompts, n, seed, device)?;
+    let (_, _, size, _) = drawn.images.dims4()?;
+    let unit = ((drawn.images.to_dtype(candle_core::DType::F32)? + 1.0)? * 0.5)?.clamp(0.0, 1.0)?;
+    let per = 3 * size * size;
+    let flat: Vec<f32> = unit.flatten_all()?.to_vec1()?;
+    let per_colour = Colour::ALL
+        .iter()
+        .zip(prompts)
+        .enumerate()
+        .map(|(p, (&colour, prompt))| {
+            let seen: Vec<Option<Colour>> =
+                (0..n).map(|i| bird_colour_name(&flat[(p * n + i) * per..(p * n + i + 1) * per], size)).collect();
+            ColourScore {
+                colour,
+                prompt,
+                total: n,
+                found: seen.iter().filter(|c| c.is_some()).count(),
+                correct: seen.iter().filter(|&&c| c == Some(colour)).count(),
+            }
+        })
+        .collect();
+    Ok(ColourReport { per_colour })
+}
