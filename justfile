@@ -13,6 +13,14 @@ train config *flags:
 train-birds *args:
     bash scripts/train_birds.sh {{args}}
 
+# Draw birds from prompts with the shipped checkpoint, e.g. `just txt2img "a red bird" --n 8 --seed 1`.
+txt2img +args:
+    cargo run --release --example txt2img -- {{args}}
+
+# Score a text-to-bird checkpoint: does "a {colour} bird" give a bird of that colour? (the shipped one by default)
+colours *flags:
+    cargo run --release -p condor-cli -- colours {{flags}}
+
 # Continue a run from its newest checkpoint.
 resume config *flags:
     cargo run --release -p condor-cli -- train --config {{config}} --resume {{flags}}
@@ -41,8 +49,11 @@ preview *flags:
 coverage:
     bash scripts/coverage.sh
 
-# Benchmarks: training-step throughput of the MLP GAN; text-encoder load time and sentences/s.
+# Benchmarks: training-step throughput of the MLP GAN; text-encoder load time and sentences/s; bird
+# rendering; then the text-to-image table (64x64 DCGAN step, txt2img latency, peak memory; PyTorch's row
+# too when $PYTHON can import torch).
 bench:
     cargo bench -p condor-pipeline --bench train_step
     cargo bench -p condor-text --bench encode
     cargo bench -p condor-data --bench render
+    bash bench/text_to_image.sh

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `just bench`'s text-to-image table: Condor's row, then PyTorch's row for the same models and step
+# when torch is importable by $PYTHON (default python3), e.g. PYTHON=.venv/bin/python just bench.
+# Extra arguments (--steps N, --device cuda) go to both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+cargo run --release --quiet --example bench_text_to_image -- "$@"
+if "$python" -c "import torch, numpy, safetensors, tokenizers, PIL" 2>/dev/null; then
+    "$python" bench/dcgan_torch.py "$@"
+else
+    echo "(no PyTorch row: $python cannot import torch, numpy, safetensors, tokenizers and PIL;"
+    echo " pip install torch numpy safetensors tokenizers pillow in a virtual environment and set PYTHON)"
+fi

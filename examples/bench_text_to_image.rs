@@ -1,0 +1,106 @@
+//! `just bench`'s text-to-image figures, printed as one row of a Markdown table:
+//! - training throughput (images/s) of the 64x64 conditional DCGAN of `configs/birds-gpu.toml` at
+//!   batch 64: one Algorithm-1 iteration with the GAN-CLS discriminator terms, a GAN-INT half-batch and
+//!   the conditioning-augmentation KL term, on the synthetic birds;
+//! - txt2img latency from process start to PNG written (this program re-runs itself as a child that
+//!   draws "a red bird" from the shipped checkpoint);
+//! - peak memory (resident set high-water mark) of the training and txt2img processes.
+//!
+//! `bench/dcgan_torch.py` builds the same models and step in PyTorch and prints the same row.
+//!
+//! ```sh
+//! cargo run --release --example bench_text_to_image -- [--steps 5] [--device cpu]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use condor::pipeline::{RunConfig, Trainer};
+use condor::txt2img::SampleArgs;
+
+#[derive(Parser)]
+#[command(about = "Text-to-image benchmarks: DCGAN training throughput, txt2img latency, peak memory")]
+struct Cli {
+    /// Timed training iterations (after one warm-up iteration).
+    #[arg(long, default_value_t = 5)]
+    steps: u64,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run config whose model and step are timed.
+    #[arg(long, default_value = "configs/birds-gpu.toml")]
+    config: PathBuf,
+    /// Internal: draw one txt2img grid into this file, print the peak memory and exit.
+    #[arg(long, hide = true)]
+    txt2img_child: Option<PathBuf>,
+}
+
+/// The process's peak resident memory in MiB (Linux: `VmHWM`), if the platform reports it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |m| format!("{m:.0} MiB"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(out) = cli.txt2img_child {
+        let args = SampleArgs {
+            prompts: vec!["a red bird".into()],
+            checkpoint: None,
+            n: Some(4),
+            seed: 0,
+            out: Some(out),
+            device: cli.device,
+        };
+        condor::txt2img::run(&args, &mut |_| {})?;
+        println!("{}", peak_rss_mib().unwrap_or(f64::NAN));
+        return Ok(());
+    }
+
+    // txt2img first, in a fresh process, so its latency includes loading everything.
+    let out = std::env::temp_dir().join(format!("condor-bench-{}.png", std::process::id()));
+    let started = Instant::now();
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--device", &cli.device, "--txt2img-child"])
+        .arg(&out)
+        .output()
+        .context("cannot start the txt2img child process")?;
+    let latency = started.elapsed().as_secs_f64();
+    if !child.status.success() || !out.is_file() {
+        bail!("txt2img failed: {}", String::from_utf8_lossy(&child.stderr));
+    }
+    let _ = std::fs::remove_file(&out);
+    let txt2img_rss = String::from_utf8_lossy(&child.stdout).trim().parse::<f64>().ok().filter(|m| m.is_finite());
+
+    let device = condor::parse_device(&cli.device).map_err(anyhow::Error::msg)?;
+    let mut config = RunConfig::from_file(&cli.config)?;
+    config.steps = u64::MAX;
+    let batch = config.batch_size;
+    let mut trainer = Trainer::new(config, &condor::registry(), &device)?;
+    trainer.step()?;
+    let started = Instant::now();
+    for _ in 0..cli.steps {
+        trainer.step()?;
+    }
+    let throughput = (batch as u64 * cli.steps) as f64 / started.elapsed().as_secs_f64();
+
+    println!("| implementation | train step, 64x64 DCGAN, batch {batch} | txt2img latency | peak memory |");
+    println!("|---|---|---|---|");
+    println!(
+        "| Condor {} ({}, {} threads) | {throughput:.1} img/s | {latency:.2} s | train {}, txt2img {} |",
+        env!("CARGO_PKG_VERSION"),
+        cli.device,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        mib(peak_rss_mib()),
+        mib(txt2img_rss),
+    );
+    Ok(())
+}
