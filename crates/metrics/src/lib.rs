@@ -1,7 +1,12 @@
 //! # condor-metrics: numbers to compare GANs by
 //!
-//! For now: mode coverage on 2D Gaussian mixtures, the standard test for mode collapse
-//! (as in Unrolled GAN, VEEGAN and PacGAN). FID/KID and conditional accuracy come later.
+//! - Mode coverage on 2D Gaussian mixtures, the standard test for mode collapse (as in Unrolled GAN,
+//!   VEEGAN and PacGAN).
+//! - [`digits`]: a CNN digit classifier that judges generated digits, and the spread of an image set.
+//!
+//! FID/KID come later.
+
+pub mod digits;
 
 use serde::{Deserialize, Serialize};
 

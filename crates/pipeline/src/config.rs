@@ -190,6 +190,10 @@ pub struct ScheduleConfig {
     pub sample_count: usize,
     /// Images per prompt in the progress grids of text-conditioned runs.
     pub preview_columns: usize,
+    /// Steps at which a row of fixed-noise samples is added to `evolution.png` (say 100, 1000, 5000),
+    /// so one picture shows how generation evolves. Text-conditioned runs draw one image per preview
+    /// prompt, unconditional ones `preview_columns` images. Empty: no evolution picture.
+    pub evolution_steps: Vec<u64>,
 }
 
 impl Default for ScheduleConfig {
@@ -201,6 +205,7 @@ impl Default for ScheduleConfig {
             sample_every: 500,
             sample_count: 1000,
             preview_columns: 8,
+            evolution_steps: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod colour_eval;
 pub mod config;
+pub mod digit_eval;
 pub mod error;
 pub mod losses;
 pub mod optim;

@@ -133,6 +133,33 @@ pub fn image_grid_png(path: &Path, images: &candle_core::Tensor, cols: usize) ->
     grid.save(path).map_err(|e| err(e.to_string()))
 }
 
+/// Stacks picture files top to bottom, each enlarged by `zoom` and labelled on its left ("step 100"):
+/// the evolution of a run's samples, one row per stage.
+pub fn labelled_rows_png(path: &Path, rows: &[(String, std::path::PathBuf)], zoom: u32) -> Result<()> {
+    let err = image_err(path);
+    let zoom = zoom.max(1);
+    let mut pictures = Vec::with_capacity(rows.len());
+    for (label, file) in rows {
+        let img = image::open(file).map_err(|e| image_err(file)(e.to_string()))?.to_rgb8();
+        let (w, h) = (img.width() * zoom, img.height() * zoom);
+        pictures.push((label, image::imageops::resize(&img, w, h, image::imageops::FilterType::Nearest)));
+    }
+    if pictures.is_empty() {
+        return Err(err("no rows to draw".into()));
+    }
+    let label_w = rows.iter().map(|(l, _)| l.chars().count() as u32 * 8 + 12).max().unwrap_or(0);
+    let width = label_w + pictures.iter().map(|(_, p)| p.width()).max().unwrap_or(0);
+    let height = pictures.iter().map(|(_, p)| p.height()).sum();
+    let mut out = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut y = 0;
+    for (label, picture) in &pictures {
+        image::imageops::replace(&mut out, picture, label_w as i64, y as i64);
+        draw_text(&mut out, label, 4, y + picture.height().saturating_sub(8) / 2, 1, [20, 20, 20]);
+        y += picture.height();
+    }
+    out.save(path).map_err(|e| err(e.to_string()))
+}
+
 /// Draws `text` in 8x8 bitmap glyphs (scaled by `scale`) into an RGB image at (x, y), clipped.
 fn draw_text(img: &mut image::RgbImage, text: &str, x: u32, y: u32, scale: u32, colour: [u8; 3]) {
     use font8x8::legacy::BASIC_LEGACY;

@@ -11,7 +11,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::RunConfig;
 use crate::error::{io_err, PipelineError, Result};
 use crate::run_dir::{RunDir, StepRecord};
-use crate::sample::{prompt_samples, write_prompt_grid, write_samples, FIXED_NOISE_STREAM};
+use crate::sample::{generate, prompt_samples, write_prompt_grid, write_samples, FIXED_NOISE_STREAM};
 use crate::trainer::Trainer;
 
 /// How to run.
@@ -114,6 +114,9 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Re
             samples(trainer, dir, step)?;
             sampled_at = Some(step);
         }
+        if schedule.evolution_steps.contains(&step) {
+            evolution(trainer, dir, step)?;
+        }
         bar.set_message(format!("D {:.3} G {:.3}", record.loss_d, record.loss_g));
         bar.set_position(step);
         last = Some(record);
@@ -149,6 +152,27 @@ fn samples(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
         }
         None => write_samples(&path, g, &config.data, config.schedule.sample_count, &mut rng, trainer.device()),
     }
+}
+
+/// Adds the row of `step` to the evolution picture: fixed-noise samples (one per preview prompt for
+/// text-conditioned runs), saved on their own and then stacked with the earlier rows into
+/// `evolution.png`. Runs of 2D points have no such picture.
+fn evolution(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
+    let g = trainer.generator().for_sampling();
+    let [_, size, _] = g.sample_shape()[..] else {
+        return Ok(());
+    };
+    let config = trainer.config();
+    let mut rng = derived_rng(config.seed, &[FIXED_NOISE_STREAM, 1]);
+    let images = match trainer.data().preview() {
+        Some(p) => prompt_samples(g, &p.conditioning, 1, &mut rng, trainer.device())?,
+        None => generate(g, config.schedule.preview_columns.max(1), None, &mut rng, trainer.device())?,
+    };
+    let row = dir.evolution_row_path(step);
+    crate::plot::image_grid_png(&row, &images, images.dim(0)?)?;
+    let rows: Vec<(String, PathBuf)> =
+        dir.evolution_rows().into_iter().map(|(s, p)| (format!("step {s}"), p)).collect();
+    crate::plot::labelled_rows_png(&dir.evolution_path(), &rows, (64 / size).max(1) as u32)
 }
 
 /// Errors unless `given` differs from the checkpoint's `stored` config only in what a resume may

@@ -48,7 +48,7 @@ pub struct RunDir {
 impl RunDir {
     /// Opens (creating if needed) the run directory at `root`.
     pub fn create(root: &Path) -> Result<Self> {
-        for d in [root.to_path_buf(), root.join("checkpoints"), root.join("samples")] {
+        for d in [root.to_path_buf(), root.join("checkpoints"), root.join("samples"), root.join("evolution")] {
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         Ok(Self { root: root.to_path_buf(), log: None })
@@ -84,21 +84,24 @@ impl RunDir {
         self.root.join("samples").join(format!("step-{step:09}.png"))
     }
 
+    /// The row of the evolution picture drawn at a step.
+    pub fn evolution_row_path(&self, step: u64) -> PathBuf {
+        self.root.join("evolution").join(format!("step-{step:09}.png"))
+    }
+
+    /// The evolution picture: one row of fixed-noise samples per stage of training.
+    pub fn evolution_path(&self) -> PathBuf {
+        self.root.join("evolution.png")
+    }
+
+    /// Rows of the evolution picture on disk, by step.
+    pub fn evolution_rows(&self) -> Vec<(u64, PathBuf)> {
+        steps_in(&self.root.join("evolution"), ".png")
+    }
+
     /// Checkpoints on disk, oldest first.
     pub fn checkpoints(&self) -> Vec<(u64, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(self.root.join("checkpoints")) else {
-            return Vec::new();
-        };
-        let mut found: Vec<(u64, PathBuf)> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
-                Some((step, e.path()))
-            })
-            .collect();
-        found.sort();
-        found
+        steps_in(&self.root.join("checkpoints"), ".safetensors")
     }
 
     /// The newest checkpoint, if any.
@@ -165,6 +168,23 @@ impl RunDir {
         }
         std::fs::write(&path, text).map_err(io_err(&path))
     }
+}
+
+/// The `step-<N><suffix>` files in `folder`, by step.
+fn steps_in(folder: &Path, suffix: &str) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.strip_suffix(suffix)?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 #[cfg(test)]

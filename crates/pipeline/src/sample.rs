@@ -136,12 +136,14 @@ pub fn prompt_samples(
     Ok(g.forward(&z, g.conditioning().select(Some(&Conditioning::from_embedding(e)?)), false)?)
 }
 
-/// `(N, 3, S, S)` images in [-1, 1] as 8-bit RGB rows, one `Vec` per image.
+/// `(N, C, S, S)` images in [-1, 1] (C = 3, or 1 for grey) as 8-bit RGB rows, one `Vec` per image.
 pub fn to_rgb8(images: &Tensor) -> Result<Vec<Vec<u8>>> {
-    let (n, c, h, w) = images.dims4()?;
-    if c != 3 || h != w {
-        return Err(PipelineError::Config(format!("expected square RGB images, got {:?}", images.dims())));
+    let (_, c, h, w) = images.dims4()?;
+    if (c != 3 && c != 1) || h != w {
+        return Err(PipelineError::Config(format!("expected square RGB or grey images, got {:?}", images.dims())));
     }
+    let images = if c == 1 { images.repeat((1, 3, 1, 1))? } else { images.clone() };
+    let n = images.dim(0)?;
     let flat: Vec<f32> = ((images.to_dtype(DType::F32)? + 1.0)? * 0.5)?.flatten_all()?.to_vec1()?;
     let per = 3 * h * w;
     Ok((0..n).map(|i| condor_data::images::planes_to_rgb8(&flat[i * per..(i + 1) * per], h)).collect())

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use condor_core::{Batch, Conditioning, DataSource, Preview, Rng};
 use condor_data::birds::Colour;
-use condor_data::loader::{CaptionedSource, Loader, LoaderConfig};
-use condor_data::DatasetConfig;
+use condor_data::loader::{CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
+use condor_data::{CaptionedData, DatasetConfig};
 use condor_text::cache::{cached_embeddings, model_fingerprint};
 use condor_text::{ModelSource, SentenceEncoder};
 use rand::Rng as _;
@@ -29,11 +29,14 @@ pub fn load_encoder(text: &TextConfig, device: &Device) -> Result<(SentenceEncod
     Ok((SentenceEncoder::load(&folder, device)?, model_fingerprint(&folder)?))
 }
 
-/// The prompts of progress grids: one per body colour for synthetic birds ("a red bird", ...), the
-/// first distinct captions otherwise.
+/// The prompts of progress grids: one per body colour for synthetic birds ("a red bird", ...), one per
+/// digit for MNIST ("a handwritten seven"), the first distinct captions otherwise.
 pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Vec<String> {
     if matches!(data, DatasetConfig::Birds { .. }) {
         return Colour::ALL.iter().map(|c| colour_prompt(*c)).collect();
+    }
+    if matches!(data, DatasetConfig::Mnist { .. }) {
+        return (0..10).map(condor_data::mnist::digit_prompt).collect();
     }
     let mut out: Vec<String> = Vec::new();
     for i in 0..source.len() {
@@ -50,6 +53,71 @@ pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Ve
 /// The prompt that names a synthetic bird's colour: "a red bird", "an orange bird".
 pub fn colour_prompt(colour: Colour) -> String {
     condor_data::birds::with_articles(&format!("a {} bird", colour.word()))
+}
+
+fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderConfig {
+    LoaderConfig {
+        batch_size: config.batch_size,
+        size: data.size,
+        seed: condor_core::derived_rng(config.seed, &[u64::MAX - 7]).random(),
+        crop: data.augment.crop,
+        flip: data.augment.flip,
+    }
+}
+
+/// Checks a data source's batch size and draws batch `index` from its loader.
+fn loader_batch(
+    loader: &Loader,
+    expected: usize,
+    batch_size: usize,
+    index: u64,
+) -> condor_core::Result<CaptionedBatch> {
+    if batch_size != expected {
+        return Err(condor_core::Error::InvalidInput(format!(
+            "this dataset makes batches of {expected}, not {batch_size}"
+        )));
+    }
+    loader.batch(index).map_err(|e| condor_core::Error::InvalidInput(e.to_string()))
+}
+
+/// The images of a batch as a `(B, C, S, S)` tensor, with their labels (a digit, a bird's body colour).
+fn image_tensor(b: CaptionedBatch, device: &Device) -> condor_core::Result<(Tensor, Option<Vec<usize>>)> {
+    let shape = (b.indices.len(), b.channels, b.size, b.size);
+    let labels = b.labels.or_else(|| b.attributes.map(|a| a.iter().map(|a| a.body as usize).collect()));
+    Ok((Tensor::from_vec(b.images, shape, device)?, labels))
+}
+
+/// Images without captions: the unconditional GAN's data (MNIST with `text = false`).
+pub struct UncaptionedImages {
+    loader: Loader,
+    shape: Vec<usize>,
+    batch_size: usize,
+}
+
+impl UncaptionedImages {
+    /// Opens the image dataset of `config`.
+    pub fn open(config: &RunConfig) -> Result<Self> {
+        let data = config.data.captioned()?.ok_or_else(|| PipelineError::Config("not an image dataset".into()))?;
+        let shape = vec![data.source.channels(), data.size, data.size];
+        let loader = Loader::new(data.source.clone(), loader_config(config, &data))?;
+        Ok(Self { loader, shape, batch_size: config.batch_size })
+    }
+}
+
+impl DataSource for UncaptionedImages {
+    fn sample_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+    fn cond_dim(&self) -> usize {
+        0
+    }
+    fn batch(&self, index: u64, batch_size: usize, _rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
+        let (samples, labels) = image_tensor(loader_batch(&self.loader, self.batch_size, batch_size, index)?, device)?;
+        Ok(Batch { samples, conditioning: None, labels })
+    }
+    fn conditioning(&self, _: u64, _: usize, _: &mut Rng, _: &Device) -> condor_core::Result<Option<Conditioning>> {
+        Ok(None)
+    }
 }
 
 /// Captioned images with their caption embeddings.
@@ -83,14 +151,7 @@ impl CaptionedImages {
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let preview =
             Preview { conditioning: Conditioning::from_embedding(encoder.encode_batch(&texts)?.sentences)?, prompts };
-        let loader_config = LoaderConfig {
-            batch_size: config.batch_size,
-            size: data.size,
-            seed: condor_core::derived_rng(config.seed, &[u64::MAX - 7]).random(),
-            crop: data.augment.crop,
-            flip: data.augment.flip,
-        };
-        let loader = Loader::new(data.source.clone(), loader_config)?;
+        let loader = Loader::new(data.source.clone(), loader_config(config, &data))?;
         Ok(Self { source: data.source, loader, size: data.size, batch_size: config.batch_size, table, rows, preview })
     }
 
@@ -117,22 +178,15 @@ fn core_err(e: PipelineError) -> condor_core::Error {
 
 impl DataSource for CaptionedImages {
     fn sample_shape(&self) -> Vec<usize> {
-        vec![3, self.size, self.size]
+        vec![self.source.channels(), self.size, self.size]
     }
     fn cond_dim(&self) -> usize {
         self.table.dims()[1]
     }
     fn batch(&self, index: u64, batch_size: usize, _rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
-        if batch_size != self.batch_size {
-            return Err(condor_core::Error::InvalidInput(format!(
-                "this dataset makes batches of {}, not {batch_size}",
-                self.batch_size
-            )));
-        }
-        let b = self.loader.batch(index).map_err(|e| condor_core::Error::InvalidInput(e.to_string()))?;
-        let samples = Tensor::from_vec(b.images, (batch_size, 3, self.size, self.size), device)?;
+        let b = loader_batch(&self.loader, self.batch_size, batch_size, index)?;
         let conditioning = Some(self.embed(&b.captions).map_err(core_err)?);
-        let labels = b.attributes.map(|a| a.iter().map(|a| a.body as usize).collect());
+        let (samples, labels) = image_tensor(b, device)?;
         Ok(Batch { samples, conditioning, labels })
     }
     /// Captions for a generator step: `batch_size` images drawn at random, one caption of each.
@@ -157,10 +211,13 @@ impl DataSource for CaptionedImages {
     }
 }
 
-/// The data source a run config describes: a mixture, or captioned images joined to the text encoder.
+/// The data source a run config describes: a mixture, captioned images joined to the text encoder, or
+/// images alone.
 pub fn build_data(config: &RunConfig, device: &Device) -> Result<Box<dyn DataSource>> {
     if config.data.is_captioned() {
         Ok(Box::new(CaptionedImages::open(config, device)?))
+    } else if config.data.is_images() {
+        Ok(Box::new(UncaptionedImages::open(config)?))
     } else {
         Ok(config.data.build()?)
     }

@@ -1,0 +1,227 @@
+//! Does a text-to-digit generator draw the digit it is asked for? Every caption phrasing of every
+//! digit (seen in training or held out, [`condor_data::mnist::PHRASINGS`]) gives `n` images; a CNN
+//! judge trained on real digits ([`condor_metrics::digits::DigitClassifier`]) reads them. The judge
+//! must first reach [`JUDGE_MIN_ACCURACY`] on the real test digits. Diversity within a class is the
+//! mean pairwise pixel distance of the generated digits, next to that of the real test digits.
+
+use candle_core::{DType, Device, Tensor};
+use condor_data::mnist::{digit_captions, Digits, Phrasings, PHRASINGS};
+use condor_metrics::digits::{mean_pairwise_distance, DigitClassifier, SIDE};
+
+use crate::error::{PipelineError, Result};
+use crate::sample::{text_to_image, LoadedGenerator};
+
+/// The accuracy on real test digits a judge needs before its verdicts count.
+pub const JUDGE_MIN_ACCURACY: f64 = 0.98;
+
+/// The outcome for one prompt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptScore {
+    /// The digit asked for.
+    pub digit: usize,
+    /// The prompt.
+    pub prompt: String,
+    /// Whether the phrasing was held out of training.
+    pub held_out: bool,
+    /// Images drawn.
+    pub total: usize,
+    /// Images the judge reads as the asked digit.
+    pub correct: usize,
+}
+
+/// Spread of the images of one digit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diversity {
+    /// The digit.
+    pub digit: usize,
+    /// Mean pairwise distance (pixels in [0, 1]) among generated images for "a handwritten {digit}".
+    pub generated: f64,
+    /// The same among the real test digits of that class.
+    pub real: f64,
+}
+
+/// Scores of a text-to-digit generator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DigitReport {
+    /// The judge's accuracy on the real test digits.
+    pub judge_accuracy: f64,
+    /// One entry per (digit, phrasing).
+    pub per_prompt: Vec<PromptScore>,
+    /// One entry per digit.
+    pub diversity: Vec<Diversity>,
+}
+
+impl DigitReport {
+    /// Share of images read as the asked digit, over seen (`false`) or held-out (`true`) phrasings.
+    pub fn accuracy(&self, held_out: bool) -> f64 {
+        let chosen = self.per_prompt.iter().filter(|s| s.held_out == held_out);
+        let (total, correct) = chosen.fold((0, 0), |(t, c), s| (t + s.total, c + s.correct));
+        correct as f64 / total.max(1) as f64
+    }
+
+    /// Share of images read as the asked digit, per digit, over the phrasings of one kind.
+    pub fn accuracy_of(&self, digit: usize, held_out: bool) -> f64 {
+        let chosen = self.per_prompt.iter().filter(|s| s.held_out == held_out && s.digit == digit);
+        let (total, correct) = chosen.fold((0, 0), |(t, c), s| (t + s.total, c + s.correct));
+        correct as f64 / total.max(1) as f64
+    }
+
+    /// Markdown tables: per digit, accuracy on seen and held-out phrasings and diversity; then per
+    /// phrasing.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("Judge accuracy on real test digits: {:.2}%\n\n", 100.0 * self.judge_accuracy);
+        out += "| digit | seen phrasings | held-out phrasings | diversity generated / real |\n|---|---|---|---|\n";
+        for d in &self.diversity {
+            out += &format!(
+                "| {} | {:.1}% | {:.1}% | {:.2} / {:.2} |\n",
+                d.digit,
+                100.0 * self.accuracy_of(d.digit, false),
+                100.0 * self.accuracy_of(d.digit, true),
+                d.generated,
+                d.real
+            );
+        }
+        out += &format!(
+            "| **all** | **{:.1}%** | **{:.1}%** | |\n\n",
+            100.0 * self.accuracy(false),
+            100.0 * self.accuracy(true)
+        );
+        out += "| phrasing | held out | right digit |\n|---|---|---|\n";
+        for (t, held_out) in PHRASINGS {
+            let chosen: Vec<&PromptScore> =
+                self.per_prompt.iter().filter(|s| s.held_out == held_out && phrasing_of(s) == t).collect();
+            let (total, correct) = chosen.iter().fold((0, 0), |(a, b), s| (a + s.total, b + s.correct));
+            out += &format!("| {t} | {} | {:.1}% |\n", if held_out { "yes" } else { "no" }, pct(correct, total));
+        }
+        out
+    }
+}
+
+fn pct(a: usize, b: usize) -> f64 {
+    100.0 * a as f64 / b.max(1) as f64
+}
+
+fn phrasing_of(s: &PromptScore) -> &'static str {
+    let pos = digit_captions(s.digit, Phrasings::All).iter().position(|c| *c == s.prompt).unwrap_or(0);
+    PHRASINGS[pos].0
+}
+
+/// Generated or real digit images as the judge's input: `(N, 1, 28, 28)` in [-1, 1]. 32 px images (the
+/// DCGAN's, digits padded by 2) are cropped back to 28.
+pub fn judge_input(images: &Tensor) -> Result<Tensor> {
+    let (_, c, h, w) = images.dims4()?;
+    if c != 1 || h != w || h < SIDE {
+        return Err(PipelineError::Config(format!("expected grey digits of 28 px or more, got {:?}", images.dims())));
+    }
+    let o = (h - SIDE) / 2;
+    Ok(images.to_dtype(DType::F32)?.narrow(2, o, SIDE)?.narrow(3, o, SIDE)?.contiguous()?)
+}
+
+/// Real digits as `(N, 1, 28, 28)` in [-1, 1] with their labels.
+pub fn digits_tensor(digits: &Digits, device: &Device) -> Result<(Tensor, Vec<usize>)> {
+    let v: Vec<f32> = digits.pixels.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+    let x = Tensor::from_vec(v, (digits.len(), 1, digits.rows, digits.cols), device)?;
+    Ok((x, digits.labels.iter().map(|&l| l as usize).collect()))
+}
+
+/// The judge's accuracy on `test`, or an error when it is below [`JUDGE_MIN_ACCURACY`].
+pub fn checked_judge_accuracy(judge: &DigitClassifier, test: &Digits, device: &Device) -> Result<f64> {
+    let (x, y) = digits_tensor(test, device)?;
+    let accuracy = judge.accuracy(&x, &y)?;
+    if accuracy < JUDGE_MIN_ACCURACY {
+        return Err(PipelineError::Config(format!(
+            "the digit judge reads {:.2}% of the real test digits right, below the {:.0}% it needs to judge",
+            100.0 * accuracy,
+            100.0 * JUDGE_MIN_ACCURACY
+        )));
+    }
+    Ok(accuracy)
+}
+
+/// Draws `n` images for every phrasing of every digit (latent codes from `seed`, the same for every
+/// prompt), and scores them with `judge`, which must first pass [`checked_judge_accuracy`] on `test`.
+pub fn digit_accuracy(
+    loaded: &LoadedGenerator,
+    judge: &DigitClassifier,
+    test: &Digits,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<DigitReport> {
+    let judge_accuracy = checked_judge_accuracy(judge, test, device)?;
+    let mut per_prompt = Vec::new();
+    let mut diversity = Vec::new();
+    let (real, labels) = digits_tensor(test, device)?;
+    for digit in 0..10 {
+        let prompts = digit_captions(digit, Phrasings::All);
+        let drawn = judge_input(&text_to_image(loaded, &prompts, n, seed, device)?.images)?;
+        let predicted = judge.predict(&drawn)?;
+        for (p, (prompt, (_, held_out))) in prompts.into_iter().zip(PHRASINGS).enumerate() {
+            let correct = predicted[p * n..(p + 1) * n].iter().filter(|&&d| d == digit).count();
+            per_prompt.push(PromptScore { digit, prompt, held_out, total: n, correct });
+        }
+        let unit = |x: &Tensor| -> Result<f64> { Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?) };
+        let of_class: Vec<u32> = (0..labels.len()).filter(|&i| labels[i] == digit).map(|i| i as u32).collect();
+        let ids = Tensor::from_vec(of_class.clone(), of_class.len(), device)?;
+        diversity.push(Diversity {
+            digit,
+            generated: unit(&drawn.narrow(0, 0, n)?)?,
+            real: unit(&real.index_select(&ids, 0)?)?,
+        });
+    }
+    Ok(DigitReport { judge_accuracy, per_prompt, diversity })
+}
+
+/// What an unconditional digit generator draws: how many of `n` samples the judge reads as each digit,
+/// and their spread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoverageReport {
+    /// The judge's accuracy on the real test digits.
+    pub judge_accuracy: f64,
+    /// Samples read as each digit.
+    pub per_digit: [usize; 10],
+    /// Mean pairwise distance (pixels in [0, 1]) among the samples.
+    pub generated: f64,
+    /// The same among all real test digits.
+    pub real: f64,
+}
+
+impl CoverageReport {
+    /// A Markdown table of the digits drawn.
+    pub fn to_markdown(&self) -> String {
+        let n: usize = self.per_digit.iter().sum();
+        let mut out = format!("Judge accuracy on real test digits: {:.2}%\n\n", 100.0 * self.judge_accuracy);
+        out += "| digit | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |\n|---|---|---|---|---|---|---|---|---|---|---|\n| share |";
+        for c in self.per_digit {
+            out += &format!(" {:.1}% |", pct(c, n));
+        }
+        out += &format!(
+            "\n\nDiversity (mean pairwise distance): generated {:.2}, real {:.2}\n",
+            self.generated, self.real
+        );
+        out
+    }
+}
+
+/// Draws `n` samples from an unconditional generator (latent codes from `seed`) and counts the digits
+/// the judge sees in them: the digit version of mode coverage.
+pub fn digit_coverage(
+    loaded: &LoadedGenerator,
+    judge: &DigitClassifier,
+    test: &Digits,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<CoverageReport> {
+    let judge_accuracy = checked_judge_accuracy(judge, test, device)?;
+    let g = loaded.generator.as_ref();
+    let mut rng = condor_core::derived_rng(seed, &[crate::sample::FIXED_NOISE_STREAM, 2]);
+    let drawn = judge_input(&crate::sample::generate(g, n, None, &mut rng, device)?)?;
+    let mut per_digit = [0; 10];
+    for d in judge.predict(&drawn)? {
+        per_digit[d] += 1;
+    }
+    let (real, _) = digits_tensor(test, device)?;
+    let unit = |x: &Tensor| -> Result<f64> { Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?) };
+    Ok(CoverageReport { judge_accuracy, per_digit, generated: unit(&drawn)?, real: unit(&real)? })
+}
