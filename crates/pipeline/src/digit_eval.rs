@@ -124,6 +124,11 @@ pub fn digits_tensor(digits: &Digits, device: &Device) -> Result<(Tensor, Vec<us
     Ok((x, digits.labels.iter().map(|&l| l as usize).collect()))
 }
 
+/// Mean pairwise distance of images in [-1, 1], measured on pixels in [0, 1].
+fn spread(x: &Tensor) -> Result<f64> {
+    Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?)
+}
+
 /// The judge's accuracy on `test`, or an error when it is below [`JUDGE_MIN_ACCURACY`].
 pub fn checked_judge_accuracy(judge: &DigitClassifier, test: &Digits, device: &Device) -> Result<f64> {
     let (x, y) = digits_tensor(test, device)?;
@@ -160,13 +165,12 @@ pub fn digit_accuracy(
             let correct = predicted[p * n..(p + 1) * n].iter().filter(|&&d| d == digit).count();
             per_prompt.push(PromptScore { digit, prompt, held_out, total: n, correct });
         }
-        let unit = |x: &Tensor| -> Result<f64> { Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?) };
         let of_class: Vec<u32> = (0..labels.len()).filter(|&i| labels[i] == digit).map(|i| i as u32).collect();
         let ids = Tensor::from_vec(of_class.clone(), of_class.len(), device)?;
         diversity.push(Diversity {
             digit,
-            generated: unit(&drawn.narrow(0, 0, n)?)?,
-            real: unit(&real.index_select(&ids, 0)?)?,
+            generated: spread(&drawn.narrow(0, 0, n)?)?,
+            real: spread(&real.index_select(&ids, 0)?)?,
         });
     }
     Ok(DigitReport { judge_accuracy, per_prompt, diversity })
@@ -222,6 +226,41 @@ pub fn digit_coverage(
         per_digit[d] += 1;
     }
     let (real, _) = digits_tensor(test, device)?;
-    let unit = |x: &Tensor| -> Result<f64> { Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?) };
-    Ok(CoverageReport { judge_accuracy, per_digit, generated: unit(&drawn)?, real: unit(&real)? })
+    Ok(CoverageReport { judge_accuracy, per_digit, generated: spread(&drawn)?, real: spread(&real)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_split_seen_and_held_out_phrasings() {
+        let mut per_prompt = Vec::new();
+        for digit in 0..10 {
+            for (prompt, (_, held_out)) in digit_captions(digit, Phrasings::All).into_iter().zip(PHRASINGS) {
+                // Seen phrasings: 9 of 10 right; held out: 5 of 10, but all of them for digit 0.
+                let correct = if !held_out { 9 } else if digit == 0 { 10 } else { 5 };
+                per_prompt.push(PromptScore { digit, prompt, held_out, total: 10, correct });
+            }
+        }
+        let diversity = (0..10).map(|digit| Diversity { digit, generated: 9.0, real: 10.0 }).collect();
+        let report = DigitReport { judge_accuracy: 0.99, per_prompt, diversity };
+        assert!((report.accuracy(false) - 0.9).abs() < 1e-12);
+        // Held out: digit 0 all right, the other nine half right: (1 + 9 * 0.5) / 10.
+        assert!((report.accuracy(true) - 0.55).abs() < 1e-12);
+        assert_eq!(report.accuracy_of(0, true), 1.0);
+        let md = report.to_markdown();
+        assert!(md.contains("| **all** | **90.0%** | **55.0%** | |"), "{md}");
+        assert!(md.contains("| number {w} written by hand | yes | 55.0% |"), "{md}");
+    }
+
+    #[test]
+    fn dcgan_digits_are_cropped_back_to_28_and_colour_is_refused() {
+        let x = Tensor::arange(0f32, 2.0 * 32.0 * 32.0, &Device::Cpu).unwrap().reshape((2, 1, 32, 32)).unwrap();
+        let c = judge_input(&x).unwrap();
+        assert_eq!(c.dims(), &[2, 1, 28, 28]);
+        let v: Vec<f32> = c.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!((v[0], v[27], v[28]), ((2 * 32 + 2) as f32, (2 * 32 + 29) as f32, (3 * 32 + 2) as f32));
+        assert!(judge_input(&Tensor::zeros((1, 3, 28, 28), DType::F32, &Device::Cpu).unwrap()).is_err());
+    }
 }
