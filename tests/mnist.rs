@@ -139,3 +139,53 @@ fn the_classic_mlp_gan_learns_digits_backgrounds_with_finite_losses() {
     assert_eq!(evolution.height(), 2 * 2 * (SIDE as u32 + 2), "two rows at zoom 2");
     assert!(dir.join("evolution/step-000000010.png").is_file());
 }
+
+#[test]
+fn a_text_conditioned_digit_run_draws_one_grey_row_per_digit_prompt() {
+    let tmp = tempfile::tempdir().unwrap();
+    made_up_digits(&tmp.path().join("digits"), 40);
+    let mut config = classic_config(tmp.path().join("digits"), 4);
+    config.name = "tiny-text-digits".into();
+    config.batch_size = 8;
+    config.data = DatasetConfig::Mnist {
+        root: tmp.path().join("digits"),
+        split: MnistSplit::Train,
+        size: 32,
+        text: true,
+        phrasings: Phrasings::Seen,
+        limit: None,
+    };
+    config.generator = ModelSpec::new(
+        "dcgan",
+        json!({"noise_dim": 8, "cond_dim": 384, "image_size": 32, "channels": 1, "width": 4,
+               "augmentation": {"dim": 8, "kl_weight": 1.0}}),
+    )
+    .unwrap();
+    config.discriminator = ModelSpec::new(
+        "dcgan",
+        json!({"cond_dim": 384, "image_size": 32, "channels": 1, "width": 4, "projection": true}),
+    )
+    .unwrap();
+    config.training = TrainingConfig { gan_cls: true, gan_int: true, ..Default::default() };
+    config.schedule =
+        ScheduleConfig { sample_every: 2, preview_columns: 3, evolution_steps: vec![2, 4], ..Default::default() };
+    config.text = condor::pipeline::config::TextConfig { cache_dir: tmp.path().join("cache"), ..Default::default() };
+    let dir = tmp.path().join("run");
+    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None };
+    let summary =
+        condor::pipeline::train(config, &condor::registry(), &condor::candle_core::Device::Cpu, options).unwrap();
+    let last = summary.last.unwrap();
+    assert!(last.loss_d.is_finite() && last.loss_g.is_finite());
+    // Progress grid: ten prompt rows ("a handwritten zero" ... "nine") of 3 images, 32 px zoomed 3x.
+    let grid = image::open(dir.join("samples/step-000000002.png")).unwrap().to_rgb8();
+    let cell_h = 32 * 3 + 2 * 10 + 4 + 8;
+    assert_eq!(grid.height(), 10 * cell_h);
+    // Grey images: every pixel of the first image has equal channels.
+    let p = grid.get_pixel(4 + 40, 4 + 40).0;
+    assert_eq!((p[0], p[0]), (p[1], p[2]));
+    // Evolution: one image per digit prompt in each of the two rows.
+    let evolution = image::open(dir.join("evolution.png")).unwrap();
+    assert_eq!(evolution.height(), 2 * 2 * 34);
+    let row = image::open(dir.join("evolution/step-000000004.png")).unwrap();
+    assert_eq!(row.width(), 10 * 34);
+}
