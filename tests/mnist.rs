@@ -176,9 +176,10 @@ fn a_text_conditioned_digit_run_draws_one_grey_row_per_digit_prompt() {
         condor::pipeline::train(config, &condor::registry(), &condor::candle_core::Device::Cpu, options).unwrap();
     let last = summary.last.unwrap();
     assert!(last.loss_d.is_finite() && last.loss_g.is_finite());
-    // Progress grid: ten prompt rows ("a handwritten zero" ... "nine") of 3 images, 32 px zoomed 3x.
+    // Progress grid: ten prompt rows ("a handwritten zero" ... "nine") of 3 images, 32 px zoomed 3x,
+    // three caption lines.
     let grid = image::open(dir.join("samples/step-000000002.png")).unwrap().to_rgb8();
-    let cell_h = 32 * 3 + 2 * 10 + 4 + 8;
+    let cell_h = 32 * 3 + 3 * 10 + 4 + 8;
     assert_eq!(grid.height(), 10 * cell_h);
     // Grey images: every pixel of the first image has equal channels.
     let p = grid.get_pixel(4 + 40, 4 + 40).0;

@@ -157,7 +157,7 @@ pub fn write_prompt_grid(path: &Path, images: &Tensor, prompts: &[String], n: us
     let captions: Vec<String> =
         (0..rgb.len()).map(|i| if i % n == 0 { prompts[i / n].clone() } else { String::new() }).collect();
     let zoom = (96 / size).max(1) as u32;
-    plot::captioned_grid_png(path, &rgb, size, &captions, n, zoom, 2)
+    plot::captioned_grid_png(path, &rgb, size, &captions, n, zoom, 3)
 }
 
 /// Images drawn from prompts by a text-conditioned generator.
