@@ -239,7 +239,13 @@ mod tests {
         for digit in 0..10 {
             for (prompt, (_, held_out)) in digit_captions(digit, Phrasings::All).into_iter().zip(PHRASINGS) {
                 // Seen phrasings: 9 of 10 right; held out: 5 of 10, but all of them for digit 0.
-                let correct = if !held_out { 9 } else if digit == 0 { 10 } else { 5 };
+                let correct = if !held_out {
+                    9
+                } else if digit == 0 {
+                    10
+                } else {
+                    5
+                };
                 per_prompt.push(PromptScore { digit, prompt, held_out, total: 10, correct });
             }
         }
