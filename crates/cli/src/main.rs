@@ -453,14 +453,15 @@ fn mnist(command: MnistCommand) -> Result<()> {
         MnistCommand::Eval { checkpoint, judge, data, n, seed, device } => {
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
             let test = Digits::open(&data, MnistSplit::Test)?;
-            let judge = DigitClassifier::load(&judge, &device)
+            let classifier = DigitClassifier::load(&judge, &device)
                 .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", judge.display()))?;
+            let judge = digit_eval::Judge::check(classifier, &test, &device)?;
             let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, &condor::registry(), &device)?;
             say!("{} (step {}, seed {seed})", checkpoint.display(), loaded.step);
             if loaded.generator.conditioning().dim() == 0 {
-                say!("{}", digit_eval::digit_coverage(&loaded, &judge, &test, n, seed, &device)?.to_markdown());
+                say!("{}", digit_eval::digit_coverage(&loaded, &judge, n, seed, &device)?.to_markdown());
             } else {
-                say!("{}", digit_eval::digit_accuracy(&loaded, &judge, &test, n, seed, &device)?.to_markdown());
+                say!("{}", digit_eval::digit_accuracy(&loaded, &judge, n, seed, &device)?.to_markdown());
             }
         }
     }

@@ -21,6 +21,8 @@ pub struct PromptScore {
     pub digit: usize,
     /// The prompt.
     pub prompt: String,
+    /// Its phrasing's template (from [`PHRASINGS`]).
+    pub phrasing: &'static str,
     /// Whether the phrasing was held out of training.
     pub held_out: bool,
     /// Images drawn.
@@ -88,9 +90,8 @@ impl DigitReport {
         );
         out += "| phrasing | held out | right digit |\n|---|---|---|\n";
         for (t, held_out) in PHRASINGS {
-            let chosen: Vec<&PromptScore> =
-                self.per_prompt.iter().filter(|s| s.held_out == held_out && phrasing_of(s) == t).collect();
-            let (total, correct) = chosen.iter().fold((0, 0), |(a, b), s| (a + s.total, b + s.correct));
+            let chosen = self.per_prompt.iter().filter(|s| s.phrasing == t);
+            let (total, correct) = chosen.fold((0, 0), |(a, b), s| (a + s.total, b + s.correct));
             out += &format!("| {t} | {} | {:.1}% |\n", if held_out { "yes" } else { "no" }, pct(correct, total));
         }
         out
@@ -99,11 +100,6 @@ impl DigitReport {
 
 fn pct(a: usize, b: usize) -> f64 {
     100.0 * a as f64 / b.max(1) as f64
-}
-
-fn phrasing_of(s: &PromptScore) -> &'static str {
-    let pos = digit_captions(s.digit, Phrasings::All).iter().position(|c| *c == s.prompt).unwrap_or(0);
-    PHRASINGS[pos].0
 }
 
 /// Generated or real digit images as the judge's input: `(N, 1, 28, 28)` in [-1, 1]. 32 px images (the
@@ -129,51 +125,65 @@ fn spread(x: &Tensor) -> Result<f64> {
     Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?)
 }
 
-/// The judge's accuracy on `test`, or an error when it is below [`JUDGE_MIN_ACCURACY`].
-pub fn checked_judge_accuracy(judge: &DigitClassifier, test: &Digits, device: &Device) -> Result<f64> {
-    let (x, y) = digits_tensor(test, device)?;
-    let accuracy = judge.accuracy(&x, &y)?;
-    if accuracy < JUDGE_MIN_ACCURACY {
-        return Err(PipelineError::Config(format!(
-            "the digit judge reads {:.2}% of the real test digits right, below the {:.0}% it needs to judge",
-            100.0 * accuracy,
-            100.0 * JUDGE_MIN_ACCURACY
-        )));
+/// A digit classifier that has read the real test digits well enough ([`JUDGE_MIN_ACCURACY`]) to judge
+/// generated ones, with those digits kept for the real side of the diversity figures.
+pub struct Judge {
+    classifier: DigitClassifier,
+    accuracy: f64,
+    real: Tensor,
+    labels: Vec<usize>,
+}
+
+impl Judge {
+    /// Checks `classifier` on `test`: an error when its accuracy is below [`JUDGE_MIN_ACCURACY`].
+    pub fn check(classifier: DigitClassifier, test: &Digits, device: &Device) -> Result<Self> {
+        let (real, labels) = digits_tensor(test, device)?;
+        let accuracy = classifier.accuracy(&real, &labels)?;
+        if accuracy < JUDGE_MIN_ACCURACY {
+            return Err(PipelineError::Config(format!(
+                "the digit judge reads {:.2}% of the real test digits right, below the {:.0}% it needs to judge",
+                100.0 * accuracy,
+                100.0 * JUDGE_MIN_ACCURACY
+            )));
+        }
+        Ok(Self { classifier, accuracy, real, labels })
     }
-    Ok(accuracy)
+
+    /// Its accuracy on the real test digits.
+    pub fn accuracy(&self) -> f64 {
+        self.accuracy
+    }
 }
 
 /// Draws `n` images for every phrasing of every digit (latent codes from `seed`, the same for every
-/// prompt), and scores them with `judge`, which must first pass [`checked_judge_accuracy`] on `test`.
+/// prompt), and scores them with `judge`.
 pub fn digit_accuracy(
     loaded: &LoadedGenerator,
-    judge: &DigitClassifier,
-    test: &Digits,
+    judge: &Judge,
     n: usize,
     seed: u64,
     device: &Device,
 ) -> Result<DigitReport> {
-    let judge_accuracy = checked_judge_accuracy(judge, test, device)?;
     let mut per_prompt = Vec::new();
     let mut diversity = Vec::new();
-    let (real, labels) = digits_tensor(test, device)?;
     for digit in 0..10 {
         let prompts = digit_captions(digit, Phrasings::All);
         let drawn = judge_input(&text_to_image(loaded, &prompts, n, seed, device)?.images)?;
-        let predicted = judge.predict(&drawn)?;
-        for (p, (prompt, (_, held_out))) in prompts.into_iter().zip(PHRASINGS).enumerate() {
+        let predicted = judge.classifier.predict(&drawn)?;
+        for (p, (prompt, (phrasing, held_out))) in prompts.into_iter().zip(PHRASINGS).enumerate() {
             let correct = predicted[p * n..(p + 1) * n].iter().filter(|&&d| d == digit).count();
-            per_prompt.push(PromptScore { digit, prompt, held_out, total: n, correct });
+            per_prompt.push(PromptScore { digit, prompt, phrasing, held_out, total: n, correct });
         }
-        let of_class: Vec<u32> = (0..labels.len()).filter(|&i| labels[i] == digit).map(|i| i as u32).collect();
-        let ids = Tensor::from_vec(of_class.clone(), of_class.len(), device)?;
+        let of_class: Vec<u32> =
+            (0..judge.labels.len()).filter(|&i| judge.labels[i] == digit).map(|i| i as u32).collect();
+        let ids = Tensor::new(of_class.as_slice(), device)?;
         diversity.push(Diversity {
             digit,
             generated: spread(&drawn.narrow(0, 0, n)?)?,
-            real: spread(&real.index_select(&ids, 0)?)?,
+            real: spread(&judge.real.index_select(&ids, 0)?)?,
         });
     }
-    Ok(DigitReport { judge_accuracy, per_prompt, diversity })
+    Ok(DigitReport { judge_accuracy: judge.accuracy, per_prompt, diversity })
 }
 
 /// What an unconditional digit generator draws: how many of `n` samples the judge reads as each digit,
@@ -211,22 +221,24 @@ impl CoverageReport {
 /// the judge sees in them: the digit version of mode coverage.
 pub fn digit_coverage(
     loaded: &LoadedGenerator,
-    judge: &DigitClassifier,
-    test: &Digits,
+    judge: &Judge,
     n: usize,
     seed: u64,
     device: &Device,
 ) -> Result<CoverageReport> {
-    let judge_accuracy = checked_judge_accuracy(judge, test, device)?;
     let g = loaded.generator.as_ref();
     let mut rng = condor_core::derived_rng(seed, &[crate::sample::FIXED_NOISE_STREAM, 2]);
     let drawn = judge_input(&crate::sample::generate(g, n, None, &mut rng, device)?)?;
     let mut per_digit = [0; 10];
-    for d in judge.predict(&drawn)? {
+    for d in judge.classifier.predict(&drawn)? {
         per_digit[d] += 1;
     }
-    let (real, _) = digits_tensor(test, device)?;
-    Ok(CoverageReport { judge_accuracy, per_digit, generated: spread(&drawn)?, real: spread(&real)? })
+    Ok(CoverageReport {
+        judge_accuracy: judge.accuracy,
+        per_digit,
+        generated: spread(&drawn)?,
+        real: spread(&judge.real)?,
+    })
 }
 
 #[cfg(test)]
@@ -237,7 +249,7 @@ mod tests {
     fn reports_split_seen_and_held_out_phrasings() {
         let mut per_prompt = Vec::new();
         for digit in 0..10 {
-            for (prompt, (_, held_out)) in digit_captions(digit, Phrasings::All).into_iter().zip(PHRASINGS) {
+            for (prompt, (phrasing, held_out)) in digit_captions(digit, Phrasings::All).into_iter().zip(PHRASINGS) {
                 // Seen phrasings: 9 of 10 right; held out: 5 of 10, but all of them for digit 0.
                 let correct = if !held_out {
                     9
@@ -246,7 +258,7 @@ mod tests {
                 } else {
                     5
                 };
-                per_prompt.push(PromptScore { digit, prompt, held_out, total: 10, correct });
+                per_prompt.push(PromptScore { digit, prompt, phrasing, held_out, total: 10, correct });
             }
         }
         let diversity = (0..10).map(|digit| Diversity { digit, generated: 9.0, real: 10.0 }).collect();
