@@ -8,7 +8,8 @@
 //! - [`pipeline`] (condor-pipeline): the trainer, losses, optimizer, checkpoints, sampling.
 //! - [`metrics`] (condor-metrics): mode coverage (FID/KID and conditional accuracy to come).
 //! - [`text`] (condor-text): sentence encoders (MiniLM through candle-transformers).
-//! - [`mlp`], [`dcgan`]: the built-in plugins (MLP; text-conditional DCGAN with conditioning augmentation).
+//! - [`mlp`], [`dcgan`], [`stylegan`]: the built-in plugins (MLP; text-conditional DCGAN with conditioning
+//!   augmentation; StyleGAN-like generator and residual discriminator).
 //!
 //! [`registry()`] returns a registry with every built-in plugin; add your own to it before training:
 //!
@@ -28,6 +29,7 @@ pub use condor_dcgan as dcgan;
 pub use condor_metrics as metrics;
 pub use condor_mlp as mlp;
 pub use condor_pipeline as pipeline;
+pub use condor_stylegan as stylegan;
 pub use condor_text as text;
 
 /// A registry holding Condor's built-in plugins.
@@ -35,6 +37,7 @@ pub fn registry() -> condor_core::Registry {
     let mut registry = condor_core::Registry::new();
     condor_mlp::register(&mut registry).expect("built-in plugin names are unique");
     condor_dcgan::register(&mut registry).expect("built-in plugin names are unique");
+    condor_stylegan::register(&mut registry).expect("built-in plugin names are unique");
     registry
 }
 

@@ -16,8 +16,8 @@
 //!    fields that have one (the registry fills defaults and stores the resolved config in checkpoints).
 //! 2. Build every variable through the `VarBuilder` your constructor receives (`candle_nn::linear`,
 //!    `vb.get(...)`, ...). The pipeline owns those variables: it initialises them from the run's seed,
-//!    trains them, saves them and restores them. Variables whose names end in `running_mean` or
-//!    `running_var` are treated as buffers (saved, not trained); see [`BUFFER_SUFFIXES`].
+//!    trains them, saves them and restores them. Variables whose names end in `running_mean`,
+//!    `running_var` or `_buffer` are treated as buffers (saved, not trained); see [`BUFFER_SUFFIXES`].
 //! 3. Implement [`Generator`] (or [`Discriminator`]): latent size, sample shape, the
 //!    [`ConditioningKind`] it reads, and `forward` with a `train` flag.
 //! 4. Register it under a name. Any program that has your crate can then train it from a config file
@@ -64,6 +64,7 @@
 //! The root crate `condor` offers `condor::registry()`, a registry with the built-in plugins, to which
 //! an out-of-tree crate adds its own before handing it to the trainer.
 
+pub mod augmentation;
 pub mod conditioning;
 pub mod data;
 pub mod error;
@@ -72,6 +73,7 @@ pub mod model;
 pub mod params;
 pub mod registry;
 pub mod rng;
+pub mod style;
 
 pub use conditioning::{Conditioning, TokenEmbeddings};
 pub use data::{Batch, DataSource, Preview};
@@ -80,3 +82,4 @@ pub use model::{check_conditioning, ConditioningKind, Discriminator, Generator, 
 pub use params::{is_buffer, Params, BUFFER_SUFFIXES};
 pub use registry::{ModelSpec, Registry};
 pub use rng::{derived_rng, Rng};
+pub use style::{NoiseInputs, StyleControl};

@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use crate::{Conditioning, Result};
+use crate::{Conditioning, Result, StyleControl};
 
 /// How a model is conditioned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,11 @@ pub trait Generator: Send + Sync {
     /// KL term of conditioning augmentation, say). `None`, the default, adds nothing.
     fn regularization(&self, _cond: Option<&Conditioning>) -> Result<Option<Tensor>> {
         Ok(None)
+    }
+    /// The style space of a style-based generator, for truncation and style mixing. `None`, the
+    /// default, for generators without one.
+    fn styles(&self) -> Option<&dyn StyleControl> {
+        None
     }
 }
 

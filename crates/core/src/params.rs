@@ -10,8 +10,9 @@ use rand_distr::{Distribution, Normal};
 use crate::rng::{derived_rng, hash_name};
 
 /// Name suffixes of variables that are state, not parameters: they are saved in checkpoints but never
-/// trained. candle-nn's batch norm keeps its running statistics under these names.
-pub const BUFFER_SUFFIXES: [&str; 2] = ["running_mean", "running_var"];
+/// trained. candle-nn's batch norm keeps its running statistics under the first two; a plugin names
+/// its own state (a tracked average, fixed noise) `*_buffer`.
+pub const BUFFER_SUFFIXES: [&str; 3] = ["running_mean", "running_var", "_buffer"];
 
 /// True for a variable that holds state rather than a trainable parameter (see [`BUFFER_SUFFIXES`]).
 pub fn is_buffer(name: &str) -> bool {

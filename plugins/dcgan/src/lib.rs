@@ -18,25 +18,9 @@ use candle_nn::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Init, Linear, ModuleT,
     VarBuilder,
 };
+pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Error, Generator, Registry};
 use serde::{Deserialize, Serialize};
-
-/// StackGAN's conditioning augmentation: the embedding gives a mean and a log standard deviation, the
-/// generator reads `mu + sigma * eps`, and `kl_weight * KL(N(mu, sigma^2) || N(0, I))` joins its loss.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Augmentation {
-    /// Size of the sampled conditioning code.
-    pub dim: usize,
-    /// Weight of the KL term (StackGAN uses 1 to 2).
-    pub kl_weight: f64,
-}
-
-impl Default for Augmentation {
-    fn default() -> Self {
-        Self { dim: 128, kl_weight: 1.0 }
-    }
-}
 
 /// Configuration of [`DcganGenerator`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -221,10 +205,7 @@ impl DcganGenerator {
     /// `(mu, log sigma)` of the conditioning augmentation for `embedding`, when it is on.
     pub fn augmentation_stats(&self, embedding: &Tensor) -> condor_core::Result<Option<(Tensor, Tensor)>> {
         match &self.text {
-            Some(TextCode::Augmented(linear, a)) => {
-                let h = linear.forward(embedding)?;
-                Ok(Some((h.narrow(1, 0, a.dim)?, h.narrow(1, a.dim, a.dim)?)))
-            }
+            Some(TextCode::Augmented(linear, a)) => Ok(Some(a.split(&linear.forward(embedding)?)?)),
             _ => Ok(None),
         }
     }
@@ -236,7 +217,7 @@ impl DcganGenerator {
             Some(TextCode::Compressed(linear)) => candle_nn::ops::leaky_relu(&linear.forward(&e)?, 0.2)?,
             Some(TextCode::Augmented(..)) => {
                 let (mu, log_sigma) = self.augmentation_stats(&e)?.expect("augmented");
-                (mu + log_sigma.exp()?.mul(eps)?)?
+                condor_core::augmentation::reparameterise(&mu, &log_sigma, eps)?
             }
             None => unreachable!("text_code is only called for conditional generators"),
         })
@@ -282,15 +263,8 @@ impl Generator for DcganGenerator {
     fn regularization(&self, cond: Option<&Conditioning>) -> condor_core::Result<Option<Tensor>> {
         let (Some(TextCode::Augmented(_, a)), Some(c)) = (&self.text, cond) else { return Ok(None) };
         let (mu, log_sigma) = self.augmentation_stats(&c.embedding)?.expect("augmented");
-        Ok(Some((kl_to_standard_normal(&mu, &log_sigma)? * a.kl_weight)?))
+        Ok(Some(a.weighted_kl(&mu, &log_sigma)?))
     }
-}
-
-/// `KL(N(mu, sigma^2) || N(0, I))` per dimension, `0.5 (mu^2 + sigma^2 - 1) - log sigma`, averaged over
-/// the batch and the dimensions (as StackGAN averages it).
-pub fn kl_to_standard_normal(mu: &Tensor, log_sigma: &Tensor) -> candle_core::Result<Tensor> {
-    let per_dim = ((mu.sqr()? + (log_sigma * 2.0)?.exp()?)? - 1.0)? * 0.5;
-    (per_dim? - log_sigma)?.mean_all()
 }
 
 /// The text-conditional DCGAN discriminator.

@@ -1,0 +1,184 @@
+//! The building blocks: layers with an equalised learning rate, the modulated convolution with weight
+//! demodulation, gradient-safe upsampling and minibatch standard deviation.
+
+use candle_core::{Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+/// `sqrt(2)`: the gain that keeps a leaky ReLU's output at unit second moment.
+pub const ACTIVATION_GAIN: f64 = std::f64::consts::SQRT_2;
+
+/// Leaky ReLU (slope 0.2) scaled by [`ACTIVATION_GAIN`], as in StyleGAN.
+pub fn lrelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::leaky_relu(x, 0.2)? * ACTIVATION_GAIN
+}
+
+/// `x / sqrt(mean(x^2) + 1e-8)` over each row of a `(B, N)` batch.
+pub fn normalize_2nd_moment(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.broadcast_div(&(x.sqr()?.mean_keepdim(1)? + 1e-8)?.sqrt()?)
+}
+
+/// A fully connected layer with an equalised learning rate: weights stored as N(0, 1/lr_mul) and
+/// scaled at run time by `lr_mul / sqrt(fan_in)`, so Adam's steps are alike for every layer;
+/// `lr_mul < 1` slows a layer down (StyleGAN's mapping network uses 0.01).
+pub struct EqualLinear {
+    weight: Tensor,
+    bias: Tensor,
+    weight_gain: f64,
+    bias_gain: f64,
+}
+
+impl EqualLinear {
+    /// A `fan_in -> fan_out` layer whose bias starts at `bias_init`.
+    pub fn new(
+        fan_in: usize,
+        fan_out: usize,
+        lr_mul: f64,
+        bias_init: f64,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get_with_hints((fan_out, fan_in), "weight", Init::Randn { mean: 0.0, stdev: 1.0 / lr_mul })?;
+        let bias = vb.get_with_hints(fan_out, "bias", Init::Const(bias_init / lr_mul))?;
+        Ok(Self { weight, bias, weight_gain: lr_mul / (fan_in as f64).sqrt(), bias_gain: lr_mul })
+    }
+
+    /// `x W^T * gain + b * lr_mul` for `x: (B, fan_in)`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let w = (&self.weight * self.weight_gain)?;
+        x.matmul(&w.t()?)?.broadcast_add(&(&self.bias * self.bias_gain)?)
+    }
+}
+
+/// A square convolution with an equalised learning rate, stride 1 and "same" padding.
+pub struct EqualConv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    gain: f64,
+    padding: usize,
+}
+
+impl EqualConv {
+    /// A `c_in -> c_out` convolution with a `kernel x kernel` window (odd), with or without bias.
+    pub fn new(c_in: usize, c_out: usize, kernel: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self> {
+        let weight =
+            vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let bias = if bias { Some(vb.get_with_hints(c_out, "bias", Init::Const(0.0))?) } else { None };
+        Ok(Self { weight, bias, gain: 1.0 / ((c_in * kernel * kernel) as f64).sqrt(), padding: kernel / 2 })
+    }
+
+    /// Convolves `(B, c_in, H, W)` to `(B, c_out, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = x.conv2d(&(&self.weight * self.gain)?, self.padding, 1, 1, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// StyleGAN2's modulated convolution: an affine map of `w` gives a scale per input channel, which
+/// modulates the weights; with demodulation each output channel is then divided by the norm of its
+/// modulated weights, so unit-variance inputs give unit-variance outputs. Computed as StyleGAN2's
+/// non-fused path: scale the input, convolve with the shared weights, scale the output, which equals
+/// convolving each sample with its own modulated kernel.
+pub struct ModulatedConv {
+    weight: Tensor,
+    affine: EqualLinear,
+    gain: f64,
+    padding: usize,
+    demodulate: bool,
+}
+
+impl ModulatedConv {
+    /// A `c_in -> c_out` modulated convolution with a `kernel x kernel` window whose styles come from
+    /// `w: (B, w_dim)`. The affine map's bias starts at 1, so styles start near identity.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        w_dim: usize,
+        demodulate: bool,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let weight =
+            vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", Init::Randn { mean: 0.0, stdev: 1.0 })?;
+        let affine = EqualLinear::new(w_dim, c_in, 1.0, 1.0, vb.pp("affine"))?;
+        let gain = 1.0 / ((c_in * kernel * kernel) as f64).sqrt();
+        Ok(Self { weight, affine, gain, padding: kernel / 2, demodulate })
+    }
+
+    /// The per-sample input-channel scales `(B, c_in)` for styles `w`.
+    pub fn styles(&self, w: &Tensor) -> candle_core::Result<Tensor> {
+        self.affine.forward(w)
+    }
+
+    /// Convolves `x: (B, c_in, H, W)` under styles `w: (B, w_dim)`.
+    pub fn forward(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        let s = self.styles(w)?;
+        let weight = (&self.weight * self.gain)?;
+        let (b, c_in) = s.dims2()?;
+        let y = x.broadcast_mul(&s.reshape((b, c_in, 1, 1))?)?.conv2d(&weight, self.padding, 1, 1, 1)?;
+        if !self.demodulate {
+            return Ok(y);
+        }
+        // sum over (c_in, kh, kw) of (weight * s)^2, for each sample and output channel.
+        let squared = weight.sqr()?.sum((2, 3))?; // (c_out, c_in)
+        let norms = (s.sqr()?.matmul(&squared.t()?)? + 1e-8)?.sqrt()?; // (B, c_out)
+        y.broadcast_div(&norms.unsqueeze(2)?.unsqueeze(3)?)
+    }
+}
+
+/// Doubles a side of `x` along `dim` by linear interpolation with half-pixel centres (what bilinear
+/// upsampling with `align_corners = false` does), edges replicated.
+fn upsample_axis(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    let n = x.dim(dim)?;
+    let (prev, next) = if n == 1 {
+        (x.clone(), x.clone())
+    } else {
+        (
+            Tensor::cat(&[&x.narrow(dim, 0, 1)?, &x.narrow(dim, 0, n - 1)?], dim)?,
+            Tensor::cat(&[&x.narrow(dim, 1, n - 1)?, &x.narrow(dim, n - 1, 1)?], dim)?,
+        )
+    };
+    let even = ((x * 0.75)? + (prev * 0.25)?)?;
+    let odd = ((x * 0.75)? + (next * 0.25)?)?;
+    let mut dims = x.dims().to_vec();
+    dims[dim] *= 2;
+    Tensor::stack(&[&even, &odd], dim + 1)?.reshape(dims)
+}
+
+/// Bilinear 2x upsampling of `(B, C, H, W)`, built from slices and sums so that its gradient is exact
+/// (candle has no backward for its own bilinear upsampling, and `upsample_nearest2d`'s is wrong when
+/// its input is used elsewhere: see CANDLE_NOTES.md).
+pub fn upsample2x(x: &Tensor) -> candle_core::Result<Tensor> {
+    upsample_axis(&upsample_axis(x, 3)?, 2)
+}
+
+/// 2x2 average pooling (kernel equal to stride, whose gradient candle computes right).
+pub fn downsample2x(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.avg_pool2d(2)
+}
+
+/// The largest group size up to `wanted` that divides `batch`.
+pub fn group_size(batch: usize, wanted: usize) -> usize {
+    (1..=wanted.min(batch).max(1)).rev().find(|g| batch % g == 0).unwrap_or(1)
+}
+
+/// Minibatch standard deviation (Karras et al., 2018): samples are split into groups of up to
+/// `group` (the largest such size dividing the batch); each group's standard deviation over its
+/// members, averaged over channels and positions in `features` slices, is appended as `features` new
+/// constant channels, so the discriminator can see a batch that lacks variety.
+pub fn minibatch_stddev(x: &Tensor, group: usize, features: usize) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if features == 0 || c % features != 0 {
+        candle_core::bail!("minibatch stddev: {c} channels do not split into {features} features");
+    }
+    let g = group_size(b, group);
+    let m = b / g;
+    let y = x.reshape(vec![g, m, features, c / features, h, w])?;
+    let centred = y.broadcast_sub(&y.mean_keepdim(0)?)?;
+    let std = (centred.sqr()?.mean(0)? + 1e-8)?.sqrt()?; // (m, F, c/F, h, w)
+    let stat = std.flatten_from(2)?.mean(D::Minus1)?; // (m, F)
+    let stat =
+        stat.reshape((1, m, features, 1, 1))?.broadcast_as((g, m, features, h, w))?.reshape((b, features, h, w))?;
+    Tensor::cat(&[x, &stat.to_dtype(x.dtype())?], 1)
+}

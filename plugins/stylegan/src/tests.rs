@@ -1,0 +1,304 @@
+use super::*;
+use crate::layers::{minibatch_stddev, upsample2x, ModulatedConv};
+use candle_core::{DType, Device, Tensor};
+use condor_core::gradcheck::check_gradients;
+use condor_core::{
+    derived_rng, rng::normal, Conditioning, Discriminator, Generator, NoiseInputs, Params, StyleControl,
+};
+
+fn randn(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
+    normal(&mut derived_rng(seed, &[]), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    values(a).iter().zip(values(b)).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+fn tiny_config(augmentation: Option<Augmentation>) -> StyleGanGeneratorConfig {
+    StyleGanGeneratorConfig {
+        z_dim: 4,
+        cond_dim: 5,
+        cond_code_dim: 3,
+        augmentation,
+        w_dim: 6,
+        mapping_layers: 2,
+        image_size: 8,
+        channel_base: 16,
+        channel_max: 3,
+        ..Default::default()
+    }
+}
+
+fn tiny_generator(params: &Params, config: StyleGanGeneratorConfig, dtype: DType) -> StyleGanGenerator {
+    StyleGanGenerator::new(config, params.var_builder(dtype, &Device::Cpu)).unwrap()
+}
+
+#[test]
+fn upsampling_is_bilinear_with_half_pixel_centres() {
+    let x = Tensor::new(&[[[[0f32, 4.0], [8.0, 12.0]]]], &Device::Cpu).unwrap();
+    let up = upsample2x(&x).unwrap();
+    assert_eq!(up.dims(), &[1, 1, 4, 4]);
+    // Along a row: [0, 4] -> [0, 1, 3, 4]; along a column: [0, 8] -> [0, 2, 6, 8].
+    let expected = [0.0, 1.0, 3.0, 4.0, 2.0, 3.0, 5.0, 6.0, 6.0, 7.0, 9.0, 10.0, 8.0, 9.0, 11.0, 12.0];
+    assert_eq!(values(&up), expected);
+}
+
+#[test]
+fn upsampling_gradient_matches_finite_differences_when_its_input_is_reused() {
+    // The case where candle's upsample_nearest2d goes wrong: the input also feeds another branch.
+    let params = Params::new(1);
+    let x = params
+        .var_builder(DType::F64, &Device::Cpu)
+        .get_with_hints((2, 3, 4, 4), "x", candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 })
+        .unwrap();
+    let target = randn(2, &[2, 3, 8, 8], DType::F64);
+    let checked = check_gradients(&params, 20, 1e-6, || {
+        let up = upsample2x(&x)?;
+        (up.mul(&target)?.sum_all()? + x.sqr()?.sum_all()?)? + up.sqr()?.mean_all()?
+    })
+    .unwrap();
+    assert!(checked >= 20);
+}
+
+fn modulated(params: &Params, demodulate: bool, kernel: usize) -> ModulatedConv {
+    ModulatedConv::new(3, 4, kernel, 5, demodulate, params.var_builder(DType::F64, &Device::Cpu)).unwrap()
+}
+
+#[test]
+fn modulated_convolution_gradients_match_finite_differences() {
+    for (demodulate, kernel) in [(true, 3), (false, 1)] {
+        let params = Params::new(3);
+        let conv = modulated(&params, demodulate, kernel);
+        let x = randn(4, &[2, 3, 5, 5], DType::F64);
+        let w = randn(5, &[2, 5], DType::F64);
+        let target = randn(6, &[2, 4, 5, 5], DType::F64);
+        let checked =
+            check_gradients(&params, 12, 1e-5, || conv.forward(&x, &w)?.sub(&target)?.sqr()?.mean_all()).unwrap();
+        assert!(checked >= 24, "{checked}");
+    }
+}
+
+#[test]
+fn modulated_convolution_equals_convolving_each_sample_with_its_own_kernel() {
+    let params = Params::new(7);
+    let conv = modulated(&params, true, 3);
+    let x = randn(8, &[2, 3, 6, 6], DType::F64);
+    let w = randn(9, &[2, 5], DType::F64);
+    let out = conv.forward(&x, &w).unwrap();
+    let weight =
+        (params.named().into_iter().find(|(n, _)| n == "weight").unwrap().1.as_tensor() / 27f64.sqrt()).unwrap();
+    let s = conv.styles(&w).unwrap();
+    for b in 0..2 {
+        // StyleGAN2's fused form: w' = w * s, w'' = w' / sqrt(sum w'^2 + 1e-8).
+        let sb = s.get(b).unwrap().reshape((1, 3, 1, 1)).unwrap();
+        let modded = weight.broadcast_mul(&sb).unwrap();
+        let norm = (modded.sqr().unwrap().sum_keepdim((1, 2, 3)).unwrap() + 1e-8).unwrap().sqrt().unwrap();
+        let kernel = modded.broadcast_div(&norm).unwrap();
+        let direct = x.get(b).unwrap().unsqueeze(0).unwrap().conv2d(&kernel, 1, 1, 1, 1).unwrap();
+        let diff = max_abs_diff(&direct, &out.get(b).unwrap().unsqueeze(0).unwrap());
+        assert!(diff < 1e-12, "sample {b}: {diff}");
+    }
+}
+
+#[test]
+fn demodulation_keeps_unit_variance_for_unit_variance_inputs() {
+    let params = Params::new(10);
+    let vb = params.var_builder(DType::F32, &Device::Cpu);
+    let conv = ModulatedConv::new(64, 32, 3, 16, true, vb).unwrap();
+    let x = randn(11, &[4, 64, 24, 24], DType::F32);
+    // Large styles: without demodulation the output scale would follow them.
+    let w = (randn(12, &[4, 16], DType::F32) * 3.0).unwrap();
+    let out = conv.forward(&x, &w).unwrap();
+    let interior = out.narrow(2, 1, 22).unwrap().narrow(3, 1, 22).unwrap();
+    for b in 0..4 {
+        let v = values(&interior.get(b).unwrap());
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        assert!((std - 1.0).abs() < 0.03 && mean.abs() < 0.03, "sample {b}: mean {mean}, std {std}");
+    }
+    let plain =
+        ModulatedConv::new(64, 32, 3, 16, false, Params::new(10).var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let v = values(&plain.forward(&x, &w).unwrap());
+    let std = (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt();
+    assert!((std - 1.0).abs() > 0.5, "without demodulation the styles set the scale: {std}");
+}
+
+#[test]
+fn minibatch_stddev_appends_each_groups_spread() {
+    // Batch of 4 in groups of 2: samples (0, 2) and (1, 3) form the groups (the StyleGAN layout).
+    let x =
+        Tensor::new(&[[[[1f64]], [[2.0]]], [[[5.0]], [[0.0]]], [[[3.0]], [[6.0]]], [[[5.0]], [[2.0]]]], &Device::Cpu)
+            .unwrap();
+    let y = minibatch_stddev(&x, 2, 1).unwrap();
+    assert_eq!(y.dims(), &[4, 3, 1, 1]);
+    let sd = |a: f64, b: f64| ((a - b).powi(2) / 4.0 + 1e-8).sqrt();
+    let g0 = (sd(1.0, 3.0) + sd(2.0, 6.0)) / 2.0;
+    let g1 = (sd(5.0, 5.0) + sd(0.0, 2.0)) / 2.0;
+    let got = values(&y.narrow(1, 2, 1).unwrap());
+    for (a, b) in got.iter().zip([g0, g1, g0, g1]) {
+        assert!((a - b).abs() < 1e-9, "{got:?}");
+    }
+    assert_eq!(values(&y.narrow(1, 0, 2).unwrap()), values(&x));
+    assert_eq!(layers::group_size(6, 4), 3);
+}
+
+#[test]
+fn generator_gradients_match_finite_differences_with_mixing_and_augmentation() {
+    for augmentation in [None, Some(Augmentation { dim: 2, kl_weight: 0.5 })] {
+        let params = Params::new(13);
+        let g = tiny_generator(&params, tiny_config(augmentation), DType::F64);
+        g.set_noise_strength(0.3).unwrap();
+        let z = randn(14, &[3, g.latent_dim()], DType::F64);
+        let cond = Conditioning::from_embedding(randn(15, &[3, 5], DType::F64)).unwrap();
+        let target = randn(16, &[3, 3, 8, 8], DType::F64);
+        let checked = check_gradients(&params, 3, 1e-4, || {
+            let out = g.forward(&z, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+            let mse = out.sub(&target)?.sqr()?.mean_all()?;
+            match g.regularization(Some(&cond)).map_err(candle_core::Error::wrap)? {
+                Some(kl) => mse + kl,
+                None => Ok(mse),
+            }
+        })
+        .unwrap();
+        assert!(checked >= 60, "{checked}");
+    }
+}
+
+#[test]
+fn discriminator_gradients_match_finite_differences() {
+    let params = Params::new(17);
+    let config = ResidualDiscriminatorConfig {
+        cond_dim: 5,
+        image_size: 8,
+        channel_base: 16,
+        channel_max: 3,
+        mbstd_group: 2,
+        ..Default::default()
+    };
+    let d = ResidualDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let x = randn(18, &[4, 3, 8, 8], DType::F64);
+    let cond = Conditioning::from_embedding(randn(19, &[4, 5], DType::F64)).unwrap();
+    let checked = check_gradients(&params, 4, 1e-5, || {
+        let logits = d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+        (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
+    })
+    .unwrap();
+    assert!(checked >= 40, "{checked}");
+}
+
+#[test]
+fn noise_strength_zero_makes_the_output_independent_of_the_noise() {
+    let params = Params::new(20);
+    let g = tiny_generator(&params, tiny_config(None), DType::F64);
+    let z = randn(21, &[3, g.latent_dim()], DType::F64);
+    let cond = Conditioning::from_embedding(randn(22, &[3, 5], DType::F64)).unwrap();
+    let ws = g.map(&z, Some(&cond)).unwrap().unsqueeze(1).unwrap().repeat((1, g.style_count(), 1)).unwrap();
+    let draw = |mode| g.synthesize(&ws, &z, mode).unwrap();
+    // Noise strengths start at zero.
+    assert_eq!(max_abs_diff(&draw(NoiseInputs::FromLatent), &draw(NoiseInputs::Zero)), 0.0);
+    assert_eq!(max_abs_diff(&draw(NoiseInputs::Fixed), &draw(NoiseInputs::Zero)), 0.0);
+    g.set_noise_strength(0.5).unwrap();
+    assert!(max_abs_diff(&draw(NoiseInputs::FromLatent), &draw(NoiseInputs::Zero)) > 1e-3);
+    assert!(max_abs_diff(&draw(NoiseInputs::FromLatent), &draw(NoiseInputs::Fixed)) > 1e-3);
+    g.set_noise_strength(0.0).unwrap();
+    assert_eq!(max_abs_diff(&draw(NoiseInputs::FromLatent), &draw(NoiseInputs::Fixed)), 0.0);
+}
+
+#[test]
+fn inference_forward_is_the_synthesis_of_the_mapped_style_and_training_mixes_styles() {
+    let params = Params::new(23);
+    let g = tiny_generator(&params, StyleGanGeneratorConfig { style_mixing: 1.0, ..tiny_config(None) }, DType::F64);
+    g.set_noise_strength(0.2).unwrap();
+    let z = randn(24, &[4, g.latent_dim()], DType::F64);
+    let cond = Conditioning::from_embedding(randn(25, &[4, 5], DType::F64)).unwrap();
+    let plain = g.forward(&z, Some(&cond), false).unwrap();
+    let ws = g.map(&z, Some(&cond)).unwrap().unsqueeze(1).unwrap().repeat((1, g.style_count(), 1)).unwrap();
+    assert_eq!(max_abs_diff(&plain, &g.synthesize(&ws, &z, NoiseInputs::FromLatent).unwrap()), 0.0);
+    // The same latent gives the same image; with mixing always on, training differs from inference.
+    assert_eq!(max_abs_diff(&plain, &g.forward(&z, Some(&cond), false).unwrap()), 0.0);
+    for b in 0..4 {
+        let row = |t: &Tensor| t.get(b).unwrap();
+        assert!(max_abs_diff(&row(&plain), &row(&g.forward(&z, Some(&cond), true).unwrap())) > 1e-6, "sample {b}");
+    }
+    let unmixed = tiny_generator(
+        &Params::new(23),
+        StyleGanGeneratorConfig { style_mixing: 0.0, ..tiny_config(None) },
+        DType::F64,
+    );
+    unmixed.set_noise_strength(0.2).unwrap();
+    let a = unmixed.forward(&z, Some(&cond), true).unwrap();
+    assert_eq!(max_abs_diff(&a, &unmixed.forward(&z, Some(&cond), false).unwrap()), 0.0);
+}
+
+#[test]
+fn training_tracks_the_average_style() {
+    let params = Params::new(26);
+    let config = StyleGanGeneratorConfig { w_avg_decay: 0.9, ..tiny_config(None) };
+    let g = tiny_generator(&params, config, DType::F64);
+    assert_eq!(values(&g.average_style().unwrap()), vec![0.0; 6]);
+    let z = randn(27, &[5, g.latent_dim()], DType::F64);
+    let cond = Conditioning::from_embedding(randn(28, &[5, 5], DType::F64)).unwrap();
+    g.forward(&z, Some(&cond), false).unwrap();
+    assert_eq!(values(&g.average_style().unwrap()), vec![0.0; 6], "inference leaves it alone");
+    g.forward(&z, Some(&cond), true).unwrap();
+    let mean = values(&g.map(&z, Some(&cond)).unwrap().mean(0).unwrap());
+    for (a, m) in values(&g.average_style().unwrap()).iter().zip(mean) {
+        assert!((a - 0.1 * m).abs() < 1e-12);
+    }
+    // It is a buffer: saved with the weights, never trained.
+    let names: Vec<String> = params.named().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"mapping.w_avg_buffer".to_string()));
+    assert!(params.trainable().iter().all(|(n, _)| !n.ends_with("_buffer")));
+}
+
+#[test]
+fn shapes_sizes_and_registry_defaults() {
+    let mut registry = condor_core::Registry::new();
+    register(&mut registry).unwrap();
+    let spec: condor_core::ModelSpec = serde_json::from_str(
+        r#"{"plugin": "stylegan", "config": {"cond_dim": 7, "image_size": 16, "augmentation": {"dim": 4}}}"#,
+    )
+    .unwrap();
+    let resolved = registry.resolve_generator(&spec).unwrap();
+    assert_eq!(resolved.config["mapping_layers"], 8);
+    assert_eq!(resolved.config["w_dim"], 256);
+    for size in [8, 16, 64] {
+        let g = StyleGanGenerator::new(
+            StyleGanGeneratorConfig {
+                image_size: size,
+                w_dim: 8,
+                z_dim: 4,
+                mapping_layers: 2,
+                channel_base: 64,
+                channel_max: 4,
+                ..Default::default()
+            },
+            Params::new(0).var_builder(DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let blocks = (size as f64).log2() as usize - 1;
+        assert_eq!(g.style_count(), 2 * blocks);
+        let img = g.forward(&randn(1, &[2, 4], DType::F32), None, true).unwrap();
+        assert_eq!(img.dims(), &[2, 3, size, size]);
+        let d = ResidualDiscriminator::new(
+            ResidualDiscriminatorConfig { image_size: size, channel_base: 64, channel_max: 4, ..Default::default() },
+            Params::new(1).var_builder(DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        assert_eq!(d.forward(&img, None, true).unwrap().dims(), &[2]);
+    }
+    let g = registry.build_generator(&resolved, Params::new(0).var_builder(DType::F32, &Device::Cpu)).unwrap();
+    assert_eq!(g.latent_dim(), 128 + 4);
+    assert!(g.styles().is_some());
+    let bad = StyleGanGenerator::new(
+        StyleGanGeneratorConfig { image_size: 48, ..Default::default() },
+        Params::new(0).var_builder(DType::F32, &Device::Cpu),
+    );
+    assert!(bad.err().unwrap().to_string().contains("power of two"));
+    let err = g.forward(&randn(1, &[2, 5], DType::F32), None, false).unwrap_err().to_string();
+    assert!(err.contains("(batch, 132)"), "{err}");
+}
