@@ -53,12 +53,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(out) = cli.txt2img_child {
         let args = SampleArgs {
-            prompts: vec!["a red bird".into()],
-            checkpoint: None,
             n: Some(4),
-            seed: 0,
             out: Some(out),
             device: cli.device,
+            ..SampleArgs::for_prompts(vec!["a red bird".into()])
         };
         condor::txt2img::run(&args, &mut |_| {})?;
         println!("{}", peak_rss_mib().unwrap_or(f64::NAN));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use condor_core::derived_rng;
 use condor_pipeline::sample::{self, LoadedGenerator};
+use condor_pipeline::styles::{self, StyleOptions};
 
 /// The checkpoint shipped in `weights/`: the synthetic-birds DCGAN.
 pub const SHIPPED_CHECKPOINT: &str = "birds-dcgan-32.safetensors";
@@ -44,6 +45,66 @@ pub struct SampleArgs {
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub style: StyleArgs,
+    /// Style mixing (style-based checkpoints, two prompts): a grid whose rows take the coarse styles of
+    /// the first prompt's images and whose columns take the fine styles of the second's.
+    #[arg(long)]
+    pub style_mix: bool,
+    /// First layer whose style comes from the second prompt in --style-mix (default: half the layers).
+    #[arg(long)]
+    pub crossover: Option<usize>,
+}
+
+impl SampleArgs {
+    /// The defaults of the command line for `prompts` (4 images each, seed 0, the shipped checkpoint,
+    /// CPU), for calling [`run`] from code.
+    pub fn for_prompts(prompts: Vec<String>) -> Self {
+        Self {
+            prompts,
+            checkpoint: None,
+            n: None,
+            seed: 0,
+            out: None,
+            device: "cpu".into(),
+            style: StyleArgs { truncation: None, noise: "latent".into() },
+            style_mix: false,
+            crossover: None,
+        }
+    }
+}
+
+/// Options of style-based generators (the `stylegan` plugin), shared by `condor sample`, txt2img and
+/// `condor colours`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StyleArgs {
+    /// Truncation psi for style-based checkpoints: 1 changes nothing, smaller trades variety for
+    /// typical images, 0 draws each prompt's average image.
+    #[arg(long)]
+    pub truncation: Option<f64>,
+    /// Noise inputs of style-based checkpoints: latent (seeded by each latent vector), fixed (the
+    /// stored maps) or zero.
+    #[arg(long, default_value = "latent")]
+    pub noise: String,
+}
+
+impl StyleArgs {
+    /// The pipeline's options for these arguments.
+    pub fn options(&self) -> anyhow::Result<StyleOptions> {
+        Ok(StyleOptions { truncation: self.truncation, noise: styles::parse_noise(&self.noise)? })
+    }
+
+    /// ", truncation 0.7, fixed noise" for messages; empty for the defaults.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(psi) = self.truncation {
+            out += &format!(", truncation {psi}");
+        }
+        if self.noise != "latent" {
+            out += &format!(", {} noise", self.noise);
+        }
+        out
+    }
 }
 
 /// Runs `condor sample` / txt2img and says on stdout (through `say`) what it wrote. Returns the PNG path.
@@ -71,20 +132,28 @@ pub fn run(args: &SampleArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<Pat
         }
         let n = args.n.unwrap_or(4);
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("txt2img.png"));
-        let drawn = sample::text_to_image(&loaded, &args.prompts, n, args.seed, &device)?;
+        let options = args.style.options()?;
+        if args.style_mix {
+            return style_mix(args, &loaded, n, &options, &out, &device, say);
+        }
+        let drawn = sample::text_to_image(&loaded, &args.prompts, n, args.seed, &options, &device)?;
         for &i in &drawn.truncated {
             eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
         }
         sample::write_prompt_grid(&out, &drawn.images, &args.prompts, n)?;
         say(format!(
-            "wrote {} ({} prompt(s) x {n} images, seed {}, {} weights of step {})",
+            "wrote {} ({} prompt(s) x {n} images, seed {}{}, {} weights of step {})",
             out.display(),
             args.prompts.len(),
             args.seed,
+            args.style.describe(),
             weights,
             loaded.step
         ));
         return Ok(out);
+    }
+    if args.style_mix || !args.style.options()?.is_plain() {
+        bail!("--style-mix, --truncation and --noise are for text-to-image checkpoints of style-based generators");
     }
     let n = args.n.unwrap_or(1000);
     if n == 0 {
@@ -99,4 +168,49 @@ pub fn run(args: &SampleArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<Pat
     }
     say(format!("wrote {} ({n} samples, step {}, {weights} weights)", out.display(), loaded.step));
     Ok(out)
+}
+
+/// `--style-mix`: the style-mixing grid of two prompts, `n` latents each.
+fn style_mix(
+    args: &SampleArgs,
+    loaded: &LoadedGenerator,
+    n: usize,
+    options: &StyleOptions,
+    out: &Path,
+    device: &candle_core::Device,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<PathBuf> {
+    let [coarse, fine] = args.prompts.as_slice() else {
+        bail!("--style-mix takes exactly two prompts: the first gives the coarse styles, the second the fine ones");
+    };
+    if !(1..=16).contains(&n) {
+        bail!("--style-mix draws an (n + 1) x (n + 1) grid; --n must be 1 to 16, not {n}");
+    }
+    let g = loaded.generator.as_ref();
+    let layers = styles::style_space(g)?.style_count();
+    let crossover = args.crossover.unwrap_or(layers / 2);
+    let (cond, truncated) = sample::encode_prompts(loaded, &args.prompts, device)?;
+    for &i in &truncated {
+        eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
+    }
+    let row = |i: usize| -> anyhow::Result<condor_core::Conditioning> {
+        Ok(condor_core::Conditioning::from_embedding(cond.embedding.narrow(0, i, 1)?)?)
+    };
+    let (a, b) = (row(0)?, row(1)?);
+    let mix = styles::StyleMix { coarse: Some(&a), fine: Some(&b), n, crossover, seed: args.seed };
+    let grid = styles::style_mixing_grid(g, &mix, options, device)?;
+    let mut captions = vec![String::new(); (n + 1) * (n + 1)];
+    captions[0] = format!("layers < {crossover}: rows");
+    captions[1] = format!("columns: {fine}");
+    captions[n + 1] = format!("rows: {coarse}");
+    let rgb = sample::to_rgb8(&grid)?;
+    let size = grid.dim(2)?;
+    condor_pipeline::plot::captioned_grid_png(out, &rgb, size, &captions, n + 1, (96 / size).max(1) as u32, 3)?;
+    say(format!(
+        "wrote {} (style mixing: layers 0..{crossover} of {layers} from \"{coarse}\" (rows), the rest from \"{fine}\" (columns), seed {}{})",
+        out.display(),
+        args.seed,
+        args.style.describe()
+    ));
+    Ok(out.to_path_buf())
 }

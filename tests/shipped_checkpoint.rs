@@ -14,7 +14,7 @@ fn the_shipped_checkpoint_draws_birds_of_the_asked_colour() {
     let loaded = LoadedGenerator::load(&path, &condor::registry(), &Device::Cpu).expect("the shipped checkpoint loads");
     assert!(loaded.config.data.is_captioned(), "the shipped checkpoint is text-conditioned");
     // 16 images for each of the 9 body colours ("a red bird", "an orange bird", ...).
-    let report = colour_accuracy(&loaded, 16, 0, &Device::Cpu).unwrap();
+    let report = colour_accuracy(&loaded, 16, 0, &Default::default(), &Device::Cpu).unwrap();
     println!("{}", report.to_markdown());
     assert_eq!(report.per_colour.len(), 9);
     assert!(report.per_colour.iter().all(|s| s.total == 16));

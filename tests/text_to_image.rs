@@ -143,12 +143,11 @@ fn a_tiny_text_to_image_run_trains_checkpoints_resumes_and_samples() {
     // txt2img on the checkpoint: a row per prompt, same seed same bytes, bad prompts are errors.
     let out = tmp.path().join("t.png");
     let args = SampleArgs {
-        prompts: vec!["a red bird".into(), "a small blue bird with a long beak".into()],
         checkpoint: Some(whole.checkpoint.clone()),
         n: Some(3),
         seed: 1,
         out: Some(out.clone()),
-        device: "cpu".into(),
+        ..SampleArgs::for_prompts(vec!["a red bird".into(), "a small blue bird with a long beak".into()])
     };
     let mut said = Vec::new();
     sample(&args, &mut |l| said.push(l)).unwrap();
@@ -169,7 +168,12 @@ fn a_tiny_text_to_image_run_trains_checkpoints_resumes_and_samples() {
     let mut none = args.clone();
     none.prompts.clear();
     assert!(sample(&none, &mut |_| {}).unwrap_err().to_string().contains("prompt"));
-    let mut long = args;
+    let mut long = args.clone();
     long.prompts = vec!["a red bird ".repeat(200)];
     sample(&long, &mut |_| {}).unwrap();
+    // A DCGAN has no style space: truncation is a clear error, not a silent no-op.
+    let mut truncated = args;
+    truncated.style.truncation = Some(0.5);
+    let err = sample(&truncated, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("style space"), "{err}");
 }

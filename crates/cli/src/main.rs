@@ -70,6 +70,8 @@ enum Command {
         /// cpu, cuda, cuda:N or metal.
         #[arg(long, default_value = "cpu")]
         device: String,
+        #[command(flatten)]
+        style: condor::txt2img::StyleArgs,
     },
     /// Print a checkpoint's configs, training state and tensors.
     Inspect {
@@ -292,12 +294,16 @@ fn run(cli: Cli) -> Result<()> {
             say!("wrote {} ({:.1} MB, generator only)", out.display(), bytes as f64 / 1e6);
             Ok(())
         }
-        Command::Colours { checkpoint, n, seed, device } => {
+        Command::Colours { checkpoint, n, seed, device, style } => {
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
             let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
             let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, &condor::registry(), &device)?;
-            let report = condor::pipeline::colour_eval::colour_accuracy(&loaded, n, seed, &device)?;
-            say!("{}: colour of the bird drawn for \"a {{colour}} bird\" (seed {seed})", checkpoint.display());
+            let report = condor::pipeline::colour_eval::colour_accuracy(&loaded, n, seed, &style.options()?, &device)?;
+            say!(
+                "{}: colour of the bird drawn for \"a {{colour}} bird\" (seed {seed}{})",
+                checkpoint.display(),
+                style.describe()
+            );
             say!("{}", report.to_markdown());
             Ok(())
         }

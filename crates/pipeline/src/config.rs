@@ -96,6 +96,8 @@ pub struct TrainingConfig {
     pub gan_int: bool,
     /// `beta` of GAN-INT (0.5 in the paper).
     pub interpolation: f64,
+    /// The lazy R1 gradient penalty on real images (see [`crate::regularizers`]).
+    pub r1: Option<crate::regularizers::R1Config>,
 }
 
 impl Default for TrainingConfig {
@@ -111,6 +113,7 @@ impl Default for TrainingConfig {
             gan_cls: false,
             gan_int: false,
             interpolation: 0.5,
+            r1: None,
         }
     }
 }
@@ -275,6 +278,11 @@ impl RunConfig {
         }
         if !(0.0..=1.0).contains(&t.interpolation) {
             return bad(format!("`training.interpolation` must be in [0, 1], got {}", t.interpolation));
+        }
+        if let Some(r) = &t.r1 {
+            if !(r.gamma >= 0.0) || r.every == 0 || !(r.step > 0.0) {
+                return bad("`training.r1` needs gamma >= 0, every >= 1 and step > 0".into());
+            }
         }
         if let Some(e) = &t.ema {
             if !(0.0..1.0).contains(&e.decay) {

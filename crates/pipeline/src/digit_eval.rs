@@ -168,7 +168,7 @@ pub fn digit_accuracy(
     let mut diversity = Vec::new();
     for digit in 0..10 {
         let prompts = digit_captions(digit, Phrasings::All);
-        let drawn = judge_input(&text_to_image(loaded, &prompts, n, seed, device)?.images)?;
+        let drawn = judge_input(&text_to_image(loaded, &prompts, n, seed, &Default::default(), device)?.images)?;
         let predicted = judge.classifier.predict(&drawn)?;
         for (p, (prompt, (phrasing, held_out))) in prompts.into_iter().zip(PHRASINGS).enumerate() {
             let correct = predicted[p * n..(p + 1) * n].iter().filter(|&&d| d == digit).count();

@@ -29,6 +29,9 @@ pub struct StepRecord {
     /// The generator's extra loss term (conditioning augmentation's KL), included in `loss_g`.
     #[serde(default)]
     pub g_regularization: f32,
+    /// The R1 penalty on iterations that apply it (0 on the others and without R1).
+    #[serde(default)]
+    pub r1_penalty: f32,
     /// Mean D(x) on real samples: a probability for BCE losses, the raw score otherwise.
     pub d_real: f32,
     /// Mean D(G(z)) on generated samples, in the same units.

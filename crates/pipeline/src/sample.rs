@@ -13,6 +13,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::RunConfig;
 use crate::error::{PipelineError, Result};
 use crate::plot;
+use crate::styles::{generate_styled, StyleOptions};
 
 /// The random stream of the fixed noise used for progress plots, distinct from training streams.
 pub const FIXED_NOISE_STREAM: u64 = u64::MAX;
@@ -128,12 +129,27 @@ pub fn prompt_samples(
     rng: &mut Rng,
     device: &Device,
 ) -> Result<Tensor> {
+    prompt_samples_styled(g, cond, n, rng, device, &StyleOptions::default())
+}
+
+/// [`prompt_samples`] under style options (truncation, noise mode) for style-based generators.
+pub fn prompt_samples_styled(
+    g: &dyn Generator,
+    cond: &Conditioning,
+    n: usize,
+    rng: &mut Rng,
+    device: &Device,
+    options: &StyleOptions,
+) -> Result<Tensor> {
+    if !(1..=1024).contains(&n) {
+        return Err(PipelineError::Config(format!("the number of images per prompt must be 1 to 1024, not {n}")));
+    }
     let p = cond.batch_size();
     let z = normal(rng, (n, g.latent_dim()), device)?;
     let z = z.unsqueeze(0)?.broadcast_as((p, n, g.latent_dim()))?.reshape((p * n, g.latent_dim()))?;
     let e = cond.embedding.to_device(device)?;
     let e = e.unsqueeze(1)?.broadcast_as((p, n, e.dim(1)?))?.reshape((p * n, e.dim(1)?))?;
-    Ok(g.forward(&z, g.conditioning().select(Some(&Conditioning::from_embedding(e)?)), false)?)
+    generate_styled(g, &z, Some(&Conditioning::from_embedding(e)?), options)
 }
 
 /// `(N, C, S, S)` images in [-1, 1] (C = 3, or 1 for grey) as 8-bit RGB rows, one `Vec` per image.
@@ -176,17 +192,28 @@ pub fn text_to_image(
     prompts: &[String],
     n: usize,
     seed: u64,
+    options: &StyleOptions,
     device: &Device,
 ) -> Result<PromptImages> {
+    let encoded = encode_prompts(loaded, prompts, device)?;
+    let mut rng = derived_rng(seed, &[FIXED_NOISE_STREAM, 2]);
+    let images = prompt_samples_styled(loaded.generator.as_ref(), &encoded.0, n, &mut rng, device, options)?;
+    Ok(PromptImages { images, truncated: encoded.1 })
+}
+
+/// Encodes prompts with the text encoder named in the checkpoint's config, checking that the
+/// generator reads such embeddings. Returns the conditioning and the indices of truncated prompts.
+pub fn encode_prompts(
+    loaded: &LoadedGenerator,
+    prompts: &[String],
+    device: &Device,
+) -> Result<(Conditioning, Vec<usize>)> {
     let g = loaded.generator.as_ref();
     let dim = g.conditioning().dim();
     if dim == 0 {
         return Err(PipelineError::Config(
             "this checkpoint's generator is not text-conditioned; sample it without prompts".into(),
         ));
-    }
-    if !(1..=1024).contains(&n) {
-        return Err(PipelineError::Config(format!("the number of images per prompt must be 1 to 1024, not {n}")));
     }
     let (encoder, _) = crate::text_data::load_encoder(&loaded.config.text, device)?;
     let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
@@ -197,9 +224,7 @@ pub fn text_to_image(
             encoded.sentences.dim(1)?
         )));
     }
-    let cond = Conditioning::from_embedding(encoded.sentences)?;
-    let images = prompt_samples(g, &cond, n, &mut derived_rng(seed, &[FIXED_NOISE_STREAM, 2]), device)?;
-    Ok(PromptImages { images, truncated: encoded.truncated })
+    Ok((Conditioning::from_embedding(encoded.sentences)?, encoded.truncated))
 }
 
 /// Writes a checkpoint holding only the generator used for sampling (the EMA copy when there is one),

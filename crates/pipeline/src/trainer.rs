@@ -16,6 +16,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
 use crate::error::{PipelineError, Result};
 use crate::optim::Adam;
+use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
 use crate::tricks::{
     add_instance_noise, concat_conditioning, ema_update, gan_cls_loss, interpolate_conditioning, label_targets,
@@ -217,6 +218,14 @@ impl Trainer {
                 None => t.loss.discriminator(&d_real, &d_fake, &targets)?,
             };
             record.loss_d = self.finite("discriminator loss", loss.to_scalar::<f32>()?)?;
+            let loss = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
+                Some(r) => {
+                    let p = r1_penalty(self.discriminator.as_ref(), &real_in, d_kind.select(cond), r.gamma, r.step)?;
+                    record.r1_penalty = self.finite("R1 penalty", p.value as f32)?;
+                    (loss + (p.surrogate * r.every as f64)?)?
+                }
+                None => loss,
+            };
             let lr = self.config.optimizer.discriminator.lr_at(s, self.config.steps);
             self.opt_d.step_with_lr(&loss.backward()?, lr)?;
             if let Some(c) = clip {
