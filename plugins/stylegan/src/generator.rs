@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::layers::{lrelu, normalize_2nd_moment, upsample2x, EqualLinear, ModulatedConv};
 use crate::{channels_at, cond_kind, resolutions};
 
-/// Configuration of [`StyleGanGenerator`]. The defaults are the 32-pixel CPU preset.
+/// Configuration of [`StyleGanGenerator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StyleGanGeneratorConfig {
@@ -72,6 +72,10 @@ const MIXING_STREAM: u64 = 2;
 /// How the generator reads the conditioning vector.
 enum TextCode {
     /// An equalised linear embedding (StyleGAN2-ADA's conditional mapping).
+    ///
+    /// Both forms read the embedding scaled to unit second moment: sentence embeddings have unit length,
+    /// so their entries are about `1/sqrt(dim)`, and without the scaling the text's part of the code
+    /// starts some 20 times smaller than the noise (augmentation's draw) beside it.
     Embedded(EqualLinear),
     /// Conditioning augmentation: `(mu, log sigma)` from the embedding, sampled with `eps` taken from
     /// the end of the latent vector.
@@ -226,7 +230,9 @@ impl StyleGanGenerator {
     /// `(mu, log sigma)` of the conditioning augmentation for `embedding`, when it is on.
     pub fn augmentation_stats(&self, embedding: &Tensor) -> condor_core::Result<Option<(Tensor, Tensor)>> {
         match &self.text {
-            Some(TextCode::Augmented(linear, a)) => Ok(Some(a.split(&linear.forward(embedding)?)?)),
+            Some(TextCode::Augmented(linear, a)) => {
+                Ok(Some(a.split(&linear.forward(&normalize_2nd_moment(embedding)?)?)?))
+            }
             _ => Ok(None),
         }
     }
@@ -250,7 +256,7 @@ impl StyleGanGenerator {
         let (Some(text), Some(c)) = (&self.text, cond) else { return Ok(None) };
         let e = c.embedding.to_dtype(z.dtype())?;
         Ok(Some(match text {
-            TextCode::Embedded(linear) => linear.forward(&e)?,
+            TextCode::Embedded(linear) => linear.forward(&normalize_2nd_moment(&e)?)?,
             TextCode::Augmented(..) => {
                 let (mu, log_sigma) = self.augmentation_stats(&e)?.expect("augmented");
                 let eps = z.narrow(1, self.config.z_dim, self.code_dim())?;
