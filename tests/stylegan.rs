@@ -2,10 +2,10 @@
 //! penalty trains, resumes bit-exactly, rebuilds from its checkpoint through the registry, and samples
 //! through txt2img with truncation and style mixing.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ModelSpec, NoiseInputs};
-use condor::data::birds::BirdSplit;
-use condor::data::DatasetConfig;
 use condor::pipeline::regularizers::R1Config;
 use condor::pipeline::sample::{encode_prompts, LoadedGenerator};
 use condor::pipeline::styles::{generate_styled, style_mixing_grid, StyleMix, StyleOptions};
@@ -19,14 +19,7 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
         seed: 3,
         steps,
         batch_size: 4,
-        data: DatasetConfig::Birds {
-            world_seed: 0,
-            count: 12,
-            split: BirdSplit::Train,
-            size: 32,
-            flip: true,
-            crop: 0.0,
-        },
+        data: common::tiny_birds_data(),
         generator: ModelSpec::new(
             "stylegan",
             json!({"z_dim": 8, "cond_dim": 384, "w_dim": 16, "mapping_layers": 2, "image_size": 32,

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ConditioningKind, Discriminator, ModelSpec};
-use condor::data::birds::BirdSplit;
 use condor::data::DatasetConfig;
 use condor::pipeline::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning};
 use condor::pipeline::{train, LossKind, RunConfig, RunOptions, ScheduleConfig, Targets, Trainer};
@@ -92,14 +91,7 @@ fn tiny_birds(steps: u64, cache: &std::path::Path) -> RunConfig {
         seed: 5,
         steps,
         batch_size: 4,
-        data: DatasetConfig::Birds {
-            world_seed: 0,
-            count: 12,
-            split: BirdSplit::Train,
-            size: 32,
-            flip: true,
-            crop: 0.0,
-        },
+        data: common::tiny_birds_data(),
         generator: ModelSpec::new(
             "dcgan",
             json!({"noise_dim": 8, "cond_dim": 384, "image_size": 32, "width": 4,

@@ -34,3 +34,15 @@ pub fn mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_widt
         text: Default::default(),
     }
 }
+
+/// Twelve 32x32 synthetic training birds with flips: the data of the tiny text-to-image runs.
+pub fn tiny_birds_data() -> DatasetConfig {
+    DatasetConfig::Birds {
+        world_seed: 0,
+        count: 12,
+        split: condor::data::birds::BirdSplit::Train,
+        size: 32,
+        flip: true,
+        crop: 0.0,
+    }
+}

@@ -78,7 +78,9 @@ pub mod style;
 pub use conditioning::{Conditioning, TokenEmbeddings};
 pub use data::{Batch, DataSource, Preview};
 pub use error::{Error, Result};
-pub use model::{check_conditioning, ConditioningKind, Discriminator, Generator, TextEncoder};
+pub use model::{
+    check_conditioning, check_latent, check_samples, ConditioningKind, Discriminator, Generator, TextEncoder,
+};
 pub use params::{is_buffer, Params, BUFFER_SUFFIXES};
 pub use registry::{ModelSpec, Registry};
 pub use rng::{derived_rng, Rng};

@@ -22,6 +22,15 @@ pub enum ConditioningKind {
 }
 
 impl ConditioningKind {
+    /// `Vector { dim }`, or `None` for `dim = 0` (the plugins' `cond_dim = 0` convention).
+    pub fn vector_or_none(dim: usize) -> Self {
+        if dim == 0 {
+            Self::None
+        } else {
+            Self::Vector { dim }
+        }
+    }
+
     /// The conditioning to hand a model of this kind: none for an unconditional model.
     pub fn select(self, cond: Option<&Conditioning>) -> Option<&Conditioning> {
         if self == Self::None {
@@ -84,6 +93,30 @@ pub trait TextEncoder: Send + Sync {
     fn max_tokens(&self) -> usize;
     /// Encodes a batch of texts. Empty or whitespace-only texts are an error.
     fn encode(&self, texts: &[&str]) -> Result<Conditioning>;
+}
+
+/// Checks that `z` is a `(batch, latent_dim)` latent batch; the error names `model`.
+pub fn check_latent(model: &str, z: &Tensor, latent_dim: usize) -> Result<()> {
+    if z.rank() != 2 || z.dims()[1] != latent_dim {
+        return Err(crate::Error::InvalidInput(format!(
+            "{model} expects z of shape (batch, {latent_dim}), got {:?}",
+            z.dims()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `x` is a batch of samples of shape `shape` (`(batch, ..shape)`); the error names `model`.
+pub fn check_samples(model: &str, x: &Tensor, shape: &[usize]) -> Result<()> {
+    if x.rank() != shape.len() + 1 || x.dims()[1..] != *shape {
+        let want: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        return Err(crate::Error::InvalidInput(format!(
+            "{model} expects samples of shape (batch, {}), got {:?}",
+            want.join(", "),
+            x.dims()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that a conditioning batch fits a model that expects `kind` and a batch of `batch` samples.

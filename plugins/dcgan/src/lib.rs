@@ -19,7 +19,10 @@ use candle_nn::{
     VarBuilder,
 };
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
-use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Error, Generator, Registry};
+use condor_core::{
+    check_conditioning, check_latent, check_samples, Conditioning, ConditioningKind, Discriminator, Error, Generator,
+    Registry,
+};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of [`DcganGenerator`].
@@ -99,14 +102,6 @@ fn stages(size: usize, who: &str) -> condor_core::Result<usize> {
         64 => Ok(4),
         128 => Ok(5),
         _ => Err(Error::InvalidInput(format!("{who}: image_size must be 32, 64 or 128, not {size}"))),
-    }
-}
-
-fn cond_kind(dim: usize) -> ConditioningKind {
-    if dim == 0 {
-        ConditioningKind::None
-    } else {
-        ConditioningKind::Vector { dim }
     }
 }
 
@@ -232,16 +227,10 @@ impl Generator for DcganGenerator {
         vec![self.config.channels, self.config.image_size, self.config.image_size]
     }
     fn conditioning(&self) -> ConditioningKind {
-        cond_kind(self.config.cond_dim)
+        ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
-        if z.rank() != 2 || z.dims()[1] != self.latent_dim() {
-            return Err(Error::InvalidInput(format!(
-                "dcgan generator expects z of shape (batch, {}), got {:?}",
-                self.latent_dim(),
-                z.dims()
-            )));
-        }
+        check_latent("dcgan generator", z, self.latent_dim())?;
         let b = z.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
         let noise = z.narrow(1, 0, self.config.noise_dim)?;
@@ -312,16 +301,11 @@ impl DcganDiscriminator {
 
 impl Discriminator for DcganDiscriminator {
     fn conditioning(&self) -> ConditioningKind {
-        cond_kind(self.config.cond_dim)
+        ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         let (c, s) = (self.config.channels, self.config.image_size);
-        if x.rank() != 4 || x.dims()[1..] != [c, s, s] {
-            return Err(Error::InvalidInput(format!(
-                "dcgan discriminator expects images of shape (batch, {c}, {s}, {s}), got {:?}",
-                x.dims()
-            )));
-        }
+        check_samples("dcgan discriminator", x, &[c, s, s])?;
         let b = x.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
         let slope = self.config.negative_slope;

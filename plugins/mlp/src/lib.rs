@@ -156,14 +156,6 @@ fn input_rows(x: &Tensor, cond: Option<&Conditioning>, kind: ConditioningKind) -
     })
 }
 
-fn cond_kind(dim: usize) -> ConditioningKind {
-    if dim == 0 {
-        ConditioningKind::None
-    } else {
-        ConditioningKind::Vector { dim }
-    }
-}
-
 /// The MLP generator: `[z, cond] -> hidden layers -> output_shape`.
 pub struct MlpGenerator {
     config: MlpGeneratorConfig,
@@ -200,16 +192,10 @@ impl Generator for MlpGenerator {
         self.config.output_shape.clone()
     }
     fn conditioning(&self) -> ConditioningKind {
-        cond_kind(self.config.cond_dim)
+        ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
-        if z.rank() != 2 || z.dims()[1] != self.config.latent_dim {
-            return Err(condor_core::Error::InvalidInput(format!(
-                "mlp generator expects z of shape (batch, {}), got {:?}",
-                self.config.latent_dim,
-                z.dims()
-            )));
-        }
+        condor_core::check_latent("mlp generator", z, self.config.latent_dim)?;
         let x = self.stack.forward(input_rows(z, cond, self.conditioning())?, train)?;
         let x = match self.config.output_activation {
             OutputActivation::Identity => x,
@@ -249,16 +235,10 @@ impl MlpDiscriminator {
 
 impl Discriminator for MlpDiscriminator {
     fn conditioning(&self) -> ConditioningKind {
-        cond_kind(self.config.cond_dim)
+        ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
-        if x.rank() < 2 || x.dims()[1..] != self.config.input_shape[..] {
-            return Err(condor_core::Error::InvalidInput(format!(
-                "mlp discriminator expects samples of shape {:?}, got {:?}",
-                self.config.input_shape,
-                x.dims()
-            )));
-        }
+        condor_core::check_samples("mlp discriminator", x, &self.config.input_shape)?;
         Ok(self.stack.forward(input_rows(x, cond, self.conditioning())?, train)?.squeeze(1)?)
     }
 }

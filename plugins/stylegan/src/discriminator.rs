@@ -3,11 +3,11 @@
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
-use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Error};
+use condor_core::{check_conditioning, check_samples, Conditioning, ConditioningKind, Discriminator, Error};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{downsample2x, lrelu, minibatch_stddev, normalize_2nd_moment, EqualConv, EqualLinear};
-use crate::{channels_at, cond_kind, resolutions};
+use crate::{channels_at, resolutions};
 
 /// Configuration of [`ResidualDiscriminator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,16 +110,11 @@ impl ResidualDiscriminator {
 
 impl Discriminator for ResidualDiscriminator {
     fn conditioning(&self) -> ConditioningKind {
-        cond_kind(self.config.cond_dim)
+        ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, _train: bool) -> condor_core::Result<Tensor> {
         let (c, s) = (self.config.channels, self.config.image_size);
-        if x.rank() != 4 || x.dims()[1..] != [c, s, s] {
-            return Err(Error::InvalidInput(format!(
-                "stylegan discriminator expects images of shape (batch, {c}, {s}, {s}), got {:?}",
-                x.dims()
-            )));
-        }
+        check_samples("stylegan discriminator", x, &[c, s, s])?;
         let b = x.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
         let mut h = lrelu(&self.from_rgb.forward(x)?)?;

@@ -5,13 +5,15 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{Init, VarBuilder};
 use condor_core::augmentation::{reparameterise, Augmentation};
 use condor_core::rng::{derived_rng, Fnv64};
-use condor_core::{check_conditioning, Conditioning, ConditioningKind, Error, Generator, NoiseInputs, StyleControl};
+use condor_core::{
+    check_conditioning, check_latent, Conditioning, ConditioningKind, Error, Generator, NoiseInputs, StyleControl,
+};
 use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{lrelu, normalize_2nd_moment, upsample2x, EqualLinear, ModulatedConv};
-use crate::{channels_at, cond_kind, resolutions};
+use crate::{channels_at, resolutions};
 
 /// Configuration of [`StyleGanGenerator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -239,13 +241,7 @@ impl StyleGanGenerator {
 
     /// Checks the latent batch and conditioning; returns the batch size.
     fn check(&self, z: &Tensor, cond: Option<&Conditioning>) -> condor_core::Result<usize> {
-        if z.rank() != 2 || z.dims()[1] != self.latent_dim() {
-            return Err(Error::InvalidInput(format!(
-                "stylegan generator expects z of shape (batch, {}), got {:?}",
-                self.latent_dim(),
-                z.dims()
-            )));
-        }
+        check_latent("stylegan generator", z, self.latent_dim())?;
         let b = z.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
         Ok(b)
@@ -308,18 +304,22 @@ impl StyleGanGenerator {
     }
 
     /// The noise maps of every synthesis layer, in order, for a batch.
-    fn noise_maps(&self, z: &Tensor, mode: NoiseInputs, dtype: DType) -> candle_core::Result<Vec<Option<Tensor>>> {
+    /// `seeds` are the batch's latent seeds ([`latent_seeds`]), read under [`NoiseInputs::FromLatent`].
+    fn noise_maps(
+        &self,
+        seeds: &[u64],
+        device: &Device,
+        mode: NoiseInputs,
+        dtype: DType,
+    ) -> candle_core::Result<Vec<Option<Tensor>>> {
         let layers = self.blocks.iter().flat_map(|b| &b.layers);
         match mode {
             NoiseInputs::Zero => Ok(layers.map(|_| None).collect()),
             NoiseInputs::Fixed => layers.map(|l| Ok(Some(l.fixed_noise.clone()))).collect(),
-            NoiseInputs::FromLatent => {
-                let seeds = latent_seeds(z)?;
-                layers
-                    .enumerate()
-                    .map(|(i, l)| Ok(Some(seeded_noise(&seeds, i as u64, l.resolution, z.device())?.to_dtype(dtype)?)))
-                    .collect()
-            }
+            NoiseInputs::FromLatent => layers
+                .enumerate()
+                .map(|(i, l)| Ok(Some(seeded_noise(seeds, i as u64, l.resolution, device)?.to_dtype(dtype)?)))
+                .collect(),
         }
     }
 
@@ -381,19 +381,20 @@ impl Generator for StyleGanGenerator {
         vec![self.config.channels, self.config.image_size, self.config.image_size]
     }
     fn conditioning(&self) -> ConditioningKind {
-        cond_kind(self.config.cond_dim)
+        ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         self.check(z, cond)?;
         let code = self.text_code(z, cond)?;
         let w = self.mapping(&z.narrow(1, 0, self.config.z_dim)?, code.as_ref())?;
+        let seeds = latent_seeds(z)?;
         let ws = if train {
             self.track_average(&w)?;
-            self.mixed_styles(&w, &latent_seeds(z)?, code.as_ref())?
+            self.mixed_styles(&w, &seeds, code.as_ref())?
         } else {
             w.unsqueeze(1)?.repeat((1, self.style_count(), 1))?
         };
-        let noise = self.noise_maps(z, NoiseInputs::FromLatent, ws.dtype())?;
+        let noise = self.noise_maps(&seeds, z.device(), NoiseInputs::FromLatent, ws.dtype())?;
         Ok(self.synthesis(&ws, &noise)?)
     }
     fn regularization(&self, cond: Option<&Conditioning>) -> condor_core::Result<Option<Tensor>> {
@@ -434,7 +435,8 @@ impl StyleControl for StyleGanGenerator {
                 z.dims()
             )));
         }
-        let maps = self.noise_maps(z, noise, ws.dtype())?;
+        let seeds = if noise == NoiseInputs::FromLatent { latent_seeds(z)? } else { Vec::new() };
+        let maps = self.noise_maps(&seeds, z.device(), noise, ws.dtype())?;
         Ok(self.synthesis(ws, &maps)?)
     }
 }

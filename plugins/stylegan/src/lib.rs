@@ -26,7 +26,7 @@ pub use condor_core::augmentation::Augmentation;
 pub use discriminator::{ResidualDiscriminator, ResidualDiscriminatorConfig};
 pub use generator::{StyleGanGenerator, StyleGanGeneratorConfig};
 
-use condor_core::{ConditioningKind, Error, Registry};
+use condor_core::{Error, Registry};
 
 /// The resolutions from 4 up to `size`, or an error unless `size` is a power of two in 8..=1024.
 fn resolutions(size: usize, who: &str) -> condor_core::Result<Vec<usize>> {
@@ -41,14 +41,6 @@ fn resolutions(size: usize, who: &str) -> condor_core::Result<Vec<usize>> {
 /// Feature maps at resolution `r`: `min(base / r, max)`, at least 1.
 fn channels_at(r: usize, base: usize, max: usize) -> usize {
     (base / r).min(max).max(1)
-}
-
-fn cond_kind(dim: usize) -> ConditioningKind {
-    if dim == 0 {
-        ConditioningKind::None
-    } else {
-        ConditioningKind::Vector { dim }
-    }
 }
 
 /// Registers `"stylegan"` as a generator and as a discriminator.
