@@ -48,6 +48,15 @@ mnist-eval checkpoint *flags:
 fid-weights:
     python3 scripts/fetch_fid_weights.py
 
+# Score a checkpoint (the shipped one by default): FID/KID against rendered test birds, conditional
+# accuracy on three splits, retrieval precision, diversity, over seeds 0, 1, 2; into runs/eval/<name>.
+eval *flags: fid-weights-if-missing
+    cargo run --release -p condor-cli -- eval {{flags}}
+
+[private]
+fid-weights-if-missing:
+    @test -f data/fid/inception-v3-fid.safetensors || python3 scripts/fetch_fid_weights.py
+
 # Draw birds from prompts with the shipped checkpoint, e.g. `just txt2img "a red bird" --n 8 --seed 1`.
 txt2img +args:
     cargo run --release --example txt2img -- {{args}}
@@ -91,4 +100,5 @@ bench:
     cargo bench -p condor-pipeline --bench train_step
     cargo bench -p condor-text --bench encode
     cargo bench -p condor-data --bench render
+    cargo bench -p condor-metrics --bench fid
     bash bench/text_to_image.sh

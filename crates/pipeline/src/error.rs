@@ -28,6 +28,9 @@ pub enum PipelineError {
     /// A dataset could not be opened or read.
     #[error(transparent)]
     Data(#[from] condor_data::DataError),
+    /// A metric failed (missing Inception weights, a bad statistics file, ...).
+    #[error(transparent)]
+    Metrics(#[from] condor_metrics::Error),
     /// A checkpoint could not be used.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),

@@ -7,11 +7,13 @@
 //! log, atomic [`checkpoint`]s that resume bit-exactly, sample plots, loss curves and a progress bar.
 //! Everything takes a candle `Device`.
 
+pub mod bird_judge;
 pub mod checkpoint;
 pub mod colour_eval;
 pub mod config;
 pub mod digit_eval;
 pub mod error;
+pub mod eval;
 pub mod losses;
 pub mod optim;
 pub mod plot;
