@@ -62,7 +62,7 @@ pub struct EvalOptions {
     pub captions_per_split: usize,
     /// Real and generated images for FID/KID.
     pub fid_images: usize,
-    /// KID subsets.
+    /// KID subsets (of [`kid_subset_size`] images each).
     pub kid_subsets: usize,
     /// Images per colour prompt for diversity.
     pub diversity_images: usize,
@@ -87,6 +87,12 @@ impl Default for EvalOptions {
             stats_dir: None,
         }
     }
+}
+
+/// Images per KID subset: half the FID set, at most 1000 (the usual size). Subsets as large as the
+/// set would all be the whole set, and KID's spread over them would be zero, saying nothing.
+pub fn kid_subset_size(options: &EvalOptions) -> usize {
+    (options.fid_images / 2).clamp(2, 1000)
 }
 
 /// Conditional accuracy and retrieval precision on one split.
@@ -173,10 +179,12 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 }
 
 impl EvalReport {
-    fn row(&self, name: &str, values: Vec<f64>, scale: f64, digits: usize) -> String {
+    /// One table row: mean ± std over seeds, each seed, and the real images' own score when there is one.
+    fn row(&self, name: &str, values: Vec<f64>, real: Option<f64>, scale: f64, digits: usize) -> String {
         let (m, s) = mean_std(&values);
         let each: Vec<String> = values.iter().map(|v| format!("{:.digits$}", v * scale)).collect();
-        format!("| {name} | {:.digits$} ± {:.digits$} | {} |\n", m * scale, s * scale, each.join(" / "))
+        let real = real.map_or("-".to_string(), |r| format!("{:.digits$}", r * scale));
+        format!("| {name} | {:.digits$} ± {:.digits$} | {} | {real} |\n", m * scale, s * scale, each.join(" / "))
     }
 
     /// The summary table (mean ± standard deviation over seeds, then each seed) and the details.
@@ -192,21 +200,34 @@ impl EvalReport {
             self.generated_images,
             self.seconds
         );
-        out += &format!("| metric | mean ± std over seeds | seeds {} |\n|---|---|---|\n", seeds.join(" / "));
-        out += &self.row("FID", self.seeds.iter().map(|s| s.fid).collect(), 1.0, 2);
-        out += &self.row("KID x 1000", self.seeds.iter().map(|s| s.kid.mean).collect(), 1000.0, 2);
+        out += &format!(
+            "| metric | mean ± std over seeds | seeds {} | real birds (ceiling) |\n|---|---|---|---|\n",
+            seeds.join(" / ")
+        );
+        out += &self.row("FID", self.seeds.iter().map(|s| s.fid).collect(), None, 1.0, 2);
+        out += &self.row("KID x 1000", self.seeds.iter().map(|s| s.kid.mean).collect(), None, 1000.0, 2);
+        out += &self.row(
+            "KID x 1000, spread over subsets",
+            self.seeds.iter().map(|s| s.kid.std).collect(),
+            None,
+            1000.0,
+            2,
+        );
         let n_splits = self.seeds.first().map_or(0, |s| s.splits.len());
         for i in 0..n_splits {
             let split = self.seeds[0].splits[i].split;
+            let real = self.real_splits.get(i).filter(|r| r.split == split);
             out += &self.row(
                 &format!("attribute accuracy, {split:?} (%)"),
                 self.seeds.iter().map(|s| s.splits[i].accuracy).collect(),
+                real.map(|r| r.accuracy),
                 100.0,
                 1,
             );
             out += &self.row(
                 &format!("retrieval precision, {split:?} (%)"),
                 self.seeds.iter().map(|s| s.splits[i].retrieval).collect(),
+                real.map(|r| r.retrieval),
                 100.0,
                 1,
             );
@@ -215,6 +236,7 @@ impl EvalReport {
             out += &self.row(
                 "diversity, generated / real",
                 self.seeds.iter().filter_map(SeedReport::diversity_ratio).collect(),
+                Some(1.0),
                 1.0,
                 3,
             );
@@ -492,7 +514,7 @@ pub fn evaluate(
         )?;
         let fake = FeatureStats::from_rows(&net.features_batched(&images, options.batch)?, true)?;
         let fid = frechet_distance(&real_stats, &fake)?;
-        let kid = kernel_inception_distance(&real_stats, &fake, options.kid_subsets, 1000, seed)?;
+        let kid = kernel_inception_distance(&real_stats, &fake, options.kid_subsets, kid_subset_size(options), seed)?;
         log(&format!(
             "seed {seed}: FID {fid:.2}, KID {:.4} ± {:.4} ({:.0} s)",
             kid.mean,
