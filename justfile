@@ -102,3 +102,16 @@ bench:
     cargo bench -p condor-data --bench render
     cargo bench -p condor-metrics --bench fid
     bash bench/text_to_image.sh
+
+# Install a CUDA 13.0 toolkit (nvcc, headers, cuBLAS, cuRAND, NVRTC) from NVIDIA's PyPI wheels into .cuda;
+# then `. .cuda/env.sh`. `--nccl` adds NCCL.
+cuda-toolkit *flags:
+    bash scripts/cuda_toolkit.sh {{flags}}
+
+# Build the CLI with CUDA (after `. .cuda/env.sh`, or with CUDA_HOME set to a system toolkit).
+build-cuda:
+    cargo build --release --locked -p condor-cli --features cuda
+
+# The GPU tests (tests/gpu.rs) in a CUDA build; they skip without a GPU.
+test-gpu:
+    cargo test --locked --features cuda --test gpu -- --nocapture

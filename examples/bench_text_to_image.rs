@@ -26,8 +26,8 @@ struct Cli {
     /// Timed training iterations (after one warm-up iteration).
     #[arg(long, default_value_t = 5)]
     steps: u64,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Run config whose model and step are timed.
     #[arg(long, default_value = "configs/birds-gpu.toml")]

@@ -41,14 +41,16 @@ pub fn registry() -> condor_core::Registry {
     registry
 }
 
-/// Parses a device name: `cpu`, `cuda`, `cuda:N` or `metal`. A GPU device needs Condor built with
-/// the matching cargo feature; without it the error says so.
+/// Parses a device name: `auto`, `cpu`, `cuda`, `cuda:N` or `metal`. `auto` is the first GPU this
+/// build can open (CUDA device 0, then Metal) and the CPU when there is none. A GPU device named
+/// explicitly needs Condor built with the matching cargo feature; without it the error says so.
 pub fn parse_device(name: &str) -> Result<candle_core::Device, String> {
     let name = name.trim().to_ascii_lowercase();
     let unavailable = |what: &str, feature: &str, e: candle_core::Error| {
         format!("cannot open {what}: {e}. Build Condor with `--features {feature}` on a machine that has one")
     };
     match name.as_str() {
+        "auto" => Ok(first_gpu().unwrap_or(candle_core::Device::Cpu)),
         "cpu" => Ok(candle_core::Device::Cpu),
         "metal" => candle_core::Device::new_metal(0).map_err(|e| unavailable("a Metal device", "metal", e)),
         "cuda" => candle_core::Device::new_cuda(0).map_err(|e| unavailable("CUDA device 0", "cuda", e)),
@@ -56,7 +58,43 @@ pub fn parse_device(name: &str) -> Result<candle_core::Device, String> {
             Some(Ok(i)) => {
                 candle_core::Device::new_cuda(i).map_err(|e| unavailable(&format!("CUDA device {i}"), "cuda", e))
             }
-            _ => Err(format!("unknown device `{other}`; use cpu, cuda, cuda:N or metal")),
+            _ => Err(format!("unknown device `{other}`; use auto, cpu, cuda, cuda:N or metal")),
         },
+    }
+}
+
+/// The first GPU this build can open: CUDA device 0 when built with `cuda`, else Metal device 0 when
+/// built with `metal`; `None` in a CPU-only build or on a machine without one.
+fn first_gpu() -> Option<candle_core::Device> {
+    if candle_core::utils::cuda_is_available() {
+        if let Ok(device) = candle_core::Device::new_cuda(0) {
+            return Some(device);
+        }
+    }
+    if candle_core::utils::metal_is_available() {
+        if let Ok(device) = candle_core::Device::new_metal(0) {
+            return Some(device);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_device;
+
+    #[test]
+    fn device_names_parse_and_gpus_missing_from_the_build_are_named() {
+        assert!(parse_device(" CPU ").unwrap().is_cpu());
+        let err = parse_device("tpu").unwrap_err();
+        assert!(err.contains("unknown device `tpu`") && err.contains("auto"), "{err}");
+        assert!(parse_device("cuda:x").is_err());
+        if !candle_core::utils::cuda_is_available() {
+            let err = parse_device("cuda:1").unwrap_err();
+            assert!(err.contains("CUDA device 1") && err.contains("--features cuda"), "{err}");
+        }
+        if !candle_core::utils::cuda_is_available() && !candle_core::utils::metal_is_available() {
+            assert!(parse_device("auto").unwrap().is_cpu(), "a CPU-only build falls back to the CPU");
+        }
     }
 }

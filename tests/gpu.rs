@@ -1,0 +1,143 @@
+//! GPU checks: every plugin, the text encoder and the trainer give on a GPU what they give on the CPU,
+//! a short GPU run learns, and a checkpoint written on the GPU samples on the CPU.
+//!
+//! They need Condor built with `--features cuda` (or `metal`) on a machine with such a device; anywhere
+//! else each test says it skipped and passes, so the CPU suite is unchanged.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use condor::core::{Conditioning, Generator, ModelSpec, Params};
+use condor::data::DatasetConfig;
+use condor::pipeline::config::LrDecay;
+use condor::pipeline::sample::{mixture_coverage, text_to_image, LoadedGenerator};
+use condor::pipeline::{train, RunOptions};
+use serde_json::json;
+
+/// The first GPU this build can open, or `None` (and a note on stderr) when there is none.
+fn gpu(test: &str) -> Option<Device> {
+    match condor::parse_device("auto") {
+        Ok(device) if !device.is_cpu() => Some(device),
+        _ => {
+            eprintln!("{test}: skipped, no GPU (build with --features cuda or metal on a machine with one)");
+            None
+        }
+    }
+}
+
+/// Largest absolute difference between two tensors, which may live on different devices.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let b = b.to_device(a.device()).unwrap();
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Fixed, irregular inputs with unit-order spread, made on the host (device RNGs differ).
+fn host_input(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| 1.5 * ((i as f32) * 0.754_877 + seed as f32).sin()).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// The generator and discriminator of each built-in plugin, each at a small text-conditioned size.
+fn plugin_specs() -> Vec<(ModelSpec, ModelSpec)> {
+    let spec = |plugin: &str, config: serde_json::Value| ModelSpec::new(plugin, config).unwrap();
+    vec![
+        (
+            spec("mlp", json!({"latent_dim": 16, "hidden": [64, 64], "cond_dim": 384})),
+            spec("mlp", json!({"hidden": [64, 64], "cond_dim": 384})),
+        ),
+        (
+            spec(
+                "dcgan",
+                json!({"noise_dim": 16, "cond_dim": 384, "image_size": 32, "width": 8,
+                                 "augmentation": {"dim": 16, "kl_weight": 1.0}}),
+            ),
+            spec("dcgan", json!({"cond_dim": 384, "image_size": 32, "width": 8})),
+        ),
+        (
+            spec(
+                "stylegan",
+                json!({"z_dim": 16, "cond_dim": 384, "w_dim": 32, "mapping_layers": 2,
+                                    "image_size": 32, "channel_base": 64, "channel_max": 16}),
+            ),
+            spec("stylegan", json!({"cond_dim": 384, "image_size": 32, "channel_base": 64, "channel_max": 16})),
+        ),
+    ]
+}
+
+/// Builds a generator with seeded weights (the same on every device: they are drawn on the host).
+fn build_generator(spec: &ModelSpec, device: &Device) -> Box<dyn Generator> {
+    let params = Params::new(11);
+    condor::registry().build_generator(spec, params.var_builder(DType::F32, device)).unwrap()
+}
+
+#[test]
+fn every_plugin_computes_the_same_on_gpu_as_on_cpu() {
+    let Some(gpu) = gpu("every_plugin_computes_the_same_on_gpu_as_on_cpu") else { return };
+    let registry = condor::registry();
+    let batch = 6;
+    let cond_cpu = Conditioning::from_embedding(host_input(&[batch, 384], 1)).unwrap();
+    let cond_gpu = cond_cpu.to_device(&gpu).unwrap();
+    for (g_spec, d_spec) in plugin_specs() {
+        let (g_cpu, g_gpu) = (build_generator(&g_spec, &Device::Cpu), build_generator(&g_spec, &gpu));
+        let z = host_input(&[batch, g_cpu.latent_dim()], 2);
+        let x_cpu = g_cpu.forward(&z, Some(&cond_cpu), false).unwrap();
+        let x_gpu = g_gpu.forward(&z.to_device(&gpu).unwrap(), Some(&cond_gpu), false).unwrap();
+        assert_eq!(x_cpu.dims(), x_gpu.dims());
+        let diff = max_abs_diff(&x_cpu, &x_gpu);
+        println!("{} generator: max |cpu - gpu| = {diff:.2e}", g_spec.plugin);
+        assert!(diff < 1e-3, "{} generator differs by {diff}", g_spec.plugin);
+
+        let d_params = [Params::new(12), Params::new(12)];
+        let d_cpu = registry.build_discriminator(&d_spec, d_params[0].var_builder(DType::F32, &Device::Cpu)).unwrap();
+        let d_gpu = registry.build_discriminator(&d_spec, d_params[1].var_builder(DType::F32, &gpu)).unwrap();
+        let l_cpu = d_cpu.forward(&x_cpu, Some(&cond_cpu), false).unwrap();
+        let l_gpu = d_gpu.forward(&x_cpu.to_device(&gpu).unwrap(), Some(&cond_gpu), false).unwrap();
+        let scale = 1.0 + l_cpu.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_abs_diff(&l_cpu, &l_gpu);
+        println!("{} discriminator: max |cpu - gpu| = {diff:.2e} (logits up to {scale:.1})", d_spec.plugin);
+        assert!(diff < 1e-3 * scale, "{} discriminator differs by {diff}", d_spec.plugin);
+    }
+}
+
+#[test]
+fn the_shipped_checkpoint_draws_the_same_birds_on_gpu() {
+    let Some(gpu) = gpu("the_shipped_checkpoint_draws_the_same_birds_on_gpu") else { return };
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(condor::txt2img::SHIPPED_CHECKPOINT);
+    let prompts: Vec<String> = ["a red bird", "a small blue bird with a white belly"].map(String::from).to_vec();
+    let draw = |device: &Device| {
+        let loaded = LoadedGenerator::load(&path, &condor::registry(), device).unwrap();
+        text_to_image(&loaded, &prompts, 4, 5, &Default::default(), device).unwrap().images
+    };
+    let (cpu, on_gpu) = (draw(&Device::Cpu), draw(&gpu));
+    let diff = max_abs_diff(&cpu, &on_gpu);
+    println!("shipped DCGAN: max |cpu - gpu| pixel = {diff:.2e} (pixels in [-1, 1])");
+    // Both run in float32; only the order of summation differs (cuBLAS and cuDNN against gemm).
+    assert!(diff < 0.02, "GPU birds differ from CPU birds by {diff}");
+}
+
+#[test]
+fn a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu() {
+    let Some(gpu) = gpu("a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu") else { return };
+    let mut config = common::mixture_config(DatasetConfig::ring8().with_conditional(true), 3000, 256, 128);
+    for o in [&mut config.optimizer.generator, &mut config.optimizer.discriminator] {
+        o.lr = 2e-3;
+        o.lr_decay = LrDecay::Linear;
+    }
+    config.schedule.checkpoint_every = 3000;
+    let data = config.data.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let options = RunOptions { dir: tmp.path().join("gpu"), resume: false, progress: false, stop: None };
+    let summary = train(config, &condor::registry(), &gpu, options).unwrap();
+    let checkpoint = summary.checkpoint;
+    let on_cpu = LoadedGenerator::load(&checkpoint, &condor::registry(), &Device::Cpu).unwrap();
+    let c = mixture_coverage(on_cpu.generator.as_ref(), &data, 2000, 20, 1, &Device::Cpu).unwrap();
+    println!("GPU-trained, CPU-sampled: {}", serde_json::to_string(&c).unwrap());
+    assert_eq!(c.modes_hit, 8, "{:?}", c.per_mode);
+    assert!(c.in_requested_mode.unwrap() >= 0.9);
+    let on_gpu = LoadedGenerator::load(&checkpoint, &condor::registry(), &gpu).unwrap();
+    let c_gpu = mixture_coverage(on_gpu.generator.as_ref(), &data, 2000, 20, 1, &gpu).unwrap();
+    assert_eq!(c.modes_hit, c_gpu.modes_hit);
+    assert!((c.in_requested_mode.unwrap() - c_gpu.in_requested_mode.unwrap()).abs() < 0.01);
+}
