@@ -112,6 +112,11 @@ cuda-toolkit *flags:
 build-cuda:
     cargo build --release --locked -p condor-cli --features cuda
 
+# The text-to-image benchmark on CUDA device 0 (a CUDA build): Condor's 64x64 DCGAN step and txt2img
+# latency, next to the PyTorch twin's row when $PYTHON can import torch.
+bench-gpu *flags:
+    CARGO_FEATURES=cuda bash bench/text_to_image.sh --device cuda {{flags}}
+
 # The GPU tests (tests/gpu.rs) in a CUDA build; they skip without a GPU.
 test-gpu:
     cargo test --locked --features cuda --test gpu -- --nocapture

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # `just bench`'s text-to-image table: Condor's row, then PyTorch's row for the same models and step
 # when torch is importable by $PYTHON (default python3), e.g. PYTHON=.venv/bin/python just bench.
-# Extra arguments (--steps N, --device cuda) go to both.
+# Extra arguments (--steps N, --device cuda) go to both; CARGO_FEATURES=cuda builds Condor's side with CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
-cargo run --release --quiet --example bench_text_to_image -- "$@"
+cargo run --release --quiet ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} --example bench_text_to_image -- "$@"
 if "$python" -c "import torch, numpy, safetensors, tokenizers, PIL" 2>/dev/null; then
     "$python" bench/dcgan_torch.py "$@"
 else
