@@ -87,8 +87,13 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
         let ratio = s.diversity_ratio().unwrap();
         assert!(ratio > 0.1 && ratio < 3.0, "diversity ratio {ratio}");
     }
+    // Twelve other real birds score better than the generator: the floor FID and KID have at this size.
+    let floor = report.real_floor.as_ref().expect("synthetic birds have a real floor");
+    assert!(floor.fid.is_finite() && floor.fid > 0.0, "{floor:?}");
+    assert!(report.seeds.iter().all(|s| floor.fid < s.fid && floor.kid.mean < s.kid.mean), "{floor:?}");
     // The real side was cached for the next run.
     assert!(stats.path().join("birds-w0-test-32px-12.safetensors").exists());
+    assert!(stats.path().join("birds-w0-test-32px-12-from12.safetensors").exists());
     for file in [
         "report.json",
         "report.md",
