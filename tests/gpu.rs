@@ -6,10 +6,11 @@
 
 mod common;
 
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, Generator, ModelSpec, Params};
 use condor::data::DatasetConfig;
-use condor::pipeline::config::LrDecay;
 use condor::pipeline::sample::{mixture_coverage, text_to_image, LoadedGenerator};
 use condor::pipeline::{train, RunOptions};
 use serde_json::json;
@@ -23,12 +24,6 @@ fn gpu(test: &str) -> Option<Device> {
             None
         }
     }
-}
-
-/// Largest absolute difference between two tensors, which may live on different devices.
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let b = b.to_device(a.device()).unwrap();
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 /// Fixed, irregular inputs with unit-order spread, made on the host (device RNGs differ).
@@ -120,11 +115,7 @@ fn the_shipped_checkpoint_draws_the_same_birds_on_gpu() {
 #[test]
 fn a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu() {
     let Some(gpu) = gpu("a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu") else { return };
-    let mut config = common::mixture_config(DatasetConfig::ring8().with_conditional(true), 3000, 256, 128);
-    for o in [&mut config.optimizer.generator, &mut config.optimizer.discriminator] {
-        o.lr = 2e-3;
-        o.lr_decay = LrDecay::Linear;
-    }
+    let mut config = common::fast_mixture_config(DatasetConfig::ring8().with_conditional(true), 3000, 256, 128);
     config.schedule.checkpoint_every = 3000;
     let data = config.data.clone();
     let tmp = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::Device;
 use condor::data::DatasetConfig;
-use condor::pipeline::{config::LrDecay, sample::mixture_coverage, Trainer};
+use condor::pipeline::{sample::mixture_coverage, Trainer};
 
 /// Trains and returns the coverage of 2,000 samples; a mode counts as hit with at least 20 of them
 /// within 3 sigma (the fair share is 250), stricter than a single sample.
@@ -23,23 +23,14 @@ fn train_and_score(config: condor::pipeline::RunConfig) -> condor::metrics::Mode
 
 #[test]
 fn unconditional_mlp_gan_covers_the_ring() {
-    let mut config = common::mixture_config(DatasetConfig::ring8(), 3000, 256, 256);
-    for o in [&mut config.optimizer.generator, &mut config.optimizer.discriminator] {
-        o.lr = 2e-3;
-        o.lr_decay = LrDecay::Linear;
-    }
-    let c = train_and_score(config);
+    let c = train_and_score(common::fast_mixture_config(DatasetConfig::ring8(), 3000, 256, 256));
     assert!(c.modes_hit >= 7, "only {} of 8 modes: {:?}", c.modes_hit, c.per_mode);
     assert!(c.high_quality > 0.5, "high-quality share {}", c.high_quality);
 }
 
 #[test]
 fn conditional_mlp_gan_puts_samples_in_the_requested_mode() {
-    let mut config = common::mixture_config(DatasetConfig::ring8().with_conditional(true), 3000, 256, 128);
-    for o in [&mut config.optimizer.generator, &mut config.optimizer.discriminator] {
-        o.lr = 2e-3;
-        o.lr_decay = LrDecay::Linear;
-    }
+    let config = common::fast_mixture_config(DatasetConfig::ring8().with_conditional(true), 3000, 256, 128);
     let c = train_and_score(config);
     assert_eq!(c.modes_hit, 8, "{:?}", c.per_mode);
     let share = c.in_requested_mode.unwrap();

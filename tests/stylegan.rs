@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ModelSpec, NoiseInputs};
 use condor::pipeline::regularizers::R1Config;
@@ -42,10 +44,6 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
         schedule: ScheduleConfig { checkpoint_every: 2, sample_every: 2, preview_columns: 2, ..Default::default() },
         text: condor::pipeline::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+use candle_core::Tensor;
 use condor::core::ModelSpec;
 use condor::data::DatasetConfig;
+use condor::pipeline::config::LrDecay;
 use condor::pipeline::{RunConfig, ScheduleConfig, TrainingConfig};
 use serde_json::json;
 
@@ -33,6 +35,23 @@ pub fn mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_widt
         schedule: ScheduleConfig { sample_every: 0, ..Default::default() },
         text: Default::default(),
     }
+}
+
+/// [`mixture_config`] with both learning rates at 2e-3, decaying linearly to 0: the setting under which
+/// the MLP GANs cover the ring in a few thousand steps.
+pub fn fast_mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_width: usize) -> RunConfig {
+    let mut config = mixture_config(data, steps, batch_size, d_width);
+    for o in [&mut config.optimizer.generator, &mut config.optimizer.discriminator] {
+        o.lr = 2e-3;
+        o.lr_decay = LrDecay::Linear;
+    }
+    config
+}
+
+/// Largest absolute difference between two tensors; `b` may live on another device.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let b = b.to_device(a.device()).unwrap();
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
 
 /// Twelve 32x32 synthetic training birds with flips: the data of the tiny text-to-image runs.
