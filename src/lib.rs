@@ -19,6 +19,7 @@
 //! assert!(registry.discriminator_names().contains(&"dcgan"));
 //! ```
 
+pub mod distributed;
 pub mod txt2img;
 
 pub use candle_core;

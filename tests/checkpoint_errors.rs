@@ -84,7 +84,7 @@ fn runs_refuse_to_overwrite_and_to_resume_with_another_model() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
     let config = common::mixture_config(DatasetConfig::ring8(), 2, 16, 16);
-    let opts = |resume| RunOptions { dir: tmp.path().join("run"), resume, progress: false, stop: None };
+    let opts = |resume| RunOptions { dir: tmp.path().join("run"), resume, progress: false, stop: None, group: None };
     condor::pipeline::train(config.clone(), &registry, &Device::Cpu, opts(false)).unwrap();
     let before = std::fs::read(tmp.path().join("run/checkpoints/step-000000002.safetensors")).unwrap();
     let e = condor::pipeline::train(config.clone(), &registry, &Device::Cpu, opts(false)).unwrap_err();
@@ -152,7 +152,7 @@ fn a_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     // its samples overflow and the discriminator's loss is not finite.
     config.optimizer.generator.lr = 1e30;
     config.schedule.checkpoint_every = 1;
-    let options = RunOptions { dir: tmp.path().join("run"), resume: false, progress: false, stop: None };
+    let options = RunOptions { dir: tmp.path().join("run"), resume: false, progress: false, stop: None, group: None };
     let e = condor::pipeline::train(config, &condor::registry(), &Device::Cpu, options).unwrap_err();
     let PipelineError::Diverged { step, last_checkpoint, .. } = &e else { panic!("expected divergence, got {e}") };
     assert!(*step >= 2, "step {step}");

@@ -119,7 +119,7 @@ fn a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu() {
     config.schedule.checkpoint_every = 3000;
     let data = config.data.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let options = RunOptions { dir: tmp.path().join("gpu"), resume: false, progress: false, stop: None };
+    let options = RunOptions { dir: tmp.path().join("gpu"), resume: false, progress: false, stop: None, group: None };
     let summary = train(config, &condor::registry(), &gpu, options).unwrap();
     let checkpoint = summary.checkpoint;
     let on_cpu = LoadedGenerator::load(&checkpoint, &condor::registry(), &Device::Cpu).unwrap();
@@ -131,4 +131,74 @@ fn a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu() {
     let c_gpu = mixture_coverage(on_gpu.generator.as_ref(), &data, 2000, 20, 1, &gpu).unwrap();
     assert_eq!(c.modes_hit, c_gpu.modes_hit);
     assert!((c.in_requested_mode.unwrap() - c_gpu.in_requested_mode.unwrap()).abs() < 0.01);
+}
+
+/// `steps` steps of `config` on `device`, alone or as one rank of `group`; the weights on the host.
+#[cfg(feature = "nccl")]
+fn train_weights(
+    config: &condor::pipeline::RunConfig,
+    steps: u64,
+    device: &Device,
+    group: Option<std::sync::Arc<dyn condor::pipeline::Collective>>,
+) -> std::collections::HashMap<String, Tensor> {
+    let mut t = condor::pipeline::Trainer::new(config.clone(), &condor::registry(), device).unwrap();
+    if let Some(g) = group {
+        t.join(g).unwrap();
+    }
+    for _ in 0..steps {
+        t.step().unwrap();
+    }
+    t.weights().into_iter().map(|(n, w)| (n, w.to_device(&Device::Cpu).unwrap())).collect()
+}
+
+#[test]
+#[cfg(feature = "nccl")]
+fn nccl_ranks_follow_the_single_gpu_run() {
+    use condor::pipeline::parallel::nccl::{NcclCollective, NcclId};
+    let Some(gpu) = gpu("nccl_ranks_follow_the_single_gpu_run") else { return };
+    let steps = 30;
+    let config = common::shardable_config(steps);
+    let alone = train_weights(&config, steps, &gpu, None);
+    // A world of one goes through NCCL's all-reduce and must not change a bit.
+    let one = NcclCollective::new(&gpu, 0, 1, NcclId::new().unwrap()).unwrap();
+    let grouped = train_weights(&config, steps, &gpu, Some(std::sync::Arc::new(one)));
+    assert!(common::bit_identical(&alone, &grouped), "NCCL world of one differs from one GPU alone");
+    println!("NCCL world size 1: bit-identical to the single-GPU run after {steps} steps");
+    // Every GPU of the machine as one rank each (threads of this process), when there are two or more.
+    let count = (0..16).take_while(|&i| Device::new_cuda(i).is_ok()).count();
+    if count < 2 {
+        println!("nccl_ranks_follow_the_single_gpu_run: one GPU, so the multi-rank part is skipped");
+        return;
+    }
+    let hex = NcclId::new().unwrap().to_hex();
+    // Spawn every rank before joining any: each blocks in NCCL's init until all have joined.
+    let handles: Vec<_> = (0..count)
+        .map(|rank| {
+            let (config, hex) = (config.clone(), hex.clone());
+            std::thread::spawn(move || {
+                let device = Device::new_cuda(rank).unwrap();
+                let group = NcclCollective::new(&device, rank, count, NcclId::from_hex(&hex).unwrap()).unwrap();
+                let w = train_weights(&config, steps, &device, Some(std::sync::Arc::new(group)));
+                w.into_iter()
+                    .map(|(n, t)| (n, (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), t.dims().to_vec())))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ranks: Vec<_> = handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap()
+                .into_iter()
+                .map(|(n, (v, dims))| (n, Tensor::from_vec(v, dims, &Device::Cpu).unwrap()))
+                .collect::<std::collections::HashMap<_, _>>()
+        })
+        .collect();
+    for (rank, w) in ranks.iter().enumerate() {
+        assert!(common::bit_identical(w, &ranks[0]), "rank {rank} differs from rank 0");
+    }
+    let gap = common::max_difference(&ranks[0], &alone);
+    println!("NCCL world size {count}: largest weight difference from one GPU {gap:.2e}");
+    assert!(gap < 1e-4, "{count} GPUs are {gap} away from one GPU");
 }

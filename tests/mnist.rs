@@ -118,7 +118,7 @@ fn the_classic_mlp_gan_learns_digits_backgrounds_with_finite_losses() {
     };
     let steps = 150;
     let dir = tmp.path().join("run");
-    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None };
+    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None, group: None };
     let registry = condor::registry();
     let device = condor::candle_core::Device::Cpu;
     let summary = condor::pipeline::train(classic_config(root, steps), &registry, &device, options).unwrap();
@@ -171,7 +171,7 @@ fn a_text_conditioned_digit_run_draws_one_grey_row_per_digit_prompt() {
         ScheduleConfig { sample_every: 2, preview_columns: 3, evolution_steps: vec![2, 4], ..Default::default() };
     config.text = condor::pipeline::config::TextConfig { cache_dir: tmp.path().join("cache"), ..Default::default() };
     let dir = tmp.path().join("run");
-    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None };
+    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None, group: None };
     let summary =
         condor::pipeline::train(config, &condor::registry(), &condor::candle_core::Device::Cpu, options).unwrap();
     let last = summary.last.unwrap();

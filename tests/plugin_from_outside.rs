@@ -77,7 +77,7 @@ fn an_out_of_tree_generator_trains_checkpoints_and_reloads() {
     config.optimizer.generator.lr = 2e-3;
     config.optimizer.discriminator.lr = 2e-3;
     let tmp = tempfile::tempdir().unwrap();
-    let options = RunOptions { dir: tmp.path().join("polar"), resume: false, progress: false, stop: None };
+    let options = RunOptions { dir: tmp.path().join("polar"), resume: false, progress: false, stop: None, group: None };
 
     let initial = condor::pipeline::Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
     let before = mean_radius_error(initial.generator().for_sampling());

@@ -74,7 +74,8 @@ fn interrupted_run_directory_resumes_to_the_same_weights() {
     common::one_thread();
     let registry = condor::registry();
     let tmp = tempfile::tempdir().unwrap();
-    let opts = |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None };
+    let opts =
+        |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None, group: None };
 
     condor::pipeline::train(busy_config(20), &registry, &Device::Cpu, opts("straight", false)).unwrap();
     // The same run, crashed after step 20 was logged but before its checkpoint was kept: the newest
@@ -103,7 +104,8 @@ fn a_stop_request_writes_a_checkpoint_and_resumes() {
     let registry = condor::registry();
     let tmp = tempfile::tempdir().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(true);
-    let options = RunOptions { dir: tmp.path().join("r"), resume: false, progress: false, stop: Some(&stop) };
+    let options =
+        RunOptions { dir: tmp.path().join("r"), resume: false, progress: false, stop: Some(&stop), group: None };
     let s = condor::pipeline::train(busy_config(5), &registry, &Device::Cpu, options).unwrap();
     assert!(s.interrupted);
     assert_eq!(s.step, 0);

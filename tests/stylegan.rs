@@ -50,7 +50,8 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
 fn a_tiny_stylegan_run_resumes_bit_exactly_and_samples_with_truncation_and_mixing() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
-    let options = |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None };
+    let options =
+        |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None, group: None };
     let whole = train(tiny_stylegan(4, tmp.path()), &registry, &Device::Cpu, options("whole", false)).unwrap();
     let last = whole.last.unwrap();
     assert!(last.loss_d.is_finite() && last.loss_g.is_finite());

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ConditioningKind, Discriminator, ModelSpec};
 use condor::data::DatasetConfig;
 use condor::pipeline::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning};
-use condor::pipeline::{train, LossKind, RunConfig, RunOptions, ScheduleConfig, Targets, Trainer};
+use condor::pipeline::{train, LossKind, RunOptions, Targets, Trainer};
 use condor::txt2img::{run as sample, SampleArgs};
 use serde_json::json;
 
@@ -85,43 +85,18 @@ fn gan_cls_weights_the_two_fake_terms_by_half_and_gan_int_mixes_neighbours() {
     assert_eq!(next, vec![vec![0.0, 2.0], vec![4.0, 4.0], vec![1.0, 0.0]]);
 }
 
-fn tiny_birds(steps: u64, cache: &std::path::Path) -> RunConfig {
-    RunConfig {
-        name: "tiny-birds".into(),
-        seed: 5,
-        steps,
-        batch_size: 4,
-        data: common::tiny_birds_data(),
-        generator: ModelSpec::new(
-            "dcgan",
-            json!({"noise_dim": 8, "cond_dim": 384, "image_size": 32, "width": 4,
-                   "augmentation": {"dim": 8, "kl_weight": 1.0}}),
-        )
-        .unwrap(),
-        discriminator: ModelSpec::new("dcgan", json!({"cond_dim": 384, "image_size": 32, "width": 4})).unwrap(),
-        training: condor::pipeline::TrainingConfig {
-            gan_cls: true,
-            gan_int: true,
-            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1 }),
-            ..Default::default()
-        },
-        optimizer: Default::default(),
-        schedule: ScheduleConfig { checkpoint_every: 2, sample_every: 2, preview_columns: 2, ..Default::default() },
-        text: condor::pipeline::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
-    }
-}
-
 #[test]
 fn a_tiny_text_to_image_run_trains_checkpoints_resumes_and_samples() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
-    let options = |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None };
-    let whole = train(tiny_birds(4, tmp.path()), &registry, &Device::Cpu, options("whole", false)).unwrap();
+    let options =
+        |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None, group: None };
+    let whole = train(common::tiny_birds(4, tmp.path()), &registry, &Device::Cpu, options("whole", false)).unwrap();
     assert_eq!(whole.step, 4);
     let last = whole.last.unwrap();
     assert!(last.loss_d.is_finite() && last.loss_g.is_finite() && last.g_regularization > 0.0);
-    train(tiny_birds(2, tmp.path()), &registry, &Device::Cpu, options("split", false)).unwrap();
-    let resumed = train(tiny_birds(4, tmp.path()), &registry, &Device::Cpu, options("split", true)).unwrap();
+    train(common::tiny_birds(2, tmp.path()), &registry, &Device::Cpu, options("split", false)).unwrap();
+    let resumed = train(common::tiny_birds(4, tmp.path()), &registry, &Device::Cpu, options("split", true)).unwrap();
     let load = |p: &std::path::Path| condor::pipeline::Checkpoint::load(p, &Device::Cpu).unwrap().tensors;
     let (a, b) = (load(&whole.checkpoint), load(&resumed.checkpoint));
     assert_eq!(a.len(), b.len());

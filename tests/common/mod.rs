@@ -65,3 +65,130 @@ pub fn tiny_birds_data() -> DatasetConfig {
         crop: 0.0,
     }
 }
+
+/// A tiny text-conditioned DCGAN (width 4, batch 4) on [`tiny_birds_data`] with GAN-CLS, GAN-INT,
+/// conditioning augmentation and EMA, caching caption embeddings in `cache`.
+pub fn tiny_birds(steps: u64, cache: &std::path::Path) -> RunConfig {
+    RunConfig {
+        name: "tiny-birds".into(),
+        seed: 5,
+        steps,
+        batch_size: 4,
+        data: tiny_birds_data(),
+        generator: ModelSpec::new(
+            "dcgan",
+            json!({"noise_dim": 8, "cond_dim": 384, "image_size": 32, "width": 4,
+                   "augmentation": {"dim": 8, "kl_weight": 1.0}}),
+        )
+        .unwrap(),
+        discriminator: ModelSpec::new("dcgan", json!({"cond_dim": 384, "image_size": 32, "width": 4})).unwrap(),
+        training: condor::pipeline::TrainingConfig {
+            gan_cls: true,
+            gan_int: true,
+            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1 }),
+            ..Default::default()
+        },
+        optimizer: Default::default(),
+        schedule: ScheduleConfig { checkpoint_every: 2, sample_every: 2, preview_columns: 2, ..Default::default() },
+        text: condor::pipeline::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
+    }
+}
+
+/// A data-parallel group of `world` ranks inside one process, for tests: each rank is a thread with
+/// its own trainer, and [`LocalRank::all_reduce_sum`] waits for every rank's tensor and returns the sum
+/// (added in rank order, so every rank gets the same bits). Real runs use NCCL.
+pub struct LocalGroup {
+    world: usize,
+    round: std::sync::Mutex<Round>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Round {
+    parts: Vec<Option<Vec<f32>>>,
+    generation: u64,
+    result: std::sync::Arc<Vec<f32>>,
+}
+
+impl LocalGroup {
+    /// A group of `world` ranks.
+    pub fn new(world: usize) -> std::sync::Arc<Self> {
+        let round = Round { parts: vec![None; world], ..Default::default() };
+        std::sync::Arc::new(Self { world, round: std::sync::Mutex::new(round), done: Default::default() })
+    }
+
+    /// Rank `rank`'s handle on the group.
+    pub fn rank(self: &std::sync::Arc<Self>, rank: usize) -> LocalRank {
+        LocalRank { group: self.clone(), rank }
+    }
+}
+
+/// One rank of a [`LocalGroup`].
+pub struct LocalRank {
+    group: std::sync::Arc<LocalGroup>,
+    rank: usize,
+}
+
+impl condor::pipeline::Collective for LocalRank {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.group.world
+    }
+    fn all_reduce_sum(&self, t: &Tensor) -> candle_core::Result<Tensor> {
+        let mine: Vec<f32> = t.flatten_all()?.to_vec1()?;
+        let g = &self.group;
+        let mut round = g.round.lock().unwrap();
+        round.parts[self.rank] = Some(mine);
+        if round.parts.iter().all(Option::is_some) {
+            let parts: Vec<Vec<f32>> = round.parts.iter_mut().map(|p| p.take().unwrap()).collect();
+            let sum = (0..parts[0].len()).map(|i| parts[1..].iter().fold(parts[0][i], |s, p| s + p[i])).collect();
+            round.result = std::sync::Arc::new(sum);
+            round.generation += 1;
+            g.done.notify_all();
+        } else {
+            let generation = round.generation;
+            round = g.done.wait_while(round, |r| r.generation == generation).unwrap();
+        }
+        let sum = round.result.clone();
+        drop(round);
+        Tensor::from_slice(&sum, t.shape(), t.device())
+    }
+}
+
+/// For data-parallel tests: a conditional ring config with every per-row random draw the trainer makes: GAN-CLS, label
+/// smoothing and flips, instance noise, two discriminator steps, and a learning-rate schedule. No
+/// batch norm, so W ranks must match one process up to floating point.
+pub fn shardable_config(steps: u64) -> RunConfig {
+    let mut c = fast_mixture_config(DatasetConfig::ring8().with_conditional(true), steps, 64, 64);
+    c.training.gan_cls = true;
+    c.training.d_steps = 2;
+    c.training.label_smoothing = 0.1;
+    c.training.label_flip = 0.05;
+    c.training.instance_noise =
+        Some(condor::pipeline::InstanceNoiseConfig { sigma: 0.1, decay_steps: 30, decay: Default::default() });
+    c.training.ema = Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 2 });
+    c.schedule.checkpoint_every = 10;
+    c
+}
+
+pub fn max_difference(
+    a: &std::collections::HashMap<String, Tensor>,
+    b: &std::collections::HashMap<String, Tensor>,
+) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().map(|(name, t)| max_abs_diff(t, &b[name])).fold(0.0, f32::max)
+}
+
+pub fn bit_identical(
+    a: &std::collections::HashMap<String, Tensor>,
+    b: &std::collections::HashMap<String, Tensor>,
+) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(name, t)| {
+            let x: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits())
+        })
+}

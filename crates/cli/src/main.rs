@@ -42,7 +42,15 @@ enum Command {
         /// Run directory (default: <runs>/<config name>).
         #[arg(long)]
         run_dir: Option<PathBuf>,
+        /// Train data-parallel on these CUDA devices (`0,1,2,3`): one process per GPU, gradients
+        /// averaged with NCCL (build with `--features nccl`). The global batch is the config's.
+        #[arg(long)]
+        gpus: Option<String>,
     },
+    /// Print a fresh NCCL group id for multi-node runs: export it as CONDOR_NCCL_ID on every node,
+    /// with CONDOR_RANK (or RANK), CONDOR_WORLD_SIZE (or WORLD_SIZE) and CONDOR_GPU (or LOCAL_RANK)
+    /// set per process (build with `--features nccl`).
+    NcclId,
     /// Draw images from prompts with a text-to-image checkpoint (the shipped one by default), or
     /// samples from any other checkpoint, into a PNG.
     Sample(condor::txt2img::SampleArgs),
@@ -283,8 +291,30 @@ fn load_encoder(model: Option<&str>, device: &condor::candle_core::Device) -> Re
 fn run(cli: Cli) -> Result<()> {
     let registry = condor::registry();
     match cli.command {
-        Command::Train { config, device, seed, steps, resume, runs, run_dir } => {
-            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+        Command::Train { config, device, seed, steps, resume, runs, run_dir, gpus } => {
+            let rank = condor::distributed::rank_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+            let gpus = gpus.map(|g| condor::distributed::parse_gpus(&g)).transpose().map_err(anyhow::Error::msg)?;
+            if let (None, Some(gpus)) = (&rank, &gpus) {
+                if gpus.len() > 1 {
+                    // The launcher: the ranks get Ctrl-C themselves and agree on the step to stop after.
+                    ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
+                    let program = std::env::current_exe().context("finding the condor executable")?;
+                    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                    return condor::distributed::launch(&program, &args, gpus).map_err(anyhow::Error::msg);
+                }
+            }
+            // A rank's GPU (or the one `--gpus` names) replaces `--device`.
+            let gpu = rank.as_ref().and_then(|r| r.gpu).or_else(|| gpus.as_ref().map(|g| g[0]));
+            let device = match gpu {
+                Some(i) => condor::parse_device(&format!("cuda:{i}")),
+                None => condor::parse_device(&device),
+            }
+            .map_err(anyhow::Error::msg)?;
+            let group = match &rank {
+                Some(r) => Some(condor::distributed::join_group(r, &device).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            let writer = rank.as_ref().map_or(true, |r| r.rank == 0);
             let mut config = RunConfig::from_file(&config)?;
             if let Some(s) = seed {
                 config.seed = s;
@@ -302,8 +332,11 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)");
             })
             .context("installing the Ctrl-C handler")?;
-            let options = RunOptions { dir: dir.clone(), resume, progress: true, stop: Some(&stop) };
+            let options = RunOptions { dir: dir.clone(), resume, progress: true, stop: Some(&stop), group };
             let summary = condor::pipeline::train(config, &registry, &device, options)?;
+            if !writer {
+                return Ok(());
+            }
             if summary.interrupted {
                 say!(
                     "interrupted at step {}; resume with --resume. Checkpoint: {}",
@@ -323,6 +356,10 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             say!("run directory: {}", dir.display());
+            Ok(())
+        }
+        Command::NcclId => {
+            say!("{}", condor::distributed::new_nccl_id().map_err(anyhow::Error::msg)?);
             Ok(())
         }
         Command::Sample(args) => {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod losses;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod regularizers;
 pub mod run;
@@ -31,6 +32,7 @@ pub use config::{LrDecay, OptimizerConfig, OptimizerPair, RunConfig, ScheduleCon
 pub use error::{PipelineError, Result};
 pub use losses::{LossKind, Targets};
 pub use optim::Adam;
+pub use parallel::{Collective, Shard, SingleProcess};
 pub use run::{train, RunOptions, RunSummary};
 pub use run_dir::{RunDir, StepRecord};
 pub use sample::LoadedGenerator;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use candle_core::Device;
 use condor_core::{derived_rng, Registry};
@@ -10,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::checkpoint::Checkpoint;
 use crate::config::RunConfig;
 use crate::error::{io_err, PipelineError, Result};
+use crate::parallel::Collective;
 use crate::run_dir::{RunDir, StepRecord};
 use crate::sample::{generate, prompt_samples, write_prompt_grid, write_samples, FIXED_NOISE_STREAM};
 use crate::trainer::Trainer;
@@ -24,6 +26,9 @@ pub struct RunOptions<'a> {
     pub progress: bool,
     /// When set (by Ctrl-C, say), training stops after the current step and writes a checkpoint.
     pub stop: Option<&'a AtomicBool>,
+    /// The data-parallel group this process trains in, if any. Only rank 0 writes to the run
+    /// directory (log, checkpoints, samples); every rank reads the checkpoint it resumes from.
+    pub group: Option<Arc<dyn Collective>>,
 }
 
 /// What a run did.
@@ -52,8 +57,10 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
             check_resumable(&ckpt.config, &config, registry)?;
             let mut t = Trainer::from_checkpoint(&ckpt, registry, device)?;
             t.apply_resume_changes(&config);
-            dir.truncate_log_after(t.step_count())?;
-            eprintln!("resuming {} at step {}", path.display(), t.step_count());
+            if options.group.as_ref().map_or(true, |g| g.rank() == 0) {
+                dir.truncate_log_after(t.step_count())?;
+                eprintln!("resuming {} at step {}", path.display(), t.step_count());
+            }
             t
         }
         (true, None) => {
@@ -69,15 +76,21 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
         }
         (false, None) => Trainer::new(config, registry, device)?,
     };
-    let config_path = dir.config_path();
-    std::fs::write(&config_path, trainer.config().to_toml()).map_err(io_err(&config_path))?;
+    if let Some(group) = &options.group {
+        trainer.join(group.clone())?;
+    }
+    if trainer.rank() == 0 {
+        let config_path = dir.config_path();
+        std::fs::write(&config_path, trainer.config().to_toml()).map_err(io_err(&config_path))?;
+    }
     run_loop(&mut trainer, &mut dir, &options)
 }
 
 fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Result<RunSummary> {
     let schedule = trainer.config().schedule.clone();
     let total = trainer.config().steps;
-    let bar = if options.progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    let writer = trainer.rank() == 0;
+    let bar = if options.progress && writer { ProgressBar::new(total) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")
             .expect("valid template")
@@ -89,32 +102,36 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Re
     let mut sampled_at = None;
     let mut interrupted = false;
     while trainer.step_count() < total {
-        if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        if trainer.agree_to_stop(options.stop.is_some_and(|s| s.load(Ordering::SeqCst)))? {
             interrupted = true;
             break;
         }
         let record = match trainer.step() {
             Ok(r) => r,
             Err(PipelineError::Diverged { step, what, value, .. }) => {
-                dir.flush_log()?;
+                if writer {
+                    dir.flush_log()?;
+                }
                 bar.abandon();
                 return Err(PipelineError::Diverged { step, what, value, last_checkpoint: dir.latest_checkpoint() });
             }
             Err(e) => return Err(e),
         };
         let step = record.step;
-        if step % schedule.log_every == 0 {
+        if writer && step % schedule.log_every == 0 {
             dir.append_log(&record)?;
         }
         if step % schedule.checkpoint_every == 0 {
-            checkpoint(trainer, dir, schedule.keep_checkpoints)?;
+            if writer {
+                checkpoint(trainer, dir, schedule.keep_checkpoints)?;
+            }
             saved_at = Some(step);
         }
-        if schedule.sample_every > 0 && step % schedule.sample_every == 0 {
+        if writer && schedule.sample_every > 0 && step % schedule.sample_every == 0 {
             samples(trainer, dir, step)?;
             sampled_at = Some(step);
         }
-        if schedule.evolution_steps.contains(&step) {
+        if writer && schedule.evolution_steps.contains(&step) {
             evolution(trainer, dir, step)?;
         }
         bar.set_message(format!("D {:.3} G {:.3}", record.loss_d, record.loss_g));
@@ -122,13 +139,15 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Re
         last = Some(record);
     }
     let step = trainer.step_count();
-    if saved_at != Some(step) {
-        checkpoint(trainer, dir, schedule.keep_checkpoints)?;
+    if writer {
+        if saved_at != Some(step) {
+            checkpoint(trainer, dir, schedule.keep_checkpoints)?;
+        }
+        if !interrupted && sampled_at != Some(step) {
+            samples(trainer, dir, step)?;
+        }
+        crate::plot::loss_png(&dir.loss_plot_path(), &dir.read_log()?)?;
     }
-    if !interrupted && sampled_at != Some(step) {
-        samples(trainer, dir, step)?;
-    }
-    crate::plot::loss_png(&dir.loss_plot_path(), &dir.read_log()?)?;
     bar.finish();
     Ok(RunSummary { step, interrupted, checkpoint: dir.checkpoint_path(step), last })
 }

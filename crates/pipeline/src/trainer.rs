@@ -6,16 +6,20 @@
 //! the iteration number is the whole random state: resuming from a checkpoint continues bit-exactly.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use condor_core::rng::normal;
-use condor_core::{derived_rng, DataSource, Discriminator, Generator, Params, Registry};
+use condor_core::{derived_rng, is_buffer, DataSource, Discriminator, Generator, Params, Registry};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
 use crate::error::{PipelineError, Result};
+use crate::losses::Targets;
 use crate::optim::Adam;
+use crate::parallel::{Collective, Shard};
 use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
 use crate::tricks::{
@@ -57,6 +61,8 @@ pub struct Trainer {
     opt_g: Adam,
     opt_d: Adam,
     step: u64,
+    collective: Option<Arc<dyn Collective>>,
+    shard: Shard,
 }
 
 impl Trainer {
@@ -86,6 +92,7 @@ impl Trainer {
         };
         let opt_g = Adam::new(g_params.trainable(), config.optimizer.generator)?;
         let opt_d = Adam::new(d_params.trainable(), config.optimizer.discriminator)?;
+        let shard = Shard::whole(config.batch_size);
         Ok(Self {
             config,
             device: device.clone(),
@@ -96,6 +103,8 @@ impl Trainer {
             opt_g,
             opt_d,
             step: 0,
+            collective: None,
+            shard,
         })
     }
 
@@ -119,6 +128,32 @@ impl Trainer {
             .map_err(|r| mismatch(format!("discriminator optimizer: {r}")))?;
         t.step = ckpt.state.step;
         Ok(t)
+    }
+
+    /// Makes this trainer one rank of a data-parallel group: from now on it computes its [`Shard`] of
+    /// each global batch and averages gradients, logged scalars and batch-norm statistics over the
+    /// group. Every rank must start from the same state (the same config, or the same checkpoint).
+    pub fn join(&mut self, collective: Arc<dyn Collective>) -> Result<()> {
+        self.shard = Shard::new(collective.rank(), collective.world_size(), self.config.batch_size)?;
+        self.collective = Some(collective);
+        Ok(())
+    }
+
+    /// This process's rank in its data-parallel group (0 when alone).
+    pub fn rank(&self) -> usize {
+        self.shard.rank
+    }
+
+    /// Whether any rank of the group wants to stop (`local` is this rank's wish): every rank gets the
+    /// same answer, so all of them stop after the same step.
+    pub fn agree_to_stop(&self, local: bool) -> Result<bool> {
+        match &self.collective {
+            Some(c) => {
+                let flag = Tensor::new(if local { 1f32 } else { 0.0 }, &self.device)?;
+                Ok(crate::parallel::mean_scalars(c.as_ref(), &[&flag])?[0] > 0.0)
+            }
+            None => Ok(local),
+        }
     }
 
     /// The resolved run config.
@@ -166,14 +201,44 @@ impl Trainer {
         self.data.as_ref()
     }
 
-    /// Mean discriminator score: a probability for BCE losses, the raw score otherwise.
-    fn mean_score(&self, logits: &Tensor) -> Result<f32> {
+    /// Mean discriminator score over this rank's rows: a probability for BCE losses, the raw score
+    /// otherwise.
+    fn mean_score(&self, logits: &Tensor) -> Result<Tensor> {
         let s = if self.config.training.loss.is_probabilistic() {
             candle_nn::ops::sigmoid(logits)?
         } else {
             logits.clone()
         };
-        Ok(s.mean_all()?.to_scalar::<f32>()?)
+        Ok(s.mean_all()?)
+    }
+
+    /// The values of scalar tensors, averaged over the ranks of a data-parallel group.
+    fn scalars(&self, values: &[&Tensor]) -> Result<Vec<f32>> {
+        match &self.collective {
+            Some(c) => Ok(crate::parallel::mean_scalars(c.as_ref(), values)?),
+            None => values.iter().map(|t| Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?)).collect(),
+        }
+    }
+
+    /// Backward pass of `loss`, with the gradients of `vars` averaged over the ranks.
+    fn gradients(&self, loss: &Tensor, vars: &[(String, candle_core::Var)]) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        if let Some(c) = &self.collective {
+            crate::parallel::average_gradients(c.as_ref(), &mut grads, vars)?;
+        }
+        Ok(grads)
+    }
+
+    /// `x` (this rank's rows of `blocks` stacked global batches) plus instance noise drawn for the
+    /// whole global batch, so that every world size draws the same noise for the same row.
+    fn noisy_rows(&self, x: &Tensor, sigma: f64, blocks: usize, rng: &mut condor_core::Rng) -> Result<Tensor> {
+        if sigma <= 0.0 {
+            return Ok(x.clone());
+        }
+        let mut shape = x.dims().to_vec();
+        shape[0] = blocks * self.shard.global;
+        let noise = normal(rng, shape, x.device())?.to_dtype(x.dtype())?;
+        Ok((x + (self.shard.rows(&noise, blocks)? * sigma)?)?)
     }
 
     fn finite(&self, what: &'static str, value: f32) -> Result<f32> {
@@ -187,9 +252,13 @@ impl Trainer {
     /// One iteration of Algorithm 1: `d_steps` discriminator updates on fresh real and generated
     /// batches, then one generator update, then the EMA update. A non-finite loss stops before the
     /// update that would have used it.
+    ///
+    /// In a data-parallel group every rank draws the same global batch and noise and computes its
+    /// [`Shard`] of it; gradients, logged scalars and batch-norm statistics are averaged over ranks.
     pub fn step(&mut self) -> Result<StepRecord> {
         let started = Instant::now();
         let (s, bs, seed) = (self.step, self.config.batch_size, self.config.seed);
+        let shard = self.shard;
         let t = self.config.training.clone();
         let k = t.d_steps as u64;
         let sigma = t.instance_noise.map_or(0.0, |n| n.sigma_at(s));
@@ -201,41 +270,56 @@ impl Trainer {
         for j in 0..k {
             let mut rng = derived_rng(seed, &[s, j]);
             let batch = self.data.batch(s * k + j, bs, &mut rng, &self.device)?;
-            let cond = batch.conditioning.as_ref();
-            let z = normal(&mut rng, (bs, latent), &self.device)?;
+            let cond = match &batch.conditioning {
+                Some(c) => Some(shard.conditioning(c, 1)?),
+                None => None,
+            };
+            let cond = cond.as_ref();
+            let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?;
             let fake = self.generator.model.forward(&z, g_kind.select(cond), true)?.detach();
-            let real_in = add_instance_noise(&batch.samples, sigma, &mut rng)?;
-            let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
+            let real_in = shard.rows(&add_instance_noise(&batch.samples, sigma, &mut rng)?, 1)?;
+            let fake_in = self.noisy_rows(&fake, sigma, 1, &mut rng)?;
             let d_real = self.discriminator.forward(&real_in, d_kind.select(cond), true)?;
             let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond), true)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
-            let loss = match d_kind.select(cond).filter(|_| t.gan_cls) {
+            let targets = Targets { real: shard.rows(&targets.real, 1)?, fake: shard.rows(&targets.fake, 1)? };
+            let loss = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
                 Some(right) => {
-                    let wrong = next_row_conditioning(right)?;
+                    let wrong = shard.conditioning(&next_row_conditioning(right)?, 1)?;
                     let d_wrong = self.discriminator.forward(&real_in, Some(&wrong), true)?;
                     gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?
                 }
                 None => t.loss.discriminator(&d_real, &d_fake, &targets)?,
             };
-            record.loss_d = self.finite("discriminator loss", loss.to_scalar::<f32>()?)?;
-            let loss = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
+            let scores = [self.mean_score(&d_real)?, self.mean_score(&d_fake)?];
+            let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
                 Some(r) => {
-                    let p = r1_penalty(self.discriminator.as_ref(), &real_in, d_kind.select(cond), r.gamma, r.step)?;
-                    record.r1_penalty = self.finite("R1 penalty", p.value as f32)?;
+                    Some((r, r1_penalty(self.discriminator.as_ref(), &real_in, d_kind.select(cond), r.gamma, r.step)?))
+                }
+                None => None,
+            };
+            let r1_value = r1.as_ref().map(|(_, p)| Tensor::new(p.value as f32, &self.device)).transpose()?;
+            let mut logged = vec![&loss, &scores[0], &scores[1]];
+            logged.extend(r1_value.as_ref());
+            let values = self.scalars(&logged)?;
+            record.loss_d = self.finite("discriminator loss", values[0])?;
+            let loss = match r1 {
+                Some((r, p)) => {
+                    record.r1_penalty = self.finite("R1 penalty", values[3])?;
                     (loss + (p.surrogate * r.every as f64)?)?
                 }
                 None => loss,
             };
             let lr = self.config.optimizer.discriminator.lr_at(s, self.config.steps);
-            self.opt_d.step_with_lr(&loss.backward()?, lr)?;
+            let grads = self.gradients(&loss, self.opt_d.vars())?;
+            self.opt_d.step_with_lr(&grads, lr)?;
             if let Some(c) = clip {
                 for (_, v) in self.opt_d.vars() {
                     v.set(&v.as_tensor().clamp(-c, c)?)?;
                 }
             }
             if j + 1 == k {
-                record.d_real = self.mean_score(&d_real)?;
-                record.d_fake = self.mean_score(&d_fake)?;
+                (record.d_real, record.d_fake) = (values[1], values[2]);
             }
         }
 
@@ -249,21 +333,40 @@ impl Trainer {
             z = Tensor::cat(&[&z, &z_int], 0)?;
             cond = Some(concat_conditioning(c, &interpolate_conditioning(c, t.interpolation)?)?);
         }
+        let blocks = if interpolating { 2 } else { 1 };
+        let z = shard.rows(&z, blocks)?;
+        let cond = match &cond {
+            Some(c) => Some(shard.conditioning(c, blocks)?),
+            None => None,
+        };
         let fake = self.generator.model.forward(&z, g_kind.select(cond.as_ref()), true)?;
-        let fake_in = add_instance_noise(&fake, sigma, &mut rng)?;
+        let fake_in = self.noisy_rows(&fake, sigma, blocks, &mut rng)?;
         let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond.as_ref()), true)?;
+        let rows = shard.len();
         let mut loss = if interpolating {
-            (t.loss.generator(&d_fake.narrow(0, 0, bs)?)? + t.loss.generator(&d_fake.narrow(0, bs, bs)?)?)?
+            (t.loss.generator(&d_fake.narrow(0, 0, rows)?)? + t.loss.generator(&d_fake.narrow(0, rows, rows)?)?)?
         } else {
             t.loss.generator(&d_fake)?
         };
-        if let Some(reg) = self.generator.model.regularization(g_kind.select(cond.as_ref()))? {
-            record.g_regularization = reg.to_scalar::<f32>()?;
+        let reg = self.generator.model.regularization(g_kind.select(cond.as_ref()))?;
+        if let Some(reg) = &reg {
             loss = (loss + reg)?;
         }
-        record.loss_g = self.finite("generator loss", loss.to_scalar::<f32>()?)?;
+        let mut logged = vec![&loss];
+        logged.extend(reg.as_ref());
+        let values = self.scalars(&logged)?;
+        record.loss_g = self.finite("generator loss", values[0])?;
+        if reg.is_some() {
+            record.g_regularization = values[1];
+        }
         let lr = self.config.optimizer.generator.lr_at(s, self.config.steps);
-        self.opt_g.step_with_lr(&loss.backward()?, lr)?;
+        let grads = self.gradients(&loss, self.opt_g.vars())?;
+        self.opt_g.step_with_lr(&grads, lr)?;
+        if let Some(c) = &self.collective {
+            let mut buffers: Vec<_> = self.generator.params.named().into_iter().filter(|(n, _)| is_buffer(n)).collect();
+            buffers.extend(self.d_params.named().into_iter().filter(|(n, _)| is_buffer(n)));
+            crate::parallel::average_values(c.as_ref(), &buffers)?;
+        }
         if let (Some(cfg), Some((_, ema))) = (&t.ema, &self.generator.ema) {
             ema_update(ema, &self.generator.params, cfg, s)?;
         }
