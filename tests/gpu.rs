@@ -202,3 +202,25 @@ fn nccl_ranks_follow_the_single_gpu_run() {
     println!("NCCL world size {count}: largest weight difference from one GPU {gap:.2e}");
     assert!(gap < 1e-4, "{count} GPUs are {gap} away from one GPU");
 }
+
+#[test]
+fn bfloat16_training_on_gpu_tracks_float32() {
+    let Some(gpu) = gpu("bfloat16_training_on_gpu_tracks_float32") else { return };
+    use condor::pipeline::{Precision, StepRecord, Trainer};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |precision: Precision, steps: u64| -> Vec<StepRecord> {
+        let mut config = common::tiny_birds(steps, tmp.path());
+        config.batch_size = 12;
+        config.training.precision = precision;
+        let mut t = Trainer::new(config, &condor::registry(), &gpu).unwrap();
+        (0..steps).map(|_| t.step().unwrap()).collect()
+    };
+    let steps = 40;
+    let (full, half) = (run(Precision::F32, steps), run(Precision::Bf16, steps));
+    let mean = |r: &[StepRecord], f: fn(&StepRecord) -> f32| r.iter().map(f).sum::<f32>() / r.len() as f32;
+    for (name, f) in [("D", (|r: &StepRecord| r.loss_d) as fn(&StepRecord) -> f32), ("G", |r| r.loss_g)] {
+        let (a, b) = (mean(&half, f), mean(&full, f));
+        println!("text-to-image DCGAN on GPU, {steps} steps: mean loss {name} bf16 {a:.4}, f32 {b:.4}");
+        assert!((a - b).abs() < 0.05 * b.abs(), "bf16 loss {name} {a} vs f32 {b}");
+    }
+}

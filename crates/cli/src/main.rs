@@ -46,6 +46,10 @@ enum Command {
         /// averaged with NCCL (build with `--features nccl`). The global batch is the config's.
         #[arg(long)]
         gpus: Option<String>,
+        /// Override the config's `training.precision`: f32, or mixed precision with bf16 or f16 passes
+        /// on float32 master weights (for GPUs; candle's CPU backend has no bf16 convolution).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// Print a fresh NCCL group id for multi-node runs: export it as CONDOR_NCCL_ID on every node,
     /// with CONDOR_RANK (or RANK), CONDOR_WORLD_SIZE (or WORLD_SIZE) and CONDOR_GPU (or LOCAL_RANK)
@@ -291,7 +295,7 @@ fn load_encoder(model: Option<&str>, device: &condor::candle_core::Device) -> Re
 fn run(cli: Cli) -> Result<()> {
     let registry = condor::registry();
     match cli.command {
-        Command::Train { config, device, seed, steps, resume, runs, run_dir, gpus } => {
+        Command::Train { config, device, seed, steps, resume, runs, run_dir, gpus, precision } => {
             let rank = condor::distributed::rank_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
             let gpus = gpus.map(|g| condor::distributed::parse_gpus(&g)).transpose().map_err(anyhow::Error::msg)?;
             if let (None, Some(gpus)) = (&rank, &gpus) {
@@ -321,6 +325,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(s) = steps {
                 config.steps = s;
+            }
+            if let Some(p) = precision {
+                config.training.precision = serde_json::from_value(serde_json::Value::String(p.clone()))
+                    .map_err(|_| anyhow::anyhow!("--precision must be f32, bf16 or f16, not {p:?}"))?;
             }
             let dir = run_dir.unwrap_or_else(|| condor::pipeline::run::run_dir_for(&runs, &config));
             let stop = Arc::new(AtomicBool::new(false));

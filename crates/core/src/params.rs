@@ -107,6 +107,11 @@ impl candle_nn::var_builder::SimpleBackend for SeededBackend {
             return Ok(var.as_tensor().clone());
         }
         let values = init_values(&s, init, self.seed, name)?;
+        // candle-nn's batch norm keeps its running statistics in float32 for half-precision inputs.
+        let dtype = match dtype {
+            DType::F16 | DType::BF16 if name.ends_with("running_mean") || name.ends_with("running_var") => DType::F32,
+            d => d,
+        };
         let var = Var::from_tensor(&Tensor::from_vec(values, s, dev)?.to_dtype(dtype)?)?;
         data.insert(name.to_string(), var.clone());
         Ok(var.as_tensor().clone())

@@ -71,6 +71,9 @@ pub struct TrainState {
     pub opt_d_steps: u64,
     /// The Condor version that wrote the file.
     pub written_by: String,
+    /// The float16 loss scale (mixed precision with `f16` only).
+    #[serde(default)]
+    pub loss_scale: Option<crate::precision::LossScale>,
 }
 
 /// A loaded checkpoint.

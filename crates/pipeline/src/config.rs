@@ -98,6 +98,9 @@ pub struct TrainingConfig {
     pub interpolation: f64,
     /// The lazy R1 gradient penalty on real images (see [`crate::regularizers`]).
     pub r1: Option<crate::regularizers::R1Config>,
+    /// Arithmetic of the training passes: `f32`, or mixed precision with `bf16` or `f16` passes and
+    /// float32 master weights (see [`crate::precision`]).
+    pub precision: crate::precision::Precision,
 }
 
 impl Default for TrainingConfig {
@@ -114,6 +117,7 @@ impl Default for TrainingConfig {
             gan_int: false,
             interpolation: 0.5,
             r1: None,
+            precision: Default::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::error::{PipelineError, Result};
 use crate::losses::Targets;
 use crate::optim::Adam;
 use crate::parallel::{Collective, Shard};
+use crate::precision::{copy_cast, gradients_finite, master_gradients, store_buffers, LossScale, Precision};
 use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
 use crate::tricks::{
@@ -50,6 +51,15 @@ impl GeneratorState {
     }
 }
 
+/// Half-precision working copies of the generator and discriminator, which the passes of a
+/// mixed-precision run go through (the float32 models hold the master weights).
+struct HalfModels {
+    g: Box<dyn Generator>,
+    g_params: Params,
+    d: Box<dyn Discriminator>,
+    d_params: Params,
+}
+
 /// Trains one generator against one discriminator on one data source.
 pub struct Trainer {
     config: RunConfig,
@@ -63,6 +73,8 @@ pub struct Trainer {
     step: u64,
     collective: Option<Arc<dyn Collective>>,
     shard: Shard,
+    half: Option<HalfModels>,
+    loss_scale: Option<LossScale>,
 }
 
 impl Trainer {
@@ -93,6 +105,20 @@ impl Trainer {
         let opt_g = Adam::new(g_params.trainable(), config.optimizer.generator)?;
         let opt_d = Adam::new(d_params.trainable(), config.optimizer.discriminator)?;
         let shard = Shard::whole(config.batch_size);
+        let precision = config.training.precision;
+        let half = if precision.is_mixed() {
+            let g_half = Params::new(init_seed(config.seed, 0));
+            let g = registry.build_generator(&config.generator, g_half.var_builder(precision.dtype(), device))?;
+            let d_half = Params::new(init_seed(config.seed, 1));
+            let d =
+                registry.build_discriminator(&config.discriminator, d_half.var_builder(precision.dtype(), device))?;
+            copy_cast(&g_half, &g_params, false)?;
+            copy_cast(&d_half, &d_params, false)?;
+            Some(HalfModels { g, g_params: g_half, d, d_params: d_half })
+        } else {
+            None
+        };
+        let loss_scale = (precision == Precision::F16).then(LossScale::default);
         Ok(Self {
             config,
             device: device.clone(),
@@ -105,6 +131,8 @@ impl Trainer {
             step: 0,
             collective: None,
             shard,
+            half,
+            loss_scale,
         })
     }
 
@@ -127,6 +155,13 @@ impl Trainer {
             .load_state(&ckpt.group("opt_d"), ckpt.state.opt_d_steps)
             .map_err(|r| mismatch(format!("discriminator optimizer: {r}")))?;
         t.step = ckpt.state.step;
+        if let Some(h) = &t.half {
+            copy_cast(&h.g_params, &t.generator.params, false)?;
+            copy_cast(&h.d_params, &t.d_params, false)?;
+        }
+        if t.loss_scale.is_some() {
+            t.loss_scale = Some(ckpt.state.loss_scale.unwrap_or_default());
+        }
         Ok(t)
     }
 
@@ -220,13 +255,28 @@ impl Trainer {
         }
     }
 
-    /// Backward pass of `loss`, with the gradients of `vars` averaged over the ranks.
-    fn gradients(&self, loss: &Tensor, vars: &[(String, candle_core::Var)]) -> Result<GradStore> {
-        let mut grads = loss.backward()?;
+    /// Gradients of `loss` for the optimizer's variables `vars`: with mixed precision, those of the
+    /// working copy `half` moved onto the float32 master weights (and unscaled for float16); averaged
+    /// over the ranks of a data-parallel group. `None` when float16 gradients overflowed: the update is
+    /// skipped and the loss scale shrinks.
+    fn gradients(
+        &self,
+        loss: &Tensor,
+        vars: &[(String, candle_core::Var)],
+        half: Option<&Params>,
+    ) -> Result<Option<GradStore>> {
+        let scale = self.loss_scale.map_or(1.0, |s| s.scale);
+        let mut grads = if scale == 1.0 { loss.backward()? } else { (loss * scale)?.backward()? };
+        if let Some(h) = half {
+            grads = master_gradients(&grads, h, vars, 1.0 / scale)?;
+        }
         if let Some(c) = &self.collective {
             crate::parallel::average_gradients(c.as_ref(), &mut grads, vars)?;
         }
-        Ok(grads)
+        if self.loss_scale.is_some() && !gradients_finite(&grads, vars)? {
+            return Ok(None);
+        }
+        Ok(Some(grads))
     }
 
     /// `x` (this rank's rows of `blocks` stacked global batches) plus instance noise drawn for the
@@ -266,36 +316,42 @@ impl Trainer {
         let latent = self.generator.model.latent_dim();
         let (g_kind, d_kind) = (self.generator.model.conditioning(), self.discriminator.conditioning());
         let mut record = StepRecord { step: s + 1, noise_sigma: sigma as f32, ..Default::default() };
+        // The passes go through the half-precision copies in a mixed-precision run.
+        let dtype = t.precision.dtype();
+        let (g_pass, d_pass): (&dyn Generator, &dyn Discriminator) = match &self.half {
+            Some(h) => (h.g.as_ref(), h.d.as_ref()),
+            None => (self.generator.model.as_ref(), self.discriminator.as_ref()),
+        };
+        let (g_half, d_half) = (self.half.as_ref().map(|h| &h.g_params), self.half.as_ref().map(|h| &h.d_params));
+        let mut overflow = false;
 
         for j in 0..k {
             let mut rng = derived_rng(seed, &[s, j]);
             let batch = self.data.batch(s * k + j, bs, &mut rng, &self.device)?;
             let cond = match &batch.conditioning {
-                Some(c) => Some(shard.conditioning(c, 1)?),
+                Some(c) => Some(cast(&shard.conditioning(c, 1)?, dtype)?),
                 None => None,
             };
             let cond = cond.as_ref();
-            let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?;
-            let fake = self.generator.model.forward(&z, g_kind.select(cond), true)?.detach();
-            let real_in = shard.rows(&add_instance_noise(&batch.samples, sigma, &mut rng)?, 1)?;
+            let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?.to_dtype(dtype)?;
+            let fake = g_pass.forward(&z, g_kind.select(cond), true)?.detach();
+            let real_in = shard.rows(&add_instance_noise(&batch.samples, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
             let fake_in = self.noisy_rows(&fake, sigma, 1, &mut rng)?;
-            let d_real = self.discriminator.forward(&real_in, d_kind.select(cond), true)?;
-            let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond), true)?;
+            let d_real = d_pass.forward(&real_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
+            let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
             let targets = Targets { real: shard.rows(&targets.real, 1)?, fake: shard.rows(&targets.fake, 1)? };
             let loss = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
                 Some(right) => {
-                    let wrong = shard.conditioning(&next_row_conditioning(right)?, 1)?;
-                    let d_wrong = self.discriminator.forward(&real_in, Some(&wrong), true)?;
+                    let wrong = cast(&shard.conditioning(&next_row_conditioning(right)?, 1)?, dtype)?;
+                    let d_wrong = d_pass.forward(&real_in, Some(&wrong), true)?.to_dtype(DType::F32)?;
                     gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?
                 }
                 None => t.loss.discriminator(&d_real, &d_fake, &targets)?,
             };
             let scores = [self.mean_score(&d_real)?, self.mean_score(&d_fake)?];
             let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
-                Some(r) => {
-                    Some((r, r1_penalty(self.discriminator.as_ref(), &real_in, d_kind.select(cond), r.gamma, r.step)?))
-                }
+                Some(r) => Some((r, r1_penalty(d_pass, &real_in, d_kind.select(cond), r.gamma, r.step)?)),
                 None => None,
             };
             let r1_value = r1.as_ref().map(|(_, p)| Tensor::new(p.value as f32, &self.device)).transpose()?;
@@ -306,17 +362,24 @@ impl Trainer {
             let loss = match r1 {
                 Some((r, p)) => {
                     record.r1_penalty = self.finite("R1 penalty", values[3])?;
-                    (loss + (p.surrogate * r.every as f64)?)?
+                    (loss + (p.surrogate.to_dtype(DType::F32)? * r.every as f64)?)?
                 }
                 None => loss,
             };
             let lr = self.config.optimizer.discriminator.lr_at(s, self.config.steps);
-            let grads = self.gradients(&loss, self.opt_d.vars())?;
-            self.opt_d.step_with_lr(&grads, lr)?;
-            if let Some(c) = clip {
-                for (_, v) in self.opt_d.vars() {
-                    v.set(&v.as_tensor().clamp(-c, c)?)?;
+            match self.gradients(&loss, self.opt_d.vars(), d_half)? {
+                Some(grads) => {
+                    self.opt_d.step_with_lr(&grads, lr)?;
+                    if let Some(c) = clip {
+                        for (_, v) in self.opt_d.vars() {
+                            v.set(&v.as_tensor().clamp(-c, c)?)?;
+                        }
+                    }
+                    if let Some(h) = d_half {
+                        copy_cast(h, &self.d_params, true)?;
+                    }
                 }
+                None => overflow = true,
             }
             if j + 1 == k {
                 (record.d_real, record.d_fake) = (values[1], values[2]);
@@ -334,21 +397,21 @@ impl Trainer {
             cond = Some(concat_conditioning(c, &interpolate_conditioning(c, t.interpolation)?)?);
         }
         let blocks = if interpolating { 2 } else { 1 };
-        let z = shard.rows(&z, blocks)?;
+        let z = shard.rows(&z, blocks)?.to_dtype(dtype)?;
         let cond = match &cond {
-            Some(c) => Some(shard.conditioning(c, blocks)?),
+            Some(c) => Some(cast(&shard.conditioning(c, blocks)?, dtype)?),
             None => None,
         };
-        let fake = self.generator.model.forward(&z, g_kind.select(cond.as_ref()), true)?;
+        let fake = g_pass.forward(&z, g_kind.select(cond.as_ref()), true)?;
         let fake_in = self.noisy_rows(&fake, sigma, blocks, &mut rng)?;
-        let d_fake = self.discriminator.forward(&fake_in, d_kind.select(cond.as_ref()), true)?;
+        let d_fake = d_pass.forward(&fake_in, d_kind.select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
         let rows = shard.len();
         let mut loss = if interpolating {
             (t.loss.generator(&d_fake.narrow(0, 0, rows)?)? + t.loss.generator(&d_fake.narrow(0, rows, rows)?)?)?
         } else {
             t.loss.generator(&d_fake)?
         };
-        let reg = self.generator.model.regularization(g_kind.select(cond.as_ref()))?;
+        let reg = g_pass.regularization(g_kind.select(cond.as_ref()))?.map(|r| r.to_dtype(DType::F32)).transpose()?;
         if let Some(reg) = &reg {
             loss = (loss + reg)?;
         }
@@ -360,12 +423,31 @@ impl Trainer {
             record.g_regularization = values[1];
         }
         let lr = self.config.optimizer.generator.lr_at(s, self.config.steps);
-        let grads = self.gradients(&loss, self.opt_g.vars())?;
-        self.opt_g.step_with_lr(&grads, lr)?;
+        match self.gradients(&loss, self.opt_g.vars(), g_half)? {
+            Some(grads) => {
+                self.opt_g.step_with_lr(&grads, lr)?;
+                if let Some(h) = g_half {
+                    copy_cast(h, &self.generator.params, true)?;
+                }
+            }
+            None => overflow = true,
+        }
+        // Batch-norm statistics: from the working copies to the master models, averaged over ranks.
+        if let (Some(gh), Some(dh)) = (g_half, d_half) {
+            store_buffers(&self.generator.params, gh)?;
+            store_buffers(&self.d_params, dh)?;
+        }
         if let Some(c) = &self.collective {
             let mut buffers: Vec<_> = self.generator.params.named().into_iter().filter(|(n, _)| is_buffer(n)).collect();
             buffers.extend(self.d_params.named().into_iter().filter(|(n, _)| is_buffer(n)));
             crate::parallel::average_values(c.as_ref(), &buffers)?;
+            if let (Some(gh), Some(dh)) = (g_half, d_half) {
+                copy_cast(gh, &self.generator.params, false)?;
+                copy_cast(dh, &self.d_params, false)?;
+            }
+        }
+        if let Some(scale) = &mut self.loss_scale {
+            scale.update(overflow);
         }
         if let (Some(cfg), Some((_, ema))) = (&t.ema, &self.generator.ema) {
             ema_update(ema, &self.generator.params, cfg, s)?;
@@ -398,6 +480,7 @@ impl Trainer {
             opt_g_steps: self.opt_g.steps(),
             opt_d_steps: self.opt_d.steps(),
             written_by: format!("condor {}", env!("CARGO_PKG_VERSION")),
+            loss_scale: self.loss_scale,
         }
     }
 
@@ -432,4 +515,18 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, g: &dyn Generator, d: &d
         }
     }
     Ok(())
+}
+
+/// `c` with its embeddings in `dtype` (the token mask keeps its own).
+fn cast(c: &condor_core::Conditioning, dtype: DType) -> candle_core::Result<condor_core::Conditioning> {
+    if c.embedding.dtype() == dtype {
+        return Ok(c.clone());
+    }
+    let tokens = match &c.tokens {
+        Some(t) => {
+            Some(condor_core::TokenEmbeddings { embeddings: t.embeddings.to_dtype(dtype)?, mask: t.mask.clone() })
+        }
+        None => None,
+    };
+    Ok(condor_core::Conditioning { embedding: c.embedding.to_dtype(dtype)?, tokens })
 }
