@@ -201,6 +201,9 @@ pub struct ScheduleConfig {
     /// so one picture shows how generation evolves. Text-conditioned runs draw one image per preview
     /// prompt, unconditional ones `preview_columns` images. Empty: no evolution picture.
     pub evolution_steps: Vec<u64>,
+    /// Draw the next iteration's batches on a CPU thread during the current one (see
+    /// [`crate::prefetch`]; the batches are the same either way).
+    pub prefetch: bool,
 }
 
 impl Default for ScheduleConfig {
@@ -213,6 +216,7 @@ impl Default for ScheduleConfig {
             sample_count: 1000,
             preview_columns: 8,
             evolution_steps: Vec::new(),
+            prefetch: true,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod optim;
 pub mod parallel;
 pub mod plot;
 pub mod precision;
+pub mod prefetch;
 pub mod regularizers;
 pub mod run;
 pub mod run_dir;

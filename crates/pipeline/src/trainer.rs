@@ -21,6 +21,7 @@ use crate::losses::Targets;
 use crate::optim::Adam;
 use crate::parallel::{Collective, Shard};
 use crate::precision::{copy_cast, gradients_finite, master_gradients, store_buffers, LossScale, Precision};
+use crate::prefetch::{prepare, IterationShape, Prefetcher};
 use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
 use crate::tricks::{
@@ -64,7 +65,7 @@ struct HalfModels {
 pub struct Trainer {
     config: RunConfig,
     device: Device,
-    data: Box<dyn DataSource>,
+    data: Arc<dyn DataSource>,
     generator: GeneratorState,
     discriminator: Box<dyn Discriminator>,
     d_params: Params,
@@ -75,6 +76,7 @@ pub struct Trainer {
     shard: Shard,
     half: Option<HalfModels>,
     loss_scale: Option<LossScale>,
+    prefetch: Option<Prefetcher>,
 }
 
 impl Trainer {
@@ -85,7 +87,7 @@ impl Trainer {
         let mut config = config;
         config.generator = registry.resolve_generator(&config.generator)?;
         config.discriminator = registry.resolve_discriminator(&config.discriminator)?;
-        let data = crate::text_data::build_data(&config, device)?;
+        let data: Arc<dyn DataSource> = Arc::from(crate::text_data::build_data(&config, device)?);
 
         let g_params = Params::new(init_seed(config.seed, 0));
         let model = registry.build_generator(&config.generator, g_params.var_builder(DType::F32, device))?;
@@ -133,6 +135,7 @@ impl Trainer {
             shard,
             half,
             loss_scale,
+            prefetch: None,
         })
     }
 
@@ -324,10 +327,19 @@ impl Trainer {
         };
         let (g_half, d_half) = (self.half.as_ref().map(|h| &h.g_params), self.half.as_ref().map(|h| &h.d_params));
         let mut overflow = false;
+        let shape = IterationShape { seed, d_steps: k, batch_size: bs };
+        if self.config.schedule.prefetch && self.prefetch.is_none() {
+            self.prefetch = Some(Prefetcher::new(self.data.clone(), shape, self.device.clone())?);
+        }
+        let prepared = match self.prefetch.as_mut().and_then(|p| p.take(s)) {
+            Some(prepared) => prepared?,
+            None => prepare(self.data.as_ref(), shape, s, &self.device)?,
+        };
+        if let Some(p) = self.prefetch.as_mut().filter(|_| s + 1 < self.config.steps) {
+            p.request(s + 1);
+        }
 
-        for j in 0..k {
-            let mut rng = derived_rng(seed, &[s, j]);
-            let batch = self.data.batch(s * k + j, bs, &mut rng, &self.device)?;
+        for (j, (batch, mut rng)) in (0..k).zip(prepared.d_batches) {
             let cond = match &batch.conditioning {
                 Some(c) => Some(cast(&shard.conditioning(c, 1)?, dtype)?),
                 None => None,
@@ -386,8 +398,7 @@ impl Trainer {
             }
         }
 
-        let mut rng = derived_rng(seed, &[s, k]);
-        let mut cond = self.data.conditioning(s, bs, &mut rng, &self.device)?;
+        let (mut cond, mut rng) = prepared.g_conditioning;
         let mut z = normal(&mut rng, (bs, latent), &self.device)?;
         // GAN-INT: a second half of the batch on interpolated captions, with its own noise.
         let interpolating = t.gan_int && g_kind.select(cond.as_ref()).is_some();
