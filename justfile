@@ -117,6 +117,11 @@ build-cuda:
 bench-gpu *flags:
     CARGO_FEATURES=cuda bash bench/text_to_image.sh --device cuda {{flags}}
 
-# The GPU tests (tests/gpu.rs) in a CUDA build; they skip without a GPU.
-test-gpu:
-    cargo test --locked --features cuda --test gpu -- --nocapture
+# The GPU tests (tests/gpu.rs) in a CUDA build; they skip without a GPU. With NCCL (`just cuda-toolkit
+# --nccl`) the data-parallel test runs too: `just test-gpu nccl`.
+test-gpu features="cuda":
+    cargo test --locked --features {{features}} --test gpu -- --nocapture
+
+# Train data-parallel on several GPUs with NCCL, e.g. `just train-gpus 0,1 configs/birds-gpu.toml`.
+train-gpus gpus config *flags:
+    cargo run --release --locked -p condor-cli --features nccl -- train --config {{config}} --gpus {{gpus}} {{flags}}
