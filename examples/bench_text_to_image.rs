@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use condor::candle_core;
 use condor::pipeline::{RunConfig, Trainer};
 use condor::txt2img::SampleArgs;
 
@@ -29,9 +30,13 @@ struct Cli {
     /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Run config whose model and step are timed.
+    /// Run config whose model and step are timed (configs/birds-stylegan-gpu.toml for the
+    /// StyleGAN-like step).
     #[arg(long, default_value = "configs/birds-gpu.toml")]
     config: PathBuf,
+    /// Override the config's training precision: f32, bf16 or f16 (mixed precision; GPUs).
+    #[arg(long)]
+    precision: Option<String>,
     /// Internal: draw one txt2img grid into this file, print the peak memory and exit.
     #[arg(long, hide = true)]
     txt2img_child: Option<PathBuf>,
@@ -81,7 +86,17 @@ fn main() -> anyhow::Result<()> {
     let device = condor::parse_device(&cli.device).map_err(anyhow::Error::msg)?;
     let mut config = RunConfig::from_file(&cli.config)?;
     config.steps = u64::MAX;
+    if let Some(p) = &cli.precision {
+        config.training.precision = serde_json::from_value(serde_json::Value::String(p.clone()))
+            .with_context(|| format!("--precision must be f32, bf16 or f16, not {p:?}"))?;
+    }
     let batch = config.batch_size;
+    let model = format!(
+        "{} {}, {:?}",
+        config.generator.plugin,
+        config.generator.config.get("image_size").map_or_else(String::new, |s| format!("{s}x{s}")),
+        config.training.precision
+    );
     let mut trainer = Trainer::new(config, &condor::registry(), &device)?;
     trainer.step()?;
     let started = Instant::now();
@@ -90,15 +105,30 @@ fn main() -> anyhow::Result<()> {
     }
     let throughput = (batch as u64 * cli.steps) as f64 / started.elapsed().as_secs_f64();
 
-    println!("| implementation | train step, 64x64 DCGAN, batch {batch} | txt2img latency | peak memory |");
+    println!("| implementation | train step, {model}, batch {batch} | txt2img latency | peak memory |");
     println!("|---|---|---|---|");
     println!(
-        "| Condor {} ({}, {} threads) | {throughput:.1} img/s | {latency:.2} s | train {}, txt2img {} |",
+        "| Condor {} ({}, {} threads) | {throughput:.1} img/s | {latency:.2} s | train {}{}, txt2img {} |",
         env!("CARGO_PKG_VERSION"),
         cli.device,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         mib(peak_rss_mib()),
+        device_memory(&device).map_or_else(String::new, |m| format!(" (GPU in use: {m:.0} MiB)")),
         mib(txt2img_rss),
     );
     Ok(())
+}
+
+/// Memory in use on the CUDA device (everything on it, as `nvidia-smi` counts), in MiB.
+#[cfg(feature = "cuda")]
+fn device_memory(device: &candle_core::Device) -> Option<f64> {
+    use condor::candle_core::cuda_backend::cudarc::driver::result::mem_get_info;
+    device.as_cuda_device().ok()?;
+    let (free, total) = mem_get_info().ok()?;
+    Some((total - free) as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn device_memory(_: &candle_core::Device) -> Option<f64> {
+    None
 }
