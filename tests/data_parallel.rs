@@ -31,24 +31,11 @@ fn parallel(config: &RunConfig, world: usize, steps: u64) -> Vec<HashMap<String,
                 for _ in 0..steps {
                     t.step().unwrap();
                 }
-                // Tensors cross threads as plain vectors.
-                t.weights()
-                    .into_iter()
-                    .map(|(n, w)| (n, (w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), w.dims().to_vec())))
-                    .collect::<Vec<_>>()
+                common::to_host(t.weights())
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .unwrap()
-                .into_iter()
-                .map(|(n, (v, dims))| (n, Tensor::from_vec(v, dims, &Device::Cpu).unwrap()))
-                .collect()
-        })
-        .collect()
+    handles.into_iter().map(|h| common::from_host(h.join().unwrap())).collect()
 }
 
 #[test]

@@ -178,23 +178,11 @@ fn nccl_ranks_follow_the_single_gpu_run() {
             std::thread::spawn(move || {
                 let device = Device::new_cuda(rank).unwrap();
                 let group = NcclCollective::new(&device, rank, count, NcclId::from_hex(&hex).unwrap()).unwrap();
-                let w = train_weights(&config, steps, &device, Some(std::sync::Arc::new(group)));
-                w.into_iter()
-                    .map(|(n, t)| (n, (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), t.dims().to_vec())))
-                    .collect::<Vec<_>>()
+                common::to_host(train_weights(&config, steps, &device, Some(std::sync::Arc::new(group))))
             })
         })
         .collect();
-    let ranks: Vec<_> = handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .unwrap()
-                .into_iter()
-                .map(|(n, (v, dims))| (n, Tensor::from_vec(v, dims, &Device::Cpu).unwrap()))
-                .collect::<std::collections::HashMap<_, _>>()
-        })
-        .collect();
+    let ranks: Vec<_> = handles.into_iter().map(|h| common::from_host(h.join().unwrap())).collect();
     for (rank, w) in ranks.iter().enumerate() {
         assert!(common::bit_identical(w, &ranks[0]), "rank {rank} differs from rank 0");
     }

@@ -192,3 +192,19 @@ pub fn bit_identical(
             x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits())
         })
 }
+
+/// Weights as plain host vectors with their shapes, to send from a rank's thread to the test's.
+pub type HostWeights = Vec<(String, Vec<f32>, Vec<usize>)>;
+
+/// [`HostWeights`] of `weights` (on any device).
+pub fn to_host(weights: std::collections::HashMap<String, Tensor>) -> HostWeights {
+    weights
+        .into_iter()
+        .map(|(n, w)| (n, w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), w.dims().to_vec()))
+        .collect()
+}
+
+/// CPU tensors of [`HostWeights`].
+pub fn from_host(weights: HostWeights) -> std::collections::HashMap<String, Tensor> {
+    weights.into_iter().map(|(n, v, dims)| (n, Tensor::from_vec(v, dims, &candle_core::Device::Cpu).unwrap())).collect()
+}
