@@ -250,11 +250,13 @@ impl Trainer {
         Ok(s.mean_all()?)
     }
 
-    /// The values of scalar tensors, averaged over the ranks of a data-parallel group.
+    /// The values of scalar tensors (one device-to-host read), averaged over the ranks of a
+    /// data-parallel group.
     fn scalars(&self, values: &[&Tensor]) -> Result<Vec<f32>> {
         match &self.collective {
             Some(c) => Ok(crate::parallel::mean_scalars(c.as_ref(), values)?),
-            None => values.iter().map(|t| Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?)).collect(),
+            // One read from the device for all of them.
+            None => Ok(crate::parallel::mean_scalars(&crate::parallel::SingleProcess, values)?),
         }
     }
 
