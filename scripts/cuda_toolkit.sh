@@ -57,7 +57,11 @@ done
 if [ "$nccl" = 1 ]; then
     nccl_root="$site/nvidia/nccl"
     ln -sfn "$nccl_root/include/nccl.h" "$root/include/nccl.h"
-    for lib in "$nccl_root"/lib/libnccl.so.*; do ln -sfn "$lib" "$root/lib/libnccl.so"; done
+    # The link name for building and the soname (libnccl.so.2) for running.
+    for lib in "$nccl_root"/lib/libnccl.so.*; do
+        ln -sfn "$lib" "$root/lib/libnccl.so"
+        ln -sfn "$lib" "$root/lib/$(basename "$lib")"
+    done
 fi
 
 # A driver link stub when the machine has no driver: every cu* entry point of cudarc's bindings,
