@@ -131,7 +131,7 @@ pub fn gradients_finite(grads: &GradStore, vars: &[(String, Var)]) -> candle_cor
             });
         }
     }
-    Ok(total.map_or(Ok(true), |t| t.to_scalar::<f32>().map(f32::is_finite))?)
+    total.map_or(Ok(true), |t| t.to_scalar::<f32>().map(f32::is_finite))
 }
 
 #[cfg(test)]
