@@ -36,7 +36,7 @@ struct Cli {
     config: PathBuf,
     /// Override the config's training precision: f32, bf16 or f16 (mixed precision; GPUs).
     #[arg(long)]
-    precision: Option<String>,
+    precision: Option<condor::pipeline::Precision>,
     /// Internal: draw one txt2img grid into this file, print the peak memory and exit.
     #[arg(long, hide = true)]
     txt2img_child: Option<PathBuf>,
@@ -86,9 +86,8 @@ fn main() -> anyhow::Result<()> {
     let device = condor::parse_device(&cli.device).map_err(anyhow::Error::msg)?;
     let mut config = RunConfig::from_file(&cli.config)?;
     config.steps = u64::MAX;
-    if let Some(p) = &cli.precision {
-        config.training.precision = serde_json::from_value(serde_json::Value::String(p.clone()))
-            .with_context(|| format!("--precision must be f32, bf16 or f16, not {p:?}"))?;
+    if let Some(p) = cli.precision {
+        config.training.precision = p;
     }
     let batch = config.batch_size;
     let model = format!(

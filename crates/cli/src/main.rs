@@ -49,7 +49,7 @@ enum Command {
         /// Override the config's `training.precision`: f32, or mixed precision with bf16 or f16 passes
         /// on float32 master weights (for GPUs; candle's CPU backend has no bf16 convolution).
         #[arg(long)]
-        precision: Option<String>,
+        precision: Option<condor::pipeline::Precision>,
     },
     /// Print a fresh NCCL group id for multi-node runs: export it as CONDOR_NCCL_ID on every node,
     /// with CONDOR_RANK (or RANK), CONDOR_WORLD_SIZE (or WORLD_SIZE) and CONDOR_GPU (or LOCAL_RANK)
@@ -327,8 +327,7 @@ fn run(cli: Cli) -> Result<()> {
                 config.steps = s;
             }
             if let Some(p) = precision {
-                config.training.precision = serde_json::from_value(serde_json::Value::String(p.clone()))
-                    .map_err(|_| anyhow::anyhow!("--precision must be f32, bf16 or f16, not {p:?}"))?;
+                config.training.precision = p;
             }
             let dir = run_dir.unwrap_or_else(|| condor::pipeline::run::run_dir_for(&runs, &config));
             let stop = Arc::new(AtomicBool::new(false));

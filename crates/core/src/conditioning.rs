@@ -59,6 +59,15 @@ impl Conditioning {
         self.embedding.dims()[1]
     }
 
+    /// The same conditioning with its embeddings in `dtype` (the token mask keeps its own).
+    pub fn to_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        let tokens = match &self.tokens {
+            Some(t) => Some(TokenEmbeddings { embeddings: t.embeddings.to_dtype(dtype)?, mask: t.mask.clone() }),
+            None => None,
+        };
+        Ok(Self { embedding: self.embedding.to_dtype(dtype)?, tokens })
+    }
+
     /// The same conditioning on another device.
     pub fn to_device(&self, device: &Device) -> Result<Self> {
         let tokens = match &self.tokens {

@@ -81,12 +81,19 @@ impl Params {
 
     /// Copies every variable's value from `other`, which must hold the same names and shapes.
     pub fn copy_from(&self, other: &Params) -> candle_core::Result<()> {
+        self.copy_from_where(other, |_| true)
+    }
+
+    /// Copies the values of the variables whose names `keep` accepts from `other`, which must hold them
+    /// with the same shapes, cast to this set's dtypes (float32 master weights into a half-precision
+    /// copy, say).
+    pub fn copy_from_where(&self, other: &Params, keep: impl Fn(&str) -> bool) -> candle_core::Result<()> {
         let theirs: HashMap<String, Var> = other.named().into_iter().collect();
-        for (name, var) in self.named() {
+        for (name, var) in self.named().into_iter().filter(|(n, _)| keep(n)) {
             let src = theirs
                 .get(&name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("variable `{name}` missing in source")))?;
-            var.set(src.as_tensor())?;
+            var.set(&src.as_tensor().to_dtype(var.dtype())?)?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! `nccl`), or anything a caller implements (an MPI binding, an in-process one for tests).
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use condor_core::{Conditioning, TokenEmbeddings};
 
 use crate::error::{PipelineError, Result};
@@ -113,31 +113,46 @@ impl Shard {
     }
 }
 
+/// The elementwise mean over the ranks of `parts`, flattened and joined into one float32 buffer: one
+/// all-reduce for all of them.
+fn mean_flat(c: &dyn Collective, parts: &[Tensor]) -> candle_core::Result<Tensor> {
+    let flat = parts.iter().map(|t| t.to_dtype(DType::F32)?.flatten_all()).collect::<candle_core::Result<Vec<_>>>()?;
+    c.all_reduce_sum(&Tensor::cat(&flat, 0)?.contiguous()?)? / c.world_size() as f64
+}
+
+/// Splits a buffer of [`mean_flat`] back into tensors shaped like `vars`, in their dtypes.
+fn split_like(flat: &Tensor, vars: &[(String, Var)]) -> candle_core::Result<Vec<Tensor>> {
+    let mut offset = 0;
+    vars.iter()
+        .map(|(_, v)| {
+            let n = v.elem_count();
+            offset += n;
+            flat.narrow(0, offset - n, n)?.reshape(v.shape())?.to_dtype(v.dtype())
+        })
+        .collect()
+}
+
 /// Replaces each gradient of `vars` in `grads` by its mean over the ranks, in one all-reduce of all of
 /// them flattened together. A variable without a gradient contributes zeros, so every rank sends a
 /// buffer of the same layout, and is left without one (every rank runs the same graph, so a variable
 /// that has no gradient here has none anywhere).
 pub fn average_gradients(c: &dyn Collective, grads: &mut GradStore, vars: &[(String, Var)]) -> candle_core::Result<()> {
-    let present: Vec<bool> = vars.iter().map(|(_, v)| grads.get(v).is_some()).collect();
-    let flat = vars
-        .iter()
-        .map(|(_, v)| match grads.get(v) {
-            Some(g) => g.to_dtype(candle_core::DType::F32)?.flatten_all(),
-            None => Tensor::zeros(v.elem_count(), candle_core::DType::F32, v.device()),
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    if flat.is_empty() {
+    if vars.is_empty() {
         return Ok(());
     }
-    let summed = c.all_reduce_sum(&Tensor::cat(&flat, 0)?.contiguous()?)?;
-    let mean = (summed / c.world_size() as f64)?;
-    let mut offset = 0;
-    for ((_, v), present) in vars.iter().zip(present) {
-        let n = v.elem_count();
+    let present: Vec<bool> = vars.iter().map(|(_, v)| grads.get(v).is_some()).collect();
+    let parts = vars
+        .iter()
+        .map(|(_, v)| match grads.get(v) {
+            Some(g) => Ok(g.clone()),
+            None => Tensor::zeros(v.elem_count(), DType::F32, v.device()),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let means = split_like(&mean_flat(c, &parts)?, vars)?;
+    for (((_, v), mean), present) in vars.iter().zip(means).zip(present) {
         if present {
-            grads.insert(v.as_tensor(), mean.narrow(0, offset, n)?.reshape(v.shape())?.to_dtype(v.dtype())?);
+            grads.insert(v.as_tensor(), mean);
         }
-        offset += n;
     }
     Ok(())
 }
@@ -148,31 +163,19 @@ pub fn average_values(c: &dyn Collective, vars: &[(String, Var)]) -> candle_core
     if vars.is_empty() {
         return Ok(());
     }
-    let flat = vars
-        .iter()
-        .map(|(_, v)| v.as_tensor().to_dtype(candle_core::DType::F32)?.flatten_all())
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    let mean = (c.all_reduce_sum(&Tensor::cat(&flat, 0)?.contiguous()?)? / c.world_size() as f64)?;
-    let mut offset = 0;
-    for (_, v) in vars {
-        let n = v.elem_count();
-        v.set(&mean.narrow(0, offset, n)?.reshape(v.shape())?.to_dtype(v.dtype())?)?;
-        offset += n;
+    let parts: Vec<Tensor> = vars.iter().map(|(_, v)| v.as_tensor().clone()).collect();
+    for ((_, v), mean) in vars.iter().zip(split_like(&mean_flat(c, &parts)?, vars)?) {
+        v.set(&mean)?;
     }
     Ok(())
 }
 
-/// The mean over ranks of each scalar tensor in `values`, in one all-reduce (the logged losses: every
-/// rank then sees the same numbers and stops on the same non-finite one).
+/// The mean over ranks of each scalar tensor in `values`, in one all-reduce and one read from the
+/// device (the logged losses: every rank then sees the same numbers and stops on the same non-finite
+/// one).
 pub fn mean_scalars(c: &dyn Collective, values: &[&Tensor]) -> candle_core::Result<Vec<f32>> {
-    let stacked = Tensor::stack(
-        &values
-            .iter()
-            .map(|t| t.to_dtype(candle_core::DType::F32)?.reshape(()))
-            .collect::<candle_core::Result<Vec<_>>>()?,
-        0,
-    )?;
-    (c.all_reduce_sum(&stacked)? / c.world_size() as f64)?.to_vec1::<f32>()
+    let parts: Vec<Tensor> = values.iter().map(|t| (*t).clone()).collect();
+    mean_flat(c, &parts)?.to_vec1::<f32>()
 }
 
 /// NCCL on CUDA devices: the collective of multi-GPU training (cargo feature `nccl`).

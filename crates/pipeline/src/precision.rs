@@ -7,7 +7,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
-use condor_core::{is_buffer, Params};
+use condor_core::Params;
 use serde::{Deserialize, Serialize};
 
 /// The arithmetic of the training passes.
@@ -36,6 +36,16 @@ impl Precision {
     /// Whether the passes run on half-precision copies.
     pub fn is_mixed(self) -> bool {
         self != Self::F32
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    /// `f32`, `bf16` or `f16`, the names run configs use.
+    fn from_str(name: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(name.to_string()))
+            .map_err(|_| format!("precision must be f32, bf16 or f16, not {name:?}"))
     }
 }
 
@@ -73,30 +83,6 @@ impl LossScale {
             }
         }
     }
-}
-
-/// Copies every variable of `master` (float32) into `half`, cast to `half`'s dtype; with
-/// `trainable_only`, buffers are left alone. Both must hold the same names.
-pub fn copy_cast(half: &Params, master: &Params, trainable_only: bool) -> candle_core::Result<()> {
-    let theirs: std::collections::HashMap<String, Var> = master.named().into_iter().collect();
-    for (name, var) in half.named() {
-        if trainable_only && is_buffer(&name) {
-            continue;
-        }
-        let src = theirs.get(&name).ok_or_else(|| candle_core::Error::Msg(format!("variable `{name}` missing")))?;
-        var.set(&src.as_tensor().to_dtype(var.dtype())?)?;
-    }
-    Ok(())
-}
-
-/// Copies the buffers (batch-norm statistics) of the working copy `half` into `master`, in float32.
-pub fn store_buffers(master: &Params, half: &Params) -> candle_core::Result<()> {
-    let theirs: std::collections::HashMap<String, Var> = half.named().into_iter().collect();
-    for (name, var) in master.named().into_iter().filter(|(n, _)| is_buffer(n)) {
-        let src = theirs.get(&name).ok_or_else(|| candle_core::Error::Msg(format!("buffer `{name}` missing")))?;
-        var.set(&src.as_tensor().to_dtype(var.dtype())?)?;
-    }
-    Ok(())
 }
 
 /// The gradients of the working copy's variables `half` re-keyed to the master variables of the same
@@ -140,6 +126,13 @@ mod tests {
     use candle_core::Device;
 
     #[test]
+    fn precisions_parse_by_their_config_names() {
+        assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));
+        assert!("fp8".parse::<Precision>().unwrap_err().contains("\"fp8\""));
+    }
+
+    #[test]
     fn the_loss_scale_halves_on_overflow_and_doubles_after_a_quiet_stretch() {
         let mut s = LossScale::default();
         s.update(true);
@@ -163,7 +156,7 @@ mod tests {
         let init = candle_nn::Init::Const(0.5);
         master.var_builder(DType::F32, &dev).get_with_hints(3, "w", init).unwrap();
         half.var_builder(DType::F16, &dev).get_with_hints(3, "w", init).unwrap();
-        copy_cast(&half, &master, true).unwrap();
+        half.copy_from_where(&master, |n| !condor_core::is_buffer(n)).unwrap();
         let (hw, mw) = (half.named()[0].1.clone(), master.named()[0].1.clone());
         assert_eq!(hw.dtype(), DType::F16);
         // loss = 1024 * sum(w * x): half gradient 1024 x, master gradient x after unscaling.

@@ -51,13 +51,15 @@ pub struct RunSummary {
 /// `schedule` and `optimizer` (any other difference is an error naming the section).
 pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: RunOptions) -> Result<RunSummary> {
     let mut dir = RunDir::create(&options.dir)?;
+    // Rank 0 of a data-parallel group (or a lone process) writes the run directory.
+    let writer = options.group.as_ref().map_or(true, |g| g.rank() == 0);
     let mut trainer = match (options.resume, dir.latest_checkpoint()) {
         (true, Some(path)) => {
             let ckpt = Checkpoint::load(&path, device)?;
             check_resumable(&ckpt.config, &config, registry)?;
             let mut t = Trainer::from_checkpoint(&ckpt, registry, device)?;
             t.apply_resume_changes(&config);
-            if options.group.as_ref().map_or(true, |g| g.rank() == 0) {
+            if writer {
                 dir.truncate_log_after(t.step_count())?;
                 eprintln!("resuming {} at step {}", path.display(), t.step_count());
             }
@@ -79,17 +81,16 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
     if let Some(group) = &options.group {
         trainer.join(group.clone())?;
     }
-    if trainer.rank() == 0 {
+    if writer {
         let config_path = dir.config_path();
         std::fs::write(&config_path, trainer.config().to_toml()).map_err(io_err(&config_path))?;
     }
-    run_loop(&mut trainer, &mut dir, &options)
+    run_loop(&mut trainer, &mut dir, &options, writer)
 }
 
-fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions) -> Result<RunSummary> {
+fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions, writer: bool) -> Result<RunSummary> {
     let schedule = trainer.config().schedule.clone();
     let total = trainer.config().steps;
-    let writer = trainer.rank() == 0;
     let bar = if options.progress && writer { ProgressBar::new(total) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")

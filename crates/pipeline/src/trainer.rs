@@ -12,15 +12,15 @@ use std::time::Instant;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use condor_core::rng::normal;
-use condor_core::{derived_rng, is_buffer, DataSource, Discriminator, Generator, Params, Registry};
+use condor_core::{derived_rng, is_buffer, Conditioning, DataSource, Discriminator, Generator, Params, Registry};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
 use crate::error::{PipelineError, Result};
 use crate::losses::Targets;
 use crate::optim::Adam;
-use crate::parallel::{Collective, Shard};
-use crate::precision::{copy_cast, gradients_finite, master_gradients, store_buffers, LossScale, Precision};
+use crate::parallel::{Collective, Shard, SingleProcess};
+use crate::precision::{gradients_finite, master_gradients, LossScale, Precision};
 use crate::prefetch::{prepare, IterationShape, Prefetcher};
 use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
@@ -114,8 +114,8 @@ impl Trainer {
             let d_half = Params::new(init_seed(config.seed, 1));
             let d =
                 registry.build_discriminator(&config.discriminator, d_half.var_builder(precision.dtype(), device))?;
-            copy_cast(&g_half, &g_params, false)?;
-            copy_cast(&d_half, &d_params, false)?;
+            g_half.copy_from(&g_params)?;
+            d_half.copy_from(&d_params)?;
             Some(HalfModels { g, g_params: g_half, d, d_params: d_half })
         } else {
             None
@@ -159,8 +159,8 @@ impl Trainer {
             .map_err(|r| mismatch(format!("discriminator optimizer: {r}")))?;
         t.step = ckpt.state.step;
         if let Some(h) = &t.half {
-            copy_cast(&h.g_params, &t.generator.params, false)?;
-            copy_cast(&h.d_params, &t.d_params, false)?;
+            h.g_params.copy_from(&t.generator.params)?;
+            h.d_params.copy_from(&t.d_params)?;
         }
         if t.loss_scale.is_some() {
             t.loss_scale = Some(ckpt.state.loss_scale.unwrap_or_default());
@@ -175,11 +175,6 @@ impl Trainer {
         self.shard = Shard::new(collective.rank(), collective.world_size(), self.config.batch_size)?;
         self.collective = Some(collective);
         Ok(())
-    }
-
-    /// This process's rank in its data-parallel group (0 when alone).
-    pub fn rank(&self) -> usize {
-        self.shard.rank
     }
 
     /// Whether any rank of the group wants to stop (`local` is this rank's wish): every rank gets the
@@ -253,11 +248,12 @@ impl Trainer {
     /// The values of scalar tensors (one device-to-host read), averaged over the ranks of a
     /// data-parallel group.
     fn scalars(&self, values: &[&Tensor]) -> Result<Vec<f32>> {
-        match &self.collective {
-            Some(c) => Ok(crate::parallel::mean_scalars(c.as_ref(), values)?),
-            // One read from the device for all of them.
-            None => Ok(crate::parallel::mean_scalars(&crate::parallel::SingleProcess, values)?),
-        }
+        Ok(crate::parallel::mean_scalars(self.collective.as_deref().unwrap_or(&SingleProcess), values)?)
+    }
+
+    /// This rank's rows of conditioning `c` (a stack of `blocks` global batches), in `dtype`.
+    fn local_conditioning(&self, c: &Conditioning, blocks: usize, dtype: DType) -> Result<Conditioning> {
+        Ok(self.shard.conditioning(c, blocks)?.to_dtype(dtype)?)
     }
 
     /// Gradients of `loss` for the optimizer's variables `vars`: with mixed precision, those of the
@@ -342,10 +338,7 @@ impl Trainer {
         }
 
         for (j, (batch, mut rng)) in (0..k).zip(prepared.d_batches) {
-            let cond = match &batch.conditioning {
-                Some(c) => Some(cast(&shard.conditioning(c, 1)?, dtype)?),
-                None => None,
-            };
+            let cond = batch.conditioning.as_ref().map(|c| self.local_conditioning(c, 1, dtype)).transpose()?;
             let cond = cond.as_ref();
             let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?.to_dtype(dtype)?;
             let fake = g_pass.forward(&z, g_kind.select(cond), true)?.detach();
@@ -357,7 +350,7 @@ impl Trainer {
             let targets = Targets { real: shard.rows(&targets.real, 1)?, fake: shard.rows(&targets.fake, 1)? };
             let loss = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
                 Some(right) => {
-                    let wrong = cast(&shard.conditioning(&next_row_conditioning(right)?, 1)?, dtype)?;
+                    let wrong = self.local_conditioning(&next_row_conditioning(right)?, 1, dtype)?;
                     let d_wrong = d_pass.forward(&real_in, Some(&wrong), true)?.to_dtype(DType::F32)?;
                     gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?
                 }
@@ -390,7 +383,7 @@ impl Trainer {
                         }
                     }
                     if let Some(h) = d_half {
-                        copy_cast(h, &self.d_params, true)?;
+                        h.copy_from_where(&self.d_params, |n| !is_buffer(n))?;
                     }
                 }
                 None => overflow = true,
@@ -411,10 +404,7 @@ impl Trainer {
         }
         let blocks = if interpolating { 2 } else { 1 };
         let z = shard.rows(&z, blocks)?.to_dtype(dtype)?;
-        let cond = match &cond {
-            Some(c) => Some(cast(&shard.conditioning(c, blocks)?, dtype)?),
-            None => None,
-        };
+        let cond = cond.as_ref().map(|c| self.local_conditioning(c, blocks, dtype)).transpose()?;
         let fake = g_pass.forward(&z, g_kind.select(cond.as_ref()), true)?;
         let fake_in = self.noisy_rows(&fake, sigma, blocks, &mut rng)?;
         let d_fake = d_pass.forward(&fake_in, d_kind.select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
@@ -440,23 +430,23 @@ impl Trainer {
             Some(grads) => {
                 self.opt_g.step_with_lr(&grads, lr)?;
                 if let Some(h) = g_half {
-                    copy_cast(h, &self.generator.params, true)?;
+                    h.copy_from_where(&self.generator.params, |n| !is_buffer(n))?;
                 }
             }
             None => overflow = true,
         }
         // Batch-norm statistics: from the working copies to the master models, averaged over ranks.
         if let (Some(gh), Some(dh)) = (g_half, d_half) {
-            store_buffers(&self.generator.params, gh)?;
-            store_buffers(&self.d_params, dh)?;
+            self.generator.params.copy_from_where(gh, is_buffer)?;
+            self.d_params.copy_from_where(dh, is_buffer)?;
         }
         if let Some(c) = &self.collective {
             let mut buffers: Vec<_> = self.generator.params.named().into_iter().filter(|(n, _)| is_buffer(n)).collect();
             buffers.extend(self.d_params.named().into_iter().filter(|(n, _)| is_buffer(n)));
             crate::parallel::average_values(c.as_ref(), &buffers)?;
             if let (Some(gh), Some(dh)) = (g_half, d_half) {
-                copy_cast(gh, &self.generator.params, false)?;
-                copy_cast(dh, &self.d_params, false)?;
+                gh.copy_from_where(&self.generator.params, is_buffer)?;
+                dh.copy_from_where(&self.d_params, is_buffer)?;
             }
         }
         if let Some(scale) = &mut self.loss_scale {
@@ -528,18 +518,4 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, g: &dyn Generator, d: &d
         }
     }
     Ok(())
-}
-
-/// `c` with its embeddings in `dtype` (the token mask keeps its own).
-fn cast(c: &condor_core::Conditioning, dtype: DType) -> candle_core::Result<condor_core::Conditioning> {
-    if c.embedding.dtype() == dtype {
-        return Ok(c.clone());
-    }
-    let tokens = match &c.tokens {
-        Some(t) => {
-            Some(condor_core::TokenEmbeddings { embeddings: t.embeddings.to_dtype(dtype)?, mask: t.mask.clone() })
-        }
-        None => None,
-    };
-    Ok(condor_core::Conditioning { embedding: c.embedding.to_dtype(dtype)?, tokens })
 }
