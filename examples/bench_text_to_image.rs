@@ -55,6 +55,7 @@ fn mib(v: Option<f64>) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    condor::core::threads::cache_thread_count();
     let cli = Cli::parse();
     if let Some(out) = cli.txt2img_child {
         let args = SampleArgs {

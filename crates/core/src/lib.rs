@@ -74,6 +74,7 @@ pub mod params;
 pub mod registry;
 pub mod rng;
 pub mod style;
+pub mod threads;
 
 pub use conditioning::{Conditioning, TokenEmbeddings};
 pub use data::{Batch, DataSource, Preview};
