@@ -19,7 +19,7 @@ fn busy_config(steps: u64) -> RunConfig {
     c.training.label_smoothing = 0.1;
     c.training.label_flip = 0.05;
     c.training.instance_noise = Some(InstanceNoiseConfig { sigma: 0.2, decay_steps: 30, decay: Default::default() });
-    c.training.ema = Some(EmaConfig { decay: 0.9, start_step: 3 });
+    c.training.ema = Some(EmaConfig { decay: 0.9, start_step: 3, ..Default::default() });
     c.optimizer.generator.lr_decay = condor::pipeline::LrDecay::Cosine;
     c.schedule.checkpoint_every = 7;
     c.schedule.keep_checkpoints = 2;

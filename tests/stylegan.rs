@@ -37,7 +37,7 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
             gan_cls: true,
             gan_int: true,
             r1: Some(R1Config { gamma: 1.0, every: 2, step: 1e-2 }),
-            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1 }),
+            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() }),
             ..Default::default()
         },
         optimizer: Default::default(),

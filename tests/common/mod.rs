@@ -85,7 +85,7 @@ pub fn tiny_birds(steps: u64, cache: &std::path::Path) -> RunConfig {
         training: condor::pipeline::TrainingConfig {
             gan_cls: true,
             gan_int: true,
-            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1 }),
+            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() }),
             ..Default::default()
         },
         optimizer: Default::default(),
@@ -168,7 +168,7 @@ pub fn shardable_config(steps: u64) -> RunConfig {
     c.training.label_flip = 0.05;
     c.training.instance_noise =
         Some(condor::pipeline::InstanceNoiseConfig { sigma: 0.1, decay_steps: 30, decay: Default::default() });
-    c.training.ema = Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 2 });
+    c.training.ema = Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 2, ..Default::default() });
     c.schedule.checkpoint_every = 10;
     c
 }

@@ -67,6 +67,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Re-estimate the batch-norm statistics of a checkpoint's sampling generator (the EMA copy) for
+    /// its own weights, on its run's training data. Training does this at every checkpoint; use it
+    /// on checkpoints written before it did.
+    Recalibrate {
+        /// The checkpoint to read.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The file to write (may be the same file: it is replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Score a text-to-bird checkpoint: for each body colour, draw "a {colour} bird" and check the
     /// colour of the drawn bird (the shipped checkpoint by default).
     Colours {
@@ -382,6 +396,12 @@ fn run(cli: Cli) -> Result<()> {
             sample::export_generator(&checkpoint, &out)?;
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             say!("wrote {} ({:.1} MB, generator only)", out.display(), bytes as f64 / 1e6);
+            Ok(())
+        }
+        Command::Recalibrate { checkpoint, out, device } => {
+            let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let batches = sample::recalibrate_checkpoint(&checkpoint, &out, &condor::registry(), &device)?;
+            say!("wrote {} (batch-norm statistics re-estimated on {batches} batches)", out.display());
             Ok(())
         }
         Command::Colours { checkpoint, n, seed, device, style } => {

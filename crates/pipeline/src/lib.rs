@@ -40,4 +40,4 @@ pub use run::{train, RunOptions, RunSummary};
 pub use run_dir::{RunDir, StepRecord};
 pub use sample::LoadedGenerator;
 pub use trainer::Trainer;
-pub use tricks::{EmaConfig, InstanceNoiseConfig};
+pub use tricks::{recalibrate_batch_norm, EmaConfig, InstanceNoiseConfig};

@@ -153,13 +153,15 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions, write
     Ok(RunSummary { step, interrupted, checkpoint: dir.checkpoint_path(step), last })
 }
 
-fn checkpoint(trainer: &Trainer, dir: &mut RunDir, keep: usize) -> Result<()> {
+fn checkpoint(trainer: &mut Trainer, dir: &mut RunDir, keep: usize) -> Result<()> {
     dir.flush_log()?;
+    trainer.calibrate_ema()?;
     trainer.save_checkpoint(&dir.checkpoint_path(trainer.step_count()))?;
     dir.prune_checkpoints(keep)
 }
 
-fn samples(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
+fn samples(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
+    trainer.calibrate_ema()?;
     let config = trainer.config();
     let mut rng = derived_rng(config.seed, &[FIXED_NOISE_STREAM]);
     let g = trainer.generator().for_sampling();
@@ -177,7 +179,8 @@ fn samples(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
 /// Adds the row of `step` to the evolution picture: fixed-noise samples (one per preview prompt for
 /// text-conditioned runs), saved on their own and then stacked with the earlier rows into
 /// `evolution.png`. Runs of 2D points have no such picture.
-fn evolution(trainer: &Trainer, dir: &RunDir, step: u64) -> Result<()> {
+fn evolution(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
+    trainer.calibrate_ema()?;
     let g = trainer.generator().for_sampling();
     let [_, size, _] = g.sample_shape()[..] else {
         return Ok(());

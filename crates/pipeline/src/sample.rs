@@ -1,6 +1,7 @@
 //! Sampling from trained generators: from a live trainer or from a checkpoint, to tensors, plots and
 //! metrics.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -225,6 +226,36 @@ pub fn encode_prompts(
         )));
     }
     Ok((Conditioning::from_embedding(encoded.sentences)?, encoded.truncated))
+}
+
+/// Re-estimates the batch-norm statistics of the sampling generator (the EMA copy when there is one)
+/// of checkpoint `src` for its own weights ([`crate::recalibrate_batch_norm`], on the run's training
+/// data and seed), and writes the checkpoint with them to `dest`; everything else is kept. Training
+/// does this itself at every checkpoint; this repairs checkpoints written before it did, whose EMA
+/// copy carries the trained generator's statistics. Returns the number of batches used.
+pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, device: &Device) -> Result<usize> {
+    let ckpt = Checkpoint::load(src, device)?;
+    let group = if ckpt.has_group("ema") { "ema" } else { "g" };
+    let params = Params::new(0);
+    let generator = registry.build_generator(&ckpt.config.generator, params.var_builder(DType::F32, device))?;
+    params.load(&ckpt.group(group)).map_err(|reason| CheckpointError::Mismatch {
+        path: src.to_path_buf(),
+        reason: format!("generator: {reason}"),
+    })?;
+    let data = crate::text_data::build_data(&ckpt.config, device)?;
+    let batches = match ckpt.config.training.ema {
+        Some(e) if e.batch_norm_batches > 0 => e.batch_norm_batches,
+        _ => crate::tricks::DEFAULT_BATCH_NORM_BATCHES,
+    };
+    let (batch_size, seed) = (ckpt.config.batch_size, ckpt.config.seed);
+    crate::recalibrate_batch_norm(generator.as_ref(), &params, data.as_ref(), batches, batch_size, seed, device)?;
+    let mut tensors: HashMap<String, Tensor> = ckpt.tensors.clone();
+    for (name, var) in params.named() {
+        tensors.insert(format!("{group}.{name}"), var.as_tensor().to_device(&Device::Cpu)?);
+    }
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state)?;
+    Ok(batches)
 }
 
 /// Writes a checkpoint holding only the generator used for sampling (the EMA copy when there is one),

@@ -25,7 +25,7 @@ use crate::prefetch::{prepare, IterationShape, Prefetcher};
 use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
 use crate::tricks::{
-    add_instance_noise, concat_conditioning, ema_update, gan_cls_loss, interpolate_conditioning, label_targets,
+    add_instance_noise, concat_conditioning, ema_update, recalibrate_batch_norm, gan_cls_loss, interpolate_conditioning, label_targets,
     next_row_conditioning,
 };
 
@@ -77,6 +77,8 @@ pub struct Trainer {
     half: Option<HalfModels>,
     loss_scale: Option<LossScale>,
     prefetch: Option<Prefetcher>,
+    /// The step at which the EMA copy's batch-norm statistics were last re-estimated.
+    ema_calibrated: Option<u64>,
 }
 
 impl Trainer {
@@ -136,6 +138,7 @@ impl Trainer {
             half,
             loss_scale,
             prefetch: None,
+            ema_calibrated: None,
         })
     }
 
@@ -458,6 +461,21 @@ impl Trainer {
         self.step += 1;
         record.step_time_s = started.elapsed().as_secs_f32();
         Ok(record)
+    }
+
+    /// Re-estimates the EMA copy's batch-norm statistics for its averaged weights
+    /// ([`recalibrate_batch_norm`], `training.ema.batch_norm_batches` batches), at most once per
+    /// step. Call it before sampling or saving the EMA copy; training never reads these statistics
+    /// (each update copies the trained generator's), so calling it or not leaves training unchanged.
+    pub fn calibrate_ema(&mut self) -> Result<()> {
+        let (Some(cfg), Some((g, p))) = (&self.config.training.ema, &self.generator.ema) else { return Ok(()) };
+        if self.ema_calibrated == Some(self.step) {
+            return Ok(());
+        }
+        let batches = cfg.batch_norm_batches;
+        recalibrate_batch_norm(g.as_ref(), p, self.data.as_ref(), batches, self.config.batch_size, self.config.seed, &self.device)?;
+        self.ema_calibrated = Some(self.step);
+        Ok(())
     }
 
     /// Every tensor a checkpoint holds, with its prefixed name.
