@@ -78,8 +78,9 @@ impl SampleArgs {
 /// `condor colours`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StyleArgs {
-    /// Truncation psi for style-based checkpoints: 1 changes nothing, smaller trades variety for
-    /// typical images, 0 draws each prompt's average image.
+    /// Truncation psi: 1 changes nothing, smaller trades variety for typical images. Style-based
+    /// checkpoints move w toward the prompt's average style (0 draws its average image); checkpoints
+    /// with conditioning augmentation scale its draw (c = mu + psi sigma eps; 0 reads the caption's mean).
     #[arg(long)]
     pub truncation: Option<f64>,
     /// Noise inputs of style-based checkpoints: latent (seeded by each latent vector), fixed (the

@@ -138,9 +138,48 @@ fn a_tiny_text_to_image_run_trains_checkpoints_resumes_and_samples() {
     let mut long = args.clone();
     long.prompts = vec!["a red bird ".repeat(200)];
     sample(&long, &mut |_| {}).unwrap();
-    // A DCGAN has no style space: truncation is a clear error, not a silent no-op.
-    let mut truncated = args;
+    // Truncation scales this DCGAN's augmentation draw; noise modes need a style space, a clear error
+    // rather than a silent no-op.
+    let mut truncated = args.clone();
     truncated.style.truncation = Some(0.5);
-    let err = sample(&truncated, &mut |_| {}).unwrap_err().to_string();
+    sample(&truncated, &mut |_| {}).unwrap();
+    assert_ne!(std::fs::read(&out).unwrap(), first, "truncation changes the images");
+    let mut noise = args;
+    noise.style.noise = "zero".into();
+    let err = sample(&noise, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("style space"), "{err}");
+}
+
+#[test]
+fn truncation_scales_the_conditioning_augmentation_draw() {
+    use condor::core::{rng::normal, Generator, Params};
+    use condor::dcgan::{DcganGenerator, DcganGeneratorConfig};
+    use condor::pipeline::styles::{generate_styled, StyleOptions};
+    let dev = Device::Cpu;
+    let params = Params::new(5);
+    let config = DcganGeneratorConfig {
+        noise_dim: 6,
+        cond_dim: 8,
+        image_size: 32,
+        width: 2,
+        augmentation: Some(condor::core::augmentation::Augmentation { dim: 4, kl_weight: 1.0 }),
+        ..Default::default()
+    };
+    let g = DcganGenerator::new(config, params.var_builder(DType::F32, &dev)).unwrap();
+    assert_eq!(g.augmentation_draw(), Some(6..10));
+    let mut rng = condor::core::derived_rng(1, &[2]);
+    let z = normal(&mut rng, (3, 10), &dev).unwrap();
+    let c = Conditioning::from_embedding(normal(&mut rng, (3, 8), &dev).unwrap()).unwrap();
+    let draw = |psi: Option<f64>| {
+        generate_styled(&g, &z, Some(&c), &StyleOptions { truncation: psi, ..Default::default() }).unwrap()
+    };
+    let with_draw_times = |k: f64| {
+        let scaled = Tensor::cat(&[z.narrow(1, 0, 6).unwrap(), (z.narrow(1, 6, 4).unwrap() * k).unwrap()], 1).unwrap();
+        g.forward(&scaled, Some(&c), false).unwrap()
+    };
+    assert_eq!(common::max_abs_diff(&draw(Some(1.0)), &draw(None)), 0.0, "psi = 1 changes nothing");
+    assert_eq!(common::max_abs_diff(&draw(Some(0.0)), &with_draw_times(0.0)), 0.0, "psi = 0 reads mu");
+    assert_eq!(common::max_abs_diff(&draw(Some(0.5)), &with_draw_times(0.5)), 0.0);
+    let d = common::max_abs_diff(&draw(Some(0.0)), &draw(None));
+    assert!(d > 1e-6, "the draw matters ({d})");
 }

@@ -73,6 +73,12 @@ pub trait Generator: Send + Sync {
     fn styles(&self) -> Option<&dyn StyleControl> {
         None
     }
+    /// The entries of the latent code that hold conditioning augmentation's standard normal draw
+    /// (`c = mu + sigma * eps`), in generators that take it from the latent: truncation scales them
+    /// in generators without a style space. `None`, the default, when there are none.
+    fn augmentation_draw(&self) -> Option<std::ops::Range<usize>> {
+        None
+    }
 }
 
 /// A discriminator (or critic): maps samples `(B, ..sample_shape)` and optional conditioning to raw

@@ -1,6 +1,11 @@
 //! Sampling in the style space of style-based generators (those exposing
 //! [`condor_core::StyleControl`]): the truncation trick and style-mixing grids.
 //!
+//! **Truncation without a style space.** A generator with conditioning augmentation
+//! ([`condor_core::Generator::augmentation_draw`], the `dcgan` plugin) is truncated in the
+//! augmentation: `c = mu + psi sigma eps`, so `psi = 0` draws every image of a prompt from the
+//! caption's mean code `mu`, and the image noise z is left alone.
+//!
 //! **Truncation centre.** For an unconditional generator the centre is the moving average of w
 //! tracked during training and stored in the checkpoint. For a conditional one it is the average
 //! style *of the condition*, `mean_k map(z_k, c)` over [`CENTRE_SAMPLES`] fixed latents (which also
@@ -41,8 +46,8 @@ impl StyleOptions {
 pub fn style_space(g: &dyn Generator) -> Result<&dyn StyleControl> {
     g.styles().ok_or_else(|| {
         PipelineError::Config(
-            "this generator has no style space: truncation, noise modes and style mixing need a style-based \
-             generator such as `stylegan`"
+            "this generator has no style space: noise modes and style mixing need a style-based generator such \
+             as `stylegan`, and truncation needs one or conditioning augmentation"
                 .into(),
         )
     })
@@ -131,9 +136,23 @@ pub fn generate_styled(
             return Err(PipelineError::Config(format!("truncation psi must be a finite number, not {psi}")));
         }
     }
+    if let (None, Some(psi), NoiseInputs::FromLatent, Some(draw)) =
+        (g.styles(), options.truncation, options.noise, g.augmentation_draw())
+    {
+        return Ok(g.forward(&scale_columns(z, draw, psi)?, cond, false)?);
+    }
     let sc = style_space(g)?;
     let w = styles(g, sc, z, cond, options)?;
     Ok(sc.synthesize(&per_layer(&w, sc.style_count())?, z, options.noise)?)
+}
+
+/// `z` with its columns `range` multiplied by `factor`.
+fn scale_columns(z: &Tensor, range: std::ops::Range<usize>, factor: f64) -> Result<Tensor> {
+    let width = z.dim(1)?;
+    let head = z.narrow(1, 0, range.start)?;
+    let scaled = (z.narrow(1, range.start, range.len())? * factor)?;
+    let tail = z.narrow(1, range.end, width - range.end)?;
+    Ok(Tensor::cat(&[&head, &scaled, &tail], 1)?)
 }
 
 /// What a style-mixing grid mixes: `n` latents for each of two conditions (one row each, or none for

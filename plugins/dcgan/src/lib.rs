@@ -249,6 +249,10 @@ impl Generator for DcganGenerator {
         }
         Ok(self.to_rgb.forward(&x)?.tanh()?)
     }
+    fn augmentation_draw(&self) -> Option<std::ops::Range<usize>> {
+        let start = self.config.noise_dim;
+        matches!(self.text, Some(TextCode::Augmented(..))).then(|| start..start + self.code_dim())
+    }
     fn regularization(&self, cond: Option<&Conditioning>) -> condor_core::Result<Option<Tensor>> {
         let (Some(TextCode::Augmented(_, a)), Some(c)) = (&self.text, cond) else { return Ok(None) };
         let (mu, log_sigma) = self.augmentation_stats(&c.embedding)?.expect("augmented");
