@@ -109,3 +109,20 @@ fn calibrating_the_ema_leaves_training_unchanged() {
     }
     assert!(common::bit_identical(&plain.weights(), &calibrated.weights()), "training must not change");
 }
+
+#[test]
+fn training_checkpoints_hold_what_recalibrate_writes() {
+    use condor::pipeline::sample::recalibrate_checkpoint;
+    use condor::pipeline::{train, Checkpoint, RunOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = condor::registry();
+    let options = RunOptions { dir: tmp.path().join("run"), resume: false, progress: false, stop: None, group: None };
+    let run = train(common::tiny_birds(3, tmp.path()), &registry, &Device::Cpu, options).unwrap();
+    let out = tmp.path().join("recalibrated.safetensors");
+    assert_eq!(recalibrate_checkpoint(&run.checkpoint, &out, &registry, &Device::Cpu).unwrap(), Some(16));
+    let (written, again) = (Checkpoint::load(&run.checkpoint, &Device::Cpu).unwrap(), Checkpoint::load(&out, &Device::Cpu).unwrap());
+    assert!(common::bit_identical(&written.tensors, &again.tensors), "the trainer calibrated its EMA copy the same way");
+    // The EMA copy's statistics are its own, not the trained generator's.
+    let key = "project_bn.running_mean";
+    assert_ne!(values(&written.group("ema")[key]), values(&written.group("g")[key]));
+}

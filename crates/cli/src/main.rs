@@ -400,8 +400,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Recalibrate { checkpoint, out, device } => {
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
-            let batches = sample::recalibrate_checkpoint(&checkpoint, &out, &condor::registry(), &device)?;
-            say!("wrote {} (batch-norm statistics re-estimated on {batches} batches)", out.display());
+            match sample::recalibrate_checkpoint(&checkpoint, &out, &condor::registry(), &device)? {
+                Some(batches) => say!("wrote {} (batch-norm statistics re-estimated on {batches} batches)", out.display()),
+                None => say!("{}: the generator has no batch norm; nothing to do, nothing written", checkpoint.display()),
+            }
             Ok(())
         }
         Command::Colours { checkpoint, n, seed, device, style } => {

@@ -232,8 +232,9 @@ pub fn encode_prompts(
 /// of checkpoint `src` for its own weights ([`crate::recalibrate_batch_norm`], on the run's training
 /// data and seed), and writes the checkpoint with them to `dest`; everything else is kept. Training
 /// does this itself at every checkpoint; this repairs checkpoints written before it did, whose EMA
-/// copy carries the trained generator's statistics. Returns the number of batches used.
-pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, device: &Device) -> Result<usize> {
+/// copy carries the trained generator's statistics. Returns the number of batches used, or `None`
+/// (writing nothing) when the generator has no batch norm.
+pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, device: &Device) -> Result<Option<usize>> {
     let ckpt = Checkpoint::load(src, device)?;
     let group = if ckpt.has_group("ema") { "ema" } else { "g" };
     let params = Params::new(0);
@@ -242,6 +243,9 @@ pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, devi
         path: src.to_path_buf(),
         reason: format!("generator: {reason}"),
     })?;
+    if !params.named().iter().any(|(n, _)| crate::tricks::is_batch_norm_statistic(n)) {
+        return Ok(None);
+    }
     let data = crate::text_data::build_data(&ckpt.config, device)?;
     let batches = match ckpt.config.training.ema {
         Some(e) if e.batch_norm_batches > 0 => e.batch_norm_batches,
@@ -255,7 +259,7 @@ pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, devi
     }
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
     crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state)?;
-    Ok(batches)
+    Ok(Some(batches))
 }
 
 /// Writes a checkpoint holding only the generator used for sampling (the EMA copy when there is one),

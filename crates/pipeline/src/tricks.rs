@@ -107,8 +107,8 @@ pub const DEFAULT_BATCH_NORM_BATCHES: usize = 16;
 /// The random stream of [`recalibrate_batch_norm`]'s draws, apart from training's and sampling's.
 pub const BATCH_NORM_STREAM: u64 = u64::MAX - 1;
 
-/// True for the running statistics of a batch-norm layer.
-fn is_batch_norm_statistic(name: &str) -> bool {
+/// True for the running statistics of a batch-norm layer (`running_mean`, `running_var`).
+pub fn is_batch_norm_statistic(name: &str) -> bool {
     name.ends_with("running_mean") || name.ends_with("running_var")
 }
 
