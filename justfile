@@ -113,12 +113,13 @@ build-cuda:
     cargo build --release --locked -p condor-cli --features cuda
 
 # The text-to-image benchmark on CUDA device 0 (a CUDA build): Condor's 64x64 DCGAN step and txt2img
-# latency, next to the PyTorch twin's row when $PYTHON can import torch; then the DCGAN step in bf16 mixed
-# precision and the StyleGAN-like step (configs/birds-stylegan-gpu.toml), Condor only.
+# latency, next to the PyTorch twin's row when $PYTHON can import torch; the DCGAN step in bf16 mixed
+# precision (Condor only); the StyleGAN-like step (configs/birds-stylegan-gpu.toml) next to
+# bench/stylegan_torch.py's.
 bench-gpu *flags:
     CARGO_FEATURES=cuda bash bench/text_to_image.sh --device cuda {{flags}}
     cargo run --release --quiet --features cuda --example bench_text_to_image -- --device cuda --precision bf16 {{flags}}
-    cargo run --release --quiet --features cuda --example bench_text_to_image -- --device cuda --config configs/birds-stylegan-gpu.toml {{flags}}
+    CARGO_FEATURES=cuda bash bench/text_to_image.sh --device cuda --config configs/birds-stylegan-gpu.toml {{flags}}
 
 # The GPU tests (tests/gpu.rs) in a CUDA build; they skip without a GPU. With NCCL (`just cuda-toolkit
 # --nccl`) the data-parallel test runs too: `just test-gpu nccl`.

@@ -111,7 +111,7 @@ def train_throughput(torch, device, steps, warmup):
     b, latent = 64, 100 + 128
     ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
 
-    def step():
+    def step(_):
         x = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
         e = F.normalize(torch.randn(b, 384, device=device), dim=1)
         fake = g(torch.randn(b, latent, device=device), e).detach()
@@ -128,16 +128,22 @@ def train_throughput(torch, device, steps, warmup):
         loss_g.backward()
         opt_g.step()
 
-    for _ in range(warmup):
-        step()
+    return timed_throughput(torch, device, step, b, steps, warmup)
+
+
+def timed_throughput(torch, device, step, batch, steps, warmup):
+    """Images/s of `step(i)` (one training iteration of `batch` images) over `steps` timed iterations
+    after `warmup` untimed ones; iterations are numbered from 0, warm-up included."""
+    for i in range(warmup):
+        step(i)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for i in range(warmup, warmup + steps):
+        step(i)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return b * steps / (time.perf_counter() - t)
+    return batch * steps / (time.perf_counter() - t)
 
 
 def txt2img(prompt, out):
