@@ -51,7 +51,16 @@ fn recalibrated_statistics_are_the_mean_batch_statistics() {
     for i in 0..batches as u64 {
         let mut rng = derived_rng(seed, &[BATCH_NORM_STREAM, i]);
         let z = normal(&mut rng, (size, g.latent_dim()), &dev).unwrap();
-        let x = values(&z.matmul(&w.t().unwrap()).unwrap().reshape((size, top, 16)).unwrap().transpose(0, 1).unwrap().contiguous().unwrap());
+        let x = values(
+            &z.matmul(&w.t().unwrap())
+                .unwrap()
+                .reshape((size, top, 16))
+                .unwrap()
+                .transpose(0, 1)
+                .unwrap()
+                .contiguous()
+                .unwrap(),
+        );
         let per = size * 16;
         for c in 0..top {
             let xs = &x[c * per..(c + 1) * per];
@@ -64,7 +73,12 @@ fn recalibrated_statistics_are_the_mean_batch_statistics() {
     let got_mean = values(&params.named().into_iter().find(|(n, _)| n == "project_bn.running_mean").unwrap().1);
     let got_var = values(&params.named().into_iter().find(|(n, _)| n == "project_bn.running_var").unwrap().1);
     for c in 0..top {
-        assert!((got_mean[c] as f64 - mean[c]).abs() < 1e-4 * (1.0 + mean[c].abs()), "mean {c}: {} vs {}", got_mean[c], mean[c]);
+        assert!(
+            (got_mean[c] as f64 - mean[c]).abs() < 1e-4 * (1.0 + mean[c].abs()),
+            "mean {c}: {} vs {}",
+            got_mean[c],
+            mean[c]
+        );
         assert!((got_var[c] as f64 - var[c]).abs() < 1e-4 * var[c], "var {c}: {} vs {}", got_var[c], var[c]);
     }
     // Every layer's statistics moved off their initial values, and the weights did not move.
@@ -78,7 +92,11 @@ fn recalibrated_statistics_are_the_mean_batch_statistics() {
     }
     // The same draws give the same statistics.
     let again = Params::new(3);
-    let g2 = DcganGenerator::new(DcganGeneratorConfig { noise_dim: 8, image_size: 32, width: 2, ..Default::default() }, again.var_builder(DType::F32, &dev)).unwrap();
+    let g2 = DcganGenerator::new(
+        DcganGeneratorConfig { noise_dim: 8, image_size: 32, width: 2, ..Default::default() },
+        again.var_builder(DType::F32, &dev),
+    )
+    .unwrap();
     recalibrate_batch_norm(&g2, &again, &NoConditioning, batches, size, seed, &dev).unwrap();
     for ((n, a), (_, b)) in params.named().into_iter().zip(again.named()) {
         assert_eq!(values(a.as_tensor()), values(b.as_tensor()), "{n}");
@@ -96,7 +114,11 @@ fn calibrating_the_ema_leaves_training_unchanged() {
     let mut calibrated = Trainer::new(config, &registry, &Device::Cpu).unwrap();
     let ema_stats = |t: &Trainer| -> Vec<f32> {
         let (_, p) = t.generator().ema.as_ref().unwrap();
-        p.named().into_iter().filter(|(n, _)| n.ends_with("running_mean")).flat_map(|(_, v)| values(v.as_tensor())).collect()
+        p.named()
+            .into_iter()
+            .filter(|(n, _)| n.ends_with("running_mean"))
+            .flat_map(|(_, v)| values(v.as_tensor()))
+            .collect()
     };
     for step in 1..=8 {
         plain.step().unwrap();
@@ -120,8 +142,12 @@ fn training_checkpoints_hold_what_recalibrate_writes() {
     let run = train(common::tiny_birds(3, tmp.path()), &registry, &Device::Cpu, options).unwrap();
     let out = tmp.path().join("recalibrated.safetensors");
     assert_eq!(recalibrate_checkpoint(&run.checkpoint, &out, &registry, &Device::Cpu).unwrap(), Some(16));
-    let (written, again) = (Checkpoint::load(&run.checkpoint, &Device::Cpu).unwrap(), Checkpoint::load(&out, &Device::Cpu).unwrap());
-    assert!(common::bit_identical(&written.tensors, &again.tensors), "the trainer calibrated its EMA copy the same way");
+    let (written, again) =
+        (Checkpoint::load(&run.checkpoint, &Device::Cpu).unwrap(), Checkpoint::load(&out, &Device::Cpu).unwrap());
+    assert!(
+        common::bit_identical(&written.tensors, &again.tensors),
+        "the trainer calibrated its EMA copy the same way"
+    );
     // The EMA copy's statistics are its own, not the trained generator's.
     let key = "project_bn.running_mean";
     assert_ne!(values(&written.group("ema")[key]), values(&written.group("g")[key]));

@@ -401,8 +401,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Recalibrate { checkpoint, out, device } => {
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
             match sample::recalibrate_checkpoint(&checkpoint, &out, &condor::registry(), &device)? {
-                Some(batches) => say!("wrote {} (batch-norm statistics re-estimated on {batches} batches)", out.display()),
-                None => say!("{}: the generator has no batch norm; nothing to do, nothing written", checkpoint.display()),
+                Some(batches) => {
+                    say!("wrote {} (batch-norm statistics re-estimated on {batches} batches)", out.display())
+                }
+                None => {
+                    say!("{}: the generator has no batch norm; nothing to do, nothing written", checkpoint.display())
+                }
             }
             Ok(())
         }

@@ -25,8 +25,8 @@ use crate::prefetch::{prepare, IterationShape, Prefetcher};
 use crate::regularizers::r1_penalty;
 use crate::run_dir::StepRecord;
 use crate::tricks::{
-    add_instance_noise, concat_conditioning, ema_update, recalibrate_batch_norm, gan_cls_loss, interpolate_conditioning, label_targets,
-    next_row_conditioning,
+    add_instance_noise, concat_conditioning, ema_update, gan_cls_loss, interpolate_conditioning, label_targets,
+    next_row_conditioning, recalibrate_batch_norm,
 };
 
 /// Seeds of the generator's and the discriminator's initial weights, derived from the run seed.
@@ -473,7 +473,15 @@ impl Trainer {
             return Ok(());
         }
         let batches = cfg.batch_norm_batches;
-        recalibrate_batch_norm(g.as_ref(), p, self.data.as_ref(), batches, self.config.batch_size, self.config.seed, &self.device)?;
+        recalibrate_batch_norm(
+            g.as_ref(),
+            p,
+            self.data.as_ref(),
+            batches,
+            self.config.batch_size,
+            self.config.seed,
+            &self.device,
+        )?;
         self.ema_calibrated = Some(self.step);
         Ok(())
     }

@@ -162,7 +162,11 @@ pub fn recalibrate_batch_norm(
         let scaled = pass(&z, cond.as_ref(), 0.0)?;
         if i == 0 {
             let from_one = pass(&z, cond.as_ref(), 1.0)?;
-            momentum = from_one.iter().zip(&scaled).map(|(b, a)| (b - a)?.affine(-1.0, 1.0)).collect::<candle_core::Result<_>>()?;
+            momentum = from_one
+                .iter()
+                .zip(&scaled)
+                .map(|(b, a)| (b - a)?.affine(-1.0, 1.0))
+                .collect::<candle_core::Result<_>>()?;
             sums = scaled;
         } else {
             sums = sums.iter().zip(&scaled).map(|(s, a)| s + a).collect::<candle_core::Result<_>>()?;
