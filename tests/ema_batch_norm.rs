@@ -34,9 +34,10 @@ fn recalibrated_statistics_are_the_mean_batch_statistics() {
     let dev = Device::Cpu;
     let params = Params::new(3);
     let config = DcganGeneratorConfig { noise_dim: 8, image_size: 32, width: 2, ..Default::default() };
-    let g = DcganGenerator::new(config, params.var_builder(DType::F32, &dev)).unwrap();
+    let g = DcganGenerator::new(config.clone(), params.var_builder(DType::F32, &dev)).unwrap();
+    // Deep copies: a variable's tensor shares its storage, which recalibration overwrites.
     let named: std::collections::HashMap<String, Tensor> =
-        params.named().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+        params.named().into_iter().map(|(n, v)| (n, v.as_tensor().copy().unwrap())).collect();
     let stat = |name: &str| values(&named[name]);
     assert!(stat("project_bn.running_mean").iter().all(|&m| m == 0.0), "fresh statistics");
 
@@ -92,11 +93,7 @@ fn recalibrated_statistics_are_the_mean_batch_statistics() {
     }
     // The same draws give the same statistics.
     let again = Params::new(3);
-    let g2 = DcganGenerator::new(
-        DcganGeneratorConfig { noise_dim: 8, image_size: 32, width: 2, ..Default::default() },
-        again.var_builder(DType::F32, &dev),
-    )
-    .unwrap();
+    let g2 = DcganGenerator::new(config, again.var_builder(DType::F32, &dev)).unwrap();
     recalibrate_batch_norm(&g2, &again, &NoConditioning, batches, size, seed, &dev).unwrap();
     for ((n, a), (_, b)) in params.named().into_iter().zip(again.named()) {
         assert_eq!(values(a.as_tensor()), values(b.as_tensor()), "{n}");

@@ -95,6 +95,15 @@ impl Checkpoint {
         self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone()))).collect()
     }
 
+    /// The group of the generator to sample from: `ema` when the checkpoint has the EMA copy, else `g`.
+    pub fn sampling_group(&self) -> &'static str {
+        if self.has_group("ema") {
+            "ema"
+        } else {
+            "g"
+        }
+    }
+
     /// Whether any tensor lives under `prefix.`.
     pub fn has_group(&self, prefix: &str) -> bool {
         let p = format!("{prefix}.");

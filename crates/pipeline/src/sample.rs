@@ -36,15 +36,19 @@ pub struct LoadedGenerator {
 impl LoadedGenerator {
     /// Reads a checkpoint and rebuilds its generator through `registry` on `device`.
     pub fn load(path: &Path, registry: &Registry, device: &Device) -> Result<Self> {
-        let ckpt = Checkpoint::load(path, device)?;
-        let is_ema = ckpt.has_group("ema");
+        Self::from_checkpoint(&Checkpoint::load(path, device)?, registry, device)
+    }
+
+    /// Rebuilds the sampling generator ([`Checkpoint::sampling_group`]) of a checkpoint already read.
+    pub fn from_checkpoint(ckpt: &Checkpoint, registry: &Registry, device: &Device) -> Result<Self> {
+        let group = ckpt.sampling_group();
         let params = Params::new(0);
         let generator = registry.build_generator(&ckpt.config.generator, params.var_builder(DType::F32, device))?;
-        params.load(&ckpt.group(if is_ema { "ema" } else { "g" })).map_err(|reason| CheckpointError::Mismatch {
-            path: path.to_path_buf(),
+        params.load(&ckpt.group(group)).map_err(|reason| CheckpointError::Mismatch {
+            path: ckpt.path.clone(),
             reason: format!("generator: {reason}"),
         })?;
-        Ok(Self { generator, params, config: ckpt.config, step: ckpt.state.step, is_ema })
+        Ok(Self { generator, params, config: ckpt.config.clone(), step: ckpt.state.step, is_ema: group == "ema" })
     }
 }
 
@@ -236,13 +240,7 @@ pub fn encode_prompts(
 /// (writing nothing) when the generator has no batch norm.
 pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, device: &Device) -> Result<Option<usize>> {
     let ckpt = Checkpoint::load(src, device)?;
-    let group = if ckpt.has_group("ema") { "ema" } else { "g" };
-    let params = Params::new(0);
-    let generator = registry.build_generator(&ckpt.config.generator, params.var_builder(DType::F32, device))?;
-    params.load(&ckpt.group(group)).map_err(|reason| CheckpointError::Mismatch {
-        path: src.to_path_buf(),
-        reason: format!("generator: {reason}"),
-    })?;
+    let LoadedGenerator { generator, params, .. } = LoadedGenerator::from_checkpoint(&ckpt, registry, device)?;
     if !params.named().iter().any(|(n, _)| crate::tricks::is_batch_norm_statistic(n)) {
         return Ok(None);
     }
@@ -253,6 +251,7 @@ pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, devi
     };
     let (batch_size, seed) = (ckpt.config.batch_size, ckpt.config.seed);
     crate::recalibrate_batch_norm(generator.as_ref(), &params, data.as_ref(), batches, batch_size, seed, device)?;
+    let group = ckpt.sampling_group();
     let mut tensors: HashMap<String, Tensor> = ckpt.tensors.clone();
     for (name, var) in params.named() {
         tensors.insert(format!("{group}.{name}"), var.as_tensor().to_device(&Device::Cpu)?);
@@ -267,7 +266,7 @@ pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, devi
 /// resume training.
 pub fn export_generator(src: &Path, dest: &Path) -> Result<()> {
     let ckpt = Checkpoint::load(src, &Device::Cpu)?;
-    let group = if ckpt.has_group("ema") { "ema" } else { "g" };
+    let group = ckpt.sampling_group();
     let tensors: Vec<(String, Tensor)> =
         ckpt.group(group).into_iter().map(|(n, t)| (format!("{group}.{n}"), t)).collect();
     Ok(crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state)?)
