@@ -1,8 +1,9 @@
 //! PNG plots of training: 2D sample scatter plots, loss curves and image grids.
 //!
-//! Plots carry no text (plotters renders text only through system fonts); colours are fixed:
-//! losses: discriminator red, generator blue; scores: D(x) green, D(G(z)) orange; scatter plots: grey
-//! circles at the modes (radius 3 sigma), samples coloured by requested mode or dark blue.
+//! plotters renders text only through system fonts, so text (axis values, legends, captions) is printed
+//! in 8x8 bitmap glyphs. Colours are fixed: losses: discriminator red, generator blue; scores: D(x)
+//! green, D(G(z)) orange; scatter plots: grey circles at the modes (radius 3 sigma), samples coloured by
+//! requested mode or dark blue.
 
 use std::path::Path;
 
@@ -15,15 +16,29 @@ fn image_err(path: &Path) -> impl Fn(String) -> PipelineError + '_ {
     move |reason| PipelineError::Image { path: path.to_path_buf(), reason }
 }
 
-/// Draws with plotters into an RGB buffer of `size` and saves it as a PNG with the `image` crate.
+/// Text printed over a finished plot in bitmap glyphs (plotters draws text only with system fonts).
+struct Label {
+    text: String,
+    /// Left edge in pixels (clipped to the image).
+    x: i32,
+    /// Top edge in pixels (clipped to the image).
+    y: i32,
+    colour: [u8; 3],
+}
+
+/// Draws with plotters into an RGB buffer of `size`, prints the labels `draw` returns over it, and saves
+/// it as a PNG with the `image` crate.
 fn draw_png(
     path: &Path,
     size: (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<Vec<Label>>,
 ) -> Result<()> {
     let mut buffer = vec![0u8; (size.0 * size.1 * 3) as usize];
-    draw(BitMapBackend::with_buffer(&mut buffer, size).into_drawing_area())?;
-    let img = image::RgbImage::from_raw(size.0, size.1, buffer).expect("buffer has the image's size");
+    let labels = draw(BitMapBackend::with_buffer(&mut buffer, size).into_drawing_area())?;
+    let mut img = image::RgbImage::from_raw(size.0, size.1, buffer).expect("buffer has the image's size");
+    for label in labels {
+        draw_text(&mut img, &label.text, label.x.max(0) as u32, label.y.max(0) as u32, 1, label.colour);
+    }
     img.save(path).map_err(|e| image_err(path)(e.to_string()))
 }
 
@@ -66,11 +81,14 @@ pub fn scatter_png(
                 },
             ))
             .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))
+        root.present().map_err(|e| err(e.to_string()))?;
+        Ok(Vec::new())
     })
 }
 
-/// Writes loss curves (top) and mean discriminator scores (bottom) over the logged steps.
+/// Writes loss curves (top) and mean discriminator scores (bottom) over the logged steps: each series
+/// raw in a pale shade with its running mean over about 2% of the run on top, round-valued grid lines
+/// with their values, and a legend in each panel.
 pub fn loss_png(path: &Path, records: &[StepRecord]) -> Result<()> {
     let err = image_err(path);
     if records.is_empty() {
@@ -78,32 +96,121 @@ pub fn loss_png(path: &Path, records: &[StepRecord]) -> Result<()> {
     }
     draw_png(path, (900, 600), |root| {
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let (top, bottom) = root.split_vertically(360);
+        let (top, bottom) = root.split_vertically(300);
         let x_max = records.last().map_or(1, |r| r.step).max(1) as f32;
-        let panels: [(&DrawingArea<_, _>, [(fn(&StepRecord) -> f32, RGBColor); 2]); 2] = [
-            (&top, [(|r| r.loss_d, RGBColor(200, 40, 40)), (|r| r.loss_g, RGBColor(40, 80, 200))]),
-            (&bottom, [(|r| r.d_real, RGBColor(30, 150, 60)), (|r| r.d_fake, RGBColor(230, 140, 20))]),
+        let window = (records.len() / 50).max(1);
+        type Series = (fn(&StepRecord) -> f32, RGBColor, &'static str);
+        let panels: [(&DrawingArea<_, _>, [Series; 2]); 2] = [
+            (
+                &top,
+                [
+                    (|r| r.loss_d, RGBColor(200, 40, 40), "discriminator loss"),
+                    (|r| r.loss_g, RGBColor(40, 80, 200), "generator loss"),
+                ],
+            ),
+            (
+                &bottom,
+                [
+                    (|r| r.d_real, RGBColor(30, 150, 60), "D(x) on real"),
+                    (|r| r.d_fake, RGBColor(230, 140, 20), "D(G(z)) on generated"),
+                ],
+            ),
         ];
+        let mut labels = Vec::new();
         for (area, series) in panels {
-            let values = records.iter().flat_map(|r| series.iter().map(move |(f, _)| f(r))).filter(|v| v.is_finite());
+            let values = records.iter().flat_map(|r| series.iter().map(move |(f, ..)| f(r))).filter(|v| v.is_finite());
             let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
             let pad = ((hi - lo) * 0.05).max(1e-3);
+            let (y_lo, y_hi) = (lo - pad, hi + pad);
             let mut chart = ChartBuilder::on(area)
-                .margin(12)
-                .build_cartesian_2d(0f32..x_max, (lo - pad)..(hi + pad))
+                .margin_left(72)
+                .margin_right(16)
+                .margin_top(24)
+                .margin_bottom(26)
+                .build_cartesian_2d(0f32..x_max, y_lo..y_hi)
                 .map_err(|e| err(e.to_string()))?;
-            if lo < 0.0 && hi > 0.0 {
+            let grid = RGBColor(230, 230, 230);
+            let (x_ticks, x_step) = ticks(0.0, x_max, 8);
+            let (y_ticks, y_step) = ticks(y_lo, y_hi, 6);
+            for &x in &x_ticks {
+                chart.draw_series(LineSeries::new([(x, y_lo), (x, y_hi)], grid)).map_err(|e| err(e.to_string()))?;
+            }
+            for &y in &y_ticks {
+                chart.draw_series(LineSeries::new([(0.0, y), (x_max, y)], grid)).map_err(|e| err(e.to_string()))?;
+            }
+            for (f, colour, _) in &series {
+                let pts: Vec<(f32, f32)> =
+                    records.iter().filter(|r| f(r).is_finite()).map(|r| (r.step as f32, f(r))).collect();
                 chart
-                    .draw_series(LineSeries::new([(0.0, 0.0), (x_max, 0.0)], RGBColor(220, 220, 220)))
+                    .draw_series(LineSeries::new(pts.iter().copied(), colour.mix(0.25)))
+                    .map_err(|e| err(e.to_string()))?;
+                chart
+                    .draw_series(LineSeries::new(running_mean(&pts, window), colour.stroke_width(2)))
                     .map_err(|e| err(e.to_string()))?;
             }
-            for (f, colour) in series {
-                let pts = records.iter().filter(|r| f(r).is_finite()).map(|r| (r.step as f32, f(r)));
-                chart.draw_series(LineSeries::new(pts, colour)).map_err(|e| err(e.to_string()))?;
+            let (xs, ys) = chart.plotting_area().get_pixel_range();
+            let frame = RGBColor(120, 120, 120);
+            let corners = [(0.0, y_lo), (x_max, y_lo), (x_max, y_hi), (0.0, y_hi), (0.0, y_lo)];
+            chart.draw_series(LineSeries::new(corners, frame)).map_err(|e| err(e.to_string()))?;
+            let dark = [60, 60, 60];
+            for &y in &y_ticks {
+                let text = tick_label(y, y_step);
+                let (_, py) = chart.backend_coord(&(0.0, y));
+                labels.push(Label { x: xs.start - 6 - 8 * text.len() as i32, y: py - 4, text, colour: dark });
+            }
+            for &x in &x_ticks {
+                let text = tick_label(x, x_step);
+                let (px, _) = chart.backend_coord(&(x, y_lo));
+                labels.push(Label { x: px - 4 * text.len() as i32, y: ys.end + 6, text, colour: dark });
+            }
+            labels.push(Label { x: xs.end - 32, y: ys.end + 16, text: "step".into(), colour: dark });
+            let mut legend_x = xs.start;
+            for (_, colour, name) in &series {
+                labels.push(Label {
+                    x: legend_x,
+                    y: ys.start - 16,
+                    text: (*name).into(),
+                    colour: [colour.0, colour.1, colour.2],
+                });
+                legend_x += 8 * (name.len() as i32 + 3);
             }
         }
-        root.present().map_err(|e| err(e.to_string()))
+        root.present().map_err(|e| err(e.to_string()))?;
+        Ok(labels)
     })
+}
+
+/// Trailing means of `points`' values over `window` points (fewer at the start).
+fn running_mean(points: &[(f32, f32)], window: usize) -> Vec<(f32, f32)> {
+    let mut sum = 0f64;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y))| {
+            sum += y as f64;
+            if i >= window {
+                sum -= points[i - window].1 as f64;
+            }
+            (x, (sum / (i + 1).min(window) as f64) as f32)
+        })
+        .collect()
+}
+
+/// About `count` round values (1, 2 or 5 times a power of ten apart) inside `[lo, hi]`, and their spacing.
+fn ticks(lo: f32, hi: f32, count: usize) -> (Vec<f32>, f32) {
+    let raw = ((hi - lo) / count.max(1) as f32).max(f32::MIN_POSITIVE);
+    let power = 10f32.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * power).find(|&s| s >= raw).unwrap_or(10.0 * power);
+    let (first, last) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
+    ((first..=last).map(|i| i as f32 * step).collect(), step)
+}
+
+/// `value` with as many decimals as the tick spacing `step` needs.
+fn tick_label(value: f32, step: f32) -> String {
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let value = if value.abs() < step * 1e-3 { 0.0 } else { value };
+    format!("{value:.decimals$}")
 }
 
 /// Writes `(N, C, H, W)` images in [-1, 1] (C = 1 or 3) as a grid with `cols` columns.
@@ -255,7 +362,12 @@ mod tests {
             .collect();
         let l = tmp.path().join("l.png");
         loss_png(&l, &records).unwrap();
-        assert_eq!(image::open(&l).unwrap().width(), 900);
+        let plot = image::open(&l).unwrap().to_rgb8();
+        assert_eq!(plot.width(), 900);
+        // The top panel's legend is printed in the discriminator's colour above the plot.
+        let legend = (0..900).flat_map(|x| (0..20).map(move |y| (x, y)));
+        let red = legend.filter(|&(x, y)| plot.get_pixel(x, y).0 == [200, 40, 40]).count();
+        assert!(red > 30, "{red} legend pixels");
         let imgs = candle_core::Tensor::new(&[[[[-1f32, 1.0], [0.0, 0.5]]]], &candle_core::Device::Cpu).unwrap();
         let g = tmp.path().join("g.png");
         image_grid_png(&g, &imgs, 4).unwrap();
@@ -264,6 +376,22 @@ mod tests {
         assert_eq!(grid.get_pixel(1, 1).0, [0, 0, 0]);
         assert_eq!(grid.get_pixel(2, 1).0, [255, 255, 255]);
         assert_eq!(grid.get_pixel(1, 2).0, [128, 128, 128]);
+    }
+
+    #[test]
+    fn loss_plot_axes_have_round_ticks_and_smoothed_curves() {
+        let (t, s) = ticks(0.0, 3000.0, 8);
+        assert_eq!(s, 500.0);
+        assert_eq!(t, vec![0.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0]);
+        let (t, s) = ticks(-0.12, 0.93, 6);
+        assert!((s - 0.2).abs() < 1e-6, "{s}");
+        let labels: Vec<String> = t.iter().map(|&v| tick_label(v, s)).collect();
+        assert_eq!(labels, ["0.0", "0.2", "0.4", "0.6", "0.8"]);
+        assert_eq!(tick_label(-1e-9, 0.2), "0.0");
+        assert_eq!(tick_label(1500.0, 500.0), "1500");
+        assert_eq!(tick_label(0.025, 0.005), "0.025");
+        let smooth = running_mean(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (3.0, 7.0)], 2);
+        assert_eq!(smooth, vec![(0.0, 1.0), (1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]);
     }
 
     #[test]
