@@ -46,10 +46,15 @@ fn gan_cls_scores_real_right_fake_right_and_real_with_the_next_rows_caption() {
     let mut config = common::mixture_config(DatasetConfig::ring8().with_conditional(true), 1, 4, 8);
     config.discriminator = ModelSpec::new("recorder", json!({})).unwrap();
     config.training.gan_cls = true;
-    let mut trainer = Trainer::new(config, &registry, &Device::Cpu).unwrap();
-    trainer.step().unwrap();
+    let mut trainer = Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
+    let record = trainer.step().unwrap();
+    // This discriminator ignores the caption, so real samples score the same with a wrong one.
+    assert_eq!(record.d_wrong, Some(record.d_real));
+    config.training.gan_cls = false;
+    let without = Trainer::new(config, &registry, &Device::Cpu).unwrap().step().unwrap();
+    assert_eq!(without.d_wrong, None, "logged only for GAN-CLS");
     let calls = calls.lock().unwrap();
-    assert_eq!(calls.len(), 4, "D: real, fake, real with wrong captions; G: fake");
+    assert_eq!(calls.len(), 4 + 3, "GAN-CLS D: real, fake, real with wrong captions; G: fake. Without GAN-CLS: 3");
     let (real, right) = &calls[0];
     let (fake, fake_cond) = &calls[1];
     let (real_again, wrong) = &calls[2];

@@ -2,7 +2,7 @@
 //!
 //! plotters renders text only through system fonts, so text (axis values, legends, captions) is printed
 //! in 8x8 bitmap glyphs. Colours are fixed: losses: discriminator red, generator blue; scores: D(x)
-//! green, D(G(z)) orange; scatter plots: grey circles at the modes (radius 3 sigma), samples coloured by
+//! green, D(G(z)) orange, D(x) with a wrong caption purple; scatter plots: grey circles at the modes (radius 3 sigma), samples coloured by
 //! requested mode or dark blue.
 
 use std::path::Path;
@@ -100,22 +100,18 @@ pub fn loss_png(path: &Path, records: &[StepRecord]) -> Result<()> {
         let x_max = records.last().map_or(1, |r| r.step).max(1) as f32;
         let window = (records.len() / 50).max(1);
         type Series = (fn(&StepRecord) -> f32, RGBColor, &'static str);
-        let panels: [(&DrawingArea<_, _>, [Series; 2]); 2] = [
-            (
-                &top,
-                [
-                    (|r| r.loss_d, RGBColor(200, 40, 40), "discriminator loss"),
-                    (|r| r.loss_g, RGBColor(40, 80, 200), "generator loss"),
-                ],
-            ),
-            (
-                &bottom,
-                [
-                    (|r| r.d_real, RGBColor(30, 150, 60), "D(x) on real"),
-                    (|r| r.d_fake, RGBColor(230, 140, 20), "D(G(z)) on generated"),
-                ],
-            ),
+        let mut scores: Vec<Series> = vec![
+            (|r| r.d_real, RGBColor(30, 150, 60), "D(x) on real"),
+            (|r| r.d_fake, RGBColor(230, 140, 20), "D(G(z)) on generated"),
         ];
+        if records.iter().any(|r| r.d_wrong.is_some()) {
+            scores.push((|r| r.d_wrong.unwrap_or(f32::NAN), RGBColor(140, 60, 170), "D(x) with a wrong caption"));
+        }
+        let losses: Vec<Series> = vec![
+            (|r| r.loss_d, RGBColor(200, 40, 40), "discriminator loss"),
+            (|r| r.loss_g, RGBColor(40, 80, 200), "generator loss"),
+        ];
+        let panels = [(&top, losses), (&bottom, scores)];
         let mut labels = Vec::new();
         for (area, series) in panels {
             let values = records.iter().flat_map(|r| series.iter().map(move |(f, ..)| f(r))).filter(|v| v.is_finite());

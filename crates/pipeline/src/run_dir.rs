@@ -36,6 +36,10 @@ pub struct StepRecord {
     pub d_real: f32,
     /// Mean D(G(z)) on generated samples, in the same units.
     pub d_fake: f32,
+    /// Mean D(x, wrong caption) on real samples paired with another sample's caption (GAN-CLS runs
+    /// only), in the same units: near D(x) while the discriminator still ignores the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_wrong: Option<f32>,
     /// Instance-noise level used in the step.
     pub noise_sigma: f32,
     /// Wall time of the step in seconds.

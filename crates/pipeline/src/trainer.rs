@@ -351,14 +351,15 @@ impl Trainer {
             let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
             let targets = Targets { real: shard.rows(&targets.real, 1)?, fake: shard.rows(&targets.fake, 1)? };
-            let loss = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
-                Some(right) => {
-                    let wrong = self.local_conditioning(&next_row_conditioning(right)?, 1, dtype)?;
-                    let d_wrong = d_pass.forward(&real_in, Some(&wrong), true)?.to_dtype(DType::F32)?;
-                    gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?
-                }
-                None => t.loss.discriminator(&d_real, &d_fake, &targets)?,
-            };
+            let (loss, wrong_score) =
+                match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
+                    Some(right) => {
+                        let wrong = self.local_conditioning(&next_row_conditioning(right)?, 1, dtype)?;
+                        let d_wrong = d_pass.forward(&real_in, Some(&wrong), true)?.to_dtype(DType::F32)?;
+                        (gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?, Some(self.mean_score(&d_wrong)?))
+                    }
+                    None => (t.loss.discriminator(&d_real, &d_fake, &targets)?, None),
+                };
             let scores = [self.mean_score(&d_real)?, self.mean_score(&d_fake)?];
             let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
                 Some(r) => Some((r, r1_penalty(d_pass, &real_in, d_kind.select(cond), r.gamma, r.step)?)),
@@ -367,6 +368,7 @@ impl Trainer {
             let r1_value = r1.as_ref().map(|(_, p)| Tensor::new(p.value as f32, &self.device)).transpose()?;
             let mut logged = vec![&loss, &scores[0], &scores[1]];
             logged.extend(r1_value.as_ref());
+            logged.extend(wrong_score.as_ref());
             let values = self.scalars(&logged)?;
             record.loss_d = self.finite("discriminator loss", values[0])?;
             let loss = match r1 {
@@ -393,6 +395,7 @@ impl Trainer {
             }
             if j + 1 == k {
                 (record.d_real, record.d_fake) = (values[1], values[2]);
+                record.d_wrong = wrong_score.map(|_| values[values.len() - 1]);
             }
         }
 
