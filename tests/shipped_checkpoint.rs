@@ -1,8 +1,8 @@
 //! The text-to-bird checkpoint shipped in `weights/` draws the colour it is asked for.
 //!
-//! It scores 84.0% with these settings (see weights/birds-dcgan-32.md); the test holds it at 80%.
-//! The goal for this checkpoint is 90%, which it reaches only with truncation (at the cost of
-//! variety), not with plain sampling.
+//! It scores 86.8% with these settings (see weights/birds-dcgan-32.md); the test holds it at 84%,
+//! leaving room for a few images that another CPU's rounding may flip. The goal for this checkpoint
+//! is 90%, which it does not reach.
 
 use candle_core::Device;
 use condor::pipeline::colour_eval::colour_accuracy;
@@ -19,7 +19,7 @@ fn the_shipped_checkpoint_draws_birds_of_the_asked_colour() {
     println!("{}", report.to_markdown());
     assert_eq!(report.per_colour.len(), 9);
     assert!(report.per_colour.iter().all(|s| s.total == 16));
-    assert!(report.accuracy() >= 0.8, "colour accuracy {:.3} < 0.8:\n{}", report.accuracy(), report.to_markdown());
+    assert!(report.accuracy() >= 0.84, "colour accuracy {:.3} < 0.84:\n{}", report.accuracy(), report.to_markdown());
     // Every colour is drawn as asked at least a third of the time: the prompt steers every colour.
     for s in &report.per_colour {
         assert!(s.correct * 3 >= s.total, "{}: {} of {}", s.prompt, s.correct, s.total);
