@@ -2,8 +2,8 @@
 //!
 //! plotters renders text only through system fonts, so text (axis values, legends, captions) is printed
 //! in 8x8 bitmap glyphs. Colours are fixed: losses: discriminator red, generator blue; scores: D(x)
-//! green, D(G(z)) orange, D(x) with a wrong caption purple; scatter plots: grey circles at the modes (radius 3 sigma), samples coloured by
-//! requested mode or dark blue.
+//! green, D(G(z)) orange, D(x) with a wrong caption purple; scatter plots: grey circles at the modes
+//! (radius 3 sigma), samples coloured by requested mode or dark blue.
 
 use std::path::Path;
 
