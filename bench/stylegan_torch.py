@@ -8,7 +8,8 @@ It reads the same run config and builds the same models, layer for layer as in p
     3x3 modulated convolutions with demodulation per resolution (one at 4x4), per-layer noise with
     learned strengths, bilinear upsampling, toRGB outputs summed across resolutions; in training, style
     mixing and the moving average of w;
-  * discriminator: StyleGAN2's residual one with minibatch standard deviation and the projection term;
+  * discriminator: StyleGAN2's residual one with minibatch standard deviation, the projection term
+    and, with `text_concat`, the text code tiled over the 4x4 features;
 and times the same iteration: one discriminator update with the three GAN-CLS terms (label smoothing and
 instance noise as configured; the lazy R1 penalty
 on iterations divisible by its interval; exact, by double backpropagation, where Condor uses a central
@@ -200,13 +201,19 @@ def stylegan_modules(torch, nn, F):
             self.blocks = nn.Sequential(*(ResBlock(ch(r), ch(r // 2)) for r in res))
             c4 = ch(4)
             extra = self.features if self.group > 0 else 0
-            self.conv, self.fc, self.out = EqualConv(c4 + extra, c4, 3), EqualLinear(c4 * 16, c4), EqualLinear(c4, 1)
+            concat = c.get("text_concat", 0)
+            self.conv = EqualConv(c4 + extra + concat, c4, 3)
+            self.fc, self.out = EqualLinear(c4 * 16, c4), EqualLinear(c4, 1)
             self.projection = EqualLinear(c["cond_dim"], c4)
+            self.text_code = EqualLinear(c["cond_dim"], concat) if concat else None
 
         def forward(self, x, e):
             h = self.blocks(lrelu(self.from_rgb(x)))
             if self.group > 0:
                 h = minibatch_stddev(h, self.group, self.features)
+            if self.text_code is not None:
+                code = lrelu(self.text_code(normalize(e)))
+                h = torch.cat([h, code[:, :, None, None].expand(-1, -1, 4, 4)], 1)
             h = lrelu(self.fc(lrelu(self.conv(h)).flatten(1)))
             return self.out(h).view(-1) + (self.projection(normalize(e)) * h).sum(1) / math.sqrt(h.shape[1])
 

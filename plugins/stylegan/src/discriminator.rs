@@ -1,5 +1,5 @@
-//! The residual discriminator of StyleGAN2 with minibatch standard deviation and a projection term for
-//! the conditioning.
+//! The residual discriminator of StyleGAN2 with minibatch standard deviation, conditioned on the text by
+//! a projection term and, optionally, Reed et al.'s spatial concatenation at 4x4.
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -27,6 +27,10 @@ pub struct ResidualDiscriminatorConfig {
     pub mbstd_group: usize,
     /// Number of standard-deviation channels it appends.
     pub mbstd_features: usize,
+    /// Width of a text code (an equalised linear map of the embedding and a leaky ReLU) tiled over the
+    /// 4x4 features and joined to them before the last convolution, as in Reed et al. (2016); 0 leaves
+    /// the projection term as the only text input. Needs `cond_dim > 0`.
+    pub text_concat: usize,
 }
 
 impl Default for ResidualDiscriminatorConfig {
@@ -39,6 +43,7 @@ impl Default for ResidualDiscriminatorConfig {
             channel_max: 128,
             mbstd_group: 4,
             mbstd_features: 1,
+            text_concat: 0,
         }
     }
 }
@@ -63,7 +68,9 @@ impl ResBlock {
 /// StyleGAN2's residual discriminator: fromRGB, residual blocks down to 4x4, then minibatch standard
 /// deviation, a 3x3 convolution, a fully connected layer and the logit. With conditioning, the
 /// projection term of Miyato & Koyama (2018), `<V e, h> / sqrt(dim h)` on the last hidden features
-/// `h` (with `e` scaled to unit second moment), joins the logit. Pairs with any generator.
+/// `h` (with `e` scaled to unit second moment), joins the logit; with `text_concat > 0` a text code is
+/// also tiled over the 4x4 features before the last convolution (Reed et al.), so the convolution sees
+/// image and text together. Pairs with any generator.
 pub struct ResidualDiscriminator {
     config: ResidualDiscriminatorConfig,
     from_rgb: EqualConv,
@@ -72,6 +79,7 @@ pub struct ResidualDiscriminator {
     fc: EqualLinear,
     out: EqualLinear,
     projection: Option<EqualLinear>,
+    text_code: Option<EqualLinear>,
 }
 
 impl ResidualDiscriminator {
@@ -95,16 +103,25 @@ impl ResidualDiscriminator {
                 skip: EqualConv::new(ch(r), ch(r / 2), 1, false, bvb.pp("skip"))?,
             });
         }
+        if config.text_concat > 0 && config.cond_dim == 0 {
+            return Err(Error::InvalidInput(
+                "stylegan discriminator: text_concat needs a conditioning (cond_dim > 0)".into(),
+            ));
+        }
         let c4 = ch(4);
         let extra = if config.mbstd_group > 0 { config.mbstd_features } else { 0 };
-        let conv = EqualConv::new(c4 + extra, c4, 3, true, vb.pp("b4.conv"))?;
+        let conv = EqualConv::new(c4 + extra + config.text_concat, c4, 3, true, vb.pp("b4.conv"))?;
         let fc = EqualLinear::new(c4 * 16, c4, 1.0, 0.0, vb.pp("b4.fc"))?;
         let out = EqualLinear::new(c4, 1, 1.0, 0.0, vb.pp("b4.out"))?;
         let projection = match config.cond_dim {
             0 => None,
             e => Some(EqualLinear::new(e, c4, 1.0, 0.0, vb.pp("projection"))?),
         };
-        Ok(Self { config, from_rgb, blocks, conv, fc, out, projection })
+        let text_code = match config.text_concat {
+            0 => None,
+            p => Some(EqualLinear::new(config.cond_dim, p, 1.0, 0.0, vb.pp("text_code"))?),
+        };
+        Ok(Self { config, from_rgb, blocks, conv, fc, out, projection, text_code })
     }
 }
 
@@ -124,12 +141,22 @@ impl Discriminator for ResidualDiscriminator {
         if self.config.mbstd_group > 0 {
             h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
         }
+        let embedding = match cond {
+            Some(cond) => Some(normalize_2nd_moment(&cond.embedding.to_dtype(h.dtype())?)?),
+            None => None,
+        };
+        if let (Some(code), Some(e)) = (&self.text_code, &embedding) {
+            let code = lrelu(&code.forward(e)?)?;
+            let p = code.dim(1)?;
+            let tiled = code.reshape((b, p, 1, 1))?.broadcast_as((b, p, 4, 4))?;
+            h = Tensor::cat(&[&h, &tiled], 1)?;
+        }
         let h = lrelu(&self.conv.forward(&h)?)?;
         let h = lrelu(&self.fc.forward(&h.flatten_from(1)?)?)?;
         let logit = self.out.forward(&h)?.reshape(b)?;
-        Ok(match (&self.projection, cond) {
-            (Some(v), Some(cond)) => {
-                let e = v.forward(&normalize_2nd_moment(&cond.embedding.to_dtype(h.dtype())?)?)?;
+        Ok(match (&self.projection, embedding) {
+            (Some(v), Some(e)) => {
+                let e = v.forward(&e)?;
                 let scale = 1.0 / (h.dim(1)? as f64).sqrt();
                 (logit + ((e * h)?.sum(1)? * scale)?)?
             }

@@ -11,7 +11,8 @@
 //!   its style space through [`condor_core::StyleControl`], so the pipeline's truncation and
 //!   style-mixing grids work with it.
 //! - [`ResidualDiscriminator`]: StyleGAN2's residual discriminator with minibatch standard deviation
-//!   and a projection term for the conditioning; it pairs with any generator.
+//!   and a projection term for the conditioning, optionally with Reed et al.'s text code tiled over
+//!   the 4x4 features (`text_concat`); it pairs with any generator.
 //!
 //! Registered as `"stylegan"` for both kinds by [`register`]. Sizes are powers of two from 8 to 1024.
 //! The defaults are 32 pixels with 32 to 128 feature maps (`channel_base` 1024, `channel_max` 128);

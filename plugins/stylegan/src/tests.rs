@@ -169,25 +169,64 @@ fn generator_gradients_match_finite_differences_with_mixing_and_augmentation() {
 }
 
 #[test]
-fn discriminator_gradients_match_finite_differences() {
-    let params = Params::new(17);
+fn discriminator_gradients_match_finite_differences_with_and_without_the_text_concatenation() {
+    for text_concat in [0, 2] {
+        let params = Params::new(17);
+        let config = ResidualDiscriminatorConfig {
+            cond_dim: 5,
+            image_size: 8,
+            channel_base: 16,
+            channel_max: 3,
+            mbstd_group: 2,
+            text_concat,
+            ..Default::default()
+        };
+        let d = ResidualDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+        assert_eq!(params.named().iter().any(|(n, _)| n.starts_with("text_code")), text_concat > 0);
+        let x = randn(18, &[4, 3, 8, 8], DType::F64);
+        let cond = Conditioning::from_embedding(randn(19, &[4, 5], DType::F64)).unwrap();
+        let checked = check_gradients(&params, 4, 1e-5, || {
+            let logits = d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+            (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
+        })
+        .unwrap();
+        assert!(checked >= 40, "{checked}");
+    }
+}
+
+#[test]
+fn the_text_concatenation_lets_the_last_convolution_read_the_caption() {
+    // With the projection's weights at zero, only the concatenated code can carry the caption.
     let config = ResidualDiscriminatorConfig {
         cond_dim: 5,
         image_size: 8,
         channel_base: 16,
         channel_max: 3,
-        mbstd_group: 2,
+        text_concat: 4,
         ..Default::default()
     };
-    let d = ResidualDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
-    let x = randn(18, &[4, 3, 8, 8], DType::F64);
-    let cond = Conditioning::from_embedding(randn(19, &[4, 5], DType::F64)).unwrap();
-    let checked = check_gradients(&params, 4, 1e-5, || {
-        let logits = d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?;
-        (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()
-    })
-    .unwrap();
-    assert!(checked >= 40, "{checked}");
+    let x = randn(21, &[4, 3, 8, 8], DType::F32);
+    let captions = [randn(22, &[4, 5], DType::F32), randn(23, &[4, 5], DType::F32)];
+    let spread = |text_concat: usize| {
+        let params = Params::new(24);
+        let config = ResidualDiscriminatorConfig { text_concat, ..config.clone() };
+        let d = ResidualDiscriminator::new(config, params.var_builder(DType::F32, &Device::Cpu)).unwrap();
+        for (name, var) in params.named() {
+            if name.starts_with("projection") {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+        let [a, b] =
+            captions.clone().map(|e| d.forward(&x, Some(&Conditioning::from_embedding(e).unwrap()), false).unwrap());
+        max_abs_diff(&a, &b)
+    };
+    assert_eq!(spread(0), 0.0);
+    assert!(spread(4) > 1e-3, "{}", spread(4));
+    let unconditional = ResidualDiscriminator::new(
+        ResidualDiscriminatorConfig { cond_dim: 0, ..config },
+        Params::new(0).var_builder(DType::F32, &Device::Cpu),
+    );
+    assert!(unconditional.err().unwrap().to_string().contains("text_concat needs a conditioning"));
 }
 
 #[test]
