@@ -211,11 +211,12 @@ def stylegan_modules(torch, nn, F):
             h = self.blocks(lrelu(self.from_rgb(x)))
             if self.group > 0:
                 h = minibatch_stddev(h, self.group, self.features)
+            e = normalize(e)
             if self.text_code is not None:
-                code = lrelu(self.text_code(normalize(e)))
+                code = lrelu(self.text_code(e))
                 h = torch.cat([h, code[:, :, None, None].expand(-1, -1, 4, 4)], 1)
             h = lrelu(self.fc(lrelu(self.conv(h)).flatten(1)))
-            return self.out(h).view(-1) + (self.projection(normalize(e)) * h).sum(1) / math.sqrt(h.shape[1])
+            return self.out(h).view(-1) + (self.projection(e) * h).sum(1) / math.sqrt(h.shape[1])
 
     return Generator, Discriminator
 

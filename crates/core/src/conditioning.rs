@@ -79,3 +79,29 @@ impl Conditioning {
         Ok(Self { embedding: self.embedding.to_device(device)?, tokens })
     }
 }
+
+/// Reed et al.'s spatial concatenation: tiles a `(B, P)` text code over the `H x W` positions of
+/// `(B, C, H, W)` features and joins it to them, giving `(B, C + P, H, W)`.
+pub fn join_tiled(features: &Tensor, code: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, _, h, w) = features.dims4()?;
+    let p = code.dim(1)?;
+    let tiled = code.reshape((b, p, 1, 1))?.broadcast_as((b, p, h, w))?;
+    Tensor::cat(&[features, &tiled], 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tiled_repeats_each_samples_code_at_every_position() {
+        let features = Tensor::arange(0f32, 16., &Device::Cpu).unwrap().reshape((2, 2, 2, 2)).unwrap();
+        let code = Tensor::new(&[[100f32], [200.]], &Device::Cpu).unwrap();
+        let joined = join_tiled(&features, &code).unwrap();
+        assert_eq!(joined.dims(), &[2, 3, 2, 2]);
+        let values = joined.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let expected: Vec<f32> =
+            (0..8).map(|i| i as f32).chain([100.; 4]).chain((8..16).map(|i| i as f32)).chain([200.; 4]).collect();
+        assert_eq!(values, expected);
+    }
+}

@@ -76,7 +76,7 @@ pub mod rng;
 pub mod style;
 pub mod threads;
 
-pub use conditioning::{Conditioning, TokenEmbeddings};
+pub use conditioning::{join_tiled, Conditioning, TokenEmbeddings};
 pub use data::{Batch, DataSource, Preview};
 pub use error::{Error, Result};
 pub use model::{

@@ -20,8 +20,8 @@ use candle_nn::{
 };
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::{
-    check_conditioning, check_latent, check_samples, Conditioning, ConditioningKind, Discriminator, Error, Generator,
-    Registry,
+    check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
+    Generator, Registry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -324,9 +324,7 @@ impl Discriminator for DcganDiscriminator {
                 projected = Some((v.forward(&e)? * h.sum((2, 3))?)?.sum(1)?);
             }
             let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
-            let p = code.dims()[1];
-            let tiled = code.reshape((b, p, 1, 1))?.broadcast_as((b, p, 4, 4))?;
-            let joined = Tensor::cat(&[&h, &tiled], 1)?;
+            let joined = join_tiled(&h, &code)?;
             h = candle_nn::ops::leaky_relu(&bn.forward_t(&mix.forward(&joined)?, train)?, slope)?;
         }
         let logit = self.logit.forward(&h)?.reshape(b)?;

@@ -3,7 +3,9 @@
 
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
-use condor_core::{check_conditioning, check_samples, Conditioning, ConditioningKind, Discriminator, Error};
+use condor_core::{
+    check_conditioning, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{downsample2x, lrelu, minibatch_stddev, normalize_2nd_moment, EqualConv, EqualLinear};
@@ -146,10 +148,7 @@ impl Discriminator for ResidualDiscriminator {
             None => None,
         };
         if let (Some(code), Some(e)) = (&self.text_code, &embedding) {
-            let code = lrelu(&code.forward(e)?)?;
-            let p = code.dim(1)?;
-            let tiled = code.reshape((b, p, 1, 1))?.broadcast_as((b, p, 4, 4))?;
-            h = Tensor::cat(&[&h, &tiled], 1)?;
+            h = join_tiled(&h, &lrelu(&code.forward(e)?)?)?;
         }
         let h = lrelu(&self.conv.forward(&h)?)?;
         let h = lrelu(&self.fc.forward(&h.flatten_from(1)?)?)?;
