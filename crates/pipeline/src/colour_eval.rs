@@ -24,6 +24,8 @@ pub struct ColourScore {
     pub found: usize,
     /// Images whose bird is nearest to the asked colour.
     pub correct: usize,
+    /// The other colours the found birds were nearest to, with how many images each, most first.
+    pub mistaken_for: Vec<(Colour, usize)>,
 }
 
 /// Scores for every body colour.
@@ -41,13 +43,15 @@ impl ColourReport {
         correct as f64 / total.max(1) as f64
     }
 
-    /// A Markdown table: prompt, images, birds found, right colour.
+    /// A Markdown table: prompt, images, birds found, right colour, and what the others looked like.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::from("| prompt | images | bird found | right colour |\n|---|---|---|---|\n");
+        let mut out =
+            String::from("| prompt | images | bird found | right colour | mistaken for |\n|---|---|---|---|---|\n");
         for s in &self.per_colour {
-            out += &format!("| {} | {} | {} | {} |\n", s.prompt, s.total, s.found, s.correct);
+            let mistaken: Vec<String> = s.mistaken_for.iter().map(|(c, k)| format!("{} {k}", c.word())).collect();
+            out += &format!("| {} | {} | {} | {} | {} |\n", s.prompt, s.total, s.found, s.correct, mistaken.join(", "));
         }
-        out += &format!("| **all** | | | **{:.1}%** |\n", 100.0 * self.accuracy());
+        out += &format!("| **all** | | | **{:.1}%** | |\n", 100.0 * self.accuracy());
         out
     }
 }
@@ -80,8 +84,50 @@ pub fn colour_accuracy(
                 total: n,
                 found: seen.iter().filter(|c| c.is_some()).count(),
                 correct: seen.iter().filter(|&&c| c == Some(colour)).count(),
+                mistaken_for: mistakes(colour, &seen),
             }
         })
         .collect();
     Ok(ColourReport { per_colour })
+}
+
+/// How often each colour other than `asked` was seen, most first (ties in table order).
+fn mistakes(asked: Colour, seen: &[Option<Colour>]) -> Vec<(Colour, usize)> {
+    let mut counts: Vec<(Colour, usize)> = Colour::ALL
+        .iter()
+        .filter(|&&c| c != asked)
+        .map(|&c| (c, seen.iter().filter(|&&s| s == Some(c)).count()))
+        .filter(|&(_, k)| k > 0)
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mistakes_count_other_colours_most_first() {
+        let (r, b, o) = (Some(Colour::Red), Some(Colour::Brown), Some(Colour::Orange));
+        let seen = [r, b, None, o, b, r, b];
+        assert_eq!(mistakes(Colour::Red, &seen), vec![(Colour::Brown, 3), (Colour::Orange, 1)]);
+        assert_eq!(mistakes(Colour::Brown, &seen), vec![(Colour::Red, 2), (Colour::Orange, 1)]);
+        assert!(mistakes(Colour::Red, &[r, None]).is_empty());
+    }
+
+    #[test]
+    fn markdown_lists_the_mistakes() {
+        let score = ColourScore {
+            colour: Colour::Red,
+            prompt: "a red bird".into(),
+            total: 4,
+            found: 3,
+            correct: 1,
+            mistaken_for: vec![(Colour::Brown, 2)],
+        };
+        let md = ColourReport { per_colour: vec![score] }.to_markdown();
+        assert!(md.contains("| a red bird | 4 | 3 | 1 | brown 2 |"), "{md}");
+        assert!(md.contains("**25.0%**"), "{md}");
+    }
 }
