@@ -72,6 +72,7 @@ pub mod gradcheck;
 pub mod model;
 pub mod params;
 pub mod registry;
+pub mod resample;
 pub mod rng;
 pub mod style;
 pub mod threads;

@@ -8,6 +8,15 @@ fn randn(seed: u64, shape: &[usize], dtype: DType) -> Tensor {
 }
 
 fn tiny_generator(params: &Params, augmentation: Option<Augmentation>, dtype: DType) -> DcganGenerator {
+    tiny_generator_with(params, augmentation, Upsampling::Transposed, dtype)
+}
+
+fn tiny_generator_with(
+    params: &Params,
+    augmentation: Option<Augmentation>,
+    upsample: Upsampling,
+    dtype: DType,
+) -> DcganGenerator {
     let config = DcganGeneratorConfig {
         noise_dim: 3,
         cond_dim: 5,
@@ -16,21 +25,28 @@ fn tiny_generator(params: &Params, augmentation: Option<Augmentation>, dtype: DT
         image_size: 32,
         channels: 3,
         width: 2,
+        upsample,
     };
     DcganGenerator::new(config, params.var_builder(dtype, &Device::Cpu)).unwrap()
 }
 
 #[test]
 fn shapes_at_every_resolution_conditional_and_not() {
-    for size in [32, 64, 128] {
+    for (size, upsample) in
+        [32, 64, 128].into_iter().flat_map(|s| [(s, Upsampling::Transposed), (s, Upsampling::Resize)])
+    {
         for cond_dim in [0, 6] {
             let (gp, dp) = (Params::new(0), Params::new(1));
             let vb = |p: &Params| p.var_builder(DType::F32, &Device::Cpu);
-            let g = DcganGenerator::new(
-                DcganGeneratorConfig { cond_dim, image_size: size, width: 4, noise_dim: 8, ..Default::default() },
-                vb(&gp),
-            )
-            .unwrap();
+            let config = DcganGeneratorConfig {
+                cond_dim,
+                image_size: size,
+                width: 4,
+                noise_dim: 8,
+                upsample,
+                ..Default::default()
+            };
+            let g = DcganGenerator::new(config, vb(&gp)).unwrap();
             let d = DcganDiscriminator::new(
                 DcganDiscriminatorConfig { cond_dim, image_size: size, width: 4, ..Default::default() },
                 vb(&dp),
@@ -48,10 +64,13 @@ fn shapes_at_every_resolution_conditional_and_not() {
 }
 
 #[test]
-fn generator_gradients_match_finite_differences_with_and_without_augmentation() {
-    for augmentation in [None, Some(Augmentation { dim: 2, kl_weight: 0.5 })] {
+fn generator_gradients_match_finite_differences_with_and_without_augmentation_for_both_upsamplings() {
+    let augmented = Some(Augmentation { dim: 2, kl_weight: 0.5 });
+    for (augmentation, upsample) in
+        [(None, Upsampling::Transposed), (augmented, Upsampling::Transposed), (augmented, Upsampling::Resize)]
+    {
         let params = Params::new(3);
-        let g = tiny_generator(&params, augmentation, DType::F64);
+        let g = tiny_generator_with(&params, augmentation, upsample, DType::F64);
         let z = randn(4, &[3, g.latent_dim()], DType::F64);
         let cond = Conditioning::from_embedding(randn(5, &[3, 5], DType::F64)).unwrap();
         let target = randn(6, &[3, 3, 32, 32], DType::F64);
@@ -228,4 +247,31 @@ fn generator_gradients_through_the_discriminator_match_finite_differences() {
     })
     .unwrap();
     assert!(checked >= 30, "{checked}");
+}
+
+#[test]
+fn resize_convolution_is_bilinear_upsampling_then_a_3x3_convolution_inside_the_border() {
+    let params = Params::new(21);
+    let up = Up::new(Upsampling::Resize, 3, 2, true, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let Up::Resize(w, Some(b)) = &up else { panic!("a resize layer with a bias") };
+    let b = (b + 0.3).unwrap(); // a non-zero bias, so that adding it is checked too
+    let up = Up::Resize(w.clone(), Some(b.clone()));
+    let x = randn(22, &[2, 3, 5, 5], DType::F64);
+    let fused = up.forward(&x).unwrap();
+    assert_eq!(fused.dims(), &[2, 2, 10, 10]);
+    let upsampled = condor_core::resample::upsample2x(&x).unwrap();
+    let reference = upsampled.conv2d(w, 1, 1, 1, 1).unwrap().broadcast_add(&b.reshape((1, 2, 1, 1)).unwrap()).unwrap();
+    let inside = |t: &Tensor| t.narrow(2, 2, 6).unwrap().narrow(3, 2, 6).unwrap();
+    let diff =
+        (inside(&fused) - inside(&reference)).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(diff < 1e-12, "{diff}");
+    // On the border the fused layer reads zeros beyond the image: a constant input shows it.
+    let ones = Tensor::ones((1, 3, 5, 5), DType::F64, &Device::Cpu).unwrap();
+    let at = |t: &Tensor, r: usize, c: usize| {
+        t.get(0).unwrap().get(0).unwrap().get(r).unwrap().get(c).unwrap().to_scalar::<f64>().unwrap()
+    };
+    let (flat, centre) = (up.forward(&ones).unwrap(), w.get(0).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap());
+    let bias = b.get(0).unwrap().to_scalar::<f64>().unwrap();
+    assert!((at(&flat, 5, 5) - (centre + bias)).abs() < 1e-12);
+    assert!((at(&flat, 0, 5) - (centre + bias)).abs() > 1e-3, "the top row sees the zero padding");
 }

@@ -12,8 +12,9 @@ use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{lrelu, normalize_2nd_moment, upsample2x, EqualLinear, ModulatedConv};
+use crate::layers::{lrelu, normalize_2nd_moment, EqualLinear, ModulatedConv};
 use crate::{channels_at, resolutions};
+use condor_core::resample::upsample2x;
 
 /// Configuration of [`StyleGanGenerator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

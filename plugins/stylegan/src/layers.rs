@@ -1,5 +1,6 @@
 //! The building blocks: layers with an equalised learning rate, the modulated convolution with weight
-//! demodulation, gradient-safe upsampling and minibatch standard deviation.
+//! demodulation, downsampling and minibatch standard deviation (upsampling is
+//! `condor_core::resample`).
 
 use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -125,32 +126,6 @@ impl ModulatedConv {
         let norms = (s.sqr()?.matmul(&squared.t()?)? + 1e-8)?.sqrt()?; // (B, c_out)
         y.broadcast_div(&norms.unsqueeze(2)?.unsqueeze(3)?)
     }
-}
-
-/// Doubles a side of `x` along `dim` by linear interpolation with half-pixel centres (what bilinear
-/// upsampling with `align_corners = false` does), edges replicated.
-fn upsample_axis(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
-    let n = x.dim(dim)?;
-    let (prev, next) = if n == 1 {
-        (x.clone(), x.clone())
-    } else {
-        (
-            Tensor::cat(&[&x.narrow(dim, 0, 1)?, &x.narrow(dim, 0, n - 1)?], dim)?,
-            Tensor::cat(&[&x.narrow(dim, 1, n - 1)?, &x.narrow(dim, n - 1, 1)?], dim)?,
-        )
-    };
-    let even = ((x * 0.75)? + (prev * 0.25)?)?;
-    let odd = ((x * 0.75)? + (next * 0.25)?)?;
-    let mut dims = x.dims().to_vec();
-    dims[dim] *= 2;
-    Tensor::stack(&[&even, &odd], dim + 1)?.reshape(dims)
-}
-
-/// Bilinear 2x upsampling of `(B, C, H, W)`, built from slices and sums so that its gradient is exact
-/// (candle has no backward for its own bilinear upsampling, and `upsample_nearest2d`'s is wrong when
-/// its input is used elsewhere: see CANDLE_NOTES.md).
-pub fn upsample2x(x: &Tensor) -> candle_core::Result<Tensor> {
-    upsample_axis(&upsample_axis(x, 3)?, 2)
 }
 
 /// 2x2 average pooling (kernel equal to stride, whose gradient candle computes right).
