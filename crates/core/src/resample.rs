@@ -5,6 +5,11 @@
 
 use candle_core::Tensor;
 
+/// Bilinear 2x upsampling (half-pixel centres) along one axis as a stride-2 transposed convolution's
+/// kernel: input pixel `i` adds these weights to outputs `2i - 1 ..= 2i + 2`. Away from the edges this
+/// is what [`upsample2x`] computes.
+pub const BILINEAR_2X_TAPS: [f64; 4] = [0.25, 0.75, 0.75, 0.25];
+
 /// Doubles a side of `x` along `dim` by linear interpolation with half-pixel centres (what bilinear
 /// upsampling with `align_corners = false` does), edges replicated.
 fn upsample_axis(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
@@ -17,8 +22,9 @@ fn upsample_axis(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
             Tensor::cat(&[&x.narrow(dim, 1, n - 1)?, &x.narrow(dim, n - 1, 1)?], dim)?,
         )
     };
-    let even = ((x * 0.75)? + (prev * 0.25)?)?;
-    let odd = ((x * 0.75)? + (next * 0.25)?)?;
+    let [near, far] = [BILINEAR_2X_TAPS[1], BILINEAR_2X_TAPS[0]];
+    let even = ((x * near)? + (prev * far)?)?;
+    let odd = ((x * near)? + (next * far)?)?;
     let mut dims = x.dims().to_vec();
     dims[dim] *= 2;
     Tensor::stack(&[&even, &odd], dim + 1)?.reshape(dims)

@@ -15,12 +15,13 @@
 //! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
 //! Registered as `"dcgan"` for both kinds by [`register`].
 
-use candle_core::{Module, Tensor, D};
+use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Init, Linear, ModuleT,
     VarBuilder,
 };
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
+use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
     Generator, Registry,
@@ -145,8 +146,13 @@ fn conv(i: usize, o: usize, k: usize, cfg: Conv2dConfig, bias: bool, vb: VarBuil
 /// One generator stage's side-doubling layer.
 enum Up {
     Transposed(ConvTranspose2d),
-    /// The 3x3 kernel `(out, in, 3, 3)` and bias of a resize-convolution.
-    Resize(Tensor, Option<Tensor>),
+    /// A resize-convolution: the 3x3 kernel `(out, in, 3, 3)`, the bias, and the constant
+    /// [`bilinear_tap_map`] that [`resize_kernel`] multiplies the kernel with, built once here.
+    Resize {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        taps: Tensor,
+    },
 }
 
 impl Up {
@@ -157,8 +163,14 @@ impl Up {
                 let w = vb.get_with_hints((i, o, 4, 4), "weight", WEIGHT_INIT)?;
                 Up::Transposed(ConvTranspose2d::new(w, b, UP))
             }
-            Upsampling::Resize => Up::Resize(vb.get_with_hints((o, i, 3, 3), "weight", WEIGHT_INIT)?, b),
+            Upsampling::Resize => Up::resize(vb.get_with_hints((o, i, 3, 3), "weight", WEIGHT_INIT)?, b)?,
         })
+    }
+
+    /// A resize-convolution with the 3x3 kernel `weight` `(out, in, 3, 3)` and `bias`.
+    fn resize(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let taps = bilinear_tap_map(weight.device())?.to_dtype(weight.dtype())?;
+        Ok(Up::Resize { weight, bias, taps })
     }
 }
 
@@ -166,9 +178,9 @@ impl Module for Up {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Up::Transposed(conv) => conv.forward(x),
-            Up::Resize(w, b) => {
-                let y = x.conv_transpose2d(&resize_kernel(w)?, 2, 0, 2, 1)?;
-                match b {
+            Up::Resize { weight, bias, taps } => {
+                let y = x.conv_transpose2d(&resize_kernel(weight, taps)?, 2, 0, 2, 1)?;
+                match bias {
                     Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
                     None => Ok(y),
                 }
@@ -178,26 +190,30 @@ impl Module for Up {
 }
 
 /// The 6x6 stride-2 transposed-convolution kernel `(in, out, 6, 6)` that does bilinear 2x upsampling
-/// (half-pixel centres, taps `[1, 3, 3, 1] / 4` per axis) and then the 3x3 convolution `w`
-/// `(out, in, 3, 3)` in one operation: tap `(t_y, t_x)` of the kernel is
-/// `sum_{q_y, q_x} w[q_y, q_x] b[t_y + q_y - 2] b[t_x + q_x - 2]`, `b` the bilinear taps (zero outside
-/// 0..4). Applied with padding 2 it equals `conv2d(condor_core::resample::upsample2x(x), w, padding 1)`
-/// except on the two outermost rows and columns, where it reads zeros beyond the image instead of
-/// repeating its edge.
+/// and then the 3x3 convolution `w` `(out, in, 3, 3)` in one operation: `w` `(out * in, 9)` times
+/// [`bilinear_tap_map`]. Applied with padding 2 it equals
+/// `conv2d(condor_core::resample::upsample2x(x), w, padding 1)` except on the two outermost rows and
+/// columns, where it reads zeros beyond the image instead of repeating its edge.
 ///
 /// One transposed convolution instead of an upsampling and a convolution: candle's CPU backward of a
 /// 3x3 convolution over the upsampled features made a training step of the 32x32 birds model take
-/// twice as long (1.4 s against 0.7 s). The kernel is one matrix product of `w` with a constant map.
-fn resize_kernel(w: &Tensor) -> candle_core::Result<Tensor> {
-    const TAPS: [f64; 4] = [0.25, 0.75, 0.75, 0.25];
-    let tap = |t: usize, q: usize| (t + q).checked_sub(2).and_then(|j| TAPS.get(j)).copied().unwrap_or(0.0);
+/// twice as long (1.4 s against 0.7 s).
+fn resize_kernel(w: &Tensor, taps: &Tensor) -> candle_core::Result<Tensor> {
+    let (o, i, _, _) = w.dims4()?;
+    w.reshape((o * i, 9))?.matmul(taps)?.reshape((o, i, 6, 6))?.transpose(0, 1)?.contiguous()
+}
+
+/// The `(9, 36)` float32 map from a 3x3 kernel to the 6x6 kernel of [`resize_kernel`]: row
+/// `(q_y, q_x)`, column `(t_y, t_x)` holds `b[t_y + q_y - 2] b[t_x + q_x - 2]`, `b` the bilinear taps
+/// [`BILINEAR_2X_TAPS`] (zero outside 0..4).
+fn bilinear_tap_map(device: &Device) -> candle_core::Result<Tensor> {
+    let tap =
+        |t: usize, q: usize| (t + q).checked_sub(2).and_then(|j| BILINEAR_2X_TAPS.get(j)).map_or(0.0, |&b| b as f32);
     let mut map = Vec::with_capacity(9 * 36);
     for (qy, qx) in (0..3).flat_map(|y| (0..3).map(move |x| (y, x))) {
         map.extend((0..6).flat_map(|ty| (0..6).map(move |tx| tap(ty, qy) * tap(tx, qx))));
     }
-    let map = Tensor::from_vec(map, (9, 36), w.device())?.to_dtype(w.dtype())?;
-    let (o, i, _, _) = w.dims4()?;
-    w.reshape((o * i, 9))?.matmul(&map)?.reshape((o, i, 6, 6))?.transpose(0, 1)?.contiguous()
+    Tensor::from_vec(map, (9, 36), device)
 }
 
 fn batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {

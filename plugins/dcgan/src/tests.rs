@@ -253,9 +253,9 @@ fn generator_gradients_through_the_discriminator_match_finite_differences() {
 fn resize_convolution_is_bilinear_upsampling_then_a_3x3_convolution_inside_the_border() {
     let params = Params::new(21);
     let up = Up::new(Upsampling::Resize, 3, 2, true, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
-    let Up::Resize(w, Some(b)) = &up else { panic!("a resize layer with a bias") };
+    let Up::Resize { weight: w, bias: Some(b), .. } = &up else { panic!("a resize layer with a bias") };
     let b = (b + 0.3).unwrap(); // a non-zero bias, so that adding it is checked too
-    let up = Up::Resize(w.clone(), Some(b.clone()));
+    let up = Up::resize(w.clone(), Some(b.clone())).unwrap();
     let x = randn(22, &[2, 3, 5, 5], DType::F64);
     let fused = up.forward(&x).unwrap();
     assert_eq!(fused.dims(), &[2, 2, 10, 10]);
