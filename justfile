@@ -93,10 +93,11 @@ preview *flags:
 coverage:
     bash scripts/coverage.sh
 
-# Benchmarks: training-step throughput of the MLP GAN; text-encoder load time and sentences/s; bird
-# rendering; then the text-to-image table (64x64 DCGAN step, txt2img latency, peak memory; PyTorch's row
-# too when $PYTHON can import torch).
+# Benchmarks: the DCGAN's convolutions (candle's against condor-core's); training-step throughput of
+# the MLP GAN; text-encoder load time and sentences/s; bird rendering; then the text-to-image table
+# (64x64 DCGAN step, txt2img latency, peak memory; PyTorch's row too when $PYTHON can import torch).
 bench:
+    cargo bench -p condor-core --bench conv
     cargo bench -p condor-pipeline --bench train_step
     cargo bench -p condor-text --bench encode
     cargo bench -p condor-data --bench render

@@ -55,7 +55,7 @@ fn mib(v: Option<f64>) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    condor::core::threads::cache_thread_count();
+    condor::core::threads::configure_cpu_runtime();
     let cli = Cli::parse();
     if let Some(out) = cli.txt2img_child {
         let args = SampleArgs {

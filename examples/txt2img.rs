@@ -12,7 +12,7 @@ struct Cli {
 }
 
 fn main() {
-    condor::core::threads::cache_thread_count();
+    condor::core::threads::configure_cpu_runtime();
     let cli = Cli::parse();
     if let Err(e) = condor::txt2img::run(&cli.args, &mut |line| println!("{line}")) {
         eprintln!("error: {e:#}");

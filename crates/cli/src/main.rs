@@ -278,7 +278,7 @@ macro_rules! say {
 }
 
 fn main() -> ExitCode {
-    condor::core::threads::cache_thread_count();
+    condor::core::threads::configure_cpu_runtime();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

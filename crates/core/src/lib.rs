@@ -66,6 +66,7 @@
 
 pub mod augmentation;
 pub mod conditioning;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod gradcheck;

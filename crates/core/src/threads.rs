@@ -1,4 +1,11 @@
-//! CPU thread count for candle.
+//! Process settings for fast CPU training: candle's thread count and the allocator's reuse of memory.
+
+/// Applies [`cache_thread_count`] and [`keep_freed_memory`]. Call it first in `main`, before any
+/// thread starts.
+pub fn configure_cpu_runtime() {
+    cache_thread_count();
+    keep_freed_memory();
+}
 
 /// Sets `RAYON_NUM_THREADS` to candle's default thread count (the physical cores) when it is unset.
 /// candle reads the variable before every CPU matrix product and, without it, counts the cores by
@@ -9,5 +16,21 @@
 pub fn cache_thread_count() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", candle_core::utils::get_num_threads().to_string());
+    }
+}
+
+/// With glibc, keeps freed memory in the process for the next allocation instead of returning it to
+/// the kernel. A CPU training step allocates and frees every activation and gradient; by default
+/// glibc serves the large ones from fresh pages (mmap) and gives them back, and the page faults of
+/// touching them again took a tenth of a step of configs/birds.toml (1.09 against 0.98 s on 2 cores).
+/// The process's memory then stays near its peak. Elsewhere this does nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before other threads allocate.
+    unsafe {
+        // The largest threshold glibc accepts (32 MiB on 64-bit): larger blocks still use mmap.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }

@@ -16,11 +16,9 @@
 //! Registered as `"dcgan"` for both kinds by [`register`].
 
 use candle_core::{Device, Module, Tensor, D};
-use candle_nn::{
-    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Init, Linear, ModuleT,
-    VarBuilder,
-};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
+use condor_core::conv::{conv_transpose2d, Conv2d, ConvTranspose2d};
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
@@ -125,7 +123,17 @@ fn stages(size: usize, who: &str) -> condor_core::Result<usize> {
 }
 
 /// Kernel 4, stride 2, padding 1: doubles or halves the side.
-const UP: ConvTranspose2dConfig = ConvTranspose2dConfig { padding: 1, output_padding: 0, stride: 2, dilation: 1 };
+const HALVE_OR_DOUBLE: Step = Step { padding: 1, stride: 2 };
+
+/// Stride 1, no padding: the 1x1 mixing and the 4x4 logit convolutions.
+const VALID: Step = Step { padding: 0, stride: 1 };
+
+/// A convolution's padding and stride.
+#[derive(Clone, Copy)]
+struct Step {
+    padding: usize,
+    stride: usize,
+}
 
 /// DCGAN's initialisation (Radford et al.): weights from N(0, 0.02), biases zero, batch-norm scales
 /// from N(1, 0.02).
@@ -137,10 +145,10 @@ fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> candle_core::Result
     Ok(Linear::new(w, b))
 }
 
-fn conv(i: usize, o: usize, k: usize, cfg: Conv2dConfig, bias: bool, vb: VarBuilder) -> candle_core::Result<Conv2d> {
+fn conv(i: usize, o: usize, k: usize, step: Step, bias: bool, vb: VarBuilder) -> candle_core::Result<Conv2d> {
     let w = vb.get_with_hints((o, i, k, k), "weight", WEIGHT_INIT)?;
     let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
-    Ok(Conv2d::new(w, b, cfg))
+    Ok(Conv2d::new(w, b, step.padding, step.stride))
 }
 
 /// One generator stage's side-doubling layer.
@@ -161,7 +169,7 @@ impl Up {
         Ok(match kind {
             Upsampling::Transposed => {
                 let w = vb.get_with_hints((i, o, 4, 4), "weight", WEIGHT_INIT)?;
-                Up::Transposed(ConvTranspose2d::new(w, b, UP))
+                Up::Transposed(ConvTranspose2d::new(w, b, HALVE_OR_DOUBLE.padding, HALVE_OR_DOUBLE.stride))
             }
             Upsampling::Resize => Up::resize(vb.get_with_hints((o, i, 3, 3), "weight", WEIGHT_INIT)?, b)?,
         })
@@ -179,7 +187,7 @@ impl Module for Up {
         match self {
             Up::Transposed(conv) => conv.forward(x),
             Up::Resize { weight, bias, taps } => {
-                let y = x.conv_transpose2d(&resize_kernel(weight, taps)?, 2, 0, 2, 1)?;
+                let y = conv_transpose2d(x, &resize_kernel(weight, taps)?, 2, 0, 2)?;
                 match bias {
                     Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
                     None => Ok(y),
@@ -222,10 +230,6 @@ fn batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
     let mean = vb.get_with_hints(n, "running_mean", Init::Const(0.0))?;
     let var = vb.get_with_hints(n, "running_var", Init::Const(1.0))?;
     BatchNorm::new(n, mean, var, weight, bias, BatchNormConfig::default().eps)
-}
-
-fn down() -> Conv2dConfig {
-    Conv2dConfig { padding: 1, stride: 2, ..Default::default() }
 }
 
 /// How the generator reads the embedding.
@@ -363,11 +367,11 @@ impl DcganDiscriminator {
         if config.width == 0 || config.channels == 0 {
             return Err(Error::InvalidInput("dcgan discriminator: width and channels must be non-zero".into()));
         }
-        let first = conv(config.channels, config.width, 4, down(), true, vb.pp("down0"))?;
+        let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
         let mut downs = Vec::new();
         for i in 1..n {
             let (cin, cout) = (config.width << (i - 1), config.width << i);
-            let conv = conv(cin, cout, 4, down(), false, vb.pp(format!("down{i}")))?;
+            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, false, vb.pp(format!("down{i}")))?;
             downs.push((conv, batch_norm(cout, vb.pp(format!("down{i}_bn")))?));
         }
         let top = config.width << (n - 1);
@@ -376,7 +380,7 @@ impl DcganDiscriminator {
             e => {
                 let p = config.cond_proj_dim;
                 let proj = linear(e, p, true, vb.pp("text"))?;
-                let mix = conv(top + p, top, 1, Default::default(), false, vb.pp("joint"))?;
+                let mix = conv(top + p, top, 1, VALID, false, vb.pp("joint"))?;
                 Some((proj, mix, batch_norm(top, vb.pp("joint_bn"))?))
             }
         };
@@ -384,7 +388,7 @@ impl DcganDiscriminator {
             (e, true) if e > 0 => Some(linear(e, top, false, vb.pp("projection"))?),
             _ => None,
         };
-        let logit = conv(top, 1, 4, Default::default(), true, vb.pp("logit"))?;
+        let logit = conv(top, 1, 4, VALID, true, vb.pp("logit"))?;
         Ok(Self { config, first, downs, text, projection, logit })
     }
 }

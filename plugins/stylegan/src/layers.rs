@@ -4,6 +4,7 @@
 
 use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use condor_core::conv::conv2d;
 
 /// `sqrt(2)`: the gain that keeps a leaky ReLU's output at unit second moment.
 pub const ACTIVATION_GAIN: f64 = std::f64::consts::SQRT_2;
@@ -68,7 +69,7 @@ impl EqualConv {
 
     /// Convolves `(B, c_in, H, W)` to `(B, c_out, H, W)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.conv2d(&(&self.weight * self.gain)?, self.padding, 1, 1, 1)?;
+        let y = conv2d(x, &(&self.weight * self.gain)?, self.padding, 1)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -117,7 +118,7 @@ impl ModulatedConv {
         let s = self.styles(w)?;
         let weight = (&self.weight * self.gain)?;
         let (b, c_in) = s.dims2()?;
-        let y = x.broadcast_mul(&s.reshape((b, c_in, 1, 1))?)?.conv2d(&weight, self.padding, 1, 1, 1)?;
+        let y = conv2d(&x.broadcast_mul(&s.reshape((b, c_in, 1, 1))?)?, &weight, self.padding, 1)?;
         if !self.demodulate {
             return Ok(y);
         }
