@@ -18,6 +18,8 @@
 //!    `vb.get(...)`, ...). The pipeline owns those variables: it initialises them from the run's seed,
 //!    trains them, saves them and restores them. Variables whose names end in `running_mean`,
 //!    `running_var` or `_buffer` are treated as buffers (saved, not trained); see [`BUFFER_SUFFIXES`].
+//!    For convolutions, [`conv::Conv2d`] and [`conv::ConvTranspose2d`] take the same weights as
+//!    candle-nn's and train faster on the CPU.
 //! 3. Implement [`Generator`] (or [`Discriminator`]): latent size, sample shape, the
 //!    [`ConditioningKind`] it reads, and `forward` with a `train` flag.
 //! 4. Register it under a name. Any program that has your crate can then train it from a config file
