@@ -215,8 +215,8 @@ pub fn conv_transpose2d(
     taps.contiguous()?.apply_op1(Scatter(patches))
 }
 
-/// Adds a per-channel bias `(C,)` to `(B, C, H, W)`.
-fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// Adds a per-channel bias `(C,)` to `(B, C, H, W)`, if there is one.
+pub fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
         None => Ok(y),

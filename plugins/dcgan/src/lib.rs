@@ -18,7 +18,7 @@
 use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
-use condor_core::conv::{conv_transpose2d, Conv2d, ConvTranspose2d};
+use condor_core::conv::{add_bias, conv_transpose2d, Conv2d, ConvTranspose2d};
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
@@ -187,11 +187,7 @@ impl Module for Up {
         match self {
             Up::Transposed(conv) => conv.forward(x),
             Up::Resize { weight, bias, taps } => {
-                let y = conv_transpose2d(x, &resize_kernel(weight, taps)?, 2, 0, 2)?;
-                match bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-                    None => Ok(y),
-                }
+                add_bias(conv_transpose2d(x, &resize_kernel(weight, taps)?, 2, 0, 2)?, bias.as_ref())
             }
         }
     }
