@@ -107,47 +107,60 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]
     }
 }
 
-/// im2col as a differentiable op; its backward is [`Scatter`].
-struct Gather(Patches);
+/// im2col (image to patch matrix, [`Patches::gather`]) or col2im (patch matrix to image,
+/// [`Patches::scatter`]) as a differentiable op. The two are adjoint, so each is the other's backward.
+#[derive(Clone, Copy, Debug)]
+struct Taps {
+    patches: Patches,
+    to_columns: bool,
+}
 
-/// col2im as a differentiable op; its backward is [`Gather`].
-struct Scatter(Patches);
-
-impl CustomOp1 for Gather {
-    fn name(&self) -> &'static str {
-        "im2col"
+impl Taps {
+    /// Applies the op to a contiguous storage holding exactly its input.
+    fn run<T>(&self, data: &[T], layout: &Layout) -> Result<Vec<T>>
+    where
+        T: Copy + Default + Send + Sync + std::ops::AddAssign,
+    {
+        let data = contiguous(data, layout, self.name())?;
+        let (input, _) = self.shapes();
+        if data.len() != input.elem_count() {
+            candle_core::bail!("{}: expects {input:?}, got {} elements", self.name(), data.len());
+        }
+        Ok(if self.to_columns { self.patches.gather(data) } else { self.patches.scatter(data) })
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(self.0.gather(contiguous(v, layout, "im2col")?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.0.gather(contiguous(v, layout, "im2col")?)),
-            other => candle_core::bail!("im2col: f32 or f64 only, not {:?}", other.dtype()),
-        };
-        Ok((out, self.0.columns_shape()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        grad.contiguous()?.apply_op1_no_bwd(&Scatter(self.0)).map(Some)
+    /// The shapes of the op's input and output.
+    fn shapes(&self) -> (Shape, Shape) {
+        let (image, columns) = (self.patches.image_shape(), self.patches.columns_shape());
+        if self.to_columns {
+            (image, columns)
+        } else {
+            (columns, image)
+        }
     }
 }
 
-impl CustomOp1 for Scatter {
+impl CustomOp1 for Taps {
     fn name(&self) -> &'static str {
-        "col2im"
+        if self.to_columns {
+            "im2col"
+        } else {
+            "col2im"
+        }
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(self.0.scatter(contiguous(v, layout, "col2im")?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.0.scatter(contiguous(v, layout, "col2im")?)),
-            other => candle_core::bail!("col2im: f32 or f64 only, not {:?}", other.dtype()),
+            CpuStorage::F32(v) => CpuStorage::F32(self.run(v, layout)?),
+            CpuStorage::F64(v) => CpuStorage::F64(self.run(v, layout)?),
+            other => candle_core::bail!("{}: f32 or f64 only, not {:?}", self.name(), other.dtype()),
         };
-        Ok((out, self.0.image_shape()))
+        Ok((out, self.shapes().1))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        grad.contiguous()?.apply_op1_no_bwd(&Gather(self.0)).map(Some)
+        let adjoint = Taps { to_columns: !self.to_columns, ..*self };
+        grad.contiguous()?.apply_op1_no_bwd(&adjoint).map(Some)
     }
 }
 
@@ -185,7 +198,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<T
     let c_out = w.dim(0)?;
     let grid = ((h + 2 * padding - k) / stride + 1, (wd + 2 * padding - k) / stride + 1);
     let patches = Patches { batch: b, channels: c_in, image: (h, wd), grid, kernel: k, stride, padding };
-    let cols = x.contiguous()?.apply_op1(Gather(patches))?;
+    let cols = x.contiguous()?.apply_op1(Taps { patches, to_columns: true })?;
     w.reshape((c_out, c_in * k * k))?.matmul(&cols)?.reshape((c_out, b, grid.0, grid.1))?.transpose(0, 1)?.contiguous()
 }
 
@@ -212,7 +225,7 @@ pub fn conv_transpose2d(
     let patches = Patches { batch: b, channels: c_out, image: (oh, ow), grid: (h, wd), kernel: k, stride, padding };
     let xm = x.transpose(0, 1)?.contiguous()?.reshape((c_in, b * h * wd))?;
     let taps = w.reshape((c_in, c_out * k * k))?.t()?.matmul(&xm)?;
-    taps.contiguous()?.apply_op1(Scatter(patches))
+    taps.contiguous()?.apply_op1(Taps { patches, to_columns: false })
 }
 
 /// Adds a per-channel bias `(C,)` to `(B, C, H, W)`, if there is one.
@@ -286,6 +299,20 @@ mod tests {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 
+    /// Asserts that two computations of one convolution agree to 1e-4, and so do their gradients
+    /// for `vars`.
+    fn assert_same_with_gradients(ours: Tensor, theirs: Tensor, vars: [&Var; 2], case: &str) {
+        assert!(max_diff(&ours, &theirs) < 1e-4, "forward, {case}");
+        // Weight the outputs so every output position has its own gradient.
+        let g = random(ours.dims(), 200);
+        let ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let theirs = (theirs * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in vars {
+            let d = max_diff(ours.get(v).unwrap(), theirs.get(v).unwrap());
+            assert!(d < 1e-4, "gradient, {case}: {d}");
+        }
+    }
+
     /// (kernel, stride, padding, side) cases: DCGAN's 4/2/1, the final 4x4 valid convolution, 3x3
     /// same, the resize layer's 6/2/2, and odd sizes and kernels that do not divide by the stride.
     const CASES: [(usize, usize, usize, usize); 7] =
@@ -300,15 +327,7 @@ mod tests {
             let w = Var::from_tensor(&random(&[4, 3, k, k], 100 + i as u64)).unwrap();
             let ours = conv2d(&x, &w, p, s).unwrap();
             let theirs = x.conv2d(&w, p, s, 1, 1).unwrap();
-            assert!(max_diff(&ours, &theirs) < 1e-4, "forward, case {i}");
-            // Weight the outputs so every output position has its own gradient.
-            let g = random(ours.dims(), 200 + i as u64);
-            let ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
-            let theirs = (theirs * &g).unwrap().sum_all().unwrap().backward().unwrap();
-            for v in [&x, &w] {
-                let d = max_diff(ours.get(v).unwrap(), theirs.get(v).unwrap());
-                assert!(d < 1e-4, "gradient, case {i}: {d}");
-            }
+            assert_same_with_gradients(ours, theirs, [&x, &w], &format!("case {i}"));
         }
     }
 
@@ -323,14 +342,8 @@ mod tests {
                 }
                 let ours = conv_transpose2d(&x, &w, p, output_padding, s).unwrap();
                 let theirs = x.conv_transpose2d(&w, p, output_padding, s, 1).unwrap();
-                assert!(max_diff(&ours, &theirs) < 1e-4, "forward, case {i}, output padding {output_padding}");
-                let g = random(ours.dims(), 200 + i as u64);
-                let ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
-                let theirs = (theirs * &g).unwrap().sum_all().unwrap().backward().unwrap();
-                for v in [&x, &w] {
-                    let d = max_diff(ours.get(v).unwrap(), theirs.get(v).unwrap());
-                    assert!(d < 1e-4, "gradient, case {i}, output padding {output_padding}: {d}");
-                }
+                let case = format!("case {i}, output padding {output_padding}");
+                assert_same_with_gradients(ours, theirs, [&x, &w], &case);
             }
         }
     }
