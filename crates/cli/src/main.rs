@@ -333,7 +333,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(r) => Some(condor::distributed::join_group(r, &device).map_err(anyhow::Error::msg)?),
                 None => None,
             };
-            let writer = rank.as_ref().map_or(true, |r| r.rank == 0);
+            let writer = rank.as_ref().is_none_or(|r| r.rank == 0);
             let mut config = RunConfig::from_file(&config)?;
             if let Some(s) = seed {
                 config.seed = s;

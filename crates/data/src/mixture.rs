@@ -36,6 +36,7 @@ pub struct Mixture {
 
 impl Mixture {
     /// A mixture with the given layout and per-mode standard deviation.
+    #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(std > 0.0)` also rejects NaN")]
     pub fn new(layout: MixtureLayout, std: f32, conditional: bool) -> Result<Self, DataError> {
         let centers: Vec<[f32; 2]> = match layout {
             MixtureLayout::Ring { modes, radius } => (0..modes)

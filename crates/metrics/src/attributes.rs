@@ -50,7 +50,7 @@ impl AttributeClassifier {
     /// A classifier of `(B, 3, side, side)` images (side a multiple of 8) with `heads[i]` classes for
     /// attribute `i`, seeded initial weights, on `device`.
     pub fn new(side: usize, heads: &[usize], seed: u64, device: &Device) -> Result<Self> {
-        if side == 0 || side % 8 != 0 || heads.is_empty() || heads.iter().any(|&h| h < 2) {
+        if side == 0 || !side.is_multiple_of(8) || heads.is_empty() || heads.iter().any(|&h| h < 2) {
             return Err(Error::Input(format!(
                 "an attribute classifier needs a side divisible by 8 and heads of 2+ classes, got {side}, {heads:?}"
             )));

@@ -99,7 +99,7 @@ fn mistakes(asked: Colour, seen: &[Option<Colour>]) -> Vec<(Colour, usize)> {
         .map(|&c| (c, seen.iter().filter(|&&s| s == Some(c)).count()))
         .filter(|&(_, k)| k > 0)
         .collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|&(_, k)| std::cmp::Reverse(k));
     counts
 }
 

@@ -249,6 +249,7 @@ impl RunConfig {
     }
 
     /// Checks values that serde cannot, naming the field. Plugin configs are checked by the registry.
+    #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` also rejects NaN")]
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(PipelineError::Config(msg));
         let t = &self.training;

@@ -451,6 +451,7 @@ fn real_features(
 
 /// Runs the evaluation of `loaded` against `real`; images go to `out` as grids. `judge` is needed for
 /// the synthetic birds. `log` hears progress.
+#[allow(clippy::too_many_arguments, reason = "each is a separate input; a struct would only rename them")]
 pub fn evaluate(
     loaded: &LoadedGenerator,
     checkpoint: &str,

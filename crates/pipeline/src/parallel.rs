@@ -69,7 +69,7 @@ impl Shard {
         if world == 0 || rank >= world {
             return Err(PipelineError::Config(format!("rank {rank} is outside a world of {world} processes")));
         }
-        if global % world != 0 {
+        if !global.is_multiple_of(world) {
             return Err(PipelineError::Config(format!(
                 "batch_size {global} does not split evenly over {world} processes; choose a multiple of {world}"
             )));

@@ -52,7 +52,7 @@ pub struct RunSummary {
 pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: RunOptions) -> Result<RunSummary> {
     let mut dir = RunDir::create(&options.dir)?;
     // Rank 0 of a data-parallel group (or a lone process) writes the run directory.
-    let writer = options.group.as_ref().map_or(true, |g| g.rank() == 0);
+    let writer = options.group.as_ref().is_none_or(|g| g.rank() == 0);
     let mut trainer = match (options.resume, dir.latest_checkpoint()) {
         (true, Some(path)) => {
             let ckpt = Checkpoint::load(&path, device)?;

@@ -64,6 +64,9 @@ pub fn generate(
     Ok(g.forward(&z, g.conditioning().select(cond), false)?)
 }
 
+/// Points drawn from a 2D generator, with the mode each was asked for when it is conditional.
+pub type MixtureSamples = (Vec<[f32; 2]>, Option<Vec<usize>>);
+
 /// Samples from a generator trained on a 2D mixture. A conditional generator is asked for each mode
 /// in turn (`i % modes`), and the requested modes are returned with the points.
 pub fn mixture_samples(
@@ -72,7 +75,7 @@ pub fn mixture_samples(
     n: usize,
     rng: &mut Rng,
     device: &Device,
-) -> Result<(Vec<[f32; 2]>, Option<Vec<usize>>)> {
+) -> Result<MixtureSamples> {
     let modes = mixture.centers().len();
     let requested: Option<Vec<usize>> =
         (g.conditioning() != ConditioningKind::None).then(|| (0..n).map(|i| i % modes).collect());

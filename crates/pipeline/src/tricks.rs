@@ -200,6 +200,53 @@ pub fn ema_update(ema: &Params, model: &Params, config: &EmaConfig, step: u64) -
     Ok(())
 }
 
+/// Each row's conditioning replaced by the next row's (the last takes the first): the mismatched
+/// captions of GAN-CLS. Token embeddings are moved with their rows.
+pub fn next_row_conditioning(cond: &Conditioning) -> candle_core::Result<Conditioning> {
+    // Row i takes row i + 1: a roll by -1 along the batch.
+    let roll = |t: &Tensor| t.roll(-1, 0);
+    let tokens = match &cond.tokens {
+        Some(t) => Some(TokenEmbeddings { embeddings: roll(&t.embeddings)?, mask: roll(&t.mask)? }),
+        None => None,
+    };
+    Ok(Conditioning { embedding: roll(&cond.embedding)?, tokens })
+}
+
+/// GAN-INT's interpolated conditioning: `beta * c_i + (1 - beta) * c_{i+1}` for each row `i` (the last
+/// row pairs with the first). Token embeddings cannot be interpolated and are dropped.
+pub fn interpolate_conditioning(cond: &Conditioning, beta: f64) -> candle_core::Result<Conditioning> {
+    let next = next_row_conditioning(cond)?;
+    let embedding = ((&cond.embedding * beta)? + (&next.embedding * (1.0 - beta))?)?;
+    Ok(Conditioning { embedding, tokens: None })
+}
+
+/// Two conditioning batches one after the other (token embeddings kept only if both have them with
+/// the same length).
+pub fn concat_conditioning(a: &Conditioning, b: &Conditioning) -> candle_core::Result<Conditioning> {
+    let tokens = match (&a.tokens, &b.tokens) {
+        (Some(x), Some(y)) if x.embeddings.dims()[1..] == y.embeddings.dims()[1..] => Some(TokenEmbeddings {
+            embeddings: Tensor::cat(&[&x.embeddings, &y.embeddings], 0)?,
+            mask: Tensor::cat(&[&x.mask, &y.mask], 0)?,
+        }),
+        _ => None,
+    };
+    Ok(Conditioning { embedding: Tensor::cat(&[&a.embedding, &b.embedding], 0)?, tokens })
+}
+
+/// The matching-aware discriminator loss of GAN-CLS: `real(s_r) + (fake(s_w) + fake(s_f)) / 2`, where
+/// `s_r` scores real images with their captions, `s_w` real images with mismatched captions and `s_f`
+/// generated images with the captions they were made from.
+pub fn gan_cls_loss(
+    loss: LossKind,
+    real_right: &Tensor,
+    real_wrong: &Tensor,
+    fake_right: &Tensor,
+    targets: &Targets,
+) -> candle_core::Result<Tensor> {
+    let fakes = (loss.fake_term(real_wrong, targets)? + loss.fake_term(fake_right, targets)?)?;
+    loss.real_term(real_right, targets)? + (fakes * 0.5)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,51 +322,4 @@ mod tests {
         ema_update(&ema, &model, &warm, 3).unwrap();
         assert_eq!(get("w"), vec![1.0, -2.0], "before start_step the EMA copies");
     }
-}
-
-/// Each row's conditioning replaced by the next row's (the last takes the first): the mismatched
-/// captions of GAN-CLS. Token embeddings are moved with their rows.
-pub fn next_row_conditioning(cond: &Conditioning) -> candle_core::Result<Conditioning> {
-    // Row i takes row i + 1: a roll by -1 along the batch.
-    let roll = |t: &Tensor| t.roll(-1, 0);
-    let tokens = match &cond.tokens {
-        Some(t) => Some(TokenEmbeddings { embeddings: roll(&t.embeddings)?, mask: roll(&t.mask)? }),
-        None => None,
-    };
-    Ok(Conditioning { embedding: roll(&cond.embedding)?, tokens })
-}
-
-/// GAN-INT's interpolated conditioning: `beta * c_i + (1 - beta) * c_{i+1}` for each row `i` (the last
-/// row pairs with the first). Token embeddings cannot be interpolated and are dropped.
-pub fn interpolate_conditioning(cond: &Conditioning, beta: f64) -> candle_core::Result<Conditioning> {
-    let next = next_row_conditioning(cond)?;
-    let embedding = ((&cond.embedding * beta)? + (&next.embedding * (1.0 - beta))?)?;
-    Ok(Conditioning { embedding, tokens: None })
-}
-
-/// Two conditioning batches one after the other (token embeddings kept only if both have them with
-/// the same length).
-pub fn concat_conditioning(a: &Conditioning, b: &Conditioning) -> candle_core::Result<Conditioning> {
-    let tokens = match (&a.tokens, &b.tokens) {
-        (Some(x), Some(y)) if x.embeddings.dims()[1..] == y.embeddings.dims()[1..] => Some(TokenEmbeddings {
-            embeddings: Tensor::cat(&[&x.embeddings, &y.embeddings], 0)?,
-            mask: Tensor::cat(&[&x.mask, &y.mask], 0)?,
-        }),
-        _ => None,
-    };
-    Ok(Conditioning { embedding: Tensor::cat(&[&a.embedding, &b.embedding], 0)?, tokens })
-}
-
-/// The matching-aware discriminator loss of GAN-CLS: `real(s_r) + (fake(s_w) + fake(s_f)) / 2`, where
-/// `s_r` scores real images with their captions, `s_w` real images with mismatched captions and `s_f`
-/// generated images with the captions they were made from.
-pub fn gan_cls_loss(
-    loss: LossKind,
-    real_right: &Tensor,
-    real_wrong: &Tensor,
-    fake_right: &Tensor,
-    targets: &Targets,
-) -> candle_core::Result<Tensor> {
-    let fakes = (loss.fake_term(real_wrong, targets)? + loss.fake_term(fake_right, targets)?)?;
-    loss.real_term(real_right, targets)? + (fakes * 0.5)?
 }

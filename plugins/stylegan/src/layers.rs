@@ -136,7 +136,7 @@ pub fn downsample2x(x: &Tensor) -> candle_core::Result<Tensor> {
 
 /// The largest group size up to `wanted` that divides `batch`.
 pub fn group_size(batch: usize, wanted: usize) -> usize {
-    (1..=wanted.min(batch).max(1)).rev().find(|g| batch % g == 0).unwrap_or(1)
+    (1..=wanted.min(batch).max(1)).rev().find(|&g| batch.is_multiple_of(g)).unwrap_or(1)
 }
 
 /// Minibatch standard deviation (Karras et al., 2018): samples are split into groups of up to

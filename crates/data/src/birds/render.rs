@@ -315,9 +315,9 @@ pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> Render
                     continue;
                 }
                 let shade = if l.shaded { (1.06 - 0.14 * (q[1] + 0.35)) * tex } else { 1.0 };
-                for c in 0..3 {
-                    let col = (l.colour[c] * shade).clamp(0.0, 1.0);
-                    rgb[c] += (col - rgb[c]) * cover;
+                for (value, part) in rgb.iter_mut().zip(l.colour) {
+                    let col = (part * shade).clamp(0.0, 1.0);
+                    *value += (col - *value) * cover;
                 }
                 // A pixel belongs to a part only where the part covers it fully; edges are mixed.
                 owner = if cover >= 0.999 { l.part } else { Part::None };
