@@ -72,6 +72,7 @@ pub mod conv;
 pub mod data;
 pub mod error;
 pub mod gradcheck;
+pub mod minibatch;
 pub mod model;
 pub mod params;
 pub mod registry;

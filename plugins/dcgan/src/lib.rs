@@ -10,7 +10,8 @@
 //!   compressed embedding is replicated spatially and joined to the features, mixed by a 1x1
 //!   convolution, and a 4x4 convolution gives the logit. Optionally (`projection`), the projection
 //!   discriminator's term of Miyato & Koyama (2018) is added: the inner product of a linear map of the
-//!   embedding with the sum-pooled 4x4 image features.
+//!   embedding with the sum-pooled 4x4 image features. Also optionally (`mbstd_group`), a minibatch
+//!   standard deviation is appended to the 4x4 features before the text is joined.
 //!
 //! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
 //! Registered as `"dcgan"` for both kinds by [`register`].
@@ -19,6 +20,7 @@ use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::conv::{add_bias, conv_transpose2d, Conv2d, ConvTranspose2d};
+use condor_core::minibatch::minibatch_stddev;
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
@@ -96,6 +98,11 @@ pub struct DcganDiscriminatorConfig {
     /// et al.'s concatenation alone learns the text-image match slowly; with this term the synthetic
     /// birds' colours follow their captions several times sooner.
     pub projection: bool,
+    /// Group size of a minibatch standard deviation appended to the 4x4 features before the text is
+    /// joined (0, the default, turns it off), so the discriminator sees how much a batch varies.
+    pub mbstd_group: usize,
+    /// Channel slices the minibatch standard deviation averages over, one statistic each.
+    pub mbstd_features: usize,
 }
 
 impl Default for DcganDiscriminatorConfig {
@@ -108,6 +115,8 @@ impl Default for DcganDiscriminatorConfig {
             width: 64,
             negative_slope: 0.2,
             projection: false,
+            mbstd_group: 0,
+            mbstd_features: 1,
         }
     }
 }
@@ -363,6 +372,14 @@ impl DcganDiscriminator {
         if config.width == 0 || config.channels == 0 {
             return Err(Error::InvalidInput("dcgan discriminator: width and channels must be non-zero".into()));
         }
+        if config.mbstd_group > 0
+            && (config.mbstd_features == 0 || (config.width << (n - 1)) % config.mbstd_features != 0)
+        {
+            return Err(Error::InvalidInput(format!(
+                "dcgan discriminator: mbstd_features must be non-zero and divide the {} top channels",
+                config.width << (n - 1)
+            )));
+        }
         let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
         let mut downs = Vec::new();
         for i in 1..n {
@@ -371,12 +388,13 @@ impl DcganDiscriminator {
             downs.push((conv, batch_norm(cout, vb.pp(format!("down{i}_bn")))?));
         }
         let top = config.width << (n - 1);
+        let stats = if config.mbstd_group > 0 { config.mbstd_features } else { 0 };
         let text = match config.cond_dim {
             0 => None,
             e => {
                 let p = config.cond_proj_dim;
                 let proj = linear(e, p, true, vb.pp("text"))?;
-                let mix = conv(top + p, top, 1, VALID, false, vb.pp("joint"))?;
+                let mix = conv(top + stats + p, top, 1, VALID, false, vb.pp("joint"))?;
                 Some((proj, mix, batch_norm(top, vb.pp("joint_bn"))?))
             }
         };
@@ -384,7 +402,8 @@ impl DcganDiscriminator {
             (e, true) if e > 0 => Some(linear(e, top, false, vb.pp("projection"))?),
             _ => None,
         };
-        let logit = conv(top, 1, 4, VALID, true, vb.pp("logit"))?;
+        let logit_in = if text.is_some() { top } else { top + stats };
+        let logit = conv(logit_in, 1, 4, VALID, true, vb.pp("logit"))?;
         Ok(Self { config, first, downs, text, projection, logit })
     }
 }
@@ -403,11 +422,15 @@ impl Discriminator for DcganDiscriminator {
         for (conv, bn) in &self.downs {
             h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h)?, train)?, slope)?;
         }
+        let features = h.clone();
+        if self.config.mbstd_group > 0 {
+            h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
+        }
         let mut projected = None;
         if let (Some((proj, mix, bn)), Some(cond)) = (&self.text, cond) {
             let e = cond.embedding.to_dtype(h.dtype())?;
             if let Some(v) = &self.projection {
-                projected = Some((v.forward(&e)? * h.sum((2, 3))?)?.sum(1)?);
+                projected = Some((v.forward(&e)? * features.sum((2, 3))?)?.sum(1)?);
             }
             let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
             let joined = join_tiled(&h, &code)?;

@@ -89,7 +89,7 @@ fn generator_gradients_match_finite_differences_with_and_without_augmentation_fo
 
 #[test]
 fn discriminator_gradients_match_finite_differences() {
-    for projection in [false, true] {
+    for (projection, mbstd_group) in [(false, 0), (true, 0), (true, 3)] {
         let params = Params::new(7);
         let config = DcganDiscriminatorConfig {
             cond_dim: 5,
@@ -97,6 +97,7 @@ fn discriminator_gradients_match_finite_differences() {
             image_size: 32,
             width: 2,
             projection,
+            mbstd_group,
             ..Default::default()
         };
         let d = DcganDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
@@ -111,6 +112,34 @@ fn discriminator_gradients_match_finite_differences() {
         .unwrap();
         assert!(checked >= 30, "{checked}");
     }
+}
+
+#[test]
+fn minibatch_stddev_lets_each_logit_see_its_group() {
+    // In inference mode (batch norm from running statistics) a sample's logit depends on the other
+    // samples only through the minibatch standard deviation: with groups of 2 (samples 0 and 2, 1 and
+    // 3), changing sample 2 moves logit 0 but not logit 1; without the statistic it moves neither.
+    let x = randn(20, &[4, 3, 32, 32], DType::F32);
+    let changed = x.slice_assign(&[2..3, 0..3, 0..32, 0..32], &randn(21, &[1, 3, 32, 32], DType::F32)).unwrap();
+    for cond_dim in [0, 5] {
+        let cond = (cond_dim > 0).then(|| Conditioning::from_embedding(randn(22, &[4, 5], DType::F32)).unwrap());
+        for mbstd_group in [0, 2] {
+            let params = Params::new(23);
+            let config =
+                DcganDiscriminatorConfig { cond_dim, image_size: 32, width: 4, mbstd_group, ..Default::default() };
+            let d = DcganDiscriminator::new(config, params.var_builder(DType::F32, &Device::Cpu)).unwrap();
+            let logits = |x: &Tensor| -> Vec<f32> { d.forward(x, cond.as_ref(), false).unwrap().to_vec1().unwrap() };
+            let (before, after) = (logits(&x), logits(&changed));
+            assert_eq!(before.len(), 4);
+            assert_eq!(before[1], after[1]);
+            assert_eq!(before[3], after[3]);
+            assert_eq!(before[0] != after[0], mbstd_group > 0, "cond_dim {cond_dim}, group {mbstd_group}");
+        }
+    }
+    let bad =
+        DcganDiscriminatorConfig { image_size: 32, width: 4, mbstd_group: 4, mbstd_features: 3, ..Default::default() };
+    let err = DcganDiscriminator::new(bad, Params::new(1).var_builder(DType::F32, &Device::Cpu)).err().unwrap();
+    assert!(err.to_string().contains("mbstd_features"), "{err}");
 }
 
 #[test]

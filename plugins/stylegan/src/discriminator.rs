@@ -8,8 +8,9 @@ use condor_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{downsample2x, lrelu, minibatch_stddev, normalize_2nd_moment, EqualConv, EqualLinear};
+use crate::layers::{downsample2x, lrelu, normalize_2nd_moment, EqualConv, EqualLinear};
 use crate::{channels_at, resolutions};
+use condor_core::minibatch::minibatch_stddev;
 
 /// Configuration of [`ResidualDiscriminator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

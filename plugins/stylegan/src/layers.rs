@@ -1,8 +1,8 @@
 //! The building blocks: layers with an equalised learning rate, the modulated convolution with weight
-//! demodulation, downsampling and minibatch standard deviation (upsampling is
-//! `condor_core::resample`).
+//! demodulation and downsampling (upsampling is `condor_core::resample`, minibatch standard deviation
+//! `condor_core::minibatch`).
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use condor_core::conv::conv2d;
 
@@ -132,29 +132,4 @@ impl ModulatedConv {
 /// 2x2 average pooling (kernel equal to stride, whose gradient candle computes right).
 pub fn downsample2x(x: &Tensor) -> candle_core::Result<Tensor> {
     x.avg_pool2d(2)
-}
-
-/// The largest group size up to `wanted` that divides `batch`.
-pub fn group_size(batch: usize, wanted: usize) -> usize {
-    (1..=wanted.min(batch).max(1)).rev().find(|&g| batch.is_multiple_of(g)).unwrap_or(1)
-}
-
-/// Minibatch standard deviation (Karras et al., 2018): samples are split into groups of up to
-/// `group` (the largest such size dividing the batch); each group's standard deviation over its
-/// members, averaged over channels and positions in `features` slices, is appended as `features` new
-/// constant channels, so the discriminator can see a batch that lacks variety.
-pub fn minibatch_stddev(x: &Tensor, group: usize, features: usize) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    if features == 0 || c % features != 0 {
-        candle_core::bail!("minibatch stddev: {c} channels do not split into {features} features");
-    }
-    let g = group_size(b, group);
-    let m = b / g;
-    let y = x.reshape(vec![g, m, features, c / features, h, w])?;
-    let centred = y.broadcast_sub(&y.mean_keepdim(0)?)?;
-    let std = (centred.sqr()?.mean(0)? + 1e-8)?.sqrt()?; // (m, F, c/F, h, w)
-    let stat = std.flatten_from(2)?.mean(D::Minus1)?; // (m, F)
-    let stat =
-        stat.reshape((1, m, features, 1, 1))?.broadcast_as((g, m, features, h, w))?.reshape((b, features, h, w))?;
-    Tensor::cat(&[x, &stat.to_dtype(x.dtype())?], 1)
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::layers::{minibatch_stddev, ModulatedConv};
+use crate::layers::ModulatedConv;
 use candle_core::{DType, Device, Tensor};
 use condor_core::gradcheck::check_gradients;
 use condor_core::{
@@ -98,25 +98,6 @@ fn demodulation_keeps_unit_variance_for_unit_variance_inputs() {
     let v = values(&plain.forward(&x, &w).unwrap());
     let std = (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt();
     assert!((std - 1.0).abs() > 0.5, "without demodulation the styles set the scale: {std}");
-}
-
-#[test]
-fn minibatch_stddev_appends_each_groups_spread() {
-    // Batch of 4 in groups of 2: samples (0, 2) and (1, 3) form the groups (the StyleGAN layout).
-    let x =
-        Tensor::new(&[[[[1f64]], [[2.0]]], [[[5.0]], [[0.0]]], [[[3.0]], [[6.0]]], [[[5.0]], [[2.0]]]], &Device::Cpu)
-            .unwrap();
-    let y = minibatch_stddev(&x, 2, 1).unwrap();
-    assert_eq!(y.dims(), &[4, 3, 1, 1]);
-    let sd = |a: f64, b: f64| ((a - b).powi(2) / 4.0 + 1e-8).sqrt();
-    let g0 = (sd(1.0, 3.0) + sd(2.0, 6.0)) / 2.0;
-    let g1 = (sd(5.0, 5.0) + sd(0.0, 2.0)) / 2.0;
-    let got = values(&y.narrow(1, 2, 1).unwrap());
-    for (a, b) in got.iter().zip([g0, g1, g0, g1]) {
-        assert!((a - b).abs() < 1e-9, "{got:?}");
-    }
-    assert_eq!(values(&y.narrow(1, 0, 2).unwrap()), values(&x));
-    assert_eq!(layers::group_size(6, 4), 3);
 }
 
 #[test]
