@@ -221,11 +221,11 @@ pub fn conv_transpose2d(
         return x.conv_transpose2d(w, padding, output_padding, stride, 1);
     }
     let c_out = w.dim(1)?;
-    // The output is the image whose patches, on the input's grid, the taps are.
+    // The output is the image whose patches, on the input's grid, are these columns (col2im).
     let patches = Patches { batch: b, channels: c_out, image: (oh, ow), grid: (h, wd), kernel: k, stride, padding };
     let xm = x.transpose(0, 1)?.contiguous()?.reshape((c_in, b * h * wd))?;
-    let taps = w.reshape((c_in, c_out * k * k))?.t()?.matmul(&xm)?;
-    taps.contiguous()?.apply_op1(Taps { patches, to_columns: false })
+    let cols = w.reshape((c_in, c_out * k * k))?.t()?.matmul(&xm)?;
+    cols.contiguous()?.apply_op1(Taps { patches, to_columns: false })
 }
 
 /// Adds a per-channel bias `(C,)` to `(B, C, H, W)`, if there is one.
