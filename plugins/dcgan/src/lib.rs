@@ -373,7 +373,7 @@ impl DcganDiscriminator {
             return Err(Error::InvalidInput("dcgan discriminator: width and channels must be non-zero".into()));
         }
         if config.mbstd_group > 0
-            && (config.mbstd_features == 0 || (config.width << (n - 1)) % config.mbstd_features != 0)
+            && (config.mbstd_features == 0 || !(config.width << (n - 1)).is_multiple_of(config.mbstd_features))
         {
             return Err(Error::InvalidInput(format!(
                 "dcgan discriminator: mbstd_features must be non-zero and divide the {} top channels",
