@@ -9,13 +9,25 @@ pub fn group_size(batch: usize, wanted: usize) -> usize {
     (1..=wanted.min(batch).max(1)).rev().find(|&g| batch.is_multiple_of(g)).unwrap_or(1)
 }
 
-/// Minibatch standard deviation of `x` `(B, C, H, W)`: samples are split into groups of up to
+/// Channels that [`minibatch_stddev`] appends: `features`, or none when `group` is 0 (off).
+pub fn appended_channels(group: usize, features: usize) -> usize {
+    if group > 0 {
+        features
+    } else {
+        0
+    }
+}
+
+/// Minibatch standard deviation of `x` `(B, C, H, W)` (`x` unchanged when `group` is 0): samples are split into groups of up to
 /// `group` (the largest such size dividing the batch; member `i` of group `j` is sample `i m + j`,
 /// StyleGAN's layout, with `m = B / group`); each group's standard deviation over its members,
 /// averaged over channels and positions in `features` slices of the channels, is appended as
 /// `features` new constant channels: `(B, C + features, H, W)`.
 pub fn minibatch_stddev(x: &Tensor, group: usize, features: usize) -> candle_core::Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
+    if group == 0 {
+        return Ok(x.clone());
+    }
     if features == 0 || c % features != 0 {
         candle_core::bail!("minibatch stddev: {c} channels do not split into {features} features");
     }
@@ -57,6 +69,9 @@ mod tests {
             assert!((a - b).abs() < 1e-9, "{got:?}");
         }
         assert_eq!(values(&y.narrow(1, 0, 2).unwrap()), values(&x));
+        // Group 0 turns it off: nothing appended.
+        assert_eq!(values(&minibatch_stddev(&x, 0, 1).unwrap()), values(&x));
+        assert_eq!((appended_channels(0, 3), appended_channels(2, 3)), (0, 3));
     }
 
     #[test]

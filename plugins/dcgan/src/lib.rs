@@ -20,7 +20,7 @@ use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::conv::{add_bias, conv_transpose2d, Conv2d, ConvTranspose2d};
-use condor_core::minibatch::minibatch_stddev;
+use condor_core::minibatch::{appended_channels, minibatch_stddev};
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
@@ -388,7 +388,7 @@ impl DcganDiscriminator {
             downs.push((conv, batch_norm(cout, vb.pp(format!("down{i}_bn")))?));
         }
         let top = config.width << (n - 1);
-        let stats = if config.mbstd_group > 0 { config.mbstd_features } else { 0 };
+        let stats = appended_channels(config.mbstd_group, config.mbstd_features);
         let text = match config.cond_dim {
             0 => None,
             e => {
@@ -423,9 +423,7 @@ impl Discriminator for DcganDiscriminator {
             h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h)?, train)?, slope)?;
         }
         let features = h.clone();
-        if self.config.mbstd_group > 0 {
-            h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
-        }
+        h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
         let mut projected = None;
         if let (Some((proj, mix, bn)), Some(cond)) = (&self.text, cond) {
             let e = cond.embedding.to_dtype(h.dtype())?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{downsample2x, lrelu, normalize_2nd_moment, EqualConv, EqualLinear};
 use crate::{channels_at, resolutions};
-use condor_core::minibatch::minibatch_stddev;
+use condor_core::minibatch::{appended_channels, minibatch_stddev};
 
 /// Configuration of [`ResidualDiscriminator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ impl ResidualDiscriminator {
             ));
         }
         let c4 = ch(4);
-        let extra = if config.mbstd_group > 0 { config.mbstd_features } else { 0 };
+        let extra = appended_channels(config.mbstd_group, config.mbstd_features);
         let conv = EqualConv::new(c4 + extra + config.text_concat, c4, 3, true, vb.pp("b4.conv"))?;
         let fc = EqualLinear::new(c4 * 16, c4, 1.0, 0.0, vb.pp("b4.fc"))?;
         let out = EqualLinear::new(c4, 1, 1.0, 0.0, vb.pp("b4.out"))?;
@@ -141,9 +141,7 @@ impl Discriminator for ResidualDiscriminator {
         for block in &self.blocks {
             h = block.forward(&h)?;
         }
-        if self.config.mbstd_group > 0 {
-            h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
-        }
+        h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
         let embedding = match cond {
             Some(cond) => Some(normalize_2nd_moment(&cond.embedding.to_dtype(h.dtype())?)?),
             None => None,
