@@ -18,6 +18,18 @@ pub fn appended_channels(group: usize, features: usize) -> usize {
     }
 }
 
+/// Checks a discriminator's settings for [`minibatch_stddev`] before it builds its layers, naming the
+/// discriminator (`owner`) in the error: unless `group` is 0 (off), `features` must be non-zero and divide
+/// the `channels` the statistic is taken over.
+pub fn check_settings(owner: &str, group: usize, features: usize, channels: usize) -> crate::Result<()> {
+    if group > 0 && (features == 0 || !channels.is_multiple_of(features)) {
+        return Err(crate::Error::InvalidInput(format!(
+            "{owner}: mbstd_features ({features}) must be non-zero and divide the {channels} channels it is taken over"
+        )));
+    }
+    Ok(())
+}
+
 /// Minibatch standard deviation of `x` `(B, C, H, W)` (`x` unchanged when `group` is 0): samples are split into groups of up to
 /// `group` (the largest such size dividing the batch; member `i` of group `j` is sample `i m + j`,
 /// StyleGAN's layout, with `m = B / group`); each group's standard deviation over its members,
@@ -72,6 +84,17 @@ mod tests {
         // Group 0 turns it off: nothing appended.
         assert_eq!(values(&minibatch_stddev(&x, 0, 1).unwrap()), values(&x));
         assert_eq!((appended_channels(0, 3), appended_channels(2, 3)), (0, 3));
+    }
+
+    #[test]
+    fn settings_are_checked_only_when_the_statistic_is_on() {
+        assert!(check_settings("d", 0, 0, 3).is_ok());
+        assert!(check_settings("d", 4, 1, 3).is_ok());
+        assert!(check_settings("d", 4, 3, 6).is_ok());
+        for features in [0, 2] {
+            let err = check_settings("my discriminator", 4, features, 3).unwrap_err().to_string();
+            assert!(err.contains("my discriminator") && err.contains("mbstd_features"), "{err}");
+        }
     }
 
     #[test]

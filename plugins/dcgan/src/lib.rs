@@ -20,7 +20,7 @@ use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::conv::{add_bias, conv_transpose2d, Conv2d, ConvTranspose2d};
-use condor_core::minibatch::{appended_channels, minibatch_stddev};
+use condor_core::minibatch::{appended_channels, check_settings, minibatch_stddev};
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
@@ -372,14 +372,8 @@ impl DcganDiscriminator {
         if config.width == 0 || config.channels == 0 {
             return Err(Error::InvalidInput("dcgan discriminator: width and channels must be non-zero".into()));
         }
-        if config.mbstd_group > 0
-            && (config.mbstd_features == 0 || !(config.width << (n - 1)).is_multiple_of(config.mbstd_features))
-        {
-            return Err(Error::InvalidInput(format!(
-                "dcgan discriminator: mbstd_features must be non-zero and divide the {} top channels",
-                config.width << (n - 1)
-            )));
-        }
+        let top = config.width << (n - 1);
+        check_settings("dcgan discriminator", config.mbstd_group, config.mbstd_features, top)?;
         let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
         let mut downs = Vec::new();
         for i in 1..n {
@@ -387,7 +381,6 @@ impl DcganDiscriminator {
             let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, false, vb.pp(format!("down{i}")))?;
             downs.push((conv, batch_norm(cout, vb.pp(format!("down{i}_bn")))?));
         }
-        let top = config.width << (n - 1);
         let stats = appended_channels(config.mbstd_group, config.mbstd_features);
         let text = match config.cond_dim {
             0 => None,

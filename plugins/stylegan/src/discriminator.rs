@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::layers::{downsample2x, lrelu, normalize_2nd_moment, EqualConv, EqualLinear};
 use crate::{channels_at, resolutions};
-use condor_core::minibatch::{appended_channels, minibatch_stddev};
+use condor_core::minibatch::{appended_channels, check_settings, minibatch_stddev};
 
 /// Configuration of [`ResidualDiscriminator`]. The defaults: 32 pixels, 32 to 128 feature maps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,12 +89,11 @@ impl ResidualDiscriminator {
     /// Builds the discriminator's layers through `vb`.
     pub fn new(config: ResidualDiscriminatorConfig, vb: VarBuilder) -> condor_core::Result<Self> {
         let res = resolutions(config.image_size, "stylegan discriminator")?;
-        if config.channels == 0 || (config.mbstd_group > 0 && config.mbstd_features == 0) {
-            return Err(Error::InvalidInput(
-                "stylegan discriminator: channels and mbstd_features must be non-zero".into(),
-            ));
+        if config.channels == 0 {
+            return Err(Error::InvalidInput("stylegan discriminator: channels must be non-zero".into()));
         }
         let ch = |r| channels_at(r, config.channel_base, config.channel_max);
+        check_settings("stylegan discriminator", config.mbstd_group, config.mbstd_features, ch(4))?;
         let s = config.image_size;
         let from_rgb = EqualConv::new(config.channels, ch(s), 1, true, vb.pp("from_rgb"))?;
         let mut blocks = Vec::new();

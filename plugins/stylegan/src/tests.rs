@@ -149,6 +149,24 @@ fn discriminator_gradients_match_finite_differences_with_and_without_the_text_co
 }
 
 #[test]
+fn minibatch_features_that_do_not_divide_the_channels_are_refused_at_build_time() {
+    // channel_max 3 gives 3 channels at 4x4: 3 features split them, 2 do not.
+    let build = |mbstd_features| {
+        let config = ResidualDiscriminatorConfig {
+            image_size: 8,
+            channel_base: 16,
+            channel_max: 3,
+            mbstd_features,
+            ..Default::default()
+        };
+        ResidualDiscriminator::new(config, Params::new(1).var_builder(DType::F32, &Device::Cpu))
+    };
+    assert!(build(3).is_ok());
+    let err = build(2).err().unwrap().to_string();
+    assert!(err.contains("mbstd_features") && err.contains("stylegan discriminator"), "{err}");
+}
+
+#[test]
 fn the_text_concatenation_lets_the_last_convolution_read_the_caption() {
     // With the projection's weights at zero, only the concatenated code can carry the caption.
     let config = ResidualDiscriminatorConfig {
