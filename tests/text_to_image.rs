@@ -188,3 +188,47 @@ fn truncation_scales_the_conditioning_augmentation_draw() {
     let d = common::max_abs_diff(&draw(Some(0.0)), &draw(None));
     assert!(d > 1e-6, "the draw matters ({d})");
 }
+
+#[test]
+fn differentiable_augmentation_is_drawn_from_the_run_seed_resumes_bit_exactly_and_needs_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = condor::registry();
+    let config = |steps| {
+        let mut c = common::tiny_birds(steps, tmp.path());
+        c.training.diff_augment = Some(Default::default());
+        c
+    };
+    let weights_after = |mut t: Trainer, steps| {
+        for _ in 0..steps {
+            t.step().unwrap();
+        }
+        t.weights()
+    };
+    let straight = weights_after(Trainer::new(config(4), &registry, &Device::Cpu).unwrap(), 4);
+    let path = tmp.path().join("half.safetensors");
+    let mut first = Trainer::new(config(4), &registry, &Device::Cpu).unwrap();
+    for _ in 0..2 {
+        first.step().unwrap();
+    }
+    first.save_checkpoint(&path).unwrap();
+    let ckpt = condor::pipeline::Checkpoint::load(&path, &Device::Cpu).unwrap();
+    assert!(ckpt.config.training.diff_augment.is_some(), "the checkpoint keeps the augmentation settings");
+    let resumed = weights_after(Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap(), 2);
+    let plain = weights_after(Trainer::new(common::tiny_birds(4, tmp.path()), &registry, &Device::Cpu).unwrap(), 4);
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    };
+    for (name, t) in &straight {
+        assert_eq!(max_diff(t, &resumed[name]), 0.0, "{name} differs after resume");
+    }
+    // The discriminator saw other images than without augmentation, so it trained differently.
+    let moved =
+        straight.iter().filter(|(n, _)| n.starts_with("d.")).map(|(n, t)| max_diff(t, &plain[n])).fold(0.0, f32::max);
+    assert!(moved > 1e-4, "the augmentation changed the discriminator by only {moved}");
+
+    // Samples that are not images cannot be translated: a clear error when the trainer is built.
+    let mut points = common::mixture_config(DatasetConfig::ring8(), 1, 8, 8);
+    points.training.diff_augment = Some(Default::default());
+    let err = Trainer::new(points, &registry, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("diff_augment"), "{err}");
+}

@@ -98,6 +98,9 @@ pub struct TrainingConfig {
     pub interpolation: f64,
     /// The lazy R1 gradient penalty on real images (see [`crate::regularizers`]).
     pub r1: Option<crate::regularizers::R1Config>,
+    /// Differentiable augmentation of every discriminator input, real and generated (see
+    /// [`crate::diff_augment`]).
+    pub diff_augment: Option<crate::diff_augment::DiffAugmentConfig>,
     /// Arithmetic of the training passes: `f32`, or mixed precision with `bf16` or `f16` passes and
     /// float32 master weights (see [`crate::precision`]).
     pub precision: crate::precision::Precision,
@@ -117,6 +120,7 @@ impl Default for TrainingConfig {
             gan_int: false,
             interpolation: 0.5,
             r1: None,
+            diff_augment: None,
             precision: Default::default(),
         }
     }
@@ -292,6 +296,9 @@ impl RunConfig {
             if !(r.gamma >= 0.0) || r.every == 0 || !(r.step > 0.0) {
                 return bad("`training.r1` needs gamma >= 0, every >= 1 and step > 0".into());
             }
+        }
+        if let Some(Err(msg)) = t.diff_augment.map(|a| a.validate()) {
+            return bad(msg);
         }
         if let Some(e) = &t.ema {
             if !(0.0..1.0).contains(&e.decay) {

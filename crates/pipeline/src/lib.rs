@@ -11,6 +11,7 @@ pub mod bird_judge;
 pub mod checkpoint;
 pub mod colour_eval;
 pub mod config;
+pub mod diff_augment;
 pub mod digit_eval;
 pub mod error;
 pub mod eval;

@@ -16,6 +16,7 @@ use condor_core::{derived_rng, is_buffer, Conditioning, DataSource, Discriminato
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
+use crate::diff_augment;
 use crate::error::{PipelineError, Result};
 use crate::losses::Targets;
 use crate::optim::Adam;
@@ -283,6 +284,18 @@ impl Trainer {
         Ok(Some(grads))
     }
 
+    /// `x` (this rank's rows of `blocks` stacked global batches) through the differentiable
+    /// augmentation drawn for the whole global batch, so that every world size draws the same transform
+    /// for the same row; `x` itself when the run has none.
+    fn augmented_rows(&self, x: &Tensor, blocks: usize, rng: &mut condor_core::Rng) -> Result<Tensor> {
+        let Some(a) = &self.config.training.diff_augment else {
+            return Ok(x.clone());
+        };
+        let (_, _, h, w) = x.dims4()?;
+        let plan = a.draw(blocks * self.shard.global, h, w, rng, x.device())?;
+        Ok(plan.select_rows(|t| self.shard.rows(t, blocks))?.apply(x)?)
+    }
+
     /// `x` (this rank's rows of `blocks` stacked global batches) plus instance noise drawn for the
     /// whole global batch, so that every world size draws the same noise for the same row.
     fn noisy_rows(&self, x: &Tensor, sigma: f64, blocks: usize, rng: &mut condor_core::Rng) -> Result<Tensor> {
@@ -345,8 +358,9 @@ impl Trainer {
             let cond = cond.as_ref();
             let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?.to_dtype(dtype)?;
             let fake = g_pass.forward(&z, g_kind.select(cond), true)?.detach();
-            let real_in = shard.rows(&add_instance_noise(&batch.samples, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
-            let fake_in = self.noisy_rows(&fake, sigma, 1, &mut rng)?;
+            let real = diff_augment::augment(t.diff_augment.as_ref(), &batch.samples, &mut rng)?;
+            let real_in = shard.rows(&add_instance_noise(&real, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
+            let fake_in = self.noisy_rows(&self.augmented_rows(&fake, 1, &mut rng)?, sigma, 1, &mut rng)?;
             let d_real = d_pass.forward(&real_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
             let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
@@ -412,7 +426,7 @@ impl Trainer {
         let z = shard.rows(&z, blocks)?.to_dtype(dtype)?;
         let cond = cond.as_ref().map(|c| self.local_conditioning(c, blocks, dtype)).transpose()?;
         let fake = g_pass.forward(&z, g_kind.select(cond.as_ref()), true)?;
-        let fake_in = self.noisy_rows(&fake, sigma, blocks, &mut rng)?;
+        let fake_in = self.noisy_rows(&self.augmented_rows(&fake, blocks, &mut rng)?, sigma, blocks, &mut rng)?;
         let d_fake = d_pass.forward(&fake_in, d_kind.select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
         let rows = shard.len();
         let mut loss = if interpolating {
@@ -535,6 +549,12 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, g: &dyn Generator, d: &d
             "the generator (`{}`) makes samples of shape {:?} but the data has shape {:?}",
             config.generator.plugin,
             g.sample_shape(),
+            data.sample_shape()
+        ));
+    }
+    if config.training.diff_augment.is_some() && data.sample_shape().len() != 3 {
+        return bad(format!(
+            "`training.diff_augment` translates and cuts images (channels, height, width), but the data's samples have shape {:?}",
             data.sample_shape()
         ));
     }
