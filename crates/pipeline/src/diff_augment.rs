@@ -60,12 +60,14 @@ impl DiffAugmentConfig {
             let dy = rng.random_range(-(pad_y as i64)..=pad_y as i64);
             let dx = rng.random_range(-(pad_x as i64)..=pad_x as i64);
             let (cy, cx) = (rng.random_range(0..height), rng.random_range(0..width));
-            let (top, left) = (cy.saturating_sub(cut_h / 2), cx.saturating_sub(cut_w / 2));
+            // The square's top-left corner; above or left of the image when the centre is near the border.
+            let (top, left) = (cy as i64 - (cut_h / 2) as i64, cx as i64 - (cut_w / 2) as i64);
             for y in 0..height {
                 for x in 0..width {
                     let (py, px) = ((y as i64 + pad_y as i64 - dy) as usize, (x as i64 + pad_x as i64 - dx) as usize);
                     index.push((py * padded_w + px) as u32);
-                    let cut = cut_h > 0 && (top..top + cut_h).contains(&y) && (left..left + cut_w).contains(&x);
+                    let (yi, xi) = (y as i64, x as i64);
+                    let cut = (top..top + cut_h as i64).contains(&yi) && (left..left + cut_w as i64).contains(&xi);
                     mask.push(if cut { 0f32 } else { 1.0 });
                 }
             }
@@ -148,12 +150,17 @@ mod tests {
         Tensor::arange(1f64, n as f64 + 1.0, &Device::Cpu).unwrap().reshape((b, c, h, w)).unwrap()
     }
 
+    /// `b` ramps of `c` channels of 8x8, the plan drawn for them from `seed`, and its output.
+    fn augmented(config: DiffAugmentConfig, b: usize, c: usize, seed: u64) -> (Tensor, Tensor, DiffAugmentPlan) {
+        let x = ramp(b, c, 8, 8);
+        let plan = config.draw(b, 8, 8, &mut derived_rng(seed, &[]), &Device::Cpu).unwrap();
+        let y = plan.apply(&x).unwrap();
+        (x, y, plan)
+    }
+
     #[test]
     fn translation_moves_every_channel_by_the_same_whole_pixels_and_fills_with_zeros() {
-        let config = DiffAugmentConfig { translation: 0.25, cutout: 0.0 };
-        let x = ramp(6, 2, 8, 8);
-        let plan = config.draw(6, 8, 8, &mut derived_rng(3, &[]), &Device::Cpu).unwrap();
-        let y = plan.apply(&x).unwrap();
+        let (x, y, _) = augmented(DiffAugmentConfig { translation: 0.25, cutout: 0.0 }, 6, 2, 3);
         assert_eq!(y.dims(), &[6, 2, 8, 8]);
         let (xs, ys) = (grid(&x), grid(&y));
         let mut shifts = Vec::new();
@@ -181,10 +188,7 @@ mod tests {
 
     #[test]
     fn cutout_zeroes_one_square_per_image_and_leaves_the_rest() {
-        let config = DiffAugmentConfig { translation: 0.0, cutout: 0.5 };
-        let x = ramp(16, 3, 8, 8);
-        let plan = config.draw(16, 8, 8, &mut derived_rng(5, &[]), &Device::Cpu).unwrap();
-        let y = plan.apply(&x).unwrap();
+        let (x, y, plan) = augmented(DiffAugmentConfig { translation: 0.0, cutout: 0.5 }, 16, 3, 5);
         let (xs, ys) = (grid(&x), grid(&y));
         for i in 0..16 {
             let zeroed: Vec<(usize, usize)> =
