@@ -6,7 +6,8 @@
 //!   stride-2 transposed convolutions (DCGAN's way) or, with [`Upsampling::Resize`], by bilinear 2x
 //!   upsampling followed by a 3x3 convolution (Odena et al. 2016, which avoids transposed
 //!   convolutions' checkerboard).
-//! - [`DcganDiscriminator`]: stride-2 convolutions with batch norm and leaky ReLU down to 4x4; there the
+//! - [`DcganDiscriminator`]: stride-2 convolutions with batch norm (or layer norm, or none:
+//!   [`DiscriminatorNorm`]) and leaky ReLU down to 4x4; there the
 //!   compressed embedding is replicated spatially and joined to the features, mixed by a 1x1
 //!   convolution, and a 4x4 convolution gives the logit. Optionally (`projection`), the projection
 //!   discriminator's term of Miyato & Koyama (2018) is added: the inner product of a linear map of the
@@ -103,6 +104,24 @@ pub struct DcganDiscriminatorConfig {
     pub mbstd_group: usize,
     /// Channel slices the minibatch standard deviation averages over, one statistic each.
     pub mbstd_features: usize,
+    /// How the hidden features are normalised.
+    pub norm: DiscriminatorNorm,
+}
+
+/// How a [`DcganDiscriminator`] normalises its hidden features (all but the first layer's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscriminatorNorm {
+    /// Batch norm (Radford et al.). Real and generated images go through the discriminator in separate
+    /// batches, so each is normalised by its own statistics: a difference shared by every generated
+    /// image (a tint, a speckle) is partly normalised away.
+    #[default]
+    Batch,
+    /// Layer norm: each image's features over channels and positions, with a learned scale and shift
+    /// per channel (the batch-norm replacement of Gulrajani et al. 2017). No image depends on the others.
+    Layer,
+    /// No normalisation; the convolutions get biases instead.
+    None,
 }
 
 impl Default for DcganDiscriminatorConfig {
@@ -117,6 +136,7 @@ impl Default for DcganDiscriminatorConfig {
             projection: false,
             mbstd_group: 0,
             mbstd_features: 1,
+            norm: DiscriminatorNorm::Batch,
         }
     }
 }
@@ -235,6 +255,56 @@ fn batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
     let mean = vb.get_with_hints(n, "running_mean", Init::Const(0.0))?;
     let var = vb.get_with_hints(n, "running_var", Init::Const(1.0))?;
     BatchNorm::new(n, mean, var, weight, bias, BatchNormConfig::default().eps)
+}
+
+/// Variance floor of [`Norm::Layer`], as batch norm's.
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// A discriminator layer's normalisation, as [`DiscriminatorNorm`] chooses.
+enum Norm {
+    Batch(BatchNorm),
+    /// Per-channel scale and shift `(C,)` after normalising each image over `(C, H, W)`.
+    Layer {
+        weight: Tensor,
+        bias: Tensor,
+    },
+    None,
+}
+
+impl Norm {
+    /// The normalisation of `n` channels named `name` (only batch and layer norm have parameters).
+    fn new(kind: DiscriminatorNorm, n: usize, name: &str, vb: &VarBuilder) -> candle_core::Result<Self> {
+        Ok(match kind {
+            DiscriminatorNorm::Batch => Norm::Batch(batch_norm(n, vb.pp(format!("{name}_bn")))?),
+            DiscriminatorNorm::Layer => {
+                let vb = vb.pp(format!("{name}_ln"));
+                let weight = vb.get_with_hints(n, "weight", Init::Randn { mean: 1.0, stdev: 0.02 })?;
+                Norm::Layer { weight, bias: vb.get_with_hints(n, "bias", Init::Const(0.0))? }
+            }
+            DiscriminatorNorm::None => Norm::None,
+        })
+    }
+
+    /// Whether the convolution before it needs a bias of its own.
+    fn needs_conv_bias(kind: DiscriminatorNorm) -> bool {
+        kind == DiscriminatorNorm::None
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        match self {
+            Norm::Batch(bn) => bn.forward_t(x, train),
+            Norm::Layer { weight, bias } => {
+                let (b, c, h, w) = x.dims4()?;
+                let flat = x.reshape((b, c * h * w))?;
+                let centred = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
+                let std = (centred.sqr()?.mean_keepdim(1)? + LAYER_NORM_EPS)?.sqrt()?;
+                let normed = centred.broadcast_div(&std)?.reshape((b, c, h, w))?;
+                let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
+                normed.broadcast_mul(&per_channel(weight)?)?.broadcast_add(&per_channel(bias)?)
+            }
+            Norm::None => Ok(x.clone()),
+        }
+    }
 }
 
 /// How the generator reads the embedding.
@@ -359,8 +429,8 @@ impl Generator for DcganGenerator {
 pub struct DcganDiscriminator {
     config: DcganDiscriminatorConfig,
     first: Conv2d,
-    downs: Vec<(Conv2d, BatchNorm)>,
-    text: Option<(Linear, Conv2d, BatchNorm)>,
+    downs: Vec<(Conv2d, Norm)>,
+    text: Option<(Linear, Conv2d, Norm)>,
     projection: Option<Linear>,
     logit: Conv2d,
 }
@@ -375,11 +445,12 @@ impl DcganDiscriminator {
         let top = config.width << (n - 1);
         check_settings("dcgan discriminator", config.mbstd_group, config.mbstd_features, top)?;
         let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
+        let conv_bias = Norm::needs_conv_bias(config.norm);
         let mut downs = Vec::new();
         for i in 1..n {
             let (cin, cout) = (config.width << (i - 1), config.width << i);
-            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, false, vb.pp(format!("down{i}")))?;
-            downs.push((conv, batch_norm(cout, vb.pp(format!("down{i}_bn")))?));
+            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, conv_bias, vb.pp(format!("down{i}")))?;
+            downs.push((conv, Norm::new(config.norm, cout, &format!("down{i}"), &vb)?));
         }
         let stats = appended_channels(config.mbstd_group, config.mbstd_features);
         let text = match config.cond_dim {
@@ -387,8 +458,8 @@ impl DcganDiscriminator {
             e => {
                 let p = config.cond_proj_dim;
                 let proj = linear(e, p, true, vb.pp("text"))?;
-                let mix = conv(top + stats + p, top, 1, VALID, false, vb.pp("joint"))?;
-                Some((proj, mix, batch_norm(top, vb.pp("joint_bn"))?))
+                let mix = conv(top + stats + p, top, 1, VALID, conv_bias, vb.pp("joint"))?;
+                Some((proj, mix, Norm::new(config.norm, top, "joint", &vb)?))
             }
         };
         let projection = match (config.cond_dim, config.projection) {

@@ -89,7 +89,14 @@ fn generator_gradients_match_finite_differences_with_and_without_augmentation_fo
 
 #[test]
 fn discriminator_gradients_match_finite_differences() {
-    for (projection, mbstd_group) in [(false, 0), (true, 0), (true, 3)] {
+    let batch = DiscriminatorNorm::Batch;
+    for (projection, mbstd_group, norm) in [
+        (false, 0, batch),
+        (true, 0, batch),
+        (true, 3, batch),
+        (true, 3, DiscriminatorNorm::Layer),
+        (true, 0, DiscriminatorNorm::None),
+    ] {
         let params = Params::new(7);
         let config = DcganDiscriminatorConfig {
             cond_dim: 5,
@@ -98,6 +105,7 @@ fn discriminator_gradients_match_finite_differences() {
             width: 2,
             projection,
             mbstd_group,
+            norm,
             ..Default::default()
         };
         let d = DcganDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
@@ -111,6 +119,66 @@ fn discriminator_gradients_match_finite_differences() {
         })
         .unwrap();
         assert!(checked >= 30, "{checked}");
+    }
+}
+
+#[test]
+fn without_batch_norm_each_training_logit_sees_only_its_own_image() {
+    // In training mode batch norm normalises by the batch's statistics, so changing sample 2 moves every
+    // logit; layer norm and no norm keep the samples apart.
+    let x = randn(30, &[4, 3, 32, 32], DType::F32);
+    let changed = x.slice_assign(&[2..3, 0..3, 0..32, 0..32], &randn(31, &[1, 3, 32, 32], DType::F32)).unwrap();
+    let cond = Conditioning::from_embedding(randn(32, &[4, 5], DType::F32)).unwrap();
+    for norm in [DiscriminatorNorm::Batch, DiscriminatorNorm::Layer, DiscriminatorNorm::None] {
+        let params = Params::new(33);
+        let config = DcganDiscriminatorConfig {
+            cond_dim: 5,
+            image_size: 32,
+            width: 4,
+            projection: true,
+            norm,
+            ..Default::default()
+        };
+        let d = DcganDiscriminator::new(config, params.var_builder(DType::F32, &Device::Cpu)).unwrap();
+        let logits = |x: &Tensor| -> Vec<f32> { d.forward(x, Some(&cond), true).unwrap().to_vec1().unwrap() };
+        let (before, after) = (logits(&x), logits(&changed));
+        let others_moved = [0, 1, 3].iter().any(|&i| (before[i] - after[i]).abs() > 1e-6);
+        assert_eq!(others_moved, norm == DiscriminatorNorm::Batch, "{norm:?}: {before:?} -> {after:?}");
+        assert!((before[2] - after[2]).abs() > 1e-6, "{norm:?}");
+        let names: Vec<String> = params.named().into_iter().map(|(n, _)| n).collect();
+        let has = |n: &str| names.iter().any(|m| m == n);
+        assert_eq!(has("down1_bn.running_mean"), norm == DiscriminatorNorm::Batch, "{names:?}");
+        assert_eq!(has("joint_ln.weight"), norm == DiscriminatorNorm::Layer, "{names:?}");
+        assert_eq!(has("down2.bias"), norm == DiscriminatorNorm::None, "{names:?}");
+    }
+}
+
+#[test]
+fn layer_norm_gives_each_image_zero_mean_and_unit_variance_then_scales_per_channel() {
+    let params = Params::new(40);
+    let vb = params.var_builder(DType::F64, &Device::Cpu);
+    let norm = Norm::new(DiscriminatorNorm::Layer, 3, "n", &vb).unwrap();
+    let Norm::Layer { weight, bias } = &norm else { panic!("layer norm") };
+    let (scale, shift) = ([0.5, 2.0, -1.0], [0.1, -0.3, 0.0]);
+    for (name, values) in [("n_ln.weight", scale), ("n_ln.bias", shift)] {
+        let (_, var) = params.named().into_iter().find(|(n, _)| n == name).unwrap();
+        var.set(&Tensor::new(&values, &Device::Cpu).unwrap()).unwrap();
+    }
+    assert_eq!(weight.dims(), &[3]);
+    assert_eq!(bias.dims(), &[3]);
+    let x = ((randn(41, &[2, 3, 4, 4], DType::F64) * 3.0).unwrap() + 5.0).unwrap();
+    let y = norm.forward_t(&x, true).unwrap();
+    let (xs, ys): (Vec<f64>, Vec<f64>) =
+        (x.flatten_all().unwrap().to_vec1().unwrap(), y.flatten_all().unwrap().to_vec1().unwrap());
+    for image in 0..2 {
+        let v = &xs[image * 48..(image + 1) * 48];
+        let mean = v.iter().sum::<f64>() / 48.0;
+        let std = (v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 48.0 + LAYER_NORM_EPS).sqrt();
+        for (i, (&a, &b)) in v.iter().zip(&ys[image * 48..(image + 1) * 48]).enumerate() {
+            let c = i / 16;
+            let expected = (a - mean) / std * scale[c] + shift[c];
+            assert!((b - expected).abs() < 1e-12, "image {image} entry {i}: {b} vs {expected}");
+        }
     }
 }
 
