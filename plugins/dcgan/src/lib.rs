@@ -17,7 +17,7 @@
 //! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
 //! Registered as `"dcgan"` for both kinds by [`register`].
 
-use candle_core::{Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::conv::{add_bias, conv_transpose2d, Conv2d, ConvTranspose2d};
@@ -295,10 +295,13 @@ impl Norm {
             Norm::Batch(bn) => bn.forward_t(x, train),
             Norm::Layer { weight, bias } => {
                 let (b, c, h, w) = x.dims4()?;
-                let flat = x.reshape((b, c * h * w))?;
+                // The statistics in float32 at least: half-precision sums over thousands of features
+                // are off by whole units.
+                let stats_dtype = if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+                let flat = x.reshape((b, c * h * w))?.to_dtype(stats_dtype)?;
                 let centred = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
                 let std = (centred.sqr()?.mean_keepdim(1)? + LAYER_NORM_EPS)?.sqrt()?;
-                let normed = centred.broadcast_div(&std)?.reshape((b, c, h, w))?;
+                let normed = centred.broadcast_div(&std)?.reshape((b, c, h, w))?.to_dtype(x.dtype())?;
                 let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
                 normed.broadcast_mul(&per_channel(weight)?)?.broadcast_add(&per_channel(bias)?)
             }

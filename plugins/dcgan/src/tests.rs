@@ -183,6 +183,27 @@ fn layer_norm_gives_each_image_zero_mean_and_unit_variance_then_scales_per_chann
 }
 
 #[test]
+fn layer_norm_of_half_precision_features_matches_float64() {
+    // Features far from zero: their sums overflow a half-precision accumulator's resolution.
+    let x = ((randn(42, &[2, 64, 8, 8], DType::F32) * 2.0).unwrap() + 60.0).unwrap();
+    for dtype in [DType::BF16, DType::F16] {
+        let params = Params::new(43);
+        let norm = Norm::new(DiscriminatorNorm::Layer, 64, "n", &params.var_builder(dtype, &Device::Cpu)).unwrap();
+        let reference = Params::new(43);
+        let exact =
+            Norm::new(DiscriminatorNorm::Layer, 64, "n", &reference.var_builder(DType::F64, &Device::Cpu)).unwrap();
+        reference.copy_from(&params).unwrap();
+        let input = x.to_dtype(dtype).unwrap();
+        let y = norm.forward_t(&input, true).unwrap();
+        assert_eq!(y.dtype(), dtype);
+        let want = exact.forward_t(&input.to_dtype(DType::F64).unwrap(), true).unwrap();
+        let err = (y.to_dtype(DType::F64).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap();
+        let err = err.to_scalar::<f64>().unwrap();
+        assert!(err < 0.05, "{dtype:?}: largest error {err}");
+    }
+}
+
+#[test]
 fn minibatch_stddev_lets_each_logit_see_its_group() {
     // In inference mode (batch norm from running statistics) a sample's logit depends on the other
     // samples only through the minibatch standard deviation: with groups of 2 (samples 0 and 2, 1 and
