@@ -168,15 +168,26 @@ struct Step {
 /// from N(1, 0.02).
 const WEIGHT_INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
 
+/// A zero-initialised bias of `o` entries when `bias` is set.
+fn optional_bias(o: usize, bias: bool, vb: &VarBuilder) -> candle_core::Result<Option<Tensor>> {
+    bias.then(|| vb.get_with_hints(o, "bias", Init::Const(0.0))).transpose()
+}
+
+/// A normalisation's learned per-channel scale, from N(1, 0.02), and shift, zero (DCGAN's init).
+fn scale_and_shift(n: usize, vb: &VarBuilder) -> candle_core::Result<(Tensor, Tensor)> {
+    let scale = vb.get_with_hints(n, "weight", Init::Randn { mean: 1.0, stdev: 0.02 })?;
+    Ok((scale, vb.get_with_hints(n, "bias", Init::Const(0.0))?))
+}
+
 fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
     let w = vb.get_with_hints((o, i), "weight", WEIGHT_INIT)?;
-    let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
+    let b = optional_bias(o, bias, &vb)?;
     Ok(Linear::new(w, b))
 }
 
 fn conv(i: usize, o: usize, k: usize, step: Step, bias: bool, vb: VarBuilder) -> candle_core::Result<Conv2d> {
     let w = vb.get_with_hints((o, i, k, k), "weight", WEIGHT_INIT)?;
-    let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
+    let b = optional_bias(o, bias, &vb)?;
     Ok(Conv2d::new(w, b, step.padding, step.stride))
 }
 
@@ -194,7 +205,7 @@ enum Up {
 
 impl Up {
     fn new(kind: Upsampling, i: usize, o: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self> {
-        let b = if bias { Some(vb.get_with_hints(o, "bias", Init::Const(0.0))?) } else { None };
+        let b = optional_bias(o, bias, &vb)?;
         Ok(match kind {
             Upsampling::Transposed => {
                 let w = vb.get_with_hints((i, o, 4, 4), "weight", WEIGHT_INIT)?;
@@ -250,8 +261,7 @@ fn bilinear_tap_map(device: &Device) -> candle_core::Result<Tensor> {
 }
 
 fn batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
-    let weight = vb.get_with_hints(n, "weight", Init::Randn { mean: 1.0, stdev: 0.02 })?;
-    let bias = vb.get_with_hints(n, "bias", Init::Const(0.0))?;
+    let (weight, bias) = scale_and_shift(n, &vb)?;
     let mean = vb.get_with_hints(n, "running_mean", Init::Const(0.0))?;
     let var = vb.get_with_hints(n, "running_var", Init::Const(1.0))?;
     BatchNorm::new(n, mean, var, weight, bias, BatchNormConfig::default().eps)
@@ -277,9 +287,8 @@ impl Norm {
         Ok(match kind {
             DiscriminatorNorm::Batch => Norm::Batch(batch_norm(n, vb.pp(format!("{name}_bn")))?),
             DiscriminatorNorm::Layer => {
-                let vb = vb.pp(format!("{name}_ln"));
-                let weight = vb.get_with_hints(n, "weight", Init::Randn { mean: 1.0, stdev: 0.02 })?;
-                Norm::Layer { weight, bias: vb.get_with_hints(n, "bias", Init::Const(0.0))? }
+                let (weight, bias) = scale_and_shift(n, &vb.pp(format!("{name}_ln")))?;
+                Norm::Layer { weight, bias }
             }
             DiscriminatorNorm::None => Norm::None,
         })
