@@ -13,10 +13,11 @@ train config *flags:
 train-birds *args:
     bash scripts/train_birds.sh {{args}}
 
-# Train the StyleGAN-like plugins on the synthetic birds (configs/birds-stylegan.toml: 32x32, about 40
-# minutes on a 2-core CPU; configs/birds-stylegan-64.toml and configs/birds-stylegan-gpu.toml are larger).
+# Train the StyleGAN-like generator on the synthetic birds against the DCGAN discriminator, as
+# weights/birds-stylegan-32.safetensors was (configs/birds-stylegan-dcgan-d.toml: 32x32, 30-50 minutes on a
+# 2-core CPU). The all-StyleGAN pair: `just train configs/birds-stylegan.toml` (or -64, -gpu for larger).
 train-stylegan *flags:
-    cargo run --release -p condor-cli -- train --config configs/birds-stylegan.toml {{flags}}
+    cargo run --release -p condor-cli -- train --config configs/birds-stylegan-dcgan-d.toml {{flags}}
 
 # A style-mixing grid: rows take the coarse styles of the first prompt's birds, columns the fine styles of
 # the second's, e.g. `just style-mix "a red bird" "a blue bird" --checkpoint weights/birds-stylegan-32.safetensors`.
