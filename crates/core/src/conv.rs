@@ -1,166 +1,131 @@
-//! 2-D convolutions on the CPU as one matrix product each, with their gradients as matrix products too.
+//! 2-D convolutions on the CPU as matrix products, with their gradients as matrix products too.
 //!
 //! candle's CPU `conv_transpose2d` is a direct loop of dot products over the input channels, and its
 //! `conv2d` backward computes the input gradient with that loop. For the small images a GAN trains on,
 //! it took most of a training step. Here a convolution is im2col (gather every kernel tap's input
-//! pixels into a matrix) then one matmul, and a transposed convolution is one matmul then col2im
-//! (scatter-add the taps back onto the image). im2col and col2im are each other's adjoints, so each is
-//! the other's backward, and candle's autograd sees only them and matmuls.
+//! pixels into a matrix) then a matrix product, and a transposed convolution is a product then col2im
+//! (scatter-add the taps back onto the image), each one op in candle's graph whose backward is the
+//! other two products of [`crate::kernels::conv`]. The patch matrices are built chunk by chunk and never
+//! kept: the graph holds only the op's input and weights.
 //!
 //! On other devices, and for dtypes other than f32 and f64, [`conv2d`] and [`conv_transpose2d`] call
 //! candle's own convolutions, which are fast there.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
-/// Where a convolution's kernel taps fall: an image of `channels` x `image` pixels per batch item,
-/// read (or written) by a `kernel` x `kernel` window at every point of a `grid` of positions, `stride`
-/// apart, starting `padding` pixels before the image.
+use crate::kernels::conv::{matmul_scatter, patches_matmul, patches_outer};
+use crate::kernels::patches::Patches;
+use crate::kernels::real_op;
+
+/// One of the three products of [`crate::kernels::conv`], as a candle op without a gradient of its own:
+/// the pieces a convolution's forward and backward passes are made of.
 #[derive(Clone, Copy, Debug)]
-struct Patches {
-    batch: usize,
-    channels: usize,
-    image: (usize, usize),
-    grid: (usize, usize),
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+enum Product {
+    /// `(images, w)` to `(B, m, grid)`: `W P(image)` per item.
+    PatchesMatmul,
+    /// `(g, w)` to `(B, C, H, W)`: `col2im(W^T g)` per item.
+    MatmulScatter,
+    /// `(g, images)` to `(m, taps)`: `sum_b g_b P(image_b)^T`.
+    PatchesOuter,
 }
 
-impl Patches {
-    fn image_len(&self) -> usize {
-        self.batch * self.channels * self.image.0 * self.image.1
-    }
-
-    /// Columns of the patch matrix: one per batch item and grid position.
-    fn columns(&self) -> usize {
-        self.batch * self.grid.0 * self.grid.1
-    }
-
-    /// The grid positions `g` whose tap at kernel offset `k` reads a pixel inside `size`
-    /// (`g * stride + k - padding` in `0..size`), and the pixel the first of them reads.
-    fn inside(&self, k: usize, size: usize, grid: usize) -> (std::ops::Range<usize>, usize) {
-        let s = self.stride;
-        let first = self.padding.saturating_sub(k).div_ceil(s);
-        let end = (size + self.padding).saturating_sub(k).div_ceil(s).min(grid);
-        (first..end.max(first), (first * s + k).saturating_sub(self.padding))
-    }
-
-    /// im2col: `(C, H, W)` images to the `(C * k * k, B * grid)` matrix of their taps (zero outside).
-    fn gather<T: Copy + Default + Send + Sync>(&self, image: &[T]) -> Vec<T> {
-        let (n, k, s) = (self.columns(), self.kernel, self.stride);
-        let ((h, w), (gh, gw)) = (self.image, self.grid);
-        let mut cols = vec![T::default(); self.channels * k * k * n];
-        cols.par_chunks_mut(n).enumerate().for_each(|(row, out)| {
-            let (c, ky, kx) = (row / (k * k), row / k % k, row % k);
-            let (rows, y0) = self.inside(ky, h, gh);
-            let (xs, x0) = self.inside(kx, w, gw);
-            for b in 0..self.batch {
-                let plane = &image[(b * self.channels + c) * h * w..][..h * w];
-                for (i, gy) in rows.clone().enumerate() {
-                    let src = plane[(y0 + i * s) * w + x0..].iter().step_by(s);
-                    let dst = &mut out[(b * gh + gy) * gw..][xs.clone()];
-                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
-                }
-            }
-        });
-        cols
-    }
-
-    /// col2im, the adjoint of [`Patches::gather`]: adds every tap of the `(C * k * k, B * grid)`
-    /// matrix onto the pixel it reads.
-    fn scatter<T: Copy + Default + Send + Sync + std::ops::AddAssign>(&self, cols: &[T]) -> Vec<T> {
-        let (n, k, s) = (self.columns(), self.kernel, self.stride);
-        let ((h, w), (gh, gw)) = (self.image, self.grid);
-        let mut image = vec![T::default(); self.image_len()];
-        image.par_chunks_mut(h * w).enumerate().for_each(|(plane_index, plane)| {
-            let (b, c) = (plane_index / self.channels, plane_index % self.channels);
-            for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
-                let row = &cols[((c * k + ky) * k + kx) * n..][..n];
-                let (rows, y0) = self.inside(ky, h, gh);
-                let (xs, x0) = self.inside(kx, w, gw);
-                for (i, gy) in rows.enumerate() {
-                    let taps = &row[(b * gh + gy) * gw..][xs.clone()];
-                    let dst = plane[(y0 + i * s) * w + x0..].iter_mut().step_by(s);
-                    dst.zip(taps).for_each(|(d, &t)| *d += t);
-                }
-            }
-        });
-        image
-    }
-
-    fn image_shape(&self) -> Shape {
-        (self.batch, self.channels, self.image.0, self.image.1).into()
-    }
-
-    fn columns_shape(&self) -> Shape {
-        (self.channels * self.kernel * self.kernel, self.columns()).into()
-    }
-}
-
-/// The slice of a contiguous CPU storage a layout covers.
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: expects a contiguous tensor"),
-    }
-}
-
-/// im2col (image to patch matrix, [`Patches::gather`]) or col2im (patch matrix to image,
-/// [`Patches::scatter`]) as a differentiable op. The two are adjoint, so each is the other's backward.
+/// A [`Product`] over `patches` with `m` rows of `W`.
 #[derive(Clone, Copy, Debug)]
-struct Taps {
+struct ConvProduct {
+    product: Product,
     patches: Patches,
-    to_columns: bool,
+    m: usize,
 }
 
-impl Taps {
-    /// Applies the op to a contiguous storage holding exactly its input.
-    fn run<T>(&self, data: &[T], layout: &Layout) -> Result<Vec<T>>
-    where
-        T: Copy + Default + Send + Sync + std::ops::AddAssign,
-    {
-        let data = contiguous(data, layout, self.name())?;
-        let (input, _) = self.shapes();
-        if data.len() != input.elem_count() {
-            candle_core::bail!("{}: expects {input:?}, got {} elements", self.name(), data.len());
-        }
-        Ok(if self.to_columns { self.patches.gather(data) } else { self.patches.scatter(data) })
-    }
-
-    /// The shapes of the op's input and output.
-    fn shapes(&self) -> (Shape, Shape) {
-        let (image, columns) = (self.patches.image_shape(), self.patches.columns_shape());
-        if self.to_columns {
-            (image, columns)
-        } else {
-            (columns, image)
+impl ConvProduct {
+    /// Element counts of the two arguments and the output's shape.
+    fn shapes(&self) -> (usize, usize, Shape) {
+        let p = &self.patches;
+        let images = p.batch * p.image_len();
+        let g_side = p.batch * self.m * p.grid_len();
+        let w = self.m * p.taps();
+        match self.product {
+            Product::PatchesMatmul => (images, w, (p.batch, self.m, p.grid.0, p.grid.1).into()),
+            Product::MatmulScatter => (g_side, w, (p.batch, p.channels, p.image.0, p.image.1).into()),
+            Product::PatchesOuter => (g_side, images, (self.m, p.taps()).into()),
         }
     }
 }
 
-impl CustomOp1 for Taps {
+impl CustomOp2 for ConvProduct {
     fn name(&self) -> &'static str {
-        if self.to_columns {
-            "im2col"
-        } else {
-            "col2im"
+        match self.product {
+            Product::PatchesMatmul => "conv-patches-matmul",
+            Product::MatmulScatter => "conv-matmul-scatter",
+            Product::PatchesOuter => "conv-patches-outer",
         }
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(self.run(v, layout)?),
-            CpuStorage::F64(v) => CpuStorage::F64(self.run(v, layout)?),
-            other => candle_core::bail!("{}: f32 or f64 only, not {:?}", self.name(), other.dtype()),
-        };
-        Ok((out, self.shapes().1))
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n1, n2, shape) = self.shapes();
+        if l1.shape().elem_count() != n1 || l2.shape().elem_count() != n2 {
+            candle_core::bail!(
+                "{}: expects {n1} and {n2} elements, got {:?} and {:?}",
+                self.name(),
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let (p, m) = (&self.patches, self.m);
+        let out = real_op!(self.name(), [(s1, l1), (s2, l2)], |a, b| match self.product {
+            Product::PatchesMatmul => patches_matmul(a, b, m, p),
+            Product::MatmulScatter => matmul_scatter(a, b, m, p),
+            Product::PatchesOuter => patches_outer(a, b, m, p),
+        });
+        Ok((out, shape))
+    }
+}
+
+/// A convolution (`x` `(B, C_in, H, W)`, `w` `(C_out, C_in, k, k)`) or, `transposed`, a transposed
+/// convolution (`w` `(C_in, C_out, k, k)`) as one differentiable op whose gradients are [`Product`]s.
+/// `patches` describe the side that is gathered into patches: the input of a convolution, the output of
+/// a transposed one; the other side is the grid.
+#[derive(Clone, Copy, Debug)]
+struct ConvOp {
+    patches: Patches,
+    /// Channels on the grid side: the output's for a convolution, the input's for a transposed one.
+    m: usize,
+    transposed: bool,
+}
+
+impl ConvOp {
+    fn product(&self, product: Product) -> ConvProduct {
+        ConvProduct { product, patches: self.patches, m: self.m }
+    }
+}
+
+impl CustomOp2 for ConvOp {
+    fn name(&self) -> &'static str {
+        if self.transposed {
+            "conv-transpose2d"
+        } else {
+            "conv2d"
+        }
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let adjoint = Taps { to_columns: !self.to_columns, ..*self };
-        grad.contiguous()?.apply_op1_no_bwd(&adjoint).map(Some)
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let forward = if self.transposed { Product::MatmulScatter } else { Product::PatchesMatmul };
+        self.product(forward).cpu_fwd(s1, l1, s2, l2)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        // The input gradient runs the other direction; it is skipped for inputs nothing trains through
+        // (a batch of images).
+        let data = if self.transposed { Product::PatchesMatmul } else { Product::MatmulScatter };
+        let dx = x.track_op().then(|| grad.apply_op2_no_bwd(w, &self.product(data))).transpose()?;
+        // The weight gradient pairs the grid side's values with the patches of the other side.
+        let (grid_side, patch_side) = if self.transposed { (x, &grad) } else { (&grad, x) };
+        let dw = w
+            .track_op()
+            .then(|| grid_side.apply_op2_no_bwd(patch_side, &self.product(Product::PatchesOuter))?.reshape(w.shape()))
+            .transpose()?;
+        Ok((dx, dw))
     }
 }
 
@@ -195,11 +160,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<T
     if !on_cpu(x) {
         return x.conv2d(w, padding, stride, 1, 1);
     }
-    let c_out = w.dim(0)?;
     let grid = ((h + 2 * padding - k) / stride + 1, (wd + 2 * padding - k) / stride + 1);
     let patches = Patches { batch: b, channels: c_in, image: (h, wd), grid, kernel: k, stride, padding };
-    let cols = x.contiguous()?.apply_op1(Taps { patches, to_columns: true })?;
-    w.reshape((c_out, c_in * k * k))?.matmul(&cols)?.reshape((c_out, b, grid.0, grid.1))?.transpose(0, 1)?.contiguous()
+    x.contiguous()?.apply_op2(&w.contiguous()?, ConvOp { patches, m: w.dim(0)?, transposed: false })
 }
 
 /// 2-D transposed convolution of `x` `(B, C_in, H, W)` with `w` `(C_in, C_out, k, k)`: what
@@ -220,12 +183,9 @@ pub fn conv_transpose2d(
     if !on_cpu(x) {
         return x.conv_transpose2d(w, padding, output_padding, stride, 1);
     }
-    let c_out = w.dim(1)?;
-    // The output is the image whose patches, on the input's grid, are these columns (col2im).
-    let patches = Patches { batch: b, channels: c_out, image: (oh, ow), grid: (h, wd), kernel: k, stride, padding };
-    let xm = x.transpose(0, 1)?.contiguous()?.reshape((c_in, b * h * wd))?;
-    let cols = w.reshape((c_in, c_out * k * k))?.t()?.matmul(&xm)?;
-    cols.contiguous()?.apply_op1(Taps { patches, to_columns: false })
+    // The output is the image whose patches, on the input's grid, the product makes (col2im).
+    let patches = Patches { batch: b, channels: w.dim(1)?, image: (oh, ow), grid: (h, wd), kernel: k, stride, padding };
+    x.contiguous()?.apply_op2(&w.contiguous()?, ConvOp { patches, m: c_in, transposed: true })
 }
 
 /// Adds a per-channel bias `(C,)` to `(B, C, H, W)`, if there is one.
@@ -346,6 +306,40 @@ mod tests {
                 assert_same_with_gradients(ours, theirs, [&x, &w], &case);
             }
         }
+    }
+
+    #[test]
+    fn large_grids_and_uneven_chunks_match_candle() {
+        // Grids of 256 positions and more take one product per item; 9 items split into uneven chunks.
+        let x = Var::from_tensor(&random(&[9, 3, 34, 34], 1)).unwrap();
+        let w = Var::from_tensor(&random(&[5, 3, 4, 4], 2)).unwrap();
+        let (ours, theirs) = (conv2d(&x, &w, 1, 2).unwrap(), x.conv2d(&w, 1, 2, 1, 1).unwrap());
+        assert_same_with_gradients(ours, theirs, [&x, &w], "conv2d, 17x17 grid");
+        let x = Var::from_tensor(&random(&[9, 5, 16, 16], 3)).unwrap();
+        let w = Var::from_tensor(&random(&[5, 3, 4, 4], 4)).unwrap();
+        let ours = conv_transpose2d(&x, &w, 1, 0, 2).unwrap();
+        let theirs = x.conv_transpose2d(&w, 1, 0, 2, 1).unwrap();
+        assert_same_with_gradients(ours, theirs, [&x, &w], "conv_transpose2d, 16x16 grid");
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        // Large enough to run on several threads; every output and gradient must be the same bits.
+        let x = Var::from_tensor(&random(&[16, 32, 16, 16], 5)).unwrap();
+        let w = Var::from_tensor(&random(&[64, 32, 4, 4], 6)).unwrap();
+        let wt = Var::from_tensor(&random(&[64, 32, 4, 4], 7)).unwrap();
+        let run = |threads: usize| -> Vec<Vec<f32>> {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let y = conv2d(&x, &w, 1, 2).unwrap();
+                let z = conv_transpose2d(&y, &wt, 1, 0, 2).unwrap();
+                let grads = (z.sqr().unwrap().sum_all().unwrap()).backward().unwrap();
+                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                vec![flat(&z), flat(grads.get(&x).unwrap()), flat(grads.get(&w).unwrap()), flat(grads.get(&wt).unwrap())]
+            })
+        };
+        assert_eq!(run(1), run(2));
+        assert_eq!(run(2), run(3));
     }
 
     #[test]

@@ -66,14 +66,17 @@
 //! The root crate `condor` offers `condor::registry()`, a registry with the built-in plugins, to which
 //! an out-of-tree crate adds its own before handing it to the trainer.
 
+pub mod activation;
 pub mod augmentation;
 pub mod conditioning;
 pub mod conv;
 pub mod data;
 pub mod error;
 pub mod gradcheck;
+mod kernels;
 pub mod minibatch;
 pub mod model;
+pub mod norm;
 pub mod params;
 pub mod registry;
 pub mod resample;

@@ -30,7 +30,8 @@ pub fn keep_freed_memory() {
     unsafe {
         // The largest threshold glibc accepts (32 MiB on 64-bit): larger blocks still use mmap.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }

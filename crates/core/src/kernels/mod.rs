@@ -1,0 +1,105 @@
+//! CPU kernels behind condor-core's layers: matrix products through faer, the patch gathers of
+//! convolutions, fused normalisation and activation passes, and the rule for when a kernel uses
+//! several threads.
+//!
+//! Every kernel is written for `f32` and `f64` ([`Real`]) on contiguous slices, and splits its work
+//! into pieces whose boundaries depend only on the shapes, never on the number of threads, so that
+//! results are the same bit for bit on any machine size.
+
+pub(crate) mod conv;
+pub(crate) mod norm;
+pub(crate) mod patches;
+
+use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
+
+use candle_core::{Layout, Result};
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Multiply-adds (or element visits) below which a kernel stays on the calling thread. Handing work
+/// to another thread costs some microseconds, and on a machine whose cores are busy with other
+/// processes a thread that waits for a descheduled helper loses a whole time slice: small models
+/// run faster on one thread there, and barely slower when the machine is idle.
+pub(crate) const PARALLEL_MIN_WORK: usize = 1 << 21;
+
+/// Whether work of this size is worth several threads.
+pub(crate) fn parallel(work: usize) -> bool {
+    work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
+}
+
+/// A real floating-point element type the kernels run on: `f32` or `f64`.
+pub(crate) trait Real:
+    Copy
+    + Default
+    + Send
+    + Sync
+    + PartialOrd
+    + std::fmt::Debug
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn tanh(self) -> Self;
+    /// `c = a b`, or `c += a b` with `accumulate`; `parallel` lets the product use every thread.
+    fn matmul(c: MatMut<'_, Self>, a: MatRef<'_, Self>, b: MatRef<'_, Self>, accumulate: bool, parallel: bool);
+}
+
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn matmul(c: MatMut<'_, Self>, a: MatRef<'_, Self>, b: MatRef<'_, Self>, accumulate: bool, parallel: bool) {
+                let accum = if accumulate { Accum::Add } else { Accum::Replace };
+                let par = if parallel { Par::rayon(0) } else { Par::Seq };
+                faer::linalg::matmul::matmul(c, accum, a, b, 1.0, par);
+            }
+        }
+    };
+}
+real!(f32);
+real!(f64);
+
+/// The slice of a CPU storage that a contiguous layout covers, or an error naming `op`.
+pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: expects a contiguous tensor"),
+    }
+}
+
+/// Runs `$body` on the contiguous `f32` (or `f64`) slices of one or more CPU storages of the same
+/// dtype, each bound to a name, and wraps the `Vec` it returns in a storage of that dtype:
+/// `real_op!("op", [(s1, l1), (s2, l2)], |a, b| kernel(a, b))`.
+macro_rules! real_op {
+    ($op:expr, [$(($s:expr, $l:expr)),+], |$($d:ident),+| $body:expr) => {
+        match ($($s,)+) {
+            ($(candle_core::CpuStorage::F32($d),)+) => {
+                $(let $d = $crate::kernels::contiguous($d, $l, $op)?;)+
+                candle_core::CpuStorage::F32($body)
+            }
+            ($(candle_core::CpuStorage::F64($d),)+) => {
+                $(let $d = $crate::kernels::contiguous($d, $l, $op)?;)+
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: f32 or f64 tensors of one dtype only", $op),
+        }
+    };
+}
+pub(crate) use real_op;

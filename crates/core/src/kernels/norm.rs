@@ -1,0 +1,242 @@
+//! Per-channel affine maps with an optional normalisation and an activation, forward and backward, in
+//! two passes over the data each way: `act(gamma_c * xhat + beta_c)` for `x` laid out `(B, C, S)`.
+//!
+//! `xhat` is `x` normalised by the batch's statistics per channel (batch norm in training), by given
+//! statistics per channel (batch norm in evaluation), by each sample's own statistics over all its
+//! channels and positions (the layer norm of Gulrajani et al.), or `x` itself (a bias and activation).
+//! Sums are accumulated in `f64`, each over a fixed order, so results do not depend on the threads.
+
+use rayon::prelude::*;
+
+use super::{parallel, Real};
+use crate::activation::Activation;
+
+/// The layout `(batch, channels, positions per channel)` of the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub batch: usize,
+    pub channels: usize,
+    pub spatial: usize,
+}
+
+impl Dims {
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.spatial
+    }
+
+    fn sample(&self) -> usize {
+        self.channels * self.spatial
+    }
+}
+
+/// What `xhat` is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Normalise {
+    /// Per channel by the statistics passed in, which are this batch's own: the gradient flows through
+    /// them.
+    BatchStats,
+    /// Per channel by statistics passed in as constants (running averages).
+    GivenStats,
+    /// Per sample over all its channels and positions, with this variance floor.
+    PerSample { eps: f64 },
+    /// No normalisation: `xhat = x`.
+    None,
+}
+
+/// The per-channel parameters: rows `gamma`, `beta`, `mean` and `var` of a `(4, C)` slice, with
+/// `1 / sqrt(var + eps)` precomputed (the statistics rows are unused for [`Normalise::PerSample`] and
+/// [`Normalise::None`], which normalise by mean 0 and scale 1 here).
+struct Channels {
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+impl Channels {
+    fn new<T: Real>(params: &[T], c: usize, norm: Normalise, eps: f64) -> Self {
+        let row = |r: usize| params[r * c..(r + 1) * c].iter().map(|v| v.to_f64()).collect::<Vec<_>>();
+        let (mean, inv_std) = match norm {
+            Normalise::BatchStats | Normalise::GivenStats => {
+                (row(2), row(3).into_iter().map(|v| 1.0 / (v + eps).sqrt()).collect())
+            }
+            Normalise::PerSample { .. } | Normalise::None => (vec![0.0; c], vec![1.0; c]),
+        };
+        Self { gamma: row(0), beta: row(1), mean, inv_std }
+    }
+}
+
+/// One sample's own mean and `1 / sqrt(var + eps)` for [`Normalise::PerSample`]; 0 and 1 otherwise.
+fn sample_stats<T: Real>(x: &[T], norm: Normalise) -> (f64, f64) {
+    let Normalise::PerSample { eps } = norm else { return (0.0, 1.0) };
+    let n = x.len() as f64;
+    let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / n;
+    let var = x.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// Per-channel mean and biased variance over batch and positions, as a `(2, C)` vector.
+pub(crate) fn channel_stats<T: Real>(x: &[T], d: Dims) -> Vec<T> {
+    let stats: Vec<(f64, f64)> = map_channels(d, |c| {
+        let plane = |b: usize| &x[(b * d.channels + c) * d.spatial..][..d.spatial];
+        let n = (d.batch * d.spatial) as f64;
+        let mean = (0..d.batch).map(|b| plane(b).iter().map(|v| v.to_f64()).sum::<f64>()).sum::<f64>() / n;
+        let sq = |b: usize| plane(b).iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>();
+        (mean, (0..d.batch).map(sq).sum::<f64>() / n)
+    });
+    let means = stats.iter().map(|s| T::from_f64(s.0));
+    means.chain(stats.iter().map(|s| T::from_f64(s.1))).collect()
+}
+
+/// `f(c)` for every channel, on several threads when the data is large.
+fn map_channels<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if parallel(d.len()) {
+        (0..d.channels).into_par_iter().map(f).collect()
+    } else {
+        (0..d.channels).map(f).collect()
+    }
+}
+
+/// `f(b)` for every sample, on several threads when the data is large.
+fn map_samples<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if parallel(d.len()) {
+        (0..d.batch).into_par_iter().map(f).collect()
+    } else {
+        (0..d.batch).map(f).collect()
+    }
+}
+
+/// Runs `f(b, sample)` over the `(C, S)` samples of `data`, on several threads when it is large.
+fn for_each_sample<T: Send>(data: &mut [T], d: Dims, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if parallel(d.len()) {
+        data.par_chunks_mut(d.sample()).enumerate().for_each(|(b, s)| f(b, s));
+    } else {
+        data.chunks_mut(d.sample()).enumerate().for_each(|(b, s)| f(b, s));
+    }
+}
+
+/// The map of one channel of one sample, in the element type: `xhat = x * a + b` and
+/// `y = x * scale + shift`.
+#[derive(Clone, Copy)]
+struct Plane<T> {
+    a: T,
+    b: T,
+    scale: T,
+    shift: T,
+}
+
+impl<T: Real> Plane<T> {
+    fn new(ch: &Channels, c: usize, (s_mean, s_inv): (f64, f64)) -> Self {
+        let inv = ch.inv_std[c] * s_inv;
+        let mean = ch.mean[c] + s_mean;
+        let scale = ch.gamma[c] * inv;
+        let f = T::from_f64;
+        Self { a: f(inv), b: f(-mean * inv), scale: f(scale), shift: f(ch.beta[c] - scale * mean) }
+    }
+}
+
+/// `act(gamma_c * xhat + beta_c)` for `x` `(B, C, S)` and `params` `(4, C)`.
+pub(crate) fn affine_act_forward<T: Real>(
+    x: &[T],
+    params: &[T],
+    d: Dims,
+    norm: Normalise,
+    act: Activation,
+    eps: f64,
+) -> Vec<T> {
+    let ch = Channels::new(params, d.channels, norm, eps);
+    let mut out = vec![T::ZERO; d.len()];
+    for_each_sample(&mut out, d, |b, out| {
+        let xs = &x[b * d.sample()..][..d.sample()];
+        let stats = sample_stats(xs, norm);
+        for (c, (o, xp)) in out.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial)).enumerate() {
+            let p = Plane::<T>::new(&ch, c, stats);
+            o.iter_mut().zip(xp).for_each(|(o, &v)| *o = act.apply(v * p.scale + p.shift));
+        }
+    });
+    out
+}
+
+/// What the backward pass needs of one sample: its statistics and, per channel, `sum g` and
+/// `sum g xhat`, where `g = dy act'(y)` is the gradient at the affine map's output.
+struct SampleSums {
+    stats: (f64, f64),
+    per_channel: Vec<(f64, f64)>,
+}
+
+fn sample_sums<T: Real>(xs: &[T], dys: &[T], ch: &Channels, d: Dims, norm: Normalise, act: Activation) -> SampleSums {
+    let stats = sample_stats(xs, norm);
+    let planes = xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial));
+    let per_channel = planes
+        .enumerate()
+        .map(|(c, (xp, dyp))| {
+            let p = Plane::<T>::new(ch, c, stats);
+            xp.iter().zip(dyp).fold((0.0, 0.0), |(sg, sgx), (&v, &dy)| {
+                let g = dy * act.derivative(v * p.scale + p.shift);
+                (sg + g.to_f64(), sgx + (g * (v * p.a + p.b)).to_f64())
+            })
+        })
+        .collect();
+    SampleSums { stats, per_channel }
+}
+
+/// The gradients of [`affine_act_forward`] for the output gradient `dy`: `dx` `(B, C, S)` followed by
+/// `(4, C)` rows `d gamma`, `d beta` and two zero rows (the statistics are not trained).
+///
+/// With `g = dy act'(y)`: `d beta_c = sum g`, `d gamma_c = sum g xhat`, and
+/// `dx = inv (gamma_c g - A - xhat B)`, where `inv` is the normalisation's scale and `A`, `B` the means
+/// of `gamma_c g` and `gamma_c g xhat` over what the statistics were taken of (a channel's batch and
+/// positions for batch statistics, a sample for its own); constant statistics have none.
+pub(crate) fn affine_act_backward<T: Real>(
+    x: &[T],
+    dy: &[T],
+    params: &[T],
+    d: Dims,
+    norm: Normalise,
+    act: Activation,
+    eps: f64,
+) -> Vec<T> {
+    let ch = Channels::new(params, d.channels, norm, eps);
+    let sums = map_samples(d, |b| {
+        let r = b * d.sample()..(b + 1) * d.sample();
+        sample_sums(&x[r.clone()], &dy[r], &ch, d, norm, act)
+    });
+    let mut total = vec![(0.0f64, 0.0f64); d.channels];
+    for s in &sums {
+        for (t, p) in total.iter_mut().zip(&s.per_channel) {
+            (t.0, t.1) = (t.0 + p.0, t.1 + p.1);
+        }
+    }
+    let mut out = vec![T::ZERO; d.len() + 4 * d.channels];
+    let (dx, dparams) = out.split_at_mut(d.len());
+    for_each_sample(dx, d, |b, dxs| {
+        let r = b * d.sample()..(b + 1) * d.sample();
+        let (xs, dys, s) = (&x[r.clone()], &dy[r], &sums[b]);
+        // The sample's means of gamma_c g and gamma_c g xhat, for its own statistics.
+        let sample_means = |k: fn(&(f64, f64)) -> f64| {
+            s.per_channel.iter().zip(&ch.gamma).map(|(p, g)| g * k(p)).sum::<f64>() / d.sample() as f64
+        };
+        let own = (sample_means(|p| p.0), sample_means(|p| p.1));
+        let planes = dxs.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial)));
+        for (c, (o, (xp, dyp))) in planes.enumerate() {
+            let p = Plane::<T>::new(&ch, c, s.stats);
+            let n = (d.batch * d.spatial) as f64;
+            let gamma = ch.gamma[c];
+            let (ma, mb) = match norm {
+                Normalise::BatchStats => (gamma * total[c].0 / n, gamma * total[c].1 / n),
+                Normalise::PerSample { .. } => own,
+                Normalise::GivenStats | Normalise::None => (0.0, 0.0),
+            };
+            let (inv, gamma, ma, mb) = (p.a, T::from_f64(gamma), T::from_f64(ma), T::from_f64(mb));
+            for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
+                let g = dy * act.derivative(v * p.scale + p.shift);
+                *o = inv * (gamma * g - ma - (v * p.a + p.b) * mb);
+            }
+        }
+    });
+    for (c, t) in total.iter().enumerate() {
+        dparams[c] = T::from_f64(t.1);
+        dparams[d.channels + c] = T::from_f64(t.0);
+    }
+    out
+}
