@@ -2,7 +2,6 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::kernels::Real;
 use crate::norm::{affine_act, Normalise};
 
 /// An element-wise activation that a fused layer applies after its affine map.
@@ -19,55 +18,6 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// The activation of one value.
-    #[inline]
-    pub(crate) fn apply<T: Real>(self, y: T) -> T {
-        match self {
-            Activation::Identity => y,
-            Activation::Relu => {
-                if y > T::ZERO {
-                    y
-                } else {
-                    T::ZERO
-                }
-            }
-            Activation::LeakyRelu(slope) => {
-                if y > T::ZERO {
-                    y
-                } else {
-                    y * T::from_f64(slope)
-                }
-            }
-            Activation::Tanh => y.tanh(),
-        }
-    }
-
-    /// Its derivative at the pre-activation value `y`.
-    #[inline]
-    pub(crate) fn derivative<T: Real>(self, y: T) -> T {
-        match self {
-            Activation::Identity => T::ONE,
-            Activation::Relu => {
-                if y > T::ZERO {
-                    T::ONE
-                } else {
-                    T::ZERO
-                }
-            }
-            Activation::LeakyRelu(slope) => {
-                if y > T::ZERO {
-                    T::ONE
-                } else {
-                    T::from_f64(slope)
-                }
-            }
-            Activation::Tanh => {
-                let t = y.tanh();
-                T::ONE - t * t
-            }
-        }
-    }
-
     /// The activation as candle ops (any device and dtype).
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
         match self {

@@ -13,6 +13,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 
+use crate::activation::{bias_act, Activation};
 use crate::kernels::conv::{matmul_scatter, patches_matmul, patches_outer};
 use crate::kernels::patches::Patches;
 use crate::kernels::real_op;
@@ -188,14 +189,6 @@ pub fn conv_transpose2d(
     x.contiguous()?.apply_op2(&w.contiguous()?, ConvOp { patches, m: c_in, transposed: true })
 }
 
-/// Adds a per-channel bias `(C,)` to `(B, C, H, W)`, if there is one.
-pub fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-        None => Ok(y),
-    }
-}
-
 /// A 2-D convolution layer (square kernel, no dilation or groups) that runs [`conv2d`]; a drop-in
 /// for `candle_nn::Conv2d` with the same `weight` `(C_out, C_in, k, k)` and `bias` `(C_out,)`.
 #[derive(Clone, Debug)]
@@ -211,11 +204,16 @@ impl Conv2d {
     pub fn new(weight: Tensor, bias: Option<Tensor>, padding: usize, stride: usize) -> Self {
         Self { weight, bias, padding, stride }
     }
+
+    /// `act(conv(x) + bias)`, the bias and activation as one op.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        bias_act(&conv2d(x, &self.weight, self.padding, self.stride)?, self.bias.as_ref(), act)
+    }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        add_bias(conv2d(x, &self.weight, self.padding, self.stride)?, self.bias.as_ref())
+        self.forward_act(x, Activation::Identity)
     }
 }
 
@@ -234,11 +232,17 @@ impl ConvTranspose2d {
     pub fn new(weight: Tensor, bias: Option<Tensor>, padding: usize, stride: usize) -> Self {
         Self { weight, bias, padding, stride }
     }
+
+    /// `act(conv_transpose(x) + bias)`, the bias and activation as one op.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        let y = conv_transpose2d(x, &self.weight, self.padding, 0, self.stride)?;
+        bias_act(&y, self.bias.as_ref(), act)
+    }
 }
 
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        add_bias(conv_transpose2d(x, &self.weight, self.padding, 0, self.stride)?, self.bias.as_ref())
+        self.forward_act(x, Activation::Identity)
     }
 }
 

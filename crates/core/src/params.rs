@@ -41,6 +41,24 @@ impl Params {
         VarBuilder::from_backend(backend, dtype, device.clone())
     }
 
+    /// A `VarBuilder` over the variables already in this set (built by [`Params::var_builder`]) that
+    /// gives a second copy of the same model whose parameters are constants: they share storage with the
+    /// variables, so they follow every update, but nothing computes gradients for them. Buffers stay
+    /// variables, so a frozen copy's batch-norm statistics still update the model's. Use it for passes
+    /// whose parameter gradients would be thrown away (a generator's images for the discriminator's
+    /// step, the discriminator in the generator's step).
+    pub fn frozen_var_builder(&self, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        let tensors = self
+            .named()
+            .into_iter()
+            .map(|(n, v)| {
+                let t = if is_buffer(&n) { v.as_tensor().clone() } else { v.as_detached_tensor() };
+                (n, t)
+            })
+            .collect();
+        VarBuilder::from_backend(Box::new(FrozenBackend { tensors }), dtype, device.clone())
+    }
+
     /// All variables, sorted by name.
     pub fn named(&self) -> Vec<(String, Var)> {
         let data = self.varmap.data().lock().expect("variable map lock poisoned");
@@ -133,6 +151,30 @@ impl candle_nn::var_builder::SimpleBackend for SeededBackend {
     }
 }
 
+/// The backend of [`Params::frozen_var_builder`]: existing tensors by name, returned as they are (a
+/// half-precision model's float32 batch-norm statistics included, as [`SeededBackend`] keeps them).
+struct FrozenBackend {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for FrozenBackend {
+    fn get(&self, s: Shape, name: &str, _: Init, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        match self.tensors.get(name) {
+            Some(t) if t.shape() == &s => Ok(t.clone()),
+            Some(t) => candle_core::bail!("variable `{name}` has shape {:?}, asked for {s:?}", t.shape()),
+            None => candle_core::bail!("a frozen copy asks for `{name}`, which the model does not have"),
+        }
+    }
+
+    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("variable `{name}` must be created with a shape")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
 /// Draws the initial values of one variable, in the distributions candle-nn's `Init` describes.
 fn init_values(shape: &Shape, init: Init, seed: u64, name: &str) -> candle_core::Result<Vec<f64>> {
     let n = shape.elem_count();
@@ -196,6 +238,23 @@ mod tests {
         let bound = (3f32).sqrt() * (2f32).sqrt() / 10.0; // gain(relu) / sqrt(fan_in = 100)
         assert!(v.iter().all(|x| x.abs() <= bound));
         assert!(v.iter().any(|x| x.abs() > 0.9 * bound));
+    }
+
+    #[test]
+    fn a_frozen_copy_shares_values_and_buffers_but_has_no_gradients() {
+        let p = Params::new(0);
+        let vb = p.var_builder(DType::F32, &Device::Cpu);
+        let w = vb.get_with_hints((2,), "w", Init::Const(1.0)).unwrap();
+        vb.get_with_hints((2,), "bn.running_mean", Init::Const(0.0)).unwrap();
+        let frozen = p.frozen_var_builder(DType::F32, &Device::Cpu);
+        let (fw, fstat) = (frozen.get(2, "w").unwrap(), frozen.get(2, "bn.running_mean").unwrap());
+        assert!(!fw.is_variable() && fstat.is_variable());
+        let (_, var) = p.named().into_iter().find(|(n, _)| n == "w").unwrap();
+        var.set(&Tensor::new(&[3f32, 4.0], &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(fw.to_vec1::<f32>().unwrap(), [3.0, 4.0], "the frozen copy follows updates");
+        let grads = (fw.sum_all().unwrap() + w.sum_all().unwrap()).unwrap().backward().unwrap();
+        assert!(grads.get(&fw).is_none() && grads.get(&w).is_some());
+        assert!(frozen.get(3, "w").is_err() && frozen.get(2, "other").is_err());
     }
 
     #[test]

@@ -62,6 +62,25 @@ struct HalfModels {
     d_params: Params,
 }
 
+/// Copies of the models the passes go through (the half-precision ones in a mixed-precision run) whose
+/// parameters are constants ([`Params::frozen_var_builder`]): for the passes whose parameter gradients
+/// would be thrown away. The discriminator's step draws its images from the frozen generator, so no
+/// graph is built for them; the generator's step scores its images with the frozen discriminator, so
+/// the discriminator's weight gradients are not computed. Values, and so training, are unchanged.
+struct FrozenModels {
+    g: Box<dyn Generator>,
+    d: Box<dyn Discriminator>,
+}
+
+impl FrozenModels {
+    fn new(config: &RunConfig, registry: &Registry, g: &Params, d: &Params, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self {
+            g: registry.build_generator(&config.generator, g.frozen_var_builder(dtype, device))?,
+            d: registry.build_discriminator(&config.discriminator, d.frozen_var_builder(dtype, device))?,
+        })
+    }
+}
+
 /// Trains one generator against one discriminator on one data source.
 pub struct Trainer {
     config: RunConfig,
@@ -76,6 +95,7 @@ pub struct Trainer {
     collective: Option<Arc<dyn Collective>>,
     shard: Shard,
     half: Option<HalfModels>,
+    frozen: FrozenModels,
     loss_scale: Option<LossScale>,
     prefetch: Option<Prefetcher>,
     /// The step at which the EMA copy's batch-norm statistics were last re-estimated.
@@ -123,6 +143,10 @@ impl Trainer {
         } else {
             None
         };
+        let frozen = match &half {
+            Some(h) => FrozenModels::new(&config, registry, &h.g_params, &h.d_params, precision.dtype(), device)?,
+            None => FrozenModels::new(&config, registry, &g_params, &d_params, DType::F32, device)?,
+        };
         let loss_scale = (precision == Precision::F16).then(LossScale::default);
         Ok(Self {
             config,
@@ -137,6 +161,7 @@ impl Trainer {
             collective: None,
             shard,
             half,
+            frozen,
             loss_scale,
             prefetch: None,
             ema_calibrated: None,
@@ -357,7 +382,7 @@ impl Trainer {
             let cond = batch.conditioning.as_ref().map(|c| self.local_conditioning(c, 1, dtype)).transpose()?;
             let cond = cond.as_ref();
             let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?.to_dtype(dtype)?;
-            let fake = g_pass.forward(&z, g_kind.select(cond), true)?.detach();
+            let fake = self.frozen.g.forward(&z, g_kind.select(cond), true)?;
             let real = diff_augment::augment(t.diff_augment.as_ref(), &batch.samples, &mut rng)?;
             let real_in = shard.rows(&add_instance_noise(&real, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
             let fake_in = self.noisy_rows(&self.augmented_rows(&fake, 1, &mut rng)?, sigma, 1, &mut rng)?;
@@ -427,7 +452,7 @@ impl Trainer {
         let cond = cond.as_ref().map(|c| self.local_conditioning(c, blocks, dtype)).transpose()?;
         let fake = g_pass.forward(&z, g_kind.select(cond.as_ref()), true)?;
         let fake_in = self.noisy_rows(&self.augmented_rows(&fake, blocks, &mut rng)?, sigma, blocks, &mut rng)?;
-        let d_fake = d_pass.forward(&fake_in, d_kind.select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
+        let d_fake = self.frozen.d.forward(&fake_in, d_kind.select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
         let rows = shard.len();
         let mut loss = if interpolating {
             (t.loss.generator(&d_fake.narrow(0, 0, rows)?)? + t.loss.generator(&d_fake.narrow(0, rows, rows)?)?)?

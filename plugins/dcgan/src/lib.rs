@@ -17,10 +17,12 @@
 //! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
 //! Registered as `"dcgan"` for both kinds by [`register`].
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{BatchNorm, BatchNormConfig, Init, Linear, ModuleT, VarBuilder};
+use candle_core::{Device, Module, Tensor, D};
+use candle_nn::{BatchNormConfig, Init, Linear, VarBuilder};
+use condor_core::activation::{bias_act, Activation};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
-use condor_core::conv::{add_bias, conv_transpose2d, Conv2d, ConvTranspose2d};
+use condor_core::conv::{conv_transpose2d, Conv2d, ConvTranspose2d};
+use condor_core::norm::{sample_norm_act, BatchNorm};
 use condor_core::minibatch::{appended_channels, check_settings, minibatch_stddev};
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
@@ -222,12 +224,13 @@ impl Up {
     }
 }
 
-impl Module for Up {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Up {
+    /// `act(up(x) + bias)`.
+    fn forward_act(&self, x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
         match self {
-            Up::Transposed(conv) => conv.forward(x),
+            Up::Transposed(conv) => conv.forward_act(x, act),
             Up::Resize { weight, bias, taps } => {
-                add_bias(conv_transpose2d(x, &resize_kernel(weight, taps)?, 2, 0, 2)?, bias.as_ref())
+                bias_act(&conv_transpose2d(x, &resize_kernel(weight, taps)?, 2, 0, 2)?, bias.as_ref(), act)
             }
         }
     }
@@ -264,7 +267,7 @@ fn batch_norm(n: usize, vb: VarBuilder) -> candle_core::Result<BatchNorm> {
     let (weight, bias) = scale_and_shift(n, &vb)?;
     let mean = vb.get_with_hints(n, "running_mean", Init::Const(0.0))?;
     let var = vb.get_with_hints(n, "running_var", Init::Const(1.0))?;
-    BatchNorm::new(n, mean, var, weight, bias, BatchNormConfig::default().eps)
+    BatchNorm::new(weight, bias, mean, var, BatchNormConfig::default().eps)
 }
 
 /// Variance floor of [`Norm::Layer`], as batch norm's.
@@ -299,22 +302,20 @@ impl Norm {
         kind == DiscriminatorNorm::None
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    /// `act(norm(x))`.
+    fn forward_act(&self, x: &Tensor, train: bool, act: Activation) -> candle_core::Result<Tensor> {
         match self {
-            Norm::Batch(bn) => bn.forward_t(x, train),
-            Norm::Layer { weight, bias } => {
-                let (b, c, h, w) = x.dims4()?;
-                // The statistics in float32 at least: half-precision sums over thousands of features
-                // are off by whole units.
-                let stats_dtype = if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
-                let flat = x.reshape((b, c * h * w))?.to_dtype(stats_dtype)?;
-                let centred = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
-                let std = (centred.sqr()?.mean_keepdim(1)? + LAYER_NORM_EPS)?.sqrt()?;
-                let normed = centred.broadcast_div(&std)?.reshape((b, c, h, w))?.to_dtype(x.dtype())?;
-                let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
-                normed.broadcast_mul(&per_channel(weight)?)?.broadcast_add(&per_channel(bias)?)
-            }
-            Norm::None => Ok(x.clone()),
+            Norm::Batch(bn) => bn.forward_act(x, train, act),
+            Norm::Layer { weight, bias } => sample_norm_act(x, weight, bias, LAYER_NORM_EPS, act),
+            Norm::None => act.forward(x),
+        }
+    }
+
+    /// `act(norm(conv(x)))`; without a normalisation the convolution's bias and the activation are one op.
+    fn conv_act(&self, conv: &Conv2d, x: &Tensor, train: bool, act: Activation) -> candle_core::Result<Tensor> {
+        match self {
+            Norm::None => conv.forward_act(x, act),
+            _ => self.forward_act(&conv.forward(x)?, train, act),
         }
     }
 }
@@ -420,11 +421,11 @@ impl Generator for DcganGenerator {
         };
         let top = self.config.width << self.ups.len();
         let mut x = self.project.forward(&input)?.reshape((b, top, 4, 4))?;
-        x = self.project_bn.forward_t(&x, train)?.relu()?;
+        x = self.project_bn.forward_act(&x, train, Activation::Relu)?;
         for (conv, bn) in &self.ups {
-            x = bn.forward_t(&conv.forward(&x)?, train)?.relu()?;
+            x = bn.forward_act(&conv.forward_act(&x, Activation::Identity)?, train, Activation::Relu)?;
         }
-        Ok(self.to_rgb.forward(&x)?.tanh()?)
+        Ok(self.to_rgb.forward_act(&x, Activation::Tanh)?)
     }
     fn augmentation_draw(&self) -> Option<std::ops::Range<usize>> {
         let start = self.config.noise_dim;
@@ -494,9 +495,10 @@ impl Discriminator for DcganDiscriminator {
         let b = x.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
         let slope = self.config.negative_slope;
-        let mut h = candle_nn::ops::leaky_relu(&self.first.forward(x)?, slope)?;
-        for (conv, bn) in &self.downs {
-            h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h)?, train)?, slope)?;
+        let act = Activation::LeakyRelu(slope);
+        let mut h = self.first.forward_act(x, act)?;
+        for (conv, norm) in &self.downs {
+            h = norm.conv_act(conv, &h, train, act)?;
         }
         let features = h.clone();
         h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
@@ -507,8 +509,7 @@ impl Discriminator for DcganDiscriminator {
                 projected = Some((v.forward(&e)? * features.sum((2, 3))?)?.sum(1)?);
             }
             let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
-            let joined = join_tiled(&h, &code)?;
-            h = candle_nn::ops::leaky_relu(&bn.forward_t(&mix.forward(&joined)?, train)?, slope)?;
+            h = bn.conv_act(mix, &join_tiled(&h, &code)?, train, act)?;
         }
         let logit = self.logit.forward(&h)?.reshape(b)?;
         Ok(match projected {

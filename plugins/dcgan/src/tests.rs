@@ -167,7 +167,7 @@ fn layer_norm_gives_each_image_zero_mean_and_unit_variance_then_scales_per_chann
     assert_eq!(weight.dims(), &[3]);
     assert_eq!(bias.dims(), &[3]);
     let x = ((randn(41, &[2, 3, 4, 4], DType::F64) * 3.0).unwrap() + 5.0).unwrap();
-    let y = norm.forward_t(&x, true).unwrap();
+    let y = norm.forward_act(&x, true, Activation::Identity).unwrap();
     let (xs, ys): (Vec<f64>, Vec<f64>) =
         (x.flatten_all().unwrap().to_vec1().unwrap(), y.flatten_all().unwrap().to_vec1().unwrap());
     for image in 0..2 {
@@ -194,9 +194,9 @@ fn layer_norm_of_half_precision_features_matches_float64() {
             Norm::new(DiscriminatorNorm::Layer, 64, "n", &reference.var_builder(DType::F64, &Device::Cpu)).unwrap();
         reference.copy_from(&params).unwrap();
         let input = x.to_dtype(dtype).unwrap();
-        let y = norm.forward_t(&input, true).unwrap();
+        let y = norm.forward_act(&input, true, Activation::Identity).unwrap();
         assert_eq!(y.dtype(), dtype);
-        let want = exact.forward_t(&input.to_dtype(DType::F64).unwrap(), true).unwrap();
+        let want = exact.forward_act(&input.to_dtype(DType::F64).unwrap(), true, Activation::Identity).unwrap();
         let err = (y.to_dtype(DType::F64).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap();
         let err = err.to_scalar::<f64>().unwrap();
         assert!(err < 0.05, "{dtype:?}: largest error {err}");
@@ -253,8 +253,9 @@ fn the_projection_term_is_the_inner_product_of_the_projected_embedding_and_the_p
         .unwrap();
     // The features: the same stages, evaluated by hand (eval mode: running statistics 0 and 1).
     let mut h = candle_nn::ops::leaky_relu(&without.first.forward(&x).unwrap(), 0.2).unwrap();
-    for (conv, bn) in &without.downs {
-        h = candle_nn::ops::leaky_relu(&bn.forward_t(&conv.forward(&h).unwrap(), false).unwrap(), 0.2).unwrap();
+    for (conv, norm) in &without.downs {
+        let y = norm.forward_act(&conv.forward(&h).unwrap(), false, Activation::Identity).unwrap();
+        h = candle_nn::ops::leaky_relu(&y, 0.2).unwrap();
     }
     let v = params.named().into_iter().find(|(n, _)| n == "projection.weight").unwrap().1;
     let expected = (e.matmul(&v.as_tensor().t().unwrap()).unwrap() * h.sum((2, 3)).unwrap())
@@ -375,7 +376,7 @@ fn resize_convolution_is_bilinear_upsampling_then_a_3x3_convolution_inside_the_b
     let b = (b + 0.3).unwrap(); // a non-zero bias, so that adding it is checked too
     let up = Up::resize(w.clone(), Some(b.clone())).unwrap();
     let x = randn(22, &[2, 3, 5, 5], DType::F64);
-    let fused = up.forward(&x).unwrap();
+    let fused = up.forward_act(&x, Activation::Identity).unwrap();
     assert_eq!(fused.dims(), &[2, 2, 10, 10]);
     let upsampled = condor_core::resample::upsample2x(&x).unwrap();
     let reference = upsampled.conv2d(w, 1, 1, 1, 1).unwrap().broadcast_add(&b.reshape((1, 2, 1, 1)).unwrap()).unwrap();
@@ -388,7 +389,7 @@ fn resize_convolution_is_bilinear_upsampling_then_a_3x3_convolution_inside_the_b
     let at = |t: &Tensor, r: usize, c: usize| {
         t.get(0).unwrap().get(0).unwrap().get(r).unwrap().get(c).unwrap().to_scalar::<f64>().unwrap()
     };
-    let (flat, centre) = (up.forward(&ones).unwrap(), w.get(0).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap());
+    let (flat, centre) = (up.forward_act(&ones, Activation::Identity).unwrap(), w.get(0).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap());
     let bias = b.get(0).unwrap().to_scalar::<f64>().unwrap();
     assert!((at(&flat, 5, 5) - (centre + bias)).abs() < 1e-12);
     assert!((at(&flat, 0, 5) - (centre + bias)).abs() > 1e-3, "the top row sees the zero padding");

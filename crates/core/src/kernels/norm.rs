@@ -11,6 +11,148 @@ use rayon::prelude::*;
 use super::{parallel, Real};
 use crate::activation::Activation;
 
+/// Lanes of the partial sums: independent accumulators the compiler keeps in vector registers.
+const LANES: usize = 16;
+
+/// Blocks of [`LANES`] values summed in the element type before the lanes are added into `f64`.
+const BLOCKS_PER_FLUSH: usize = 64;
+
+/// `(sum f(v), sum h(v))` over `values` (pairs of slices of one length), in `f64`, in a fixed order:
+/// lane-wise in the element type over runs of `LANES * BLOCKS_PER_FLUSH` values, then in `f64`.
+#[inline(always)]
+fn lane_sums<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
+    debug_assert_eq!(a.len(), b.len());
+    let run = LANES * BLOCKS_PER_FLUSH;
+    let mut total = (0.0f64, 0.0f64);
+    for (ar, br) in a.chunks(run).zip(b.chunks(run)) {
+        let (mut s1, mut s2) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        let (ab, bb) = (ar.chunks_exact(LANES), br.chunks_exact(LANES));
+        let (arem, brem) = (ab.remainder(), bb.remainder());
+        for (xa, xb) in ab.zip(bb) {
+            for i in 0..LANES {
+                let (u, v) = f(xa[i], xb[i]);
+                s1[i] += u;
+                s2[i] += v;
+            }
+        }
+        for (i, (&xa, &xb)) in arem.iter().zip(brem).enumerate() {
+            let (u, v) = f(xa, xb);
+            s1[i] += u;
+            s2[i] += v;
+        }
+        total.0 += s1.iter().map(|v| v.to_f64()).sum::<f64>();
+        total.1 += s2.iter().map(|v| v.to_f64()).sum::<f64>();
+    }
+    total
+}
+
+/// `sum f(v)` over `values` in `f64`, as [`lane_sums`] adds.
+#[inline(always)]
+fn lane_sum<T: Real>(values: &[T], f: impl Fn(T) -> T) -> f64 {
+    lane_sums(values, values, |v, _| (f(v), T::ZERO)).0
+}
+
+/// An activation as a type, so that each inner loop is compiled for one and vectorises.
+trait Act<T>: Copy + Send + Sync {
+    fn apply(self, y: T) -> T;
+    fn derivative(self, y: T) -> T;
+}
+
+#[derive(Clone, Copy)]
+struct Identity;
+#[derive(Clone, Copy)]
+struct Relu;
+/// The slope for negative inputs.
+#[derive(Clone, Copy)]
+struct Leaky<T>(T);
+#[derive(Clone, Copy)]
+struct Tanh;
+
+impl<T: Real> Act<T> for Identity {
+    #[inline(always)]
+    fn apply(self, y: T) -> T {
+        y
+    }
+    #[inline(always)]
+    fn derivative(self, _: T) -> T {
+        T::ONE
+    }
+}
+
+impl<T: Real> Act<T> for Relu {
+    #[inline(always)]
+    fn apply(self, y: T) -> T {
+        if y > T::ZERO {
+            y
+        } else {
+            T::ZERO
+        }
+    }
+    #[inline(always)]
+    fn derivative(self, y: T) -> T {
+        if y > T::ZERO {
+            T::ONE
+        } else {
+            T::ZERO
+        }
+    }
+}
+
+impl<T: Real> Act<T> for Leaky<T> {
+    #[inline(always)]
+    fn apply(self, y: T) -> T {
+        if y > T::ZERO {
+            y
+        } else {
+            y * self.0
+        }
+    }
+    #[inline(always)]
+    fn derivative(self, y: T) -> T {
+        if y > T::ZERO {
+            T::ONE
+        } else {
+            self.0
+        }
+    }
+}
+
+impl<T: Real> Act<T> for Tanh {
+    #[inline(always)]
+    fn apply(self, y: T) -> T {
+        y.tanh()
+    }
+    #[inline(always)]
+    fn derivative(self, y: T) -> T {
+        let t = y.tanh();
+        T::ONE - t * t
+    }
+}
+
+/// Runs `$body` with `$a` bound to the [`Act`] type of `$act`.
+macro_rules! with_act {
+    ($act:expr, $t:ty, |$a:ident| $body:expr) => {
+        match $act {
+            Activation::Identity => {
+                let $a = Identity;
+                $body
+            }
+            Activation::Relu => {
+                let $a = Relu;
+                $body
+            }
+            Activation::LeakyRelu(slope) => {
+                let $a = Leaky(<$t>::from_f64(slope));
+                $body
+            }
+            Activation::Tanh => {
+                let $a = Tanh;
+                $body
+            }
+        }
+    };
+}
+
 /// The layout `(batch, channels, positions per channel)` of the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dims {
@@ -70,8 +212,9 @@ impl Channels {
 fn sample_stats<T: Real>(x: &[T], norm: Normalise) -> (f64, f64) {
     let Normalise::PerSample { eps } = norm else { return (0.0, 1.0) };
     let n = x.len() as f64;
-    let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / n;
-    let var = x.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / n;
+    let mean = lane_sum(x, |v| v) / n;
+    let m = T::from_f64(mean);
+    let var = lane_sum(x, |v| (v - m) * (v - m)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -80,8 +223,9 @@ pub(crate) fn channel_stats<T: Real>(x: &[T], d: Dims) -> Vec<T> {
     let stats: Vec<(f64, f64)> = map_channels(d, |c| {
         let plane = |b: usize| &x[(b * d.channels + c) * d.spatial..][..d.spatial];
         let n = (d.batch * d.spatial) as f64;
-        let mean = (0..d.batch).map(|b| plane(b).iter().map(|v| v.to_f64()).sum::<f64>()).sum::<f64>() / n;
-        let sq = |b: usize| plane(b).iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>();
+        let mean = (0..d.batch).map(|b| lane_sum(plane(b), |v| v)).sum::<f64>() / n;
+        let m = T::from_f64(mean);
+        let sq = |b: usize| lane_sum(plane(b), |v| (v - m) * (v - m));
         (mean, (0..d.batch).map(sq).sum::<f64>() / n)
     });
     let means = stats.iter().map(|s| T::from_f64(s.0));
@@ -151,7 +295,7 @@ pub(crate) fn affine_act_forward<T: Real>(
         let stats = sample_stats(xs, norm);
         for (c, (o, xp)) in out.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial)).enumerate() {
             let p = Plane::<T>::new(&ch, c, stats);
-            o.iter_mut().zip(xp).for_each(|(o, &v)| *o = act.apply(v * p.scale + p.shift));
+            with_act!(act, T, |a| o.iter_mut().zip(xp).for_each(|(o, &v)| *o = a.apply(v * p.scale + p.shift)));
         }
     });
     out
@@ -171,10 +315,10 @@ fn sample_sums<T: Real>(xs: &[T], dys: &[T], ch: &Channels, d: Dims, norm: Norma
         .enumerate()
         .map(|(c, (xp, dyp))| {
             let p = Plane::<T>::new(ch, c, stats);
-            xp.iter().zip(dyp).fold((0.0, 0.0), |(sg, sgx), (&v, &dy)| {
-                let g = dy * act.derivative(v * p.scale + p.shift);
-                (sg + g.to_f64(), sgx + (g * (v * p.a + p.b)).to_f64())
-            })
+            with_act!(act, T, |a| lane_sums(xp, dyp, |v, dy| {
+                let g = dy * a.derivative(v * p.scale + p.shift);
+                (g, g * (v * p.a + p.b))
+            }))
         })
         .collect();
     SampleSums { stats, per_channel }
@@ -228,10 +372,12 @@ pub(crate) fn affine_act_backward<T: Real>(
                 Normalise::GivenStats | Normalise::None => (0.0, 0.0),
             };
             let (inv, gamma, ma, mb) = (p.a, T::from_f64(gamma), T::from_f64(ma), T::from_f64(mb));
-            for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
-                let g = dy * act.derivative(v * p.scale + p.shift);
-                *o = inv * (gamma * g - ma - (v * p.a + p.b) * mb);
-            }
+            with_act!(act, T, |a| {
+                for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
+                    let g = dy * a.derivative(v * p.scale + p.shift);
+                    *o = inv * (gamma * g - ma - (v * p.a + p.b) * mb);
+                }
+            });
         }
     });
     for (c, t) in total.iter().enumerate() {
