@@ -88,6 +88,14 @@ pub trait Discriminator: Send + Sync {
     fn conditioning(&self) -> ConditioningKind;
     /// Scores a batch. `train` selects training behaviour (batch statistics, dropout).
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> Result<Tensor>;
+    /// Scores one batch under each of several conditionings (GAN-CLS scores real images with their own
+    /// and with mismatched captions): one logit vector per conditioning, as `forward` would give. The
+    /// default calls `forward` once for each; a discriminator that reads the conditioning only after
+    /// its image features overrides it to compute those once (and then updates batch-norm running
+    /// statistics once for the batch).
+    fn forward_each(&self, x: &Tensor, conds: &[Option<&Conditioning>], train: bool) -> Result<Vec<Tensor>> {
+        conds.iter().map(|c| self.forward(x, *c, train)).collect()
+    }
 }
 
 /// A sentence encoder: turns text into conditioning (sentence embeddings and, where the model has them,

@@ -386,19 +386,24 @@ impl Trainer {
             let real = diff_augment::augment(t.diff_augment.as_ref(), &batch.samples, &mut rng)?;
             let real_in = shard.rows(&add_instance_noise(&real, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
             let fake_in = self.noisy_rows(&self.augmented_rows(&fake, 1, &mut rng)?, sigma, 1, &mut rng)?;
-            let d_real = d_pass.forward(&real_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
+            // GAN-CLS also scores the real images with mismatched captions: one pass for both captions.
+            let wrong = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
+                Some(right) => Some(self.local_conditioning(&next_row_conditioning(right)?, 1, dtype)?),
+                None => None,
+            };
+            let real_conds: Vec<_> = std::iter::once(d_kind.select(cond)).chain(wrong.as_ref().map(Some)).collect();
+            let scores = d_pass.forward_each(&real_in, &real_conds, true)?;
+            let scores = scores.iter().map(|s| s.to_dtype(DType::F32)).collect::<candle_core::Result<Vec<_>>>()?;
+            let (d_real, d_wrong) = (scores[0].clone(), scores.get(1));
             let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
             let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, &self.device)?;
             let targets = Targets { real: shard.rows(&targets.real, 1)?, fake: shard.rows(&targets.fake, 1)? };
-            let (loss, wrong_score) =
-                match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
-                    Some(right) => {
-                        let wrong = self.local_conditioning(&next_row_conditioning(right)?, 1, dtype)?;
-                        let d_wrong = d_pass.forward(&real_in, Some(&wrong), true)?.to_dtype(DType::F32)?;
-                        (gan_cls_loss(t.loss, &d_real, &d_wrong, &d_fake, &targets)?, Some(self.mean_score(&d_wrong)?))
-                    }
-                    None => (t.loss.discriminator(&d_real, &d_fake, &targets)?, None),
-                };
+            let (loss, wrong_score) = match d_wrong {
+                Some(d_wrong) => {
+                    (gan_cls_loss(t.loss, &d_real, d_wrong, &d_fake, &targets)?, Some(self.mean_score(d_wrong)?))
+                }
+                None => (t.loss.discriminator(&d_real, &d_fake, &targets)?, None),
+            };
             let scores = [self.mean_score(&d_real)?, self.mean_score(&d_fake)?];
             let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
                 Some(r) => Some((r, r1_penalty(d_pass, &real_in, d_kind.select(cond), r.gamma, r.step)?)),

@@ -490,26 +490,50 @@ impl Discriminator for DcganDiscriminator {
         ConditioningKind::vector_or_none(self.config.cond_dim)
     }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        Ok(self.forward_each(x, &[cond], train)?.remove(0))
+    }
+
+    fn forward_each(
+        &self,
+        x: &Tensor,
+        conds: &[Option<&Conditioning>],
+        train: bool,
+    ) -> condor_core::Result<Vec<Tensor>> {
         let (c, s) = (self.config.channels, self.config.image_size);
         check_samples("dcgan discriminator", x, &[c, s, s])?;
-        let b = x.dims()[0];
-        check_conditioning(self.conditioning(), cond, b)?;
-        let slope = self.config.negative_slope;
-        let act = Activation::LeakyRelu(slope);
+        for cond in conds {
+            check_conditioning(self.conditioning(), *cond, x.dims()[0])?;
+        }
+        let features = self.features(x, train)?;
+        conds.iter().map(|cond| self.head(&features, *cond, train)).collect()
+    }
+}
+
+impl DcganDiscriminator {
+    /// The 4x4 image features, before and after the minibatch standard deviation is appended.
+    fn features(&self, x: &Tensor, train: bool) -> condor_core::Result<(Tensor, Tensor)> {
+        let act = Activation::LeakyRelu(self.config.negative_slope);
         let mut h = self.first.forward_act(x, act)?;
         for (conv, norm) in &self.downs {
             h = norm.conv_act(conv, &h, train, act)?;
         }
-        let features = h.clone();
-        h = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
+        let with_stats = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
+        Ok((h, with_stats))
+    }
+
+    /// The logits for the image features under `cond`.
+    fn head(&self, (features, h): &(Tensor, Tensor), cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        let b = h.dims()[0];
+        let slope = self.config.negative_slope;
+        let mut h = h.clone();
         let mut projected = None;
-        if let (Some((proj, mix, bn)), Some(cond)) = (&self.text, cond) {
+        if let (Some((proj, mix, norm)), Some(cond)) = (&self.text, cond) {
             let e = cond.embedding.to_dtype(h.dtype())?;
             if let Some(v) = &self.projection {
                 projected = Some((v.forward(&e)? * features.sum((2, 3))?)?.sum(1)?);
             }
             let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
-            h = bn.conv_act(mix, &join_tiled(&h, &code)?, train, act)?;
+            h = norm.conv_act(mix, &join_tiled(&h, &code)?, train, Activation::LeakyRelu(slope))?;
         }
         let logit = self.logit.forward(&h)?.reshape(b)?;
         Ok(match projected {

@@ -394,3 +394,37 @@ fn resize_convolution_is_bilinear_upsampling_then_a_3x3_convolution_inside_the_b
     assert!((at(&flat, 5, 5) - (centre + bias)).abs() < 1e-12);
     assert!((at(&flat, 0, 5) - (centre + bias)).abs() > 1e-3, "the top row sees the zero padding");
 }
+
+#[test]
+fn scoring_under_several_captions_equals_one_pass_per_caption() {
+    // The features are shared between captions; logits and every gradient must be those of separate passes.
+    for norm in [DiscriminatorNorm::Batch, DiscriminatorNorm::Layer] {
+        let params = Params::new(30);
+        let config = DcganDiscriminatorConfig {
+            cond_dim: 5,
+            image_size: 32,
+            width: 4,
+            projection: true,
+            mbstd_group: 2,
+            norm,
+            ..Default::default()
+        };
+        let d = DcganDiscriminator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+        let x = candle_core::Var::from_tensor(&randn(31, &[4, 3, 32, 32], DType::F64)).unwrap();
+        let (a, b) = [32, 33].map(|s| Conditioning::from_embedding(randn(s, &[4, 5], DType::F64)).unwrap()).into();
+        let shared = d.forward_each(&x, &[Some(&a), Some(&b)], true).unwrap();
+        let separate = [d.forward(&x, Some(&a), true).unwrap(), d.forward(&x, Some(&b), true).unwrap()];
+        let loss = |s: &[Tensor]| ((&s[0] * 0.7).unwrap() + (&s[1] * 1.3).unwrap()).unwrap().sum_all().unwrap();
+        let (g1, g2) = (loss(&shared).backward().unwrap(), loss(&separate).backward().unwrap());
+        let diff = |p: &Tensor, q: &Tensor| {
+            (p - q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        };
+        for (p, q) in shared.iter().zip(&separate) {
+            assert!(diff(p, q) < 1e-12, "{norm:?}: logits");
+        }
+        let vars = std::iter::once(("x".to_string(), x.clone())).chain(params.trainable());
+        for (name, var) in vars {
+            assert!(diff(g1.get(&var).unwrap(), g2.get(&var).unwrap()) < 1e-10, "{norm:?}: gradient of {name}");
+        }
+    }
+}
