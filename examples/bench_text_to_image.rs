@@ -99,11 +99,15 @@ fn main() -> anyhow::Result<()> {
     );
     let mut trainer = Trainer::new(config, &condor::registry(), &device)?;
     trainer.step()?;
+    condor::core::profile::reset();
     let started = Instant::now();
     for _ in 0..cli.steps {
         trainer.step()?;
     }
     let throughput = (batch as u64 * cli.steps) as f64 / started.elapsed().as_secs_f64();
+    if condor::core::profile::enabled() {
+        eprintln!("Profile of the timed steps (CONDOR_PROFILE):\n{}", condor::core::profile::report());
+    }
 
     println!("| implementation | train step, {model}, batch {batch} | txt2img latency | peak memory |");
     println!("|---|---|---|---|");

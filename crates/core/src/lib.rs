@@ -78,6 +78,7 @@ pub mod minibatch;
 pub mod model;
 pub mod norm;
 pub mod params;
+pub mod profile;
 pub mod registry;
 pub mod resample;
 pub mod rng;

@@ -36,7 +36,11 @@ impl CustomOp1 for ChannelStats {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = dims(l.shape(), self.name())?;
-        Ok((real_op!(self.name(), [(s, l)], |x| channel_stats(x, d)), (2, d.channels).into()))
+        let out = crate::profile::timed(
+            || format!("{} {}x{}x{}", self.name(), d.batch, d.channels, d.spatial),
+            || Ok::<_, candle_core::Error>(real_op!(self.name(), [(s, l)], |x| channel_stats(x, d))),
+        )?;
+        Ok((out, (2, d.channels).into()))
     }
 }
 
@@ -67,7 +71,10 @@ impl CustomOp2 for AffineAct {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = self.check(l1, l2)?;
         let (norm, act, eps) = (self.norm, self.act, self.eps);
-        let out = real_op!(self.name(), [(s1, l1), (s2, l2)], |x, p| affine_act_forward(x, p, d, norm, act, eps));
+        let out = crate::profile::timed(
+            || format!("{} {norm:?} {act:?} {}x{}x{}", self.name(), d.batch, d.channels, d.spatial),
+            || Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |x, p| affine_act_forward(x, p, d, norm, act, eps))),
+        )?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -102,9 +109,14 @@ impl CustomOp3 for AffineActGrad {
             candle_core::bail!("affine-act-grad: gradient {:?} for input {:?}", l2.shape(), l1.shape());
         }
         let AffineAct { norm, act, eps } = self.0;
-        let out = real_op!(self.name(), [(s1, l1), (s2, l2), (s3, l3)], |x, dy, p| {
-            affine_act_backward(x, dy, p, d, norm, act, eps)
-        });
+        let out = crate::profile::timed(
+            || format!("{} {norm:?} {act:?} {}x{}x{}", self.name(), d.batch, d.channels, d.spatial),
+            || {
+                Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2), (s3, l3)], |x, dy, p| {
+                    affine_act_backward(x, dy, p, d, norm, act, eps)
+                }))
+            },
+        )?;
         Ok((out, (d.len() + 4 * d.channels).into()))
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
+use condor_core::profile;
 use condor_core::rng::normal;
 use condor_core::{derived_rng, is_buffer, Conditioning, DataSource, Discriminator, Generator, Params, Registry};
 
@@ -370,6 +371,7 @@ impl Trainer {
         if self.config.schedule.prefetch && self.prefetch.is_none() {
             self.prefetch = Some(Prefetcher::new(self.data.clone(), shape, self.device.clone())?);
         }
+        let span = profile::span(|| "step: data".into());
         let prepared = match self.prefetch.as_mut().and_then(|p| p.take(s)) {
             Some(prepared) => prepared?,
             None => prepare(self.data.as_ref(), shape, s, &self.device)?,
@@ -377,8 +379,10 @@ impl Trainer {
         if let Some(p) = self.prefetch.as_mut().filter(|_| s + 1 < self.config.steps) {
             p.request(s + 1);
         }
+        drop(span);
 
         for (j, (batch, mut rng)) in (0..k).zip(prepared.d_batches) {
+            let span = profile::span(|| "step: D forward and loss".into());
             let cond = batch.conditioning.as_ref().map(|c| self.local_conditioning(c, 1, dtype)).transpose()?;
             let cond = cond.as_ref();
             let z = shard.rows(&normal(&mut rng, (bs, latent), &self.device)?, 1)?.to_dtype(dtype)?;
@@ -423,7 +427,10 @@ impl Trainer {
                 None => loss,
             };
             let lr = self.config.optimizer.discriminator.lr_at(s, self.config.steps);
-            match self.gradients(&loss, self.opt_d.vars(), d_half)? {
+            drop(span);
+            let grads = profile::timed(|| "step: D backward".into(), || self.gradients(&loss, self.opt_d.vars(), d_half))?;
+            let _span = profile::span(|| "step: D update".into());
+            match grads {
                 Some(grads) => {
                     self.opt_d.step_with_lr(&grads, lr)?;
                     if let Some(c) = clip {
@@ -443,6 +450,7 @@ impl Trainer {
             }
         }
 
+        let span = profile::span(|| "step: G forward and loss".into());
         let (mut cond, mut rng) = prepared.g_conditioning;
         let mut z = normal(&mut rng, (bs, latent), &self.device)?;
         // GAN-INT: a second half of the batch on interpolated captions, with its own noise.
@@ -476,7 +484,10 @@ impl Trainer {
             record.g_regularization = values[1];
         }
         let lr = self.config.optimizer.generator.lr_at(s, self.config.steps);
-        match self.gradients(&loss, self.opt_g.vars(), g_half)? {
+        drop(span);
+        let grads = profile::timed(|| "step: G backward".into(), || self.gradients(&loss, self.opt_g.vars(), g_half))?;
+        let span = profile::span(|| "step: G update, EMA".into());
+        match grads {
             Some(grads) => {
                 self.opt_g.step_with_lr(&grads, lr)?;
                 if let Some(h) = g_half {
@@ -505,6 +516,7 @@ impl Trainer {
         if let (Some(cfg), Some((_, ema))) = (&t.ema, &self.generator.ema) {
             ema_update(ema, &self.generator.params, cfg, s)?;
         }
+        drop(span);
         self.step += 1;
         record.step_time_s = started.elapsed().as_secs_f32();
         Ok(record)

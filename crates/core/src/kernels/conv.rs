@@ -19,7 +19,7 @@ use super::patches::Patches;
 use super::{parallel, Real};
 
 /// Largest patch matrix of one chunk, in elements.
-const CHUNK_ELEMENTS: usize = 1 << 19;
+const CHUNK_ELEMENTS: usize = 1 << 20;
 
 /// Fewest chunks a batch is cut into when it has that many items, so both threads get several.
 const MIN_CHUNKS: usize = 8;
@@ -58,16 +58,14 @@ fn for_each_chunk<T: Send>(data: &mut [T], len: usize, parallel: bool, f: impl F
     }
 }
 
-/// `(items, M, G)` (item-major, as tensors lay out `(B, C, H, W)`) to `(M, items * G)`.
-fn to_row_major<T: Real>(src: &[T], m: usize, g: usize) -> Vec<T> {
+/// `(items, M, G)` (item-major, as tensors lay out `(B, C, H, W)`) to `(M, items * G)`, into `dst`.
+fn to_row_major<T: Real>(src: &[T], m: usize, g: usize, dst: &mut [T]) {
     let items = src.len() / (m * g);
-    let mut dst = vec![T::ZERO; src.len()];
     for (b, item) in src.chunks_exact(m * g).enumerate() {
         for (r, row) in item.chunks_exact(g).enumerate() {
             dst[r * items * g + b * g..][..g].copy_from_slice(row);
         }
     }
-    dst
 }
 
 /// `(M, items * G)` back to `(items, M, G)`, into `dst`.
@@ -78,6 +76,23 @@ fn from_row_major<T: Real>(src: &[T], m: usize, g: usize, dst: &mut [T]) {
             row.copy_from_slice(&src[r * items * g + b * g..][..g]);
         }
     }
+}
+
+/// The `(cols, rows)` row-major transpose of the `(rows, cols)` row-major `a`, tile by tile so that
+/// reads and writes both stay in cache lines.
+fn transposed<T: Real>(a: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 16;
+    let mut t = vec![T::ZERO; a.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    t[c * rows + r] = a[r * cols + c];
+                }
+            }
+        }
+    }
+    t
 }
 
 fn mat<T: Real>(data: &[T], rows: usize, cols: usize) -> MatRef<'_, T> {
@@ -98,19 +113,21 @@ pub(crate) fn patches_matmul<T: Real>(images: &[T], w: &[T], m: usize, p: &Patch
     let wm = mat(w, m, taps);
     for_each_chunk(&mut out, per * m * g, how.chunks, |i, out| {
         let nb = out.len() / (m * g);
-        let cp = p.with_batch(nb);
-        let mut cols = vec![T::ZERO; taps * nb * g];
-        cp.gather(&images[i * per * p.image_len()..][..nb * p.image_len()], &mut cols);
-        let cm = mat(&cols, taps, nb * g);
-        if g >= DIRECT_GRID {
-            for (b, item) in out.chunks_exact_mut(m * g).enumerate() {
-                T::matmul(mat_mut(item, m, g), wm, cm.subcols(b * g, g), false, how.products);
+        let direct = g >= DIRECT_GRID;
+        let (n_cols, n_tmp) = (taps * nb * g, if direct { 0 } else { m * nb * g });
+        T::with_scratch(n_cols + n_tmp, |scratch| {
+            let (cols, tmp) = scratch.split_at_mut(n_cols);
+            p.with_batch(nb).gather(&images[i * per * p.image_len()..][..nb * p.image_len()], cols);
+            let cm = mat(cols, taps, nb * g);
+            if direct {
+                for (b, item) in out.chunks_exact_mut(m * g).enumerate() {
+                    T::matmul(mat_mut(item, m, g), wm, cm.subcols(b * g, g), false, how.products);
+                }
+            } else {
+                T::matmul(mat_mut(tmp, m, nb * g), wm, cm, false, how.products);
+                from_row_major(tmp, m, g, out);
             }
-        } else {
-            let mut tmp = vec![T::ZERO; m * nb * g];
-            T::matmul(mat_mut(&mut tmp, m, nb * g), wm, cm, false, how.products);
-            from_row_major(&tmp, m, g, out);
-        }
+        });
     });
     out
 }
@@ -122,22 +139,28 @@ pub(crate) fn matmul_scatter<T: Real>(g_side: &[T], w: &[T], m: usize, p: &Patch
     let per = items_per_chunk(p);
     let mut images = vec![T::ZERO; p.batch * p.image_len()];
     let how = spread(p.batch * m * g * taps, p.batch.div_ceil(per));
-    let wt = mat(w, m, taps).transpose();
+    // W^T laid out row-major once: faer multiplies a transposed view of W several times slower here.
+    let w_t = transposed(w, m, taps);
+    let wt = mat(&w_t, taps, m);
     for_each_chunk(&mut images, per * p.image_len(), how.chunks, |i, images| {
         let nb = images.len() / p.image_len();
         let src = &g_side[i * per * m * g..][..nb * m * g];
-        let mut cols = vec![T::ZERO; taps * nb * g];
-        if g >= DIRECT_GRID {
-            let mut cm = mat_mut(&mut cols, taps, nb * g);
-            for (b, item) in src.chunks_exact(m * g).enumerate() {
-                let block = cm.rb_mut().subcols_mut(b * g, g);
-                T::matmul(block, wt, mat(item, m, g), false, how.products);
+        let direct = g >= DIRECT_GRID;
+        let (n_cols, n_tmp) = (taps * nb * g, if direct { 0 } else { m * nb * g });
+        T::with_scratch(n_cols + n_tmp, |scratch| {
+            let (cols, tmp) = scratch.split_at_mut(n_cols);
+            if direct {
+                let mut cm = mat_mut(cols, taps, nb * g);
+                for (b, item) in src.chunks_exact(m * g).enumerate() {
+                    let block = cm.rb_mut().subcols_mut(b * g, g);
+                    T::matmul(block, wt, mat(item, m, g), false, how.products);
+                }
+            } else {
+                to_row_major(src, m, g, tmp);
+                T::matmul(mat_mut(cols, taps, nb * g), wt, mat(tmp, m, nb * g), false, how.products);
             }
-        } else {
-            let tmp = to_row_major(src, m, g);
-            T::matmul(mat_mut(&mut cols, taps, nb * g), wt, mat(&tmp, m, nb * g), false, how.products);
-        }
-        p.with_batch(nb).scatter_add(&cols, images);
+            p.with_batch(nb).scatter_add(cols, images);
+        });
     });
     images
 }
@@ -160,19 +183,23 @@ pub(crate) fn patches_outer<T: Real>(g_side: &[T], images: &[T], m: usize, p: &P
         for chunk in first..(group + 1) * n_chunks / groups {
             let b0 = chunk * per;
             let nb = per.min(p.batch - b0);
-            let mut cols = vec![T::ZERO; taps * nb * g];
-            p.with_batch(nb).gather(&images[b0 * p.image_len()..][..nb * p.image_len()], &mut cols);
-            let ct = mat(&cols, taps, nb * g).transpose();
-            let src = &g_side[b0 * m * g..][..nb * m * g];
-            if g >= DIRECT_GRID {
-                for (b, item) in src.chunks_exact(m * g).enumerate() {
-                    let block = ct.subrows(b * g, g);
-                    T::matmul(mat_mut(&mut acc, m, taps), mat(item, m, g), block, true, how.products);
+            let direct = g >= DIRECT_GRID;
+            let (n_cols, n_tmp) = (taps * nb * g, if direct { 0 } else { m * nb * g });
+            T::with_scratch(n_cols + n_tmp, |scratch| {
+                let (cols, tmp) = scratch.split_at_mut(n_cols);
+                p.with_batch(nb).gather(&images[b0 * p.image_len()..][..nb * p.image_len()], cols);
+                let ct = mat(cols, taps, nb * g).transpose();
+                let src = &g_side[b0 * m * g..][..nb * m * g];
+                if direct {
+                    for (b, item) in src.chunks_exact(m * g).enumerate() {
+                        let block = ct.subrows(b * g, g);
+                        T::matmul(mat_mut(&mut acc, m, taps), mat(item, m, g), block, true, how.products);
+                    }
+                } else {
+                    to_row_major(src, m, g, tmp);
+                    T::matmul(mat_mut(&mut acc, m, taps), mat(tmp, m, nb * g), ct, true, how.products);
                 }
-            } else {
-                let tmp = to_row_major(src, m, g);
-                T::matmul(mat_mut(&mut acc, m, taps), mat(&tmp, m, nb * g), ct, true, how.products);
-            }
+            });
         }
         acc
     };
