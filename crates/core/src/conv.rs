@@ -75,7 +75,7 @@ impl CustomOp2 for ConvProduct {
         let (p, m) = (&self.patches, self.m);
         let label = || {
             let ((h, w), (gh, gw), k) = (p.image, p.grid, p.kernel);
-            format!("{} {}x{}x{h}x{w} k{k}s{} | {m}x{gh}x{gw}", self.name(), p.batch, p.channels, p.stride)
+            format!("{} {}x{}x{h}x{w} k{k}s{} -> {m}x{gh}x{gw}", self.name(), p.batch, p.channels, p.stride)
         };
         let out = crate::profile::timed(label, || {
             Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |a, b| match self.product {

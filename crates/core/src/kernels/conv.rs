@@ -19,7 +19,7 @@ use super::patches::Patches;
 use super::{parallel, Real};
 
 /// Largest patch matrix of one chunk, in elements.
-const CHUNK_ELEMENTS: usize = 1 << 20;
+const CHUNK_ELEMENTS: usize = 1 << 18;
 
 /// Fewest chunks a batch is cut into when it has that many items, so both threads get several.
 const MIN_CHUNKS: usize = 8;
