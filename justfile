@@ -94,11 +94,14 @@ preview *flags:
 coverage:
     bash scripts/coverage.sh
 
-# Benchmarks: the DCGAN's convolutions (candle's against condor-core's); training-step throughput of
-# the MLP GAN; text-encoder load time and sentences/s; bird rendering; then the text-to-image table
-# (64x64 DCGAN step, txt2img latency, peak memory; PyTorch's row too when $PYTHON can import torch).
+# Benchmarks: the DCGAN's convolutions and condor-core's other fused layers (each against candle's
+# formulation); training-step throughput of the MLP GAN and one Adam update; text-encoder load time and
+# sentences/s; bird rendering; then the text-to-image table (64x64 DCGAN step, txt2img latency, peak
+# memory; PyTorch's row too when $PYTHON can import torch). `CONDOR_PROFILE=1 just bench` adds the step's
+# profile by kernel and phase.
 bench:
     cargo bench -p condor-core --bench conv
+    cargo bench -p condor-core --bench kernels
     cargo bench -p condor-pipeline --bench train_step
     cargo bench -p condor-text --bench encode
     cargo bench -p condor-data --bench render

@@ -54,10 +54,11 @@ fn gan_cls_scores_real_right_fake_right_and_real_with_the_next_rows_caption() {
     let without = Trainer::new(config, &registry, &Device::Cpu).unwrap().step().unwrap();
     assert_eq!(without.d_wrong, None, "logged only for GAN-CLS");
     let calls = calls.lock().unwrap();
-    assert_eq!(calls.len(), 4 + 3, "GAN-CLS D: real, fake, real with wrong captions; G: fake. Without GAN-CLS: 3");
+    // The real batch is scored under both captions first (`Discriminator::forward_each`), then the fakes.
+    assert_eq!(calls.len(), 4 + 3, "GAN-CLS D: real, real with wrong captions, fake; G: fake. Without GAN-CLS: 3");
     let (real, right) = &calls[0];
-    let (fake, fake_cond) = &calls[1];
-    let (real_again, wrong) = &calls[2];
+    let (real_again, wrong) = &calls[1];
+    let (fake, fake_cond) = &calls[2];
     assert_eq!(real_again, real, "the mismatched term scores the same real samples");
     assert_ne!(fake, real);
     assert_eq!(fake_cond, right, "generated samples are scored with the captions they were made from");

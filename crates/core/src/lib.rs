@@ -74,6 +74,7 @@ pub mod data;
 pub mod error;
 pub mod gradcheck;
 mod kernels;
+pub mod linear;
 pub mod minibatch;
 pub mod model;
 pub mod norm;

@@ -198,6 +198,15 @@ impl BatchNorm {
     }
 }
 
+/// A batch norm of `n` channels initialised as `candle_nn::batch_norm` does (scale 1, shift 0, running
+/// mean 0 and variance 1), under the same variable names.
+pub fn batch_norm(n: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<BatchNorm> {
+    use candle_nn::Init::Const;
+    let mean = vb.get_with_hints(n, "running_mean", Const(0.0))?;
+    let var = vb.get_with_hints(n, "running_var", Const(1.0))?;
+    BatchNorm::new(vb.get_with_hints(n, "weight", Const(1.0))?, vb.get_with_hints(n, "bias", Const(0.0))?, mean, var, eps)
+}
+
 /// `act(gamma_c * xhat + beta_c)` where `xhat` is each sample of `x` `(B, C, ...)` normalised over all its
 /// channels and positions (variance floor `eps`), and `gamma`, `beta` are per channel `(C,)`: the
 /// batch-norm replacement of Gulrajani et al. (2017). Half-precision inputs take their statistics in f32.
@@ -266,15 +275,16 @@ mod tests {
 
     #[test]
     fn batch_norm_matches_candle_nn_with_gradients_and_running_statistics() {
-        for act in ACTIVATIONS {
+        // Images, and a dense layer's features (one position per channel).
+        for (act, shape) in ACTIVATIONS.into_iter().flat_map(|a| [(a, &[4usize, 3, 5, 5][..]), (a, &[6, 3][..])]) {
             for train in [true, false] {
-                let x = Var::from_tensor(&random(&[4, 3, 5, 5], 1, DType::F32)).unwrap();
+                let x = Var::from_tensor(&random(shape, 1, DType::F32)).unwrap();
                 let (ours, [w1, b1]) = batch_norm(3, 10);
                 let (theirs, [w2, b2]) = batch_norm(3, 10);
                 let (y1, g1) = with_gradients(ours.forward_act(&x, train, act).unwrap(), &[&x, &w1, &b1]);
                 let reference = candle_nn::ModuleT::forward_t(&theirs.inner, &x, train).unwrap();
                 let (y2, g2) = with_gradients(act.forward(&reference).unwrap(), &[&x, &w2, &b2]);
-                let case = format!("{act:?}, train {train}");
+                let case = format!("{act:?}, {shape:?}, train {train}");
                 assert!(max_diff(&y1, &y2) < 1e-5, "output, {case}");
                 for (a, b) in g1.iter().zip(&g2) {
                     assert!(max_diff(a, b) < 1e-4, "gradient, {case}: {}", max_diff(a, b));
@@ -288,8 +298,8 @@ mod tests {
 
     #[test]
     fn sample_norm_and_bias_match_candle_ops() {
-        for act in ACTIVATIONS {
-            let x = Var::from_tensor(&random(&[3, 4, 3, 3], 2, DType::F32)).unwrap();
+        for (act, shape) in ACTIVATIONS.into_iter().flat_map(|a| [(a, &[3usize, 4, 3, 3][..]), (a, &[5, 4][..])]) {
+            let x = Var::from_tensor(&random(shape, 2, DType::F32)).unwrap();
             let w = Var::from_tensor(&random(&[4], 3, DType::F32)).unwrap();
             let b = Var::from_tensor(&random(&[4], 4, DType::F32)).unwrap();
             let vars = [&x, &w, &b];
@@ -300,7 +310,8 @@ mod tests {
                 assert!(max_diff(a, c) < 1e-4, "sample norm gradient, {act:?}: {}", max_diff(a, c));
             }
             let (y1, g1) = with_gradients(crate::activation::bias_act(&x, Some(&b), act).unwrap(), &[&x, &b]);
-            let reference = act.forward(&x.broadcast_add(&b.reshape((4, 1, 1)).unwrap()).unwrap()).unwrap();
+            let per_channel: Vec<usize> = [4].into_iter().chain(std::iter::repeat_n(1, shape.len() - 2)).collect();
+            let reference = act.forward(&x.broadcast_add(&b.reshape(per_channel).unwrap()).unwrap()).unwrap();
             let (y2, g2) = with_gradients(reference, &[&x, &b]);
             assert!(max_diff(&y1, &y2) < 1e-6, "bias output, {act:?}");
             for (a, c) in g1.iter().zip(&g2) {

@@ -1,5 +1,6 @@
 //! Training-step throughput: one iteration of Algorithm 1 (one discriminator and one generator update)
-//! for the MLP GAN of `configs/ring8.toml`, at batch 256, on the CPU.
+//! for the MLP GAN of `configs/ring8.toml`, at batch 256, on the CPU with one and two threads; and one
+//! Adam update of the 64x64 DCGAN generator's variables (3.6 million).
 
 use candle_core::Device;
 use condor_core::{ModelSpec, Registry};
@@ -32,12 +33,36 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(256));
     group.sample_size(30);
     for threads in [1, 2] {
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut trainer = ring8_trainer();
-        group.bench_function(format!("train_step_{threads}_threads"), |b| b.iter(|| trainer.step().unwrap()));
+        group.bench_function(format!("train_step_{threads}_threads"), |b| b.iter(|| pool.install(|| trainer.step().unwrap())));
     }
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn adam(c: &mut Criterion) {
+    use candle_core::{Tensor, Var};
+    // The 64x64 DCGAN generator's variables: the projection and the four transposed convolutions.
+    let shapes: [&[usize]; 5] = [&[8192, 228], &[512, 256, 4, 4], &[256, 128, 4, 4], &[128, 64, 4, 4], &[64, 3, 4, 4]];
+    let vars: Vec<(String, Var)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("v{i}"), Var::from_tensor(&Tensor::randn(0f32, 0.02, *s, &Device::Cpu).unwrap()).unwrap()))
+        .collect();
+    let loss = vars.iter().map(|(_, v)| v.as_tensor().sqr().unwrap().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap());
+    let grads = loss.unwrap().backward().unwrap();
+    let mut opt = condor_pipeline::Adam::new(vars, Default::default()).unwrap();
+    let mut group = c.benchmark_group("adam");
+    group.sample_size(30);
+    group.bench_function("dcgan64_generator_3.6M_variables", |b| b.iter(|| opt.step(&grads).unwrap()));
+    group.finish();
+}
+
+fn setup(c: &mut Criterion) {
+    condor_core::threads::configure_cpu_runtime();
+    bench(c);
+    adam(c);
+}
+
+criterion_group!(benches, setup);
 criterion_main!(benches);

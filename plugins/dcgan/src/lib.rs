@@ -18,10 +18,11 @@
 //! Registered as `"dcgan"` for both kinds by [`register`].
 
 use candle_core::{Device, Module, Tensor, D};
-use candle_nn::{BatchNormConfig, Init, Linear, VarBuilder};
+use candle_nn::{BatchNormConfig, Init, VarBuilder};
 use condor_core::activation::{bias_act, Activation};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::conv::{conv_transpose2d, Conv2d, ConvTranspose2d};
+use condor_core::linear::Linear;
 use condor_core::norm::{sample_norm_act, BatchNorm};
 use condor_core::minibatch::{appended_channels, check_settings, minibatch_stddev};
 use condor_core::resample::BILINEAR_2X_TAPS;
@@ -387,7 +388,7 @@ impl DcganGenerator {
     fn text_code(&self, cond: &Conditioning, eps: &Tensor) -> condor_core::Result<Tensor> {
         let e = cond.embedding.to_dtype(eps.dtype())?;
         Ok(match &self.text {
-            Some(TextCode::Compressed(linear)) => candle_nn::ops::leaky_relu(&linear.forward(&e)?, 0.2)?,
+            Some(TextCode::Compressed(linear)) => linear.forward_act(&e, Activation::LeakyRelu(0.2))?,
             Some(TextCode::Augmented(..)) => {
                 let (mu, log_sigma) = self.augmentation_stats(&e)?.expect("augmented");
                 condor_core::augmentation::reparameterise(&mu, &log_sigma, eps)?
@@ -532,7 +533,7 @@ impl DcganDiscriminator {
             if let Some(v) = &self.projection {
                 projected = Some((v.forward(&e)? * features.sum((2, 3))?)?.sum(1)?);
             }
-            let code = candle_nn::ops::leaky_relu(&proj.forward(&e)?, slope)?;
+            let code = proj.forward_act(&e, Activation::LeakyRelu(slope))?;
             h = norm.conv_act(mix, &join_tiled(&h, &code)?, train, Activation::LeakyRelu(slope))?;
         }
         let logit = self.logit.forward(&h)?.reshape(b)?;

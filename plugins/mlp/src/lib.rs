@@ -8,7 +8,10 @@
 //! Registered as `"mlp"` for both kinds by [`register`].
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{BatchNorm, Linear, ModuleT, VarBuilder};
+use candle_nn::VarBuilder;
+use condor_core::activation::Activation as Act;
+use condor_core::linear::{linear, Linear};
+use condor_core::norm::{batch_norm, BatchNorm};
 use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Generator, Registry};
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +115,7 @@ impl Stack {
         input: usize,
         hidden: &[usize],
         output: usize,
-        batch_norm: bool,
+        with_norm: bool,
         act: Activation,
         slope: f64,
         vb: VarBuilder,
@@ -120,25 +123,25 @@ impl Stack {
         let mut layers = Vec::with_capacity(hidden.len());
         let mut width = input;
         for (i, &h) in hidden.iter().enumerate() {
-            let linear = candle_nn::linear(width, h, vb.pp(format!("fc{i}")))?;
-            let bn = if batch_norm { Some(candle_nn::batch_norm(h, 1e-5, vb.pp(format!("bn{i}")))?) } else { None };
-            layers.push((linear, bn));
+            let fc = linear(width, h, vb.pp(format!("fc{i}")))?;
+            let bn = if with_norm { Some(batch_norm(h, 1e-5, vb.pp(format!("bn{i}")))?) } else { None };
+            layers.push((fc, bn));
             width = h;
         }
-        let output = candle_nn::linear(width, output, vb.pp("out"))?;
+        let output = linear(width, output, vb.pp("out"))?;
         Ok(Self { layers, output, activation: act, negative_slope: slope })
     }
 
     fn forward(&self, mut x: Tensor, train: bool) -> candle_core::Result<Tensor> {
-        for (linear, bn) in &self.layers {
-            x = linear.forward(&x)?;
-            if let Some(bn) = bn {
-                x = bn.forward_t(&x, train)?;
-            }
-            x = match self.activation {
-                Activation::Relu => x.relu()?,
-                Activation::LeakyRelu => candle_nn::ops::leaky_relu(&x, self.negative_slope)?,
-                Activation::Tanh => x.tanh()?,
+        let act = match self.activation {
+            Activation::Relu => Act::Relu,
+            Activation::LeakyRelu => Act::LeakyRelu(self.negative_slope),
+            Activation::Tanh => Act::Tanh,
+        };
+        for (fc, bn) in &self.layers {
+            x = match bn {
+                Some(bn) => bn.forward_act(&fc.forward(&x)?, train, act)?,
+                None => fc.forward_act(&x, act)?,
             };
         }
         self.output.forward(&x)

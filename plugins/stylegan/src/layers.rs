@@ -46,7 +46,7 @@ impl EqualLinear {
     /// `x W^T * gain + b * lr_mul` for `x: (B, fan_in)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = (&self.weight * self.weight_gain)?;
-        x.matmul(&w.t()?)?.broadcast_add(&(&self.bias * self.bias_gain)?)
+        condor_core::linear::matmul_t(x, &w)?.broadcast_add(&(&self.bias * self.bias_gain)?)
     }
 }
 

@@ -16,7 +16,7 @@ use faer::{MatMut, MatRef};
 use rayon::prelude::*;
 
 use super::patches::Patches;
-use super::{parallel, Real};
+use super::{parallel_macs, Real};
 
 /// Largest patch matrix of one chunk, in elements.
 const CHUNK_ELEMENTS: usize = 1 << 18;
@@ -44,7 +44,7 @@ struct Spread {
 }
 
 fn spread(work: usize, n_chunks: usize) -> Spread {
-    let parallel = parallel(work);
+    let parallel = parallel_macs(work);
     let chunks = parallel && n_chunks >= 2 * rayon::current_num_threads();
     Spread { chunks, products: parallel && !chunks }
 }

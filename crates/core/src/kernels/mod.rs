@@ -15,15 +15,23 @@ use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 use candle_core::{Layout, Result};
 use faer::{Accum, MatMut, MatRef, Par};
 
-/// Multiply-adds (or element visits) below which a kernel stays on the calling thread. Handing work
-/// to another thread costs some microseconds, and on a machine whose cores are busy with other
-/// processes a thread that waits for a descheduled helper loses a whole time slice: small models
-/// run faster on one thread there, and barely slower when the machine is idle.
-pub(crate) const PARALLEL_MIN_WORK: usize = 1 << 21;
+/// Multiply-adds below which a matrix product stays on the calling thread, and element visits below
+/// which an element-wise pass does: about half a millisecond of one core's work each. Handing work to
+/// another thread costs some microseconds on an idle machine; on one whose cores are busy with other
+/// processes, a thread that waits for a helper the kernel has descheduled loses a time slice (a few
+/// milliseconds), so small models run several times faster on one thread there and barely slower
+/// when the machine is idle.
+const PARALLEL_MIN_MACS: usize = 1 << 25;
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 19;
 
-/// Whether work of this size is worth several threads.
-pub(crate) fn parallel(work: usize) -> bool {
-    work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
+/// Whether a product of this many multiply-adds is worth several threads.
+pub(crate) fn parallel_macs(macs: usize) -> bool {
+    macs >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1
+}
+
+/// Whether an element-wise pass over this many elements is worth several threads.
+pub(crate) fn parallel_elements(elements: usize) -> bool {
+    elements >= PARALLEL_MIN_ELEMENTS && rayon::current_num_threads() > 1
 }
 
 /// A real floating-point element type the kernels run on: `f32` or `f64`.

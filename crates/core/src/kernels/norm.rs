@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{parallel, Real};
+use super::{parallel_elements, Real};
 use crate::activation::Activation;
 
 /// Lanes of the partial sums: independent accumulators the compiler keeps in vector registers.
@@ -234,7 +234,7 @@ pub(crate) fn channel_stats<T: Real>(x: &[T], d: Dims) -> Vec<T> {
 
 /// `f(c)` for every channel, on several threads when the data is large.
 fn map_channels<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    if parallel(d.len()) {
+    if parallel_elements(d.len()) {
         (0..d.channels).into_par_iter().map(f).collect()
     } else {
         (0..d.channels).map(f).collect()
@@ -243,7 +243,7 @@ fn map_channels<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R
 
 /// `f(b)` for every sample, on several threads when the data is large.
 fn map_samples<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    if parallel(d.len()) {
+    if parallel_elements(d.len()) {
         (0..d.batch).into_par_iter().map(f).collect()
     } else {
         (0..d.batch).map(f).collect()
@@ -252,7 +252,7 @@ fn map_samples<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R>
 
 /// Runs `f(b, sample)` over the `(C, S)` samples of `data`, on several threads when it is large.
 fn for_each_sample<T: Send>(data: &mut [T], d: Dims, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    if parallel(d.len()) {
+    if parallel_elements(d.len()) {
         data.par_chunks_mut(d.sample()).enumerate().for_each(|(b, s)| f(b, s));
     } else {
         data.chunks_mut(d.sample()).enumerate().for_each(|(b, s)| f(b, s));
@@ -279,6 +279,32 @@ impl<T: Real> Plane<T> {
     }
 }
 
+/// Every channel's [`Plane`] for one sample's statistics.
+fn planes<T: Real>(ch: &Channels, stats: (f64, f64)) -> Vec<Plane<T>> {
+    (0..ch.gamma.len()).map(|c| Plane::new(ch, c, stats)).collect()
+}
+
+/// The channel maps of each sample: computed once for all samples unless the statistics are the
+/// sample's own.
+struct SamplePlanes<T> {
+    shared: Option<Vec<Plane<T>>>,
+}
+
+impl<T: Real> SamplePlanes<T> {
+    fn new(ch: &Channels, norm: Normalise) -> Self {
+        let own = matches!(norm, Normalise::PerSample { .. });
+        Self { shared: (!own).then(|| planes(ch, (0.0, 1.0))) }
+    }
+
+    /// Runs `f` with the maps for a sample of statistics `stats` (computed only when they are its own).
+    fn with<R>(&self, ch: &Channels, stats: (f64, f64), f: impl FnOnce(&[Plane<T>]) -> R) -> R {
+        match &self.shared {
+            Some(p) => f(p),
+            None => f(&planes(ch, stats)),
+        }
+    }
+}
+
 /// `act(gamma_c * xhat + beta_c)` for `x` `(B, C, S)` and `params` `(4, C)`.
 pub(crate) fn affine_act_forward<T: Real>(
     x: &[T],
@@ -289,14 +315,18 @@ pub(crate) fn affine_act_forward<T: Real>(
     eps: f64,
 ) -> Vec<T> {
     let ch = Channels::new(params, d.channels, norm, eps);
+    let maps = SamplePlanes::<T>::new(&ch, norm);
     let mut out = vec![T::ZERO; d.len()];
     for_each_sample(&mut out, d, |b, out| {
         let xs = &x[b * d.sample()..][..d.sample()];
-        let stats = sample_stats(xs, norm);
-        for (c, (o, xp)) in out.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial)).enumerate() {
-            let p = Plane::<T>::new(&ch, c, stats);
-            with_act!(act, T, |a| o.iter_mut().zip(xp).for_each(|(o, &v)| *o = a.apply(v * p.scale + p.shift)));
-        }
+        maps.with(&ch, sample_stats(xs, norm), |planes| {
+            let rows = out.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial));
+            with_act!(act, T, |a| {
+                for (p, (o, xp)) in planes.iter().zip(rows) {
+                    o.iter_mut().zip(xp).for_each(|(o, &v)| *o = a.apply(v * p.scale + p.shift));
+                }
+            });
+        });
     });
     out
 }
@@ -308,19 +338,29 @@ struct SampleSums {
     per_channel: Vec<(f64, f64)>,
 }
 
-fn sample_sums<T: Real>(xs: &[T], dys: &[T], ch: &Channels, d: Dims, norm: Normalise, act: Activation) -> SampleSums {
-    let stats = sample_stats(xs, norm);
-    let planes = xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial));
-    let per_channel = planes
-        .enumerate()
-        .map(|(c, (xp, dyp))| {
-            let p = Plane::<T>::new(ch, c, stats);
-            with_act!(act, T, |a| lane_sums(xp, dyp, |v, dy| {
-                let g = dy * a.derivative(v * p.scale + p.shift);
-                (g, g * (v * p.a + p.b))
-            }))
-        })
-        .collect();
+fn sample_sums<T: Real>(xs: &[T], dys: &[T], planes: &[Plane<T>], stats: (f64, f64), d: Dims, act: Activation) -> SampleSums {
+    let rows = xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial));
+    let per_channel = with_act!(act, T, |a| {
+        let g_and_gx = |p: &Plane<T>, v: T, dy: T| {
+            let g = dy * a.derivative(v * p.scale + p.shift);
+            (g, g * (v * p.a + p.b))
+        };
+        planes
+            .iter()
+            .zip(rows)
+            .map(|(p, (xp, dyp))| {
+                if d.spatial < LANES {
+                    // Short planes (a dense layer's features): no lanes to fill.
+                    xp.iter().zip(dyp).fold((0.0, 0.0), |(sg, sgx), (&v, &dy)| {
+                        let (g, gx) = g_and_gx(p, v, dy);
+                        (sg + g.to_f64(), sgx + gx.to_f64())
+                    })
+                } else {
+                    lane_sums(xp, dyp, |v, dy| g_and_gx(p, v, dy))
+                }
+            })
+            .collect()
+    });
     SampleSums { stats, per_channel }
 }
 
@@ -341,9 +381,11 @@ pub(crate) fn affine_act_backward<T: Real>(
     eps: f64,
 ) -> Vec<T> {
     let ch = Channels::new(params, d.channels, norm, eps);
+    let maps = SamplePlanes::<T>::new(&ch, norm);
     let sums = map_samples(d, |b| {
         let r = b * d.sample()..(b + 1) * d.sample();
-        sample_sums(&x[r.clone()], &dy[r], &ch, d, norm, act)
+        let stats = sample_stats(&x[r.clone()], norm);
+        maps.with(&ch, stats, |planes| sample_sums(&x[r.clone()], &dy[r], planes, stats, d, act))
     });
     let mut total = vec![(0.0f64, 0.0f64); d.channels];
     for s in &sums {
@@ -351,34 +393,43 @@ pub(crate) fn affine_act_backward<T: Real>(
             (t.0, t.1) = (t.0 + p.0, t.1 + p.1);
         }
     }
+    // Per channel: gamma and, for batch statistics, the means of gamma g and gamma g xhat.
+    let n = (d.batch * d.spatial) as f64;
+    let coefficients: Vec<(T, T, T)> = (0..d.channels)
+        .map(|c| {
+            let gamma = ch.gamma[c];
+            let (ma, mb) = match norm {
+                Normalise::BatchStats => (gamma * total[c].0 / n, gamma * total[c].1 / n),
+                _ => (0.0, 0.0),
+            };
+            (T::from_f64(gamma), T::from_f64(ma), T::from_f64(mb))
+        })
+        .collect();
     let mut out = vec![T::ZERO; d.len() + 4 * d.channels];
     let (dx, dparams) = out.split_at_mut(d.len());
     for_each_sample(dx, d, |b, dxs| {
         let r = b * d.sample()..(b + 1) * d.sample();
         let (xs, dys, s) = (&x[r.clone()], &dy[r], &sums[b]);
-        // The sample's means of gamma_c g and gamma_c g xhat, for its own statistics.
-        let sample_means = |k: fn(&(f64, f64)) -> f64| {
-            s.per_channel.iter().zip(&ch.gamma).map(|(p, g)| g * k(p)).sum::<f64>() / d.sample() as f64
-        };
-        let own = (sample_means(|p| p.0), sample_means(|p| p.1));
-        let planes = dxs.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial)));
-        for (c, (o, (xp, dyp))) in planes.enumerate() {
-            let p = Plane::<T>::new(&ch, c, s.stats);
-            let n = (d.batch * d.spatial) as f64;
-            let gamma = ch.gamma[c];
-            let (ma, mb) = match norm {
-                Normalise::BatchStats => (gamma * total[c].0 / n, gamma * total[c].1 / n),
-                Normalise::PerSample { .. } => own,
-                Normalise::GivenStats | Normalise::None => (0.0, 0.0),
+        // For the sample's own statistics: its means of gamma_c g and gamma_c g xhat.
+        let own = matches!(norm, Normalise::PerSample { .. }).then(|| {
+            let mean = |k: fn(&(f64, f64)) -> f64| {
+                let total: f64 = s.per_channel.iter().zip(&ch.gamma).map(|(p, g)| g * k(p)).sum();
+                T::from_f64(total / d.sample() as f64)
             };
-            let (inv, gamma, ma, mb) = (p.a, T::from_f64(gamma), T::from_f64(ma), T::from_f64(mb));
+            (mean(|p| p.0), mean(|p| p.1))
+        });
+        maps.with(&ch, s.stats, |planes| {
+            let rows = dxs.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial)));
             with_act!(act, T, |a| {
-                for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
-                    let g = dy * a.derivative(v * p.scale + p.shift);
-                    *o = inv * (gamma * g - ma - (v * p.a + p.b) * mb);
+                for ((p, &(gamma, ma, mb)), (o, (xp, dyp))) in planes.iter().zip(&coefficients).zip(rows) {
+                    let (ma, mb) = own.unwrap_or((ma, mb));
+                    for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
+                        let g = dy * a.derivative(v * p.scale + p.shift);
+                        *o = p.a * (gamma * g - ma - (v * p.a + p.b) * mb);
+                    }
                 }
             });
-        }
+        });
     });
     for (c, t) in total.iter().enumerate() {
         dparams[c] = T::from_f64(t.1);
