@@ -77,6 +77,7 @@ mod kernels;
 pub mod linear;
 pub mod minibatch;
 pub mod model;
+pub mod modulate;
 pub mod norm;
 pub mod params;
 pub mod profile;

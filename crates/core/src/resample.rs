@@ -1,9 +1,13 @@
 //! Gradient-safe 2x upsampling, shared by the plugins that upsample by interpolation.
 //!
 //! candle has no backward for its bilinear upsampling, and `upsample_nearest2d`'s gradient is wrong
-//! when its input is used elsewhere (CANDLE_NOTES.md), so this one is built from slices and sums.
+//! when its input is used elsewhere (CANDLE_NOTES.md). On the CPU (f32, f64) this one is a single op
+//! whose backward is its exact adjoint; elsewhere it is built from slices and sums.
 
-use candle_core::Tensor;
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::kernels::{parallel_elements, real_op, Real};
 
 /// Bilinear 2x upsampling (half-pixel centres) along one axis as a stride-2 transposed convolution's
 /// kernel: input pixel `i` adds these weights to outputs `2i - 1 ..= 2i + 2`. Away from the edges this
@@ -32,7 +36,117 @@ fn upsample_axis(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
 
 /// Bilinear 2x upsampling of `(B, C, H, W)` whose gradient is exact.
 pub fn upsample2x(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if crate::norm::fused(x) {
+        return x.contiguous()?.apply_op1(Upsample { h, w, adjoint: false });
+    }
+    upsample2x_candle(x)
+}
+
+/// [`upsample2x`] in candle's ops.
+fn upsample2x_candle(x: &Tensor) -> candle_core::Result<Tensor> {
     upsample_axis(&upsample_axis(x, 3)?, 2)
+}
+
+/// [`upsample2x`] of `h x w` planes (`adjoint: false`), or its adjoint from `2h x 2w` planes back to
+/// `h x w` (its backward).
+#[derive(Clone, Copy, Debug)]
+struct Upsample {
+    h: usize,
+    w: usize,
+    adjoint: bool,
+}
+
+/// Near and far weights of [`BILINEAR_2X_TAPS`].
+fn taps<T: Real>() -> (T, T) {
+    (T::from_f64(BILINEAR_2X_TAPS[1]), T::from_f64(BILINEAR_2X_TAPS[0]))
+}
+
+/// One line of `n` values to `2n` ([`upsample_axis`] on a line), the values `step` apart in both.
+fn line_up<T: Real>(src: &[T], dst: &mut [T], n: usize, step: usize) {
+    let (near, far) = taps::<T>();
+    for i in 0..n {
+        let (prev, next) = (i.saturating_sub(1), (i + 1).min(n - 1));
+        let (a, p, q) = (&src[i * step..][..step], &src[prev * step..][..step], &src[next * step..][..step]);
+        let (even, odd) = dst[2 * i * step..][..2 * step].split_at_mut(step);
+        for j in 0..step {
+            even[j] = a[j] * near + p[j] * far;
+            odd[j] = a[j] * near + q[j] * far;
+        }
+    }
+}
+
+/// The adjoint of [`line_up`]: `2n` values back onto `n`.
+fn line_down<T: Real>(src: &[T], dst: &mut [T], n: usize, step: usize) {
+    let (near, far) = taps::<T>();
+    dst[..n * step].fill(T::ZERO);
+    for i in 0..n {
+        let (prev, next) = (i.saturating_sub(1), (i + 1).min(n - 1));
+        let (even, odd) = src[2 * i * step..][..2 * step].split_at(step);
+        for j in 0..step {
+            dst[i * step + j] += (even[j] + odd[j]) * near;
+            dst[prev * step + j] += even[j] * far;
+            dst[next * step + j] += odd[j] * far;
+        }
+    }
+}
+
+impl Upsample {
+    /// One plane: rows (along the width) then columns, or the adjoint in the reverse order.
+    fn plane<T: Real>(&self, src: &[T], dst: &mut [T]) {
+        let (h, w) = (self.h, self.w);
+        let mut mid = vec![T::ZERO; h * 2 * w];
+        if self.adjoint {
+            line_down(src, &mut mid, h, 2 * w);
+            for (m, d) in mid.chunks_exact(2 * w).zip(dst.chunks_exact_mut(w)) {
+                line_down(m, d, w, 1);
+            }
+        } else {
+            for (s, m) in src.chunks_exact(w).zip(mid.chunks_exact_mut(2 * w)) {
+                line_up(s, m, w, 1);
+            }
+            line_up(&mid, dst, h, 2 * w);
+        }
+    }
+
+    fn run<T: Real>(&self, src: &[T]) -> Vec<T> {
+        let (small, large) = (self.h * self.w, 4 * self.h * self.w);
+        let (from, to) = if self.adjoint { (large, small) } else { (small, large) };
+        let mut out = vec![T::ZERO; src.len() / from * to];
+        let plane = |(s, d): (&[T], &mut [T])| self.plane(s, d);
+        if parallel_elements(src.len()) {
+            src.par_chunks_exact(from).zip(out.par_chunks_exact_mut(to)).for_each(plane);
+        } else {
+            src.chunks_exact(from).zip(out.chunks_exact_mut(to)).for_each(plane);
+        }
+        out
+    }
+}
+
+impl CustomOp1 for Upsample {
+    fn name(&self) -> &'static str {
+        if self.adjoint {
+            "upsample2x-adjoint"
+        } else {
+            "upsample2x"
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l.shape().dims4()?;
+        let expected = if self.adjoint { (2 * self.h, 2 * self.w) } else { (self.h, self.w) };
+        if (h, w) != expected {
+            candle_core::bail!("{}: expects {expected:?} planes, got {:?}", self.name(), l.shape());
+        }
+        let out = real_op!(self.name(), [(s, l)], |x| self.run(x));
+        let shape = if self.adjoint { (b, c, self.h, self.w) } else { (b, c, 2 * self.h, 2 * self.w) };
+        Ok((out, shape.into()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let adjoint = Upsample { adjoint: !self.adjoint, ..*self };
+        grad.contiguous()?.apply_op1_no_bwd(&adjoint).map(Some)
+    }
 }
 
 #[cfg(test)]
@@ -51,6 +165,20 @@ mod tests {
         // Along a row: [0, 4] -> [0, 1, 3, 4]; along a column: [0, 8] -> [0, 2, 6, 8].
         let expected = [0.0, 1.0, 3.0, 4.0, 2.0, 3.0, 5.0, 6.0, 6.0, 7.0, 9.0, 10.0, 8.0, 9.0, 11.0, 12.0];
         assert_eq!(up.flatten_all().unwrap().to_vec1::<f32>().unwrap(), expected);
+    }
+
+    #[test]
+    fn the_fused_op_matches_the_slices_with_gradients() {
+        for (h, w) in [(1, 1), (1, 3), (4, 4), (5, 3)] {
+            let x = candle_core::Var::from_tensor(&normal(&mut derived_rng(3, &[]), (2, 3, h, w), &Device::Cpu).unwrap()).unwrap();
+            let g = normal(&mut derived_rng(4, &[]), (2, 3, 2 * h, 2 * w), &Device::Cpu).unwrap();
+            let (a, b) = (upsample2x(&x).unwrap(), upsample2x_candle(&x).unwrap());
+            let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff(&a, &b) < 1e-6, "{h}x{w}");
+            let ga = (a * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (b * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(diff(ga.get(&x).unwrap(), gb.get(&x).unwrap()) < 1e-5, "{h}x{w} gradient");
+        }
     }
 
     #[test]

@@ -1,10 +1,25 @@
 //! Process settings for fast CPU training: candle's thread count and the allocator's reuse of memory.
 
-/// Applies [`cache_thread_count`] and [`keep_freed_memory`]. Call it first in `main`, before any
-/// thread starts.
+/// Applies [`cache_thread_count`], [`inline_candle_elementwise`] and [`keep_freed_memory`]. Call it
+/// first in `main`, before any thread starts.
 pub fn configure_cpu_runtime() {
     cache_thread_count();
+    inline_candle_elementwise();
     keep_freed_memory();
+}
+
+/// Sets `CANDLE_NUM_THREADS=1` when it is unset, so that candle's own element-wise ops run on the
+/// calling thread. candle splits every element-wise op of 65,536 elements or more over a pool of
+/// threads whose caller waits by spinning, without yielding, and whose workers spin before they
+/// sleep: on a machine whose cores are busy with other processes a descheduled worker costs the
+/// caller a whole time slice, which made a `configs/ring8.toml` step six times slower there. The
+/// heavy element-wise work of Condor's models runs in condor-core's fused kernels, which use rayon
+/// above their own size thresholds, so the pool had little left to speed up. Call it before any
+/// thread starts: it changes the process environment.
+pub fn inline_candle_elementwise() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 }
 
 /// Sets `RAYON_NUM_THREADS` to candle's default thread count (the physical cores) when it is unset.

@@ -8,7 +8,7 @@ use condor_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{downsample2x, lrelu, normalize_2nd_moment, EqualConv, EqualLinear};
+use crate::layers::{downsample2x, normalize_2nd_moment, EqualConv, EqualLinear};
 use crate::{channels_at, resolutions};
 use condor_core::minibatch::{appended_channels, check_settings, minibatch_stddev};
 
@@ -62,8 +62,8 @@ struct ResBlock {
 impl ResBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let skip = self.skip.forward(&downsample2x(x)?)?;
-        let h = lrelu(&self.conv0.forward(x)?)?;
-        let h = lrelu(&self.conv1.forward(&downsample2x(&h)?)?)?;
+        let h = self.conv0.forward_lrelu(x)?;
+        let h = self.conv1.forward_lrelu(&downsample2x(&h)?)?;
         (skip + h)? * std::f64::consts::FRAC_1_SQRT_2
     }
 }
@@ -136,7 +136,7 @@ impl Discriminator for ResidualDiscriminator {
         check_samples("stylegan discriminator", x, &[c, s, s])?;
         let b = x.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
-        let mut h = lrelu(&self.from_rgb.forward(x)?)?;
+        let mut h = self.from_rgb.forward_lrelu(x)?;
         for block in &self.blocks {
             h = block.forward(&h)?;
         }
@@ -146,10 +146,10 @@ impl Discriminator for ResidualDiscriminator {
             None => None,
         };
         if let (Some(code), Some(e)) = (&self.text_code, &embedding) {
-            h = join_tiled(&h, &lrelu(&code.forward(e)?)?)?;
+            h = join_tiled(&h, &code.forward_lrelu(e)?)?;
         }
-        let h = lrelu(&self.conv.forward(&h)?)?;
-        let h = lrelu(&self.fc.forward(&h.flatten_from(1)?)?)?;
+        let h = self.conv.forward_lrelu(&h)?;
+        let h = self.fc.forward_lrelu(&h.flatten_from(1)?)?;
         let logit = self.out.forward(&h)?.reshape(b)?;
         Ok(match (&self.projection, embedding) {
             (Some(v), Some(e)) => {

@@ -12,7 +12,8 @@ use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{lrelu, normalize_2nd_moment, EqualLinear, ModulatedConv};
+use crate::layers::{normalize_2nd_moment, EqualLinear, ModulatedConv, ACTIVATION_GAIN};
+use condor_core::activation::Activation;
 use crate::{channels_at, resolutions};
 use condor_core::resample::upsample2x;
 
@@ -120,11 +121,8 @@ impl StyleLayer {
 
     fn forward(&self, x: &Tensor, w: &Tensor, noise: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let x = if self.up { upsample2x(x)? } else { x.clone() };
-        let mut y = self.conv.forward(&x, w)?;
-        if let Some(n) = noise {
-            y = y.broadcast_add(&n.broadcast_mul(&self.noise_strength.reshape((1, (), 1, 1))?)?)?;
-        }
-        lrelu(&y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?)
+        let noise = noise.map(|n| (n, &self.noise_strength));
+        self.conv.forward_act(&x, w, noise, Some(&self.bias), Activation::LeakyRelu(0.2), ACTIVATION_GAIN)
     }
 }
 
@@ -143,7 +141,7 @@ impl ToRgb {
     }
 
     fn forward(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-        self.conv.forward(x, w)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        self.conv.forward_act(x, w, None, Some(&self.bias), Activation::Identity, 1.0)
     }
 }
 
@@ -269,7 +267,7 @@ impl StyleGanGenerator {
             x = Tensor::cat(&[&x, &normalize_2nd_moment(code)?], D::Minus1)?;
         }
         for layer in &self.mapping {
-            x = lrelu(&layer.forward(&x)?)?;
+            x = layer.forward_lrelu(&x)?;
         }
         Ok(x)
     }

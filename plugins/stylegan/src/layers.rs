@@ -4,14 +4,20 @@
 
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
+use condor_core::activation::Activation;
 use condor_core::conv::conv2d;
+use condor_core::modulate::channel_affine_act;
 
 /// `sqrt(2)`: the gain that keeps a leaky ReLU's output at unit second moment.
 pub const ACTIVATION_GAIN: f64 = std::f64::consts::SQRT_2;
 
-/// Leaky ReLU (slope 0.2) scaled by [`ACTIVATION_GAIN`], as in StyleGAN.
-pub fn lrelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    candle_nn::ops::leaky_relu(x, 0.2)? * ACTIVATION_GAIN
+/// StyleGAN's leaky ReLU slope.
+const SLOPE: f64 = 0.2;
+
+/// StyleGAN's activation of `x + bias`, leaky ReLU (slope 0.2) scaled by [`ACTIVATION_GAIN`], as one op
+/// for `x` `(B, C, ...)` and a per-channel `bias`.
+fn bias_lrelu(x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    channel_affine_act(x, None, None, bias, Activation::LeakyRelu(SLOPE), ACTIVATION_GAIN)
 }
 
 /// `x / sqrt(mean(x^2) + 1e-8)` over each row of a `(B, N)` batch.
@@ -48,6 +54,12 @@ impl EqualLinear {
         let w = (&self.weight * self.weight_gain)?;
         condor_core::linear::matmul_t(x, &w)?.broadcast_add(&(&self.bias * self.bias_gain)?)
     }
+
+    /// `forward(x)` through StyleGAN's scaled leaky ReLU, the bias and activation as one op.
+    pub fn forward_lrelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = condor_core::linear::matmul_t(x, &(&self.weight * self.weight_gain)?)?;
+        bias_lrelu(&y, Some(&(&self.bias * self.bias_gain)?))
+    }
 }
 
 /// A square convolution with an equalised learning rate, stride 1 and "same" padding.
@@ -74,6 +86,11 @@ impl EqualConv {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
+    }
+
+    /// `forward(x)` through StyleGAN's scaled leaky ReLU, the bias and activation as one op.
+    pub fn forward_lrelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        bias_lrelu(&conv2d(x, &(&self.weight * self.gain)?, self.padding, 1)?, self.bias.as_ref())
     }
 }
 
@@ -115,17 +132,34 @@ impl ModulatedConv {
 
     /// Convolves `x: (B, c_in, H, W)` under styles `w: (B, w_dim)`.
     pub fn forward(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_act(x, w, None, None, Activation::Identity, 1.0)
+    }
+
+    /// `act(conv(x) + n * strength + bias) * gain` under styles `w`, with the noise map `n` and its
+    /// per-channel `strength` (`noise`) and the `bias` optional: the modulation, and the demodulation
+    /// with everything after it, are one op each.
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        noise: Option<(&Tensor, &Tensor)>,
+        bias: Option<&Tensor>,
+        act: Activation,
+        gain: f64,
+    ) -> candle_core::Result<Tensor> {
         let s = self.styles(w)?;
         let weight = (&self.weight * self.gain)?;
-        let (b, c_in) = s.dims2()?;
-        let y = conv2d(&x.broadcast_mul(&s.reshape((b, c_in, 1, 1))?)?, &weight, self.padding, 1)?;
-        if !self.demodulate {
-            return Ok(y);
-        }
-        // sum over (c_in, kh, kw) of (weight * s)^2, for each sample and output channel.
-        let squared = weight.sqr()?.sum((2, 3))?; // (c_out, c_in)
-        let norms = (s.sqr()?.matmul(&squared.t()?)? + 1e-8)?.sqrt()?; // (B, c_out)
-        y.broadcast_div(&norms.unsqueeze(2)?.unsqueeze(3)?)
+        let modulated = channel_affine_act(x, Some(&s), None, None, Activation::Identity, 1.0)?;
+        let y = conv2d(&modulated, &weight, self.padding, 1)?;
+        // Demodulation: each output channel divided by the norm of its modulated weights, the sum over
+        // (c_in, kh, kw) of (weight * s)^2 for each sample and output channel.
+        let demodulation = if self.demodulate {
+            let squared = weight.sqr()?.sum((2, 3))?; // (c_out, c_in)
+            Some((s.sqr()?.matmul(&squared.t()?)? + 1e-8)?.sqrt()?.recip()?) // (B, c_out)
+        } else {
+            None
+        };
+        channel_affine_act(&y, demodulation.as_ref(), noise, bias, act, gain)
     }
 }
 

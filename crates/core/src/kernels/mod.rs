@@ -6,6 +6,7 @@
 //! into pieces whose boundaries depend only on the shapes, never on the number of threads, so that
 //! results are the same bit for bit on any machine size.
 
+pub(crate) mod act;
 pub(crate) mod conv;
 pub(crate) mod norm;
 pub(crate) mod patches;
@@ -167,3 +168,4 @@ macro_rules! real_op {
     };
 }
 pub(crate) use real_op;
+pub(crate) use act::with_act;

@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::{parallel_elements, Real};
+use super::act::{with_act, Act};
 use crate::activation::Activation;
 
 /// Lanes of the partial sums: independent accumulators the compiler keeps in vector registers.
@@ -52,106 +53,6 @@ fn lane_sum<T: Real>(values: &[T], f: impl Fn(T) -> T) -> f64 {
     lane_sums(values, values, |v, _| (f(v), T::ZERO)).0
 }
 
-/// An activation as a type, so that each inner loop is compiled for one and vectorises.
-trait Act<T>: Copy + Send + Sync {
-    fn apply(self, y: T) -> T;
-    fn derivative(self, y: T) -> T;
-}
-
-#[derive(Clone, Copy)]
-struct Identity;
-#[derive(Clone, Copy)]
-struct Relu;
-/// The slope for negative inputs.
-#[derive(Clone, Copy)]
-struct Leaky<T>(T);
-#[derive(Clone, Copy)]
-struct Tanh;
-
-impl<T: Real> Act<T> for Identity {
-    #[inline(always)]
-    fn apply(self, y: T) -> T {
-        y
-    }
-    #[inline(always)]
-    fn derivative(self, _: T) -> T {
-        T::ONE
-    }
-}
-
-impl<T: Real> Act<T> for Relu {
-    #[inline(always)]
-    fn apply(self, y: T) -> T {
-        if y > T::ZERO {
-            y
-        } else {
-            T::ZERO
-        }
-    }
-    #[inline(always)]
-    fn derivative(self, y: T) -> T {
-        if y > T::ZERO {
-            T::ONE
-        } else {
-            T::ZERO
-        }
-    }
-}
-
-impl<T: Real> Act<T> for Leaky<T> {
-    #[inline(always)]
-    fn apply(self, y: T) -> T {
-        if y > T::ZERO {
-            y
-        } else {
-            y * self.0
-        }
-    }
-    #[inline(always)]
-    fn derivative(self, y: T) -> T {
-        if y > T::ZERO {
-            T::ONE
-        } else {
-            self.0
-        }
-    }
-}
-
-impl<T: Real> Act<T> for Tanh {
-    #[inline(always)]
-    fn apply(self, y: T) -> T {
-        y.tanh()
-    }
-    #[inline(always)]
-    fn derivative(self, y: T) -> T {
-        let t = y.tanh();
-        T::ONE - t * t
-    }
-}
-
-/// Runs `$body` with `$a` bound to the [`Act`] type of `$act`.
-macro_rules! with_act {
-    ($act:expr, $t:ty, |$a:ident| $body:expr) => {
-        match $act {
-            Activation::Identity => {
-                let $a = Identity;
-                $body
-            }
-            Activation::Relu => {
-                let $a = Relu;
-                $body
-            }
-            Activation::LeakyRelu(slope) => {
-                let $a = Leaky(<$t>::from_f64(slope));
-                $body
-            }
-            Activation::Tanh => {
-                let $a = Tanh;
-                $body
-            }
-        }
-    };
-}
 
 /// The layout `(batch, channels, positions per channel)` of the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
