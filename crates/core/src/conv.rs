@@ -5,7 +5,7 @@
 //! it took most of a training step. Here a convolution is im2col (gather every kernel tap's input
 //! pixels into a matrix) then a matrix product, and a transposed convolution is a product then col2im
 //! (scatter-add the taps back onto the image), each one op in candle's graph whose backward is the
-//! other two products of [`crate::kernels::conv`]. The patch matrices are built chunk by chunk and never
+//! other two products (`kernels::conv`). The patch matrices are built chunk by chunk and never
 //! kept: the graph holds only the op's input and weights.
 //!
 //! On other devices, and for dtypes other than f32 and f64, [`conv2d`] and [`conv_transpose2d`] call
@@ -16,9 +16,9 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, T
 use crate::activation::{bias_act, Activation};
 use crate::kernels::conv::{matmul_scatter, patches_matmul, patches_outer};
 use crate::kernels::patches::Patches;
-use crate::kernels::real_op;
+use crate::kernels::{check_counts, real_op};
 
-/// One of the three products of [`crate::kernels::conv`], as a candle op without a gradient of its own:
+/// One of the three products of `kernels::conv`, as a candle op without a gradient of its own:
 /// the pieces a convolution's forward and backward passes are made of.
 #[derive(Clone, Copy, Debug)]
 enum Product {
@@ -64,14 +64,7 @@ impl CustomOp2 for ConvProduct {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n1, n2, shape) = self.shapes();
-        if l1.shape().elem_count() != n1 || l2.shape().elem_count() != n2 {
-            candle_core::bail!(
-                "{}: expects {n1} and {n2} elements, got {:?} and {:?}",
-                self.name(),
-                l1.shape(),
-                l2.shape()
-            );
-        }
+        check_counts(self.name(), &[(l1, n1), (l2, n2)])?;
         let (p, m) = (&self.patches, self.m);
         let label = || {
             let ((h, w), (gh, gw), k) = (p.image, p.grid, p.kernel);

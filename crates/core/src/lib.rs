@@ -18,8 +18,12 @@
 //!    `vb.get(...)`, ...). The pipeline owns those variables: it initialises them from the run's seed,
 //!    trains them, saves them and restores them. Variables whose names end in `running_mean`,
 //!    `running_var` or `_buffer` are treated as buffers (saved, not trained); see [`BUFFER_SUFFIXES`].
-//!    For convolutions, [`conv::Conv2d`] and [`conv::ConvTranspose2d`] take the same weights as
-//!    candle-nn's and train faster on the CPU.
+//!    For layers, [`conv::Conv2d`], [`conv::ConvTranspose2d`], [`linear::Linear`] and [`norm::BatchNorm`]
+//!    take the same weights as candle-nn's and train several times faster on the CPU; their
+//!    `forward_act` fuses the activation after them ([`activation::Activation`]), and
+//!    [`norm::sample_norm_act`], [`activation::bias_act`] and [`modulate::channel_affine_act`] do the same
+//!    for per-sample norms, biases and StyleGAN-style modulation. Each is one op in candle's graph with
+//!    a fused backward pass on the CPU (f32, f64) and candle's own ops on other devices and dtypes.
 //! 3. Implement [`Generator`] (or [`Discriminator`]): latent size, sample shape, the
 //!    [`ConditioningKind`] it reads, and `forward` with a `train` flag.
 //! 4. Register it under a name. Any program that has your crate can then train it from a config file

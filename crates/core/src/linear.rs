@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use faer::{MatMut, MatRef};
 
 use crate::activation::{bias_act, Activation};
-use crate::kernels::{parallel_macs, real_op, Real};
+use crate::kernels::{check_counts, parallel_macs, real_op, Real};
 use crate::norm::fused;
 
 /// Which product of `x W^T` and its gradients an op computes, for `x` `(rows, inputs)` and `W`
@@ -69,9 +69,7 @@ impl CustomOp2 for LinearOp {
             Product::InputGrad => (r * o, o * i, (r, i).into()),
             Product::WeightGrad => (r * o, r * i, (o, i).into()),
         };
-        if l1.shape().elem_count() != n1 || l2.shape().elem_count() != n2 {
-            candle_core::bail!("{}: expects {n1} and {n2} elements, got {:?} and {:?}", self.name(), l1.shape(), l2.shape());
-        }
+        check_counts(self.name(), &[(l1, n1), (l2, n2)])?;
         let label = || format!("{} {r}x{i} -> {o}", self.name());
         let out = crate::profile::timed(label, || {
             Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |a, b| self.run(a, b)))

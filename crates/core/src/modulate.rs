@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::activation::Activation;
 use crate::kernels::act::Act;
-use crate::kernels::{parallel_elements, real_op, Real};
+use crate::kernels::{check_counts, parallel_elements, real_op, split_gradients, Real};
 use crate::norm::fused;
 
 /// Which terms an op has and the shapes they take; `packed` holds them in this order: `a` `(B, C)`,
@@ -171,9 +171,7 @@ impl CustomOp2 for ChannelAffineAct {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let t = &self.0;
-        if l1.shape().elem_count() != t.len() || l2.shape().elem_count() != t.offsets().len {
-            candle_core::bail!("channel-affine-act: input {:?} and terms {:?} do not match", l1.shape(), l2.shape());
-        }
+        check_counts(self.name(), &[(l1, t.len()), (l2, t.offsets().len)])?;
         let label = || format!("channel-affine-act {:?} {}x{}x{}", t.act, t.batch, t.channels, t.spatial);
         let out = crate::profile::timed(label, || {
             Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |x, p| t.forward(x, p)))
@@ -183,10 +181,7 @@ impl CustomOp2 for ChannelAffineAct {
 
     fn bwd(&self, x: &Tensor, packed: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let both = grad.contiguous()?.apply_op3_no_bwd(x, packed, &ChannelAffineActGrad(self.0))?;
-        let n = x.elem_count();
-        let dx = x.track_op().then(|| both.narrow(0, 0, n)?.reshape(x.shape())).transpose()?;
-        let dp = packed.track_op().then(|| both.narrow(0, n, packed.elem_count())).transpose()?;
-        Ok((dx, dp))
+        split_gradients(&both, x, packed)
     }
 }
 
@@ -209,9 +204,7 @@ impl CustomOp3 for ChannelAffineActGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let t = &self.0;
         let o = t.offsets();
-        if l1.shape().elem_count() != t.len() || l2.shape().elem_count() != t.len() || l3.shape().elem_count() != o.len {
-            candle_core::bail!("channel-affine-act-grad: arguments do not match the terms");
-        }
+        check_counts(self.name(), &[(l1, t.len()), (l2, t.len()), (l3, o.len)])?;
         let label = || format!("channel-affine-act-grad {:?} {}x{}x{}", t.act, t.batch, t.channels, t.spatial);
         let out = crate::profile::timed(label, || {
             Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2), (s3, l3)], |dy, x, p| t.backward(dy, x, p)))

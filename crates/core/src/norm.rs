@@ -2,7 +2,7 @@
 //! (each sample over all its channels and positions, with a per-channel scale and shift).
 //!
 //! On the CPU in f32 and f64 the normalisation, the affine map and the activation are one op in
-//! candle's graph, forward and backward in two passes each ([`crate::kernels::norm`]); candle's own
+//! candle's graph, forward and backward in two passes each (`kernels::norm`); candle's own
 //! formulation took a dozen ops and as many full-size intermediates. On other devices and dtypes the
 //! layers run candle's ops, as before.
 
@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use crate::activation::Activation;
 use crate::kernels::norm::{affine_act_backward, affine_act_forward, channel_stats, Dims};
 pub(crate) use crate::kernels::norm::Normalise;
-use crate::kernels::real_op;
+use crate::kernels::{real_op, split_gradients};
 
 /// Whether the fused CPU kernels run for `x`: on the CPU, in f32 or f64.
 pub(crate) fn fused(x: &Tensor) -> bool {
@@ -80,10 +80,7 @@ impl CustomOp2 for AffineAct {
 
     fn bwd(&self, x: &Tensor, params: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let both = x.apply_op3_no_bwd(&grad.contiguous()?, params, &AffineActGrad(*self))?;
-        let n = x.elem_count();
-        let dx = x.track_op().then(|| both.narrow(0, 0, n)?.reshape(x.shape())).transpose()?;
-        let dp = params.track_op().then(|| both.narrow(0, n, params.elem_count())?.reshape(params.shape())).transpose()?;
-        Ok((dx, dp))
+        split_gradients(&both, x, params)
     }
 }
 

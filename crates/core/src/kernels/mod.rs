@@ -13,7 +13,7 @@ pub(crate) mod patches;
 
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
-use candle_core::{Layout, Result};
+use candle_core::{Layout, Result, Tensor};
 use faer::{Accum, MatMut, MatRef, Par};
 
 /// Multiply-adds below which a matrix product stays on the calling thread, and element visits below
@@ -147,6 +147,25 @@ pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Res
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{op}: expects a contiguous tensor"),
     }
+}
+
+/// Checks that each argument of op `op` holds the number of elements its layout is paired with.
+pub(crate) fn check_counts(op: &str, args: &[(&Layout, usize)]) -> Result<()> {
+    for (i, (layout, n)) in args.iter().enumerate() {
+        if layout.shape().elem_count() != *n {
+            candle_core::bail!("{op}: argument {i} has shape {:?}, expected {n} elements", layout.shape());
+        }
+    }
+    Ok(())
+}
+
+/// Splits a fused backward op's output, `dx` followed by the gradient of the op's parameters (one
+/// flat vector), into the gradients of `x` and `params`, each only where it is tracked.
+pub(crate) fn split_gradients(both: &Tensor, x: &Tensor, params: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let n = x.elem_count();
+    let dx = x.track_op().then(|| both.narrow(0, 0, n)?.reshape(x.shape())).transpose()?;
+    let dp = params.track_op().then(|| both.narrow(0, n, params.elem_count())?.reshape(params.shape())).transpose()?;
+    Ok((dx, dp))
 }
 
 /// Runs `$body` on the contiguous `f32` (or `f64`) slices of one or more CPU storages of the same
