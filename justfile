@@ -14,8 +14,8 @@ train-birds *args:
     bash scripts/train_birds.sh {{args}}
 
 # Train the StyleGAN-like generator on the synthetic birds against the DCGAN discriminator, as
-# weights/birds-stylegan-32.safetensors was (configs/birds-stylegan-dcgan-d.toml: 32x32, 30-50 minutes on a
-# 2-core CPU). The all-StyleGAN pair: `just train configs/birds-stylegan.toml` (or -64, -gpu for larger).
+# weights/birds-stylegan-32.safetensors was (configs/birds-stylegan-dcgan-d.toml: 32x32, about 12 minutes on
+# a 2-core CPU). The all-StyleGAN pair: `just train configs/birds-stylegan.toml` (or -64, -gpu for larger).
 train-stylegan *flags:
     cargo run --release -p condor-cli -- train --config configs/birds-stylegan-dcgan-d.toml {{flags}}
 

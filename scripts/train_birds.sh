@@ -29,7 +29,7 @@ if [[ -f $cub/images.txt ]]; then
 else
     cat <<MSG
 CUB-200-2011 is not at $cub: training on the built-in synthetic birds (configs/birds.toml, 32x32,
-about 40 minutes on a 2-core CPU). To train on real birds, download CUB-200-2011
+about 13 minutes on a 2-core CPU). To train on real birds, download CUB-200-2011
 (https://www.vision.caltech.edu/datasets/cub_200_2011/) into data/CUB_200_2011 and Reed et al.'s
 captions (text_c10, from https://github.com/reedscot/icml2016) into data/, then run this again.
 MSG

@@ -4,7 +4,10 @@
 //!   `candle_nn::BatchNorm` then the activation);
 //! - the per-sample norm + activation of the layer-norm discriminator;
 //! - bias + activation (`condor_core::activation::bias_act` against a broadcast add and the activation);
-//! - a fully connected layer (`condor_core::linear::matmul_t` against candle's matmul).
+//! - a fully connected layer (`condor_core::linear::matmul_t` against candle's matmul);
+//! - at the StyleGAN-like generator's 16x16 stage (batch 64, 32 channels): the demodulation epilogue
+//!   with noise, bias and scaled leaky ReLU (`condor_core::modulate::channel_affine_act`) and bilinear
+//!   2x upsampling (`condor_core::resample::upsample2x`), each against candle's ops.
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::ModuleT;
@@ -67,10 +70,44 @@ fn fully_connected(c: &mut Criterion) {
     group.finish();
 }
 
+fn stylegan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("stylegan_layers_forward_backward");
+    group.sample_size(20);
+    let (b, ch, side) = (64, 32, 16);
+    let x = var(&[b, ch, side, side]);
+    let g = randn(&[b, ch, side, side]);
+    let (scale, noise, strength, bias) = (var(&[b, ch]), randn(&[b, 1, side, side]), var(&[ch]), var(&[ch]));
+    let act = Activation::LeakyRelu(0.2);
+    let gain = std::f64::consts::SQRT_2;
+    let name = format!("{b}x{ch}x{side}x{side}");
+    group.bench_function(format!("modulation_epilogue_{name}/condor"), |r| {
+        r.iter(|| {
+            let y = condor_core::modulate::channel_affine_act(&x, Some(&scale), Some((&noise, &strength)), Some(&bias), act, gain);
+            forward_backward(y, &g)
+        })
+    });
+    group.bench_function(format!("modulation_epilogue_{name}/candle"), |r| {
+        r.iter(|| {
+            let y = x
+                .broadcast_mul(&scale.reshape((b, ch, 1, 1)).unwrap())
+                .and_then(|y| y.broadcast_add(&noise.broadcast_mul(&strength.reshape((1, ch, 1, 1))?)?))
+                .and_then(|y| y.broadcast_add(&bias.reshape((1, ch, 1, 1))?))
+                .and_then(|y| act.forward(&y)? * gain);
+            forward_backward(y, &g)
+        })
+    });
+    let small = var(&[b, ch, side / 2, side / 2]);
+    group.bench_function(format!("upsample2x_{b}x{ch}x{}x{}/condor", side / 2, side / 2), |r| {
+        r.iter(|| forward_backward(condor_core::resample::upsample2x(&small), &g))
+    });
+    group.finish();
+}
+
 fn setup(c: &mut Criterion) {
     condor_core::threads::configure_cpu_runtime();
     normalisation(c);
     fully_connected(c);
+    stylegan(c);
 }
 
 criterion_group!(benches, setup);
