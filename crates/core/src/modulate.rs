@@ -59,7 +59,7 @@ impl Terms {
     }
 
     /// The terms of sample `b`, channel `c`: `(a, sigma, beta)` and the sample's noise row.
-    fn channel<'a, T: Real>(&self, o: &Offsets, p: &'a [T], b: usize, c: usize) -> (T, T, T) {
+    fn channel<T: Real>(&self, o: &Offsets, p: &[T], b: usize, c: usize) -> (T, T, T) {
         let at = |off: Option<usize>, i: usize, default: T| off.map_or(default, |s| p[s + i]);
         (at(o.scale, b * self.channels + c, T::ONE), at(o.sigma, c, T::ZERO), at(o.beta, c, T::ZERO))
     }
@@ -288,6 +288,10 @@ mod tests {
         normal(&mut derived_rng(seed, &[]), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
     }
 
+    /// [`channel_affine_act`] or its candle formulation.
+    type ChannelAffineFn =
+        fn(&Tensor, Option<&Tensor>, Option<(&Tensor, &Tensor)>, Option<&Tensor>, Activation, f64) -> Result<Tensor>;
+
     /// Every combination of terms, shared and per-sample noise.
     fn cases() -> Vec<(bool, Option<usize>, bool, Activation)> {
         let mut out = Vec::new();
@@ -312,7 +316,7 @@ mod tests {
             let sigma = Var::from_tensor(&random(&[4], seed + 2, DType::F32)).unwrap();
             let beta = Var::from_tensor(&random(&[4], seed + 3, DType::F32)).unwrap();
             let n = noise.map(|rows| Var::from_tensor(&random(&[rows, 1, 5, 5], seed + 4, DType::F32)).unwrap());
-            let terms = |f: fn(&Tensor, Option<&Tensor>, Option<(&Tensor, &Tensor)>, Option<&Tensor>, Activation, f64) -> Result<Tensor>| {
+            let terms = |f: ChannelAffineFn| {
                 let nt = n.as_ref().map(|n| (n.as_tensor(), sigma.as_tensor()));
                 f(&x, scale.then_some(a.as_tensor()), nt, bias.then_some(beta.as_tensor()), act, 1.5).unwrap()
             };

@@ -333,7 +333,8 @@ mod tests {
         let g = random(&[3, 2, 2, 3], 6, DType::F64);
         // The bias alone leaves the scale without a gradient: it scales x first.
         let scaled = || x.broadcast_mul(&w.reshape((2, 1, 1))?);
-        let cases: [(&str, Box<dyn Fn() -> Result<Tensor>>); 4] = [
+        type Case<'a> = (&'a str, Box<dyn Fn() -> Result<Tensor> + 'a>);
+        let cases: [Case; 4] = [
             ("batch norm, training", Box::new(|| bn.forward_act(&x, true, act))),
             ("batch norm, evaluation", Box::new(|| bn.forward_act(&x, false, act))),
             ("sample norm", Box::new(|| sample_norm_act(&x, &w, &b, 1e-5, act))),
