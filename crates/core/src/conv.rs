@@ -11,12 +11,12 @@
 //! On other devices, and for dtypes other than f32 and f64, [`conv2d`] and [`conv_transpose2d`] call
 //! candle's own convolutions, which are fast there.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 
 use crate::activation::{bias_act, Activation};
 use crate::kernels::conv::{matmul_scatter, patches_matmul, patches_outer};
 use crate::kernels::patches::Patches;
-use crate::kernels::{check_counts, real_op};
+use crate::kernels::{check_counts, on_cpu, real_op};
 
 /// One of the three products of `kernels::conv`, as a candle op without a gradient of its own:
 /// the pieces a convolution's forward and backward passes are made of.
@@ -129,10 +129,6 @@ impl CustomOp2 for ConvOp {
     }
 }
 
-/// Whether the matmul path runs: on the CPU, in f32 or f64.
-fn on_cpu(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
 
 /// Checks the arguments both convolutions share; returns the kernel side.
 fn check(x: &Tensor, w: &Tensor, channels_dim: usize, stride: usize, op: &str) -> Result<usize> {

@@ -5,8 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use faer::{MatMut, MatRef};
 
 use crate::activation::{bias_act, Activation};
-use crate::kernels::{check_counts, parallel_macs, real_op, Real};
-use crate::norm::fused;
+use crate::kernels::{check_counts, on_cpu, parallel_macs, real_op, Real};
 
 /// Which product of `x W^T` and its gradients an op computes, for `x` `(rows, inputs)` and `W`
 /// `(outputs, inputs)`.
@@ -92,7 +91,7 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if dims.last() != Some(&inputs) {
         candle_core::bail!("linear: the input has shape {dims:?}, the weights expect {inputs} features");
     }
-    if !fused(x) {
+    if !on_cpu(x) {
         return x.broadcast_matmul(&w.t()?);
     }
     let rows = x.elem_count() / inputs.max(1);

@@ -12,8 +12,7 @@ use rayon::prelude::*;
 
 use crate::activation::Activation;
 use crate::kernels::act::Act;
-use crate::kernels::{check_counts, parallel_elements, real_op, split_gradients, Real};
-use crate::norm::fused;
+use crate::kernels::{check_counts, on_cpu, parallel_elements, real_op, split_gradients, Real};
 
 /// Which terms an op has and the shapes they take; `packed` holds them in this order: `a` `(B, C)`,
 /// `sigma` `(C)`, `beta` `(C)`, the noise `(noise_batch, S)`.
@@ -227,7 +226,7 @@ pub fn channel_affine_act(
 ) -> Result<Tensor> {
     let (b, c) = (x.dim(0)?, x.dim(1)?);
     let spatial = x.elem_count() / (b * c).max(1);
-    if !fused(x) {
+    if !on_cpu(x) {
         return channel_affine_act_candle(x, scale, noise, bias, act, gain);
     }
     let noise_batch = noise.map(|(n, _)| n.dim(0)).transpose()?;

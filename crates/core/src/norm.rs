@@ -11,12 +11,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use crate::activation::Activation;
 use crate::kernels::norm::{affine_act_backward, affine_act_forward, channel_stats, Dims};
 pub(crate) use crate::kernels::norm::Normalise;
-use crate::kernels::{real_op, split_gradients};
+use crate::kernels::{on_cpu, real_op, split_gradients};
 
-/// Whether the fused CPU kernels run for `x`: on the CPU, in f32 or f64.
-pub(crate) fn fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
 
 /// `(B, C, positions)` of a tensor of rank 2 or more.
 fn dims(shape: &Shape, op: &str) -> Result<Dims> {
@@ -129,7 +125,7 @@ pub(crate) fn affine_act(
     act: Activation,
     eps: f64,
 ) -> Result<Tensor> {
-    if !fused(x) {
+    if !on_cpu(x) {
         debug_assert!(matches!(norm, Normalise::None), "normalising layers take their own fallback");
         return act.forward(&per_channel_affine(x, gamma, beta)?);
     }
@@ -169,7 +165,7 @@ impl BatchNorm {
     /// `act(batch_norm(x))`: normalised by the batch's statistics in training (which also update the
     /// running ones), by the running statistics otherwise.
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Activation) -> Result<Tensor> {
-        if !fused(x) {
+        if !on_cpu(x) {
             return act.forward(&candle_nn::ModuleT::forward_t(&self.inner, x, train)?);
         }
         let (w, b) = (&self.weight, &self.bias);
@@ -208,7 +204,7 @@ pub fn batch_norm(n: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<Batch
 /// channels and positions (variance floor `eps`), and `gamma`, `beta` are per channel `(C,)`: the
 /// batch-norm replacement of Gulrajani et al. (2017). Half-precision inputs take their statistics in f32.
 pub fn sample_norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: Activation) -> Result<Tensor> {
-    if fused(x) {
+    if on_cpu(x) {
         return affine_act(x, gamma, beta, None, Normalise::PerSample { eps }, act, eps);
     }
     sample_norm_act_candle(x, gamma, beta, eps, act)

@@ -136,6 +136,11 @@ pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Res
     }
 }
 
+/// Whether the CPU kernels run for `x`: on the CPU, in f32 or f64 (elsewhere the ops run candle's).
+pub(crate) fn on_cpu(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
+
 /// Checks that each argument of op `op` holds the number of elements its layout is paired with.
 pub(crate) fn check_counts(op: &str, args: &[(&Layout, usize)]) -> Result<()> {
     for (i, (layout, n)) in args.iter().enumerate() {
