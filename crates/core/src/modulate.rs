@@ -8,11 +8,10 @@
 //! CPU; candle's ops elsewhere).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use crate::activation::Activation;
 use crate::kernels::act::Act;
-use crate::kernels::{check_counts, on_cpu, parallel_elements, real_op, split_gradients, Real};
+use crate::kernels::{check_counts, for_each_chunk, map_chunks, on_cpu, parallel_elements, real_op, split_gradients, Real};
 
 /// Which terms an op has and the shapes they take; `packed` holds them in this order: `a` `(B, C)`,
 /// `sigma` `(C)`, `beta` `(C)`, the noise `(noise_batch, S)`.
@@ -74,7 +73,7 @@ impl Terms {
         let (c_count, s_count) = (self.channels, self.spatial);
         let gain = T::from_f64(self.gain);
         let mut out = vec![T::ZERO; self.len()];
-        let sample = |(b, out): (usize, &mut [T])| {
+        let sample = |b: usize, out: &mut [T]| {
             let noise = self.noise_row(&o, p, b);
             for c in 0..c_count {
                 let (a, sigma, beta) = self.channel(&o, p, b, c);
@@ -88,11 +87,7 @@ impl Terms {
                 });
             }
         };
-        if parallel_elements(self.len()) {
-            out.par_chunks_mut(c_count * s_count).enumerate().for_each(sample);
-        } else {
-            out.chunks_mut(c_count * s_count).enumerate().for_each(sample);
-        }
+        for_each_chunk(&mut out, c_count * s_count, parallel_elements(self.len()), sample);
         out
     }
 
@@ -103,7 +98,7 @@ impl Terms {
         let gain = T::from_f64(self.gain);
         let mut dx = vec![T::ZERO; self.len()];
         // Per sample: d a, d sigma and d beta per channel (f64) and d noise per position.
-        let sample = |(b, dx): (usize, &mut [T])| -> (Vec<[f64; 3]>, Vec<T>) {
+        let sample = |b: usize, dx: &mut [T]| -> (Vec<[f64; 3]>, Vec<T>) {
             let noise = self.noise_row(&o, p, b);
             let mut d_noise = vec![T::ZERO; if noise.is_some() { s_count } else { 0 }];
             let per_channel = (0..c_count)
@@ -131,11 +126,7 @@ impl Terms {
                 .collect();
             (per_channel, d_noise)
         };
-        let per_sample: Vec<_> = if parallel_elements(self.len()) {
-            dx.par_chunks_mut(c_count * s_count).enumerate().map(sample).collect()
-        } else {
-            dx.chunks_mut(c_count * s_count).enumerate().map(sample).collect()
-        };
+        let per_sample = map_chunks(&mut dx, c_count * s_count, parallel_elements(self.len()), sample);
         let mut dp = vec![T::ZERO; o.len];
         for (b, (per_channel, d_noise)) in per_sample.iter().enumerate() {
             for (c, sums) in per_channel.iter().enumerate() {

@@ -5,9 +5,8 @@
 //! whose backward is its exact adjoint; elsewhere it is built from slices and sums.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
-use crate::kernels::{parallel_elements, real_op, Real};
+use crate::kernels::{for_each_chunk, parallel_elements, real_op, Real};
 
 /// Bilinear 2x upsampling (half-pixel centres) along one axis as a stride-2 transposed convolution's
 /// kernel: input pixel `i` adds these weights to outputs `2i - 1 ..= 2i + 2`. Away from the edges this
@@ -113,12 +112,7 @@ impl Upsample {
         let (small, large) = (self.h * self.w, 4 * self.h * self.w);
         let (from, to) = if self.adjoint { (large, small) } else { (small, large) };
         let mut out = vec![T::ZERO; src.len() / from * to];
-        let plane = |(s, d): (&[T], &mut [T])| self.plane(s, d);
-        if parallel_elements(src.len()) {
-            src.par_chunks_exact(from).zip(out.par_chunks_exact_mut(to)).for_each(plane);
-        } else {
-            src.chunks_exact(from).zip(out.chunks_exact_mut(to)).for_each(plane);
-        }
+        for_each_chunk(&mut out, to, parallel_elements(src.len()), |i, d| self.plane(&src[i * from..][..from], d));
         out
     }
 }

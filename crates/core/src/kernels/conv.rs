@@ -13,10 +13,9 @@
 
 use faer::prelude::ReborrowMut;
 use faer::{MatMut, MatRef};
-use rayon::prelude::*;
 
 use super::patches::Patches;
-use super::{parallel_macs, Real};
+use super::{for_each_chunk, map_range, parallel_macs, Real};
 
 /// Largest patch matrix of one chunk, in elements.
 const CHUNK_ELEMENTS: usize = 1 << 18;
@@ -49,14 +48,6 @@ fn spread(work: usize, n_chunks: usize) -> Spread {
     Spread { chunks, products: parallel && !chunks }
 }
 
-/// Runs `f(chunk index, chunk)` over `data` cut into `len`-element chunks, in parallel when `parallel`.
-fn for_each_chunk<T: Send>(data: &mut [T], len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    if parallel {
-        data.par_chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
-    } else {
-        data.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
-    }
-}
 
 /// `(items, M, G)` (item-major, as tensors lay out `(B, C, H, W)`) to `(M, items * G)`, into `dst`.
 fn to_row_major<T: Real>(src: &[T], m: usize, g: usize, dst: &mut [T]) {
@@ -203,11 +194,7 @@ pub(crate) fn patches_outer<T: Real>(g_side: &[T], images: &[T], m: usize, p: &P
         }
         acc
     };
-    let sums: Vec<Vec<T>> = if how.chunks {
-        (0..groups).into_par_iter().map(group_sum).collect()
-    } else {
-        (0..groups).map(group_sum).collect()
-    };
+    let sums = map_range(groups, how.chunks, group_sum);
     let mut sums = sums.into_iter();
     let mut total = sums.next().unwrap_or_else(|| vec![T::ZERO; m * taps]);
     for s in sums {

@@ -15,6 +15,7 @@ use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
 use candle_core::{Layout, Result, Tensor};
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 /// Multiply-adds below which a matrix product stays on the calling thread, and element visits below
 /// which an element-wise pass does: about half a millisecond of one core's work each. Handing work to
@@ -33,6 +34,34 @@ pub(crate) fn parallel_macs(macs: usize) -> bool {
 /// Whether an element-wise pass over this many elements is worth several threads.
 pub(crate) fn parallel_elements(elements: usize) -> bool {
     elements >= PARALLEL_MIN_ELEMENTS && rayon::current_num_threads() > 1
+}
+
+/// `f(i, chunk)` for the `len`-element chunks of `data`, in order: on several threads when `parallel`.
+pub(crate) fn map_chunks<T: Send, R: Send>(
+    data: &mut [T],
+    len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+) -> Vec<R> {
+    if parallel {
+        data.par_chunks_mut(len).enumerate().map(|(i, c)| f(i, c)).collect()
+    } else {
+        data.chunks_mut(len).enumerate().map(|(i, c)| f(i, c)).collect()
+    }
+}
+
+/// Runs `f(i, chunk)` over the `len`-element chunks of `data`: on several threads when `parallel`.
+pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    map_chunks(data, len, parallel, f);
+}
+
+/// `f(i)` for `i` in `0..n`, in order: on several threads when `parallel`.
+pub(crate) fn map_range<R: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if parallel {
+        (0..n).into_par_iter().map(f).collect()
+    } else {
+        (0..n).map(f).collect()
+    }
 }
 
 /// A real floating-point element type the kernels run on: `f32` or `f64`.

@@ -6,9 +6,7 @@
 //! channels and positions (the layer norm of Gulrajani et al.), or `x` itself (a bias and activation).
 //! Sums are accumulated in `f64`, each over a fixed order, so results do not depend on the threads.
 
-use rayon::prelude::*;
-
-use super::{parallel_elements, Real};
+use super::{for_each_chunk, map_range, parallel_elements, Real};
 use super::act::{with_act, Act};
 use crate::activation::Activation;
 
@@ -121,7 +119,7 @@ fn sample_stats<T: Real>(x: &[T], norm: Normalise) -> (f64, f64) {
 
 /// Per-channel mean and biased variance over batch and positions, as a `(2, C)` vector.
 pub(crate) fn channel_stats<T: Real>(x: &[T], d: Dims) -> Vec<T> {
-    let stats: Vec<(f64, f64)> = map_channels(d, |c| {
+    let stats: Vec<(f64, f64)> = map_range(d.channels, parallel_elements(d.len()), |c| {
         let plane = |b: usize| &x[(b * d.channels + c) * d.spatial..][..d.spatial];
         let n = (d.batch * d.spatial) as f64;
         let mean = (0..d.batch).map(|b| lane_sum(plane(b), |v| v)).sum::<f64>() / n;
@@ -133,31 +131,9 @@ pub(crate) fn channel_stats<T: Real>(x: &[T], d: Dims) -> Vec<T> {
     means.chain(stats.iter().map(|s| T::from_f64(s.1))).collect()
 }
 
-/// `f(c)` for every channel, on several threads when the data is large.
-fn map_channels<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    if parallel_elements(d.len()) {
-        (0..d.channels).into_par_iter().map(f).collect()
-    } else {
-        (0..d.channels).map(f).collect()
-    }
-}
-
-/// `f(b)` for every sample, on several threads when the data is large.
-fn map_samples<R: Send>(d: Dims, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    if parallel_elements(d.len()) {
-        (0..d.batch).into_par_iter().map(f).collect()
-    } else {
-        (0..d.batch).map(f).collect()
-    }
-}
-
-/// Runs `f(b, sample)` over the `(C, S)` samples of `data`, on several threads when it is large.
+/// `f(b, sample)` over the `(C, S)` samples of `data`, on several threads when it is large.
 fn for_each_sample<T: Send>(data: &mut [T], d: Dims, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    if parallel_elements(d.len()) {
-        data.par_chunks_mut(d.sample()).enumerate().for_each(|(b, s)| f(b, s));
-    } else {
-        data.chunks_mut(d.sample()).enumerate().for_each(|(b, s)| f(b, s));
-    }
+    for_each_chunk(data, d.sample(), parallel_elements(d.len()), f)
 }
 
 /// The map of one channel of one sample, in the element type: `xhat = x * a + b` and
@@ -283,7 +259,7 @@ pub(crate) fn affine_act_backward<T: Real>(
 ) -> Vec<T> {
     let ch = Channels::new(params, d.channels, norm, eps);
     let maps = SamplePlanes::<T>::new(&ch, norm);
-    let sums = map_samples(d, |b| {
+    let sums = map_range(d.batch, parallel_elements(d.len()), |b| {
         let r = b * d.sample()..(b + 1) * d.sample();
         let stats = sample_stats(&x[r.clone()], norm);
         maps.with(&ch, stats, |planes| sample_sums(&x[r.clone()], &dy[r], planes, stats, d, act))
