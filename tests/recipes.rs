@@ -1,0 +1,114 @@
+//! Training recipes: the built-in adversarial recipe reproduces the trainer it replaced, bit for bit.
+//!
+//! The checksums below were recorded with the trainer before recipes existed (commit ff0d411, before recipes): the
+//! weights and optimizer moments after the first steps of shipped configs. On x86-64 CPUs with AVX-512
+//! (where they were recorded) every bit must match; elsewhere the matrix products take another
+//! summation order, so only the weights' L1 norm is held, to a relative 1e-4. A change meant to alter
+//! training records new ones: `CONDOR_RECORD_CHECKSUMS=1 cargo test --release --test recipes -- --nocapture`.
+
+mod common;
+
+use condor::data::DatasetConfig;
+use condor::pipeline::{InstanceNoiseConfig, LossKind, RunConfig, Trainer};
+
+/// FNV-1a over every tensor's name and f32 bits, in name order, and the L1 norm of all of them.
+fn checksum(trainer: &Trainer) -> (u64, f64) {
+    let weights = trainer.weights();
+    let mut names: Vec<&String> = weights.keys().collect();
+    names.sort();
+    let (mut hash, mut l1) = (0xcbf2_9ce4_8422_2325u64, 0f64);
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for name in names {
+        eat(name.as_bytes());
+        let values: Vec<f32> =
+            weights[name].flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap().to_vec1().unwrap();
+        for v in values {
+            eat(&v.to_bits().to_le_bytes());
+            l1 += f64::from(v.abs());
+        }
+    }
+    (hash, l1)
+}
+
+/// Trains `config` for `steps` steps on the CPU and checks the checksum against the recorded one.
+fn holds_checksum(what: &str, mut config: RunConfig, steps: u64, recorded: (u64, f64)) {
+    config.steps = steps;
+    config.schedule.prefetch = false;
+    let mut trainer = Trainer::new(config, &condor::registry(), &candle_core::Device::Cpu).unwrap();
+    for _ in 0..steps {
+        trainer.step().unwrap();
+    }
+    let (hash, l1) = checksum(&trainer);
+    println!("{what}: ({hash:#018x}, {l1:?})");
+    if std::env::var_os("CONDOR_RECORD_CHECKSUMS").is_some() {
+        return;
+    }
+    let exact = cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx512f");
+    if exact {
+        assert_eq!(hash, recorded.0, "{what}: the weights after {steps} steps differ from the recorded ones");
+    }
+    let relative = (l1 - recorded.1).abs() / recorded.1;
+    assert!(relative < 1e-4, "{what}: L1 norm {l1} against the recorded {} (relative {relative:e})", recorded.1);
+}
+
+fn shipped(name: &str) -> RunConfig {
+    RunConfig::from_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name)).unwrap()
+}
+
+/// A shipped birds config on its first 128 birds, caching caption embeddings in `cache`.
+fn shipped_birds(name: &str, cache: &std::path::Path) -> RunConfig {
+    let mut config = shipped(name);
+    if let DatasetConfig::Birds { count, .. } = &mut config.data {
+        *count = 128;
+    }
+    config.text.cache_dir = cache.to_path_buf();
+    config
+}
+
+/// The conditional ring with every option of the adversarial recipe that points can take: k = 2,
+/// GAN-CLS, label smoothing and flips, instance noise, EMA and R1.
+fn every_option_ring() -> RunConfig {
+    let mut c = shipped("ring8-conditional.toml");
+    c.training.d_steps = 2;
+    c.training.gan_cls = true;
+    c.training.label_smoothing = 0.1;
+    c.training.label_flip = 0.05;
+    c.training.instance_noise = Some(InstanceNoiseConfig { sigma: 0.2, decay_steps: 30, decay: Default::default() });
+    c.training.ema = Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() });
+    c.training.r1 = Some(condor::pipeline::regularizers::R1Config { gamma: 1.0, every: 2, ..Default::default() });
+    c
+}
+
+#[test]
+fn the_adversarial_recipe_reproduces_ring8() {
+    common::one_thread();
+    holds_checksum("ring8", shipped("ring8.toml"), 5, (0x69958a7dbd3b1e60, 8236.87303770249));
+    holds_checksum("ring8, every option", every_option_ring(), 5, (0xf70dc2260dfdebe1, 7042.6586308155365));
+    let mut wgan = every_option_ring();
+    wgan.training.loss = LossKind::Wasserstein;
+    (wgan.training.label_smoothing, wgan.training.label_flip) = (0.0, 0.0);
+    holds_checksum("ring8, every option, WGAN", wgan, 5, (0x0118f0298d3267b6, 4986.829080114629));
+    let mut mixed = every_option_ring();
+    mixed.training.precision = condor::pipeline::precision::Precision::Bf16;
+    holds_checksum("ring8, every option, bfloat16", mixed, 5, (0xe63d0f53aa0f8003, 7041.793100088182));
+}
+
+#[test]
+fn the_adversarial_recipe_reproduces_the_birds_configs() {
+    let cache = tempfile::tempdir().unwrap();
+    holds_checksum("birds", shipped_birds("birds.toml", cache.path()), 3, (0x714c2ea0f6e1740b, 42366.43679946299));
+    let mut augmented = shipped_birds("birds.toml", cache.path());
+    augmented.training.diff_augment =
+        Some(condor::pipeline::diff_augment::DiffAugmentConfig { translation: 0.125, cutout: 0.5 });
+    holds_checksum("birds, DiffAugment", augmented, 3, (0xcc92d81d92c59e61, 37104.265465384895));
+    holds_checksum(
+        "birds-stylegan",
+        shipped_birds("birds-stylegan.toml", cache.path()),
+        3,
+        (0x678519f4602737f0, 21525576.538820572),
+    );
+}
