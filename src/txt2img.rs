@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use condor_core::derived_rng;
+use condor_core::rng::Stream;
 use condor_pipeline::sample::{self, LoadedGenerator};
 use condor_pipeline::styles::{self, StyleOptions};
 
@@ -161,7 +161,7 @@ pub fn run(args: &SampleArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<Pat
         bail!("--n must be at least 1");
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("samples.png"));
-    let mut rng = derived_rng(args.seed, &[sample::FIXED_NOISE_STREAM]);
+    let mut rng = Stream::FixedNoise(None).rng(args.seed);
     sample::write_samples(&out, loaded.generator.as_ref(), &loaded.config.data, n, &mut rng, &device)?;
     if loaded.generator.sample_shape() == [2] {
         let cov = sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, n, 1, args.seed, &device)?;

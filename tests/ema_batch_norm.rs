@@ -4,10 +4,9 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use condor::core::{derived_rng, rng::normal, Batch, DataSource, Generator, Params, Result as CoreResult, Rng};
+use condor::core::{rng::normal, Batch, DataSource, Generator, Params, Result as CoreResult, Rng};
 use condor::data::DatasetConfig;
 use condor::dcgan::{DcganGenerator, DcganGeneratorConfig};
-use condor::pipeline::tricks::BATCH_NORM_STREAM;
 use condor::pipeline::{recalibrate_batch_norm, EmaConfig, Trainer};
 
 /// Unconditional data whose batches are never looked at: the recalibration draws only latents.
@@ -50,7 +49,7 @@ fn recalibrated_statistics_are_the_mean_batch_statistics() {
     let top = w.dim(0).unwrap() / 16;
     let (mut mean, mut var) = (vec![0f64; top], vec![0f64; top]);
     for i in 0..batches as u64 {
-        let mut rng = derived_rng(seed, &[BATCH_NORM_STREAM, i]);
+        let mut rng = condor::core::rng::Stream::BatchNorm(i).rng(seed);
         let z = normal(&mut rng, (size, g.latent_dim()), &dev).unwrap();
         let x = values(
             &z.matmul(&w.t().unwrap())
@@ -110,7 +109,7 @@ fn calibrating_the_ema_leaves_training_unchanged() {
     let mut plain = Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
     let mut calibrated = Trainer::new(config, &registry, &Device::Cpu).unwrap();
     let ema_stats = |t: &Trainer| -> Vec<f32> {
-        let (_, p) = t.generator().ema.as_ref().unwrap();
+        let (_, p) = t.network("g").unwrap().ema.as_ref().unwrap();
         p.named()
             .into_iter()
             .filter(|(n, _)| n.ends_with("running_mean"))

@@ -95,6 +95,7 @@ fn classic_config(root: PathBuf, steps: u64) -> RunConfig {
             json!({"input_shape": [1, 28, 28], "hidden": [512, 256], "activation": "leaky_relu"}),
         )
         .unwrap(),
+        recipe: None,
         training: TrainingConfig::default(),
         optimizer: Default::default(),
         schedule: ScheduleConfig { sample_every: 0, evolution_steps: vec![10, steps], ..Default::default() },

@@ -16,7 +16,7 @@ fn train_and_score(config: condor::pipeline::RunConfig) -> condor::metrics::Mode
     while trainer.step_count() < trainer.config().steps {
         trainer.step().unwrap();
     }
-    let coverage = mixture_coverage(trainer.generator().for_sampling(), &data, 2000, 20, 1, &Device::Cpu).unwrap();
+    let coverage = mixture_coverage(trainer.sampling_generator().unwrap(), &data, 2000, 20, 1, &Device::Cpu).unwrap();
     println!("{}", serde_json::to_string(&coverage).unwrap());
     coverage
 }

@@ -80,7 +80,7 @@ fn an_out_of_tree_generator_trains_checkpoints_and_reloads() {
     let options = RunOptions { dir: tmp.path().join("polar"), resume: false, progress: false, stop: None, group: None };
 
     let initial = condor::pipeline::Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
-    let before = mean_radius_error(initial.generator().for_sampling());
+    let before = mean_radius_error(initial.sampling_generator().unwrap());
     let summary = condor::pipeline::train(config, &registry, &Device::Cpu, options).unwrap();
 
     // The checkpoint alone rebuilds the plugin through the registry, with defaults filled in.

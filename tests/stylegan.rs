@@ -33,6 +33,7 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
             json!({"cond_dim": 384, "image_size": 32, "channel_base": 32, "channel_max": 8}),
         )
         .unwrap(),
+        recipe: None,
         training: condor::pipeline::TrainingConfig {
             gan_cls: true,
             gan_int: true,

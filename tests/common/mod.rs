@@ -30,6 +30,7 @@ pub fn mixture_config(data: DatasetConfig, steps: u64, batch_size: usize, d_widt
         generator: ModelSpec::new("mlp", json!({"latent_dim": 16, "hidden": [128, 128], "cond_dim": cond_dim}))
             .unwrap(),
         discriminator: ModelSpec::new("mlp", json!({"hidden": [d_width, d_width], "cond_dim": cond_dim})).unwrap(),
+        recipe: None,
         training: TrainingConfig::default(),
         optimizer: Default::default(),
         schedule: ScheduleConfig { sample_every: 0, ..Default::default() },
@@ -82,6 +83,7 @@ pub fn tiny_birds(steps: u64, cache: &std::path::Path) -> RunConfig {
         )
         .unwrap(),
         discriminator: ModelSpec::new("dcgan", json!({"cond_dim": 384, "image_size": 32, "width": 4})).unwrap(),
+        recipe: None,
         training: condor::pipeline::TrainingConfig {
             gan_cls: true,
             gan_int: true,

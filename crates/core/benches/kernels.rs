@@ -36,20 +36,39 @@ fn normalisation(c: &mut Criterion) {
         let x = var(&[b, ch, side, side]);
         let g = randn(&[b, ch, side, side]);
         let (w, bias) = (var(&[ch]), var(&[ch]));
-        let (mean, v) = (Tensor::zeros(ch, candle_core::DType::F32, &Device::Cpu).unwrap(), Tensor::ones(ch, candle_core::DType::F32, &Device::Cpu).unwrap());
-        let ours = BatchNorm::new(w.as_tensor().clone(), bias.as_tensor().clone(), mean.clone(), v.clone(), 1e-5).unwrap();
-        let theirs =
-            candle_nn::BatchNorm::new(ch, mean.copy().unwrap(), v.copy().unwrap(), w.as_tensor().clone(), bias.as_tensor().clone(), 1e-5).unwrap();
+        let (mean, v) = (
+            Tensor::zeros(ch, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            Tensor::ones(ch, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
+        let ours =
+            BatchNorm::new(w.as_tensor().clone(), bias.as_tensor().clone(), mean.clone(), v.clone(), 1e-5).unwrap();
+        let theirs = candle_nn::BatchNorm::new(
+            ch,
+            mean.copy().unwrap(),
+            v.copy().unwrap(),
+            w.as_tensor().clone(),
+            bias.as_tensor().clone(),
+            1e-5,
+        )
+        .unwrap();
         let act = Activation::LeakyRelu(0.2);
         let name = format!("{b}x{ch}x{side}x{side}");
-        group.bench_function(format!("batch_norm_{name}/condor"), |r| r.iter(|| forward_backward(ours.forward_act(&x, true, act), &g)));
+        group.bench_function(format!("batch_norm_{name}/condor"), |r| {
+            r.iter(|| forward_backward(ours.forward_act(&x, true, act), &g))
+        });
         group.bench_function(format!("batch_norm_{name}/candle"), |r| {
             r.iter(|| forward_backward(theirs.forward_t(&x, true).and_then(|y| act.forward(&y)), &g))
         });
-        group.bench_function(format!("sample_norm_{name}/condor"), |r| r.iter(|| forward_backward(sample_norm_act(&x, &w, &bias, 1e-5, act), &g)));
-        group.bench_function(format!("bias_{name}/condor"), |r| r.iter(|| forward_backward(bias_act(&x, Some(&bias), act), &g)));
+        group.bench_function(format!("sample_norm_{name}/condor"), |r| {
+            r.iter(|| forward_backward(sample_norm_act(&x, &w, &bias, 1e-5, act), &g))
+        });
+        group.bench_function(format!("bias_{name}/condor"), |r| {
+            r.iter(|| forward_backward(bias_act(&x, Some(&bias), act), &g))
+        });
         group.bench_function(format!("bias_{name}/candle"), |r| {
-            r.iter(|| forward_backward(x.broadcast_add(&bias.reshape((ch, 1, 1)).unwrap()).and_then(|y| act.forward(&y)), &g))
+            r.iter(|| {
+                forward_backward(x.broadcast_add(&bias.reshape((ch, 1, 1)).unwrap()).and_then(|y| act.forward(&y)), &g)
+            })
         });
     }
     group.finish();
@@ -64,8 +83,12 @@ fn fully_connected(c: &mut Criterion) {
         let (x, w) = (var(&[rows, inputs]), var(&[outputs, inputs]));
         let g = randn(&[rows, outputs]);
         let name = format!("{rows}x{inputs}_to_{outputs}");
-        group.bench_function(format!("{name}/condor"), |r| r.iter(|| forward_backward(condor_core::linear::matmul_t(&x, &w), &g)));
-        group.bench_function(format!("{name}/candle"), |r| r.iter(|| forward_backward(w.t().and_then(|t| x.matmul(&t)), &g)));
+        group.bench_function(format!("{name}/condor"), |r| {
+            r.iter(|| forward_backward(condor_core::linear::matmul_t(&x, &w), &g))
+        });
+        group.bench_function(format!("{name}/candle"), |r| {
+            r.iter(|| forward_backward(w.t().and_then(|t| x.matmul(&t)), &g))
+        });
     }
     group.finish();
 }
@@ -82,7 +105,14 @@ fn stylegan(c: &mut Criterion) {
     let name = format!("{b}x{ch}x{side}x{side}");
     group.bench_function(format!("modulation_epilogue_{name}/condor"), |r| {
         r.iter(|| {
-            let y = condor_core::modulate::channel_affine_act(&x, Some(&scale), Some((&noise, &strength)), Some(&bias), act, gain);
+            let y = condor_core::modulate::channel_affine_act(
+                &x,
+                Some(&scale),
+                Some((&noise, &strength)),
+                Some(&bias),
+                act,
+                gain,
+            );
             forward_backward(y, &g)
         })
     });

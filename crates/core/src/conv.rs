@@ -129,7 +129,6 @@ impl CustomOp2 for ConvOp {
     }
 }
 
-
 /// Checks the arguments both convolutions share; returns the kernel side.
 fn check(x: &Tensor, w: &Tensor, channels_dim: usize, stride: usize, op: &str) -> Result<usize> {
     let (_, c_in, _, _) = x.dims4()?;
@@ -334,7 +333,12 @@ mod tests {
                 let z = conv_transpose2d(&y, &wt, 1, 0, 2).unwrap();
                 let grads = (z.sqr().unwrap().sum_all().unwrap()).backward().unwrap();
                 let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                vec![flat(&z), flat(grads.get(&x).unwrap()), flat(grads.get(&w).unwrap()), flat(grads.get(&wt).unwrap())]
+                vec![
+                    flat(&z),
+                    flat(grads.get(&x).unwrap()),
+                    flat(grads.get(&w).unwrap()),
+                    flat(grads.get(&wt).unwrap()),
+                ]
             })
         };
         assert_eq!(run(1), run(2));

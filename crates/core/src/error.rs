@@ -34,6 +34,14 @@ pub enum Error {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// A training loss or statistic is not finite: the run diverged.
+    #[error("{what} is {value}: training diverged")]
+    Diverged {
+        /// The quantity, such as "discriminator loss".
+        what: String,
+        /// Its value.
+        value: f32,
+    },
     /// An input that the caller supplied is unusable (wrong shape, empty prompt, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -83,8 +83,11 @@ pub mod minibatch;
 pub mod model;
 pub mod modulate;
 pub mod norm;
+pub mod optimizer;
 pub mod params;
+pub mod prelude;
 pub mod profile;
+pub mod recipe;
 pub mod registry;
 pub mod resample;
 pub mod rng;
@@ -97,7 +100,9 @@ pub use error::{Error, Result};
 pub use model::{
     check_conditioning, check_latent, check_samples, ConditioningKind, Discriminator, Generator, TextEncoder,
 };
+pub use optimizer::{LrDecay, OptimizerConfig};
 pub use params::{is_buffer, Params, BUFFER_SUFFIXES};
+pub use recipe::{Model, Network, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
 pub use registry::{ModelSpec, Registry};
 pub use rng::{derived_rng, Rng};
 pub use style::{NoiseInputs, StyleControl};

@@ -166,7 +166,8 @@ mod tests {
             let g = random(&[rows, outputs], 3);
             let ours = matmul_t(&x, &w).unwrap();
             let theirs = x.matmul(&w.t().unwrap()).unwrap();
-            let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff =
+                |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff(&ours, &theirs) < 1e-4);
             let (a, b) = ((ours * &g).unwrap().sum_all().unwrap(), (theirs * &g).unwrap().sum_all().unwrap());
             let (ga, gb) = (a.backward().unwrap(), b.backward().unwrap());
@@ -187,7 +188,8 @@ mod tests {
         let vb = params.var_builder(DType::F64, &Device::Cpu);
         let init = candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 };
         let x = vb.get_with_hints((4, 6), "x", init).unwrap();
-        let layer = Linear::new(vb.get_with_hints((3, 6), "w", init).unwrap(), Some(vb.get_with_hints(3, "b", init).unwrap()));
+        let layer =
+            Linear::new(vb.get_with_hints((3, 6), "w", init).unwrap(), Some(vb.get_with_hints(3, "b", init).unwrap()));
         let g = random(&[4, 3], 8).to_dtype(DType::F64).unwrap();
         let checked = check_gradients(&params, 10, 1e-6, || (layer.forward_act(&x, Activation::Tanh)? * &g)?.sum_all());
         assert!(checked.unwrap() >= 20);

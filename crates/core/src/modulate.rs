@@ -11,7 +11,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 
 use crate::activation::Activation;
 use crate::kernels::act::Act;
-use crate::kernels::{check_counts, for_each_chunk, map_chunks, on_cpu, parallel_elements, real_op, split_gradients, Real};
+use crate::kernels::{
+    check_counts, for_each_chunk, map_chunks, on_cpu, parallel_elements, real_op, split_gradients, Real,
+};
 
 /// Which terms an op has and the shapes they take; `packed` holds them in this order: `a` `(B, C)`,
 /// `sigma` `(C)`, `beta` `(C)`, the noise `(noise_batch, S)`.
@@ -169,7 +171,13 @@ impl CustomOp2 for ChannelAffineAct {
         Ok((out, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, packed: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let both = grad.contiguous()?.apply_op3_no_bwd(x, packed, &ChannelAffineActGrad(self.0))?;
         split_gradients(&both, x, packed)
     }
@@ -197,7 +205,9 @@ impl CustomOp3 for ChannelAffineActGrad {
         check_counts(self.name(), &[(l1, t.len()), (l2, t.len()), (l3, o.len)])?;
         let label = || format!("channel-affine-act-grad {:?} {}x{}x{}", t.act, t.batch, t.channels, t.spatial);
         let out = crate::profile::timed(label, || {
-            Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2), (s3, l3)], |dy, x, p| t.backward(dy, x, p)))
+            Ok::<_, candle_core::Error>(
+                real_op!(self.name(), [(s1, l1), (s2, l2), (s3, l3)], |dy, x, p| t.backward(dy, x, p))
+            )
         })?;
         Ok((out, (t.len() + o.len).into()))
     }
@@ -224,10 +234,16 @@ pub fn channel_affine_act(
     if let Some((n, sigma)) = noise {
         let rows = n.dim(0)?;
         if n.elem_count() != rows * spatial || (rows != 1 && rows != b) || sigma.elem_count() != c {
-            candle_core::bail!("channel_affine_act: noise {:?} and strengths {:?} for input {:?}", n.shape(), sigma.shape(), x.shape());
+            candle_core::bail!(
+                "channel_affine_act: noise {:?} and strengths {:?} for input {:?}",
+                n.shape(),
+                sigma.shape(),
+                x.shape()
+            );
         }
     }
-    let terms = Terms { batch: b, channels: c, spatial, scale: scale.is_some(), noise_batch, bias: bias.is_some(), act, gain };
+    let terms =
+        Terms { batch: b, channels: c, spatial, scale: scale.is_some(), noise_batch, bias: bias.is_some(), act, gain };
     let mut parts = Vec::with_capacity(4);
     parts.extend(scale.map(|s| s.flatten_all()).transpose()?);
     parts.extend(noise.map(|(_, sigma)| sigma.flatten_all()).transpose()?);
@@ -312,10 +328,15 @@ mod tests {
             };
             let (ours, theirs) = (terms(channel_affine_act), terms(channel_affine_act_candle));
             let g = random(ours.dims(), seed + 5, DType::F32);
-            let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let diff = |p: &Tensor, q: &Tensor| {
+                (p - q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+            };
             let case = format!("scale {scale}, noise {noise:?}, bias {bias}, {act:?}");
             assert!(diff(&ours, &theirs) < 1e-5, "{case}");
-            let (g1, g2) = ((&ours * &g).unwrap().sum_all().unwrap().backward().unwrap(), (&theirs * &g).unwrap().sum_all().unwrap().backward().unwrap());
+            let (g1, g2) = (
+                (&ours * &g).unwrap().sum_all().unwrap().backward().unwrap(),
+                (&theirs * &g).unwrap().sum_all().unwrap().backward().unwrap(),
+            );
             let mut vars = vec![&x, &a, &sigma, &beta];
             vars.extend(n.as_ref());
             for v in vars {

@@ -9,10 +9,9 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, Var};
 
 use crate::activation::Activation;
-use crate::kernels::norm::{affine_act_backward, affine_act_forward, channel_stats, Dims};
 pub(crate) use crate::kernels::norm::Normalise;
+use crate::kernels::norm::{affine_act_backward, affine_act_forward, channel_stats, Dims};
 use crate::kernels::{on_cpu, real_op, split_gradients};
-
 
 /// `(B, C, positions)` of a tensor of rank 2 or more.
 fn dims(shape: &Shape, op: &str) -> Result<Dims> {
@@ -69,12 +68,22 @@ impl CustomOp2 for AffineAct {
         let (norm, act, eps) = (self.norm, self.act, self.eps);
         let out = crate::profile::timed(
             || format!("{} {norm:?} {act:?} {}x{}x{}", self.name(), d.batch, d.channels, d.spatial),
-            || Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |x, p| affine_act_forward(x, p, d, norm, act, eps))),
+            || {
+                Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |x, p| affine_act_forward(
+                    x, p, d, norm, act, eps
+                )))
+            },
         )?;
         Ok((out, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, params: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        params: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let both = x.apply_op3_no_bwd(&grad.contiguous()?, params, &AffineActGrad(*self))?;
         split_gradients(&both, x, params)
     }
@@ -156,7 +165,8 @@ impl BatchNorm {
     /// should be variables, as a `VarBuilder` over [`crate::Params`] gives them).
     pub fn new(weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor, eps: f64) -> Result<Self> {
         let n = weight.elem_count();
-        let inner = candle_nn::BatchNorm::new(n, running_mean.clone(), running_var.clone(), weight.clone(), bias.clone(), eps)?;
+        let inner =
+            candle_nn::BatchNorm::new(n, running_mean.clone(), running_var.clone(), weight.clone(), bias.clone(), eps)?;
         let running_mean = Var::from_tensor(&running_mean)?;
         let running_var = Var::from_tensor(&running_var)?;
         Ok(Self { inner, weight, bias, running_mean, running_var, eps, momentum: 0.1 })
@@ -197,7 +207,13 @@ pub fn batch_norm(n: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<Batch
     use candle_nn::Init::Const;
     let mean = vb.get_with_hints(n, "running_mean", Const(0.0))?;
     let var = vb.get_with_hints(n, "running_var", Const(1.0))?;
-    BatchNorm::new(vb.get_with_hints(n, "weight", Const(1.0))?, vb.get_with_hints(n, "bias", Const(0.0))?, mean, var, eps)
+    BatchNorm::new(
+        vb.get_with_hints(n, "weight", Const(1.0))?,
+        vb.get_with_hints(n, "bias", Const(0.0))?,
+        mean,
+        var,
+        eps,
+    )
 }
 
 /// `act(gamma_c * xhat + beta_c)` where `xhat` is each sample of `x` `(B, C, ...)` normalised over all its
@@ -255,7 +271,14 @@ mod tests {
         let b = Var::from_tensor(&random(&[c], seed + 1, DType::F32)).unwrap();
         let mean = Var::from_tensor(&random(&[c], seed + 2, DType::F32)).unwrap();
         let var = Var::from_tensor(&(random(&[c], seed + 3, DType::F32).abs().unwrap() + 0.5).unwrap()).unwrap();
-        let bn = BatchNorm::new(w.as_tensor().clone(), b.as_tensor().clone(), mean.as_tensor().clone(), var.as_tensor().clone(), 1e-5).unwrap();
+        let bn = BatchNorm::new(
+            w.as_tensor().clone(),
+            b.as_tensor().clone(),
+            mean.as_tensor().clone(),
+            var.as_tensor().clone(),
+            1e-5,
+        )
+        .unwrap();
         (bn, [w, b])
     }
 

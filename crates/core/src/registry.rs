@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use candle_nn::VarBuilder;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::recipe::{Model, Network, NetworkKind, Recipe, RecipeSetup};
 use crate::{Discriminator, Error, Generator, Result};
 
 /// Which plugin to build, and its configuration (any JSON/TOML table the plugin's config type reads).
@@ -32,6 +33,7 @@ impl ModelSpec {
 }
 
 type Build<T> = Box<dyn Fn(&serde_json::Value, VarBuilder) -> Result<Box<T>> + Send + Sync>;
+type BuildRecipe = Box<dyn Fn(&serde_json::Value, &RecipeSetup) -> Result<Box<dyn Recipe>> + Send + Sync>;
 type Resolve = Box<dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync>;
 
 struct Entry<T: ?Sized> {
@@ -46,6 +48,8 @@ struct Entry<T: ?Sized> {
 pub struct Registry {
     generators: BTreeMap<String, Entry<dyn Generator>>,
     discriminators: BTreeMap<String, Entry<dyn Discriminator>>,
+    networks: BTreeMap<String, Entry<dyn Network>>,
+    recipes: BTreeMap<String, (BuildRecipe, Resolve)>,
 }
 
 /// Reads a plugin config from JSON, naming the offending field on failure.
@@ -110,6 +114,88 @@ impl Registry {
             name,
             entry("discriminator", name, move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Discriminator>)),
         )
+    }
+
+    /// Registers a plugin for networks of any other role ([`Network`]: encoders, auxiliary heads);
+    /// see [`Registry::register_generator`].
+    pub fn register_network<C, N, F>(&mut self, name: &str, constructor: F) -> Result<()>
+    where
+        C: DeserializeOwned + Serialize + 'static,
+        N: Network + 'static,
+        F: Fn(C, VarBuilder) -> Result<N> + Send + Sync + 'static,
+    {
+        insert(
+            &mut self.networks,
+            "network",
+            name,
+            entry("network", name, move |c: C, vb| Ok(Box::new(constructor(c, vb)?) as Box<dyn Network>)),
+        )
+    }
+
+    /// Registers a training recipe: `name`, its config type `C` (the run's `[recipe] config` table,
+    /// with defaults for omitted fields), and a constructor from that config and the run's shared
+    /// settings.
+    pub fn register_recipe<C, R, F>(&mut self, name: &str, constructor: F) -> Result<()>
+    where
+        C: DeserializeOwned + Serialize + 'static,
+        R: Recipe + 'static,
+        F: Fn(C, &RecipeSetup) -> Result<R> + Send + Sync + 'static,
+    {
+        if self.recipes.contains_key(name) {
+            return Err(Error::DuplicatePlugin { kind: "recipe", name: name.to_string() });
+        }
+        let (n1, n2) = (name.to_string(), name.to_string());
+        let build: BuildRecipe = Box::new(move |value, setup| {
+            Ok(Box::new(constructor(parse::<C>("recipe", &n1, value)?, setup)?) as Box<dyn Recipe>)
+        });
+        let resolve: Resolve = Box::new(move |value| {
+            let config: C = parse("recipe", &n2, value)?;
+            serde_json::to_value(config).map_err(|e| Error::InvalidInput(e.to_string()))
+        });
+        self.recipes.insert(name.to_string(), (build, resolve));
+        Ok(())
+    }
+
+    /// Builds the recipe a spec names for a run with the shared settings `setup`.
+    pub fn build_recipe(&self, spec: &ModelSpec, setup: &RecipeSetup) -> Result<Box<dyn Recipe>> {
+        (self.recipe_entry(&spec.plugin)?.0)(&spec.config, setup)
+    }
+
+    /// The recipe spec with every default filled in.
+    pub fn resolve_recipe(&self, spec: &ModelSpec) -> Result<ModelSpec> {
+        let config = (self.recipe_entry(&spec.plugin)?.1)(&spec.config)?;
+        Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+    }
+
+    fn recipe_entry(&self, name: &str) -> Result<&(BuildRecipe, Resolve)> {
+        self.recipes.get(name).ok_or_else(|| Error::UnknownPlugin {
+            kind: "recipe",
+            name: name.to_string(),
+            known: self.recipes.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Builds a network of role `kind` from a spec. Its variables are created through `vb`.
+    pub fn build(&self, kind: NetworkKind, spec: &ModelSpec, vb: VarBuilder) -> Result<Model> {
+        Ok(match kind {
+            NetworkKind::Generator => Model::Generator(self.build_generator(spec, vb)?),
+            NetworkKind::Discriminator => Model::Discriminator(self.build_discriminator(spec, vb)?),
+            NetworkKind::Network => {
+                Model::Network((lookup(&self.networks, "network", &spec.plugin)?.build)(&spec.config, vb)?)
+            }
+        })
+    }
+
+    /// The spec with every default filled in, for a network of role `kind`.
+    pub fn resolve(&self, kind: NetworkKind, spec: &ModelSpec) -> Result<ModelSpec> {
+        match kind {
+            NetworkKind::Generator => self.resolve_generator(spec),
+            NetworkKind::Discriminator => self.resolve_discriminator(spec),
+            NetworkKind::Network => {
+                let config = (lookup(&self.networks, "network", &spec.plugin)?.resolve)(&spec.config)?;
+                Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+            }
+        }
     }
 
     /// Builds the generator a spec names. Its variables are created through `vb`.

@@ -164,10 +164,13 @@ mod tests {
     #[test]
     fn the_fused_op_matches_the_slices_with_gradients() {
         for (h, w) in [(1, 1), (1, 3), (4, 4), (5, 3)] {
-            let x = candle_core::Var::from_tensor(&normal(&mut derived_rng(3, &[]), (2, 3, h, w), &Device::Cpu).unwrap()).unwrap();
+            let x =
+                candle_core::Var::from_tensor(&normal(&mut derived_rng(3, &[]), (2, 3, h, w), &Device::Cpu).unwrap())
+                    .unwrap();
             let g = normal(&mut derived_rng(4, &[]), (2, 3, 2 * h, 2 * w), &Device::Cpu).unwrap();
             let (a, b) = (upsample2x(&x).unwrap(), upsample2x_candle(&x).unwrap());
-            let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff =
+                |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff(&a, &b) < 1e-6, "{h}x{w}");
             let ga = (a * &g).unwrap().sum_all().unwrap().backward().unwrap();
             let gb = (b * &g).unwrap().sum_all().unwrap().backward().unwrap();

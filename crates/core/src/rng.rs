@@ -19,6 +19,50 @@ pub fn derived_rng(seed: u64, path: &[u64]) -> Rng {
     Rng::seed_from_u64(h)
 }
 
+/// Every random stream a run draws from, with its path under the run seed ([`derived_rng`]). The
+/// paths are those of earlier releases, so old runs reproduce; two pairs share a path
+/// (`FixedNoise` and `Init(0)`, `BatchNorm` and `Init(1)`), harmless because the first draws the
+/// initial weights' seed and the second draws noise, but new streams take free paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Real batch `j` of iteration `step` (and, at `j = k`, the generator's conditioning draw, then
+    /// everything the iteration draws after it: noise, labels, augmentation).
+    Iteration {
+        /// The iteration.
+        step: u64,
+        /// The draw within it.
+        draw: u64,
+    },
+    /// The seed of a network's initial weights, by its [`crate::recipe::NetworkDecl::init_stream`].
+    Init(u64),
+    /// The fixed noise of progress plots and evaluation grids (`sub` picks the plot).
+    FixedNoise(Option<u64>),
+    /// Re-estimating batch-norm statistics of the EMA generator (batch `i`).
+    BatchNorm(u64),
+    /// The seed of the captioned-data loader's shuffles and crops.
+    Loader,
+}
+
+impl Stream {
+    /// The stream's path under the run seed.
+    pub fn path(self) -> Vec<u64> {
+        match self {
+            Self::Iteration { step, draw } => vec![step, draw],
+            Self::Init(n @ (0 | 1)) => vec![u64::MAX - n],
+            Self::Init(n) => vec![u64::MAX - 16, n],
+            Self::FixedNoise(None) => vec![u64::MAX],
+            Self::FixedNoise(Some(sub)) => vec![u64::MAX, sub],
+            Self::BatchNorm(i) => vec![u64::MAX - 1, i],
+            Self::Loader => vec![u64::MAX - 7],
+        }
+    }
+
+    /// The stream's generator for run seed `seed`.
+    pub fn rng(self, seed: u64) -> Rng {
+        derived_rng(seed, &self.path())
+    }
+}
+
 /// A stable 64-bit FNV-1a hasher, fed in pieces (for seeds and cache keys, not for security).
 #[derive(Clone, Copy, Debug)]
 pub struct Fnv64(u64);

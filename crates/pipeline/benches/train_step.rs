@@ -20,6 +20,7 @@ fn ring8_trainer() -> Trainer {
         data: DatasetConfig::ring8(),
         generator: ModelSpec::new("mlp", json!({"latent_dim": 16, "hidden": [128, 128]})).unwrap(),
         discriminator: ModelSpec::new("mlp", json!({"hidden": [256, 256]})).unwrap(),
+        recipe: None,
         training: Default::default(),
         optimizer: Default::default(),
         schedule: Default::default(),
@@ -50,9 +51,12 @@ fn adam(c: &mut Criterion) {
     let vars: Vec<(String, Var)> = shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| (format!("v{i}"), Var::from_tensor(&Tensor::randn(0f32, 0.02, *s, &Device::Cpu).unwrap()).unwrap()))
+        .map(|(i, s)| {
+            (format!("v{i}"), Var::from_tensor(&Tensor::randn(0f32, 0.02, *s, &Device::Cpu).unwrap()).unwrap())
+        })
         .collect();
-    let loss = vars.iter().map(|(_, v)| v.as_tensor().sqr().unwrap().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap());
+    let loss =
+        vars.iter().map(|(_, v)| v.as_tensor().sqr().unwrap().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap());
     let grads = loss.unwrap().backward().unwrap();
     let mut opt = condor_pipeline::Adam::new(vars, Default::default()).unwrap();
     let mut group = c.benchmark_group("adam");

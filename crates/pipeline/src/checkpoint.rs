@@ -69,11 +69,25 @@ pub struct TrainState {
     pub opt_g_steps: u64,
     /// Steps taken by the discriminator's optimizer.
     pub opt_d_steps: u64,
+    /// Steps taken by the optimizers of a recipe's other networks, by network name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub opt_steps: std::collections::BTreeMap<String, u64>,
     /// The Condor version that wrote the file.
     pub written_by: String,
     /// The float16 loss scale (mixed precision with `f16` only).
     #[serde(default)]
     pub loss_scale: Option<crate::precision::LossScale>,
+}
+
+impl TrainState {
+    /// Steps taken by network `name`'s optimizer.
+    pub fn optimizer_steps(&self, name: &str) -> u64 {
+        match name {
+            "g" => self.opt_g_steps,
+            "d" => self.opt_d_steps,
+            other => self.opt_steps.get(other).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// A loaded checkpoint.

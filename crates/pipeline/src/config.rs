@@ -6,6 +6,8 @@ use condor_core::ModelSpec;
 use condor_data::DatasetConfig;
 use serde::{Deserialize, Serialize};
 
+pub use condor_core::optimizer::{LrDecay, OptimizerConfig};
+
 use crate::error::{io_err, PipelineError, Result};
 use crate::losses::LossKind;
 use crate::tricks::{EmaConfig, InstanceNoiseConfig};
@@ -31,6 +33,10 @@ pub struct RunConfig {
     pub generator: ModelSpec,
     /// The discriminator plugin and its config.
     pub discriminator: ModelSpec,
+    /// The training recipe and its config; absent, the built-in adversarial recipe, which reads
+    /// `training` (see [`crate::adversarial`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<ModelSpec>,
     /// The adversarial objective and its tricks.
     #[serde(default)]
     pub training: TrainingConfig,
@@ -122,55 +128,6 @@ impl Default for TrainingConfig {
             r1: None,
             diff_augment: None,
             precision: Default::default(),
-        }
-    }
-}
-
-/// Adam (or AdamW, with weight decay) settings.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptimizerConfig {
-    /// Learning rate.
-    pub lr: f64,
-    /// First-moment decay.
-    pub beta1: f64,
-    /// Second-moment decay.
-    pub beta2: f64,
-    /// Added to the root of the second moment.
-    pub eps: f64,
-    /// Decoupled weight decay (AdamW); 0 for plain Adam.
-    pub weight_decay: f64,
-    /// How the learning rate falls over the run.
-    pub lr_decay: LrDecay,
-}
-
-impl Default for OptimizerConfig {
-    fn default() -> Self {
-        Self { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, lr_decay: LrDecay::None }
-    }
-}
-
-/// A learning-rate schedule over the run's `steps`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LrDecay {
-    /// Constant learning rate.
-    #[default]
-    None,
-    /// Straight down to zero at the last step.
-    Linear,
-    /// Half a cosine period down to zero at the last step.
-    Cosine,
-}
-
-impl OptimizerConfig {
-    /// The learning rate for iteration `step` (0-based) of a run of `total` steps.
-    pub fn lr_at(&self, step: u64, total: u64) -> f64 {
-        let progress = (step as f64 / total.max(1) as f64).min(1.0);
-        match self.lr_decay {
-            LrDecay::None => self.lr,
-            LrDecay::Linear => self.lr * (1.0 - progress),
-            LrDecay::Cosine => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
         }
     }
 }
@@ -306,9 +263,7 @@ impl RunConfig {
             }
         }
         for (name, o) in [("generator", &self.optimizer.generator), ("discriminator", &self.optimizer.discriminator)] {
-            if !(o.lr > 0.0) || !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) || !(o.eps > 0.0) {
-                return bad(format!("`optimizer.{name}` needs lr > 0, beta1 and beta2 in [0, 1), eps > 0"));
-            }
+            o.validate(&format!("optimizer.{name}")).or_else(bad)?;
         }
         if self.schedule.log_every == 0
             || self.schedule.checkpoint_every == 0
@@ -325,10 +280,6 @@ impl RunConfig {
 
     /// The weight clip in force: the configured one, or 0.01 for the Wasserstein loss.
     pub fn effective_weight_clip(&self) -> Option<f64> {
-        match (self.training.weight_clip, self.training.loss) {
-            (Some(c), _) => Some(c),
-            (None, LossKind::Wasserstein) => Some(0.01),
-            (None, _) => None,
-        }
+        crate::adversarial::effective_weight_clip(&self.training)
     }
 }

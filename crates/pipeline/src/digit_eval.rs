@@ -227,7 +227,7 @@ pub fn digit_coverage(
     device: &Device,
 ) -> Result<CoverageReport> {
     let g = loaded.generator.as_ref();
-    let mut rng = condor_core::derived_rng(seed, &[crate::sample::FIXED_NOISE_STREAM, 2]);
+    let mut rng = condor_core::rng::Stream::FixedNoise(Some(2)).rng(seed);
     let drawn = judge_input(&crate::sample::generate(g, n, None, &mut rng, device)?)?;
     let mut per_digit = [0; 10];
     for d in judge.classifier.predict(&drawn)? {

@@ -45,7 +45,7 @@ pub enum PipelineError {
         /// The step whose loss was not finite.
         step: u64,
         /// Which loss.
-        what: &'static str,
+        what: String,
         /// The value (NaN or inf).
         value: f32,
         /// The newest checkpoint on disk, all of whose values are finite.

@@ -7,6 +7,7 @@
 //! log, atomic [`checkpoint`]s that resume bit-exactly, sample plots, loss curves and a progress bar.
 //! Everything takes a candle `Device`.
 
+pub mod adversarial;
 pub mod bird_judge;
 pub mod checkpoint;
 pub mod colour_eval;
@@ -16,6 +17,7 @@ pub mod digit_eval;
 pub mod error;
 pub mod eval;
 pub mod losses;
+pub mod networks;
 pub mod optim;
 pub mod parallel;
 pub mod plot;
@@ -25,6 +27,7 @@ pub mod regularizers;
 pub mod run;
 pub mod run_dir;
 pub mod sample;
+mod step_context;
 pub mod styles;
 pub mod text_data;
 pub mod trainer;

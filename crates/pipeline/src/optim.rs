@@ -15,7 +15,11 @@ use crate::config::OptimizerConfig;
 const PARALLEL_MIN: usize = 1 << 18;
 
 /// Runs `f` over matching chunks of `dst` and the `srcs`, on several threads for large tensors.
-fn zip_chunks<T: Copy + Send + Sync, const N: usize>(dst: &mut [T], srcs: [&[T]; N], f: impl Fn(&mut [T], [&[T]; N]) + Sync) {
+fn zip_chunks<T: Copy + Send + Sync, const N: usize>(
+    dst: &mut [T],
+    srcs: [&[T]; N],
+    f: impl Fn(&mut [T], [&[T]; N]) + Sync,
+) {
     const CHUNK: usize = 1 << 14;
     let part = |(i, d): (usize, &mut [T])| f(d, srcs.map(|s| &s[i * CHUNK..][..d.len()]));
     if dst.len() >= PARALLEL_MIN {
@@ -82,7 +86,8 @@ struct WeightUpdate {
 
 macro_rules! weight {
     ($self:ident, $w:expr, $m:expr, $v:expr, $t:ty) => {{
-        let (inv1, inv2, eps, lr) = ((1.0 / $self.bias1) as $t, (1.0 / $self.bias2) as $t, $self.eps as $t, $self.lr as $t);
+        let (inv1, inv2, eps, lr) =
+            ((1.0 / $self.bias1) as $t, (1.0 / $self.bias2) as $t, $self.eps as $t, $self.lr as $t);
         let decay = ($self.weight_decay > 0.0).then(|| (1.0 - $self.lr * $self.weight_decay) as $t);
         zip_chunks($w, [$m, $v], |w, [m, v]| {
             for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
@@ -291,7 +296,10 @@ mod tests {
                 };
                 let (fused, tensors) = (run(true), run(false));
                 for (a, b) in fused.iter().zip(&tensors) {
-                    assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{dtype:?}, decay {weight_decay}");
+                    assert!(
+                        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{dtype:?}, decay {weight_decay}"
+                    );
                 }
             }
         }

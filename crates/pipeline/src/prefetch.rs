@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use candle_core::Device;
-use condor_core::{derived_rng, Batch, Conditioning, DataSource, Rng};
+use condor_core::rng::Stream;
+use condor_core::{Batch, Conditioning, DataSource, Rng};
 
 use crate::error::{PipelineError, Result};
 
@@ -40,11 +41,11 @@ pub fn prepare(data: &dyn DataSource, shape: IterationShape, step: u64, device: 
     let IterationShape { seed, d_steps: k, batch_size: bs } = shape;
     let mut d_batches = Vec::with_capacity(k as usize);
     for j in 0..k {
-        let mut rng = derived_rng(seed, &[step, j]);
+        let mut rng = Stream::Iteration { step, draw: j }.rng(seed);
         let batch = data.batch(step * k + j, bs, &mut rng, device)?;
         d_batches.push((batch, rng));
     }
-    let mut rng = derived_rng(seed, &[step, k]);
+    let mut rng = Stream::Iteration { step, draw: k }.rng(seed);
     let cond = data.conditioning(step, bs, &mut rng, device)?;
     Ok(Prepared { step, d_batches, g_conditioning: (cond, rng) })
 }

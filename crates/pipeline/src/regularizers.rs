@@ -12,8 +12,6 @@ use candle_core::{DType, Tensor, Var};
 use condor_core::{Conditioning, Discriminator};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
-
 /// Settings of the lazy R1 penalty on real images.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,13 +47,15 @@ pub fn r1_penalty(
     cond: Option<&Conditioning>,
     gamma: f64,
     step: f64,
-) -> Result<R1Penalty> {
+) -> condor_core::Result<R1Penalty> {
     let b = real.dim(0)? as f64;
     let x = Var::from_tensor(&real.detach().copy()?)?;
     let grads = d.forward(x.as_tensor(), cond, true)?.sum_all()?.backward()?;
     let v = grads
         .get(x.as_tensor())
-        .ok_or_else(|| PipelineError::Config("R1: the discriminator's output does not depend on its input".into()))?
+        .ok_or_else(|| {
+            condor_core::Error::InvalidInput("R1: the discriminator's output does not depend on its input".into())
+        })?
         .detach();
     let norm = v.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt();
     let value = gamma / (2.0 * b) * norm * norm;

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use candle_core::Device;
-use condor_core::{derived_rng, Registry};
+use condor_core::rng::Stream;
+use condor_core::Registry;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::Checkpoint;
@@ -13,7 +14,7 @@ use crate::config::RunConfig;
 use crate::error::{io_err, PipelineError, Result};
 use crate::parallel::Collective;
 use crate::run_dir::{RunDir, StepRecord};
-use crate::sample::{generate, prompt_samples, write_prompt_grid, write_samples, FIXED_NOISE_STREAM};
+use crate::sample::{generate, prompt_samples, write_prompt_grid, write_samples};
 use crate::trainer::Trainer;
 
 /// How to run.
@@ -58,7 +59,7 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
             let ckpt = Checkpoint::load(&path, device)?;
             check_resumable(&ckpt.config, &config, registry)?;
             let mut t = Trainer::from_checkpoint(&ckpt, registry, device)?;
-            t.apply_resume_changes(&config);
+            t.apply_resume_changes(&config, registry)?;
             if writer {
                 dir.truncate_log_after(t.step_count())?;
                 eprintln!("resuming {} at step {}", path.display(), t.step_count());
@@ -163,8 +164,8 @@ fn checkpoint(trainer: &mut Trainer, dir: &mut RunDir, keep: usize) -> Result<()
 fn samples(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
     trainer.calibrate_ema()?;
     let config = trainer.config();
-    let mut rng = derived_rng(config.seed, &[FIXED_NOISE_STREAM]);
-    let g = trainer.generator().for_sampling();
+    let mut rng = Stream::FixedNoise(None).rng(config.seed);
+    let g = trainer.sampling_generator()?;
     let path = dir.sample_path(step);
     match trainer.data().preview() {
         Some(p) => {
@@ -181,12 +182,12 @@ fn samples(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
 /// `evolution.png`. Runs of 2D points have no such picture.
 fn evolution(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
     trainer.calibrate_ema()?;
-    let g = trainer.generator().for_sampling();
+    let g = trainer.sampling_generator()?;
     let [_, size, _] = g.sample_shape()[..] else {
         return Ok(());
     };
     let config = trainer.config();
-    let mut rng = derived_rng(config.seed, &[FIXED_NOISE_STREAM, 1]);
+    let mut rng = Stream::FixedNoise(Some(1)).rng(config.seed);
     let images = match trainer.data().preview() {
         Some(p) => prompt_samples(g, &p.conditioning, 1, &mut rng, trainer.device())?,
         None => generate(g, config.schedule.preview_columns.max(1), None, &mut rng, trainer.device())?,

@@ -44,6 +44,9 @@ pub struct StepRecord {
     pub noise_sigma: f32,
     /// Wall time of the step in seconds.
     pub step_time_s: f32,
+    /// The recipe's other scalars, by name.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, f32>,
 }
 
 /// Paths and files of one run.

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use condor_core::rng::normal;
-use condor_core::{derived_rng, Conditioning, ConditioningKind, Generator, Params, Registry, Rng};
+use condor_core::rng::{normal, Stream};
+use condor_core::{Conditioning, ConditioningKind, Generator, Params, Registry, Rng};
 use condor_data::{DatasetConfig, Mixture};
 use condor_metrics::ModeCoverage;
 
@@ -15,9 +15,6 @@ use crate::config::RunConfig;
 use crate::error::{PipelineError, Result};
 use crate::plot;
 use crate::styles::{generate_styled, StyleOptions};
-
-/// The random stream of the fixed noise used for progress plots, distinct from training streams.
-pub const FIXED_NOISE_STREAM: u64 = u64::MAX;
 
 /// A generator rebuilt from a checkpoint (the EMA copy when the checkpoint has one).
 pub struct LoadedGenerator {
@@ -99,8 +96,7 @@ pub fn mixture_coverage(
     device: &Device,
 ) -> Result<ModeCoverage> {
     let mixture = data.mixture().map_err(|e| PipelineError::Config(e.to_string()))?;
-    let (points, requested) =
-        mixture_samples(g, &mixture, n, &mut derived_rng(seed, &[FIXED_NOISE_STREAM, 1]), device)?;
+    let (points, requested) = mixture_samples(g, &mixture, n, &mut Stream::FixedNoise(Some(1)).rng(seed), device)?;
     Ok(condor_metrics::mode_coverage(&points, mixture.centers(), mixture.std(), min_hits, requested.as_deref()))
 }
 
@@ -204,7 +200,7 @@ pub fn text_to_image(
     device: &Device,
 ) -> Result<PromptImages> {
     let encoded = encode_prompts(loaded, prompts, device)?;
-    let mut rng = derived_rng(seed, &[FIXED_NOISE_STREAM, 2]);
+    let mut rng = Stream::FixedNoise(Some(2)).rng(seed);
     let images = prompt_samples_styled(loaded.generator.as_ref(), &encoded.0, n, &mut rng, device, options)?;
     Ok(PromptImages { images, truncated: encoded.1 })
 }

@@ -16,11 +16,10 @@
 //! free text, so they are computed at sampling time (a few thousand mapping-network rows).
 
 use candle_core::{DType, Device, Tensor};
-use condor_core::rng::normal;
-use condor_core::{derived_rng, Conditioning, Generator, NoiseInputs, StyleControl};
+use condor_core::rng::{normal, Stream};
+use condor_core::{Conditioning, Generator, NoiseInputs, StyleControl};
 
 use crate::error::{PipelineError, Result};
-use crate::sample::FIXED_NOISE_STREAM;
 
 /// Latents averaged for a condition's centre.
 pub const CENTRE_SAMPLES: usize = 512;
@@ -85,7 +84,7 @@ pub fn style_centres(
         })
         .collect();
     let k = CENTRE_SAMPLES;
-    let z = normal(&mut derived_rng(0, &[FIXED_NOISE_STREAM, 3]), (k, latent_dim), device)?;
+    let z = normal(&mut Stream::FixedNoise(Some(3)).rng(0), (k, latent_dim), device)?;
     let mut centres = Vec::with_capacity(unique.len());
     for row in unique {
         let e = Tensor::from_slice(row, (1, row.len()), device)?.broadcast_as((k, row.len()))?.contiguous()?;
@@ -188,7 +187,7 @@ pub fn style_mixing_grid(g: &dyn Generator, mix: &StyleMix, options: &StyleOptio
     if [coarse, fine].iter().flatten().any(|c| c.batch_size() != 1) {
         return Err(PipelineError::Config("style mixing takes one conditioning row (one prompt) per source".into()));
     }
-    let mut rng = derived_rng(seed, &[FIXED_NOISE_STREAM, 4]);
+    let mut rng = Stream::FixedNoise(Some(4)).rng(seed);
     let za = normal(&mut rng, (n, g.latent_dim()), device)?;
     let zb = normal(&mut rng, (n, g.latent_dim()), device)?;
     let repeat = |c: Option<&Conditioning>| -> Result<Option<Conditioning>> {

@@ -59,7 +59,7 @@ fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderConfig {
     LoaderConfig {
         batch_size: config.batch_size,
         size: data.size,
-        seed: condor_core::derived_rng(config.seed, &[u64::MAX - 7]).random(),
+        seed: condor_core::rng::Stream::Loader.rng(config.seed).random(),
         crop: data.augment.crop,
         flip: data.augment.flip,
     }

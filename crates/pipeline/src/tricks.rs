@@ -104,9 +104,6 @@ impl Default for EmaConfig {
 /// Default of [`EmaConfig::batch_norm_batches`].
 pub const DEFAULT_BATCH_NORM_BATCHES: usize = 16;
 
-/// The random stream of [`recalibrate_batch_norm`]'s draws, apart from training's and sampling's.
-pub const BATCH_NORM_STREAM: u64 = u64::MAX - 1;
-
 /// True for the running statistics of a batch-norm layer (`running_mean`, `running_var`).
 pub fn is_batch_norm_statistic(name: &str) -> bool {
     name.ends_with("running_mean") || name.ends_with("running_var")
@@ -156,7 +153,7 @@ pub fn recalibrate_batch_norm(
     let mut momentum: Vec<Tensor> = Vec::new();
     let mut sums: Vec<Tensor> = Vec::new();
     for i in 0..batches as u64 {
-        let mut rng = condor_core::derived_rng(seed, &[BATCH_NORM_STREAM, i]);
+        let mut rng = condor_core::rng::Stream::BatchNorm(i).rng(seed);
         let cond = data.conditioning(i, batch_size, &mut rng, device)?;
         let z = condor_core::rng::normal(&mut rng, (batch_size, g.latent_dim()), device)?;
         let scaled = pass(&z, cond.as_ref(), 0.0)?;

@@ -23,8 +23,8 @@ use condor_core::activation::{bias_act, Activation};
 pub use condor_core::augmentation::{kl_to_standard_normal, Augmentation};
 use condor_core::conv::{conv_transpose2d, Conv2d, ConvTranspose2d};
 use condor_core::linear::Linear;
-use condor_core::norm::{sample_norm_act, BatchNorm};
 use condor_core::minibatch::{appended_channels, check_settings, minibatch_stddev};
+use condor_core::norm::{sample_norm_act, BatchNorm};
 use condor_core::resample::BILINEAR_2X_TAPS;
 use condor_core::{
     check_conditioning, check_latent, check_samples, join_tiled, Conditioning, ConditioningKind, Discriminator, Error,
@@ -523,7 +523,12 @@ impl DcganDiscriminator {
     }
 
     /// The logits for the image features under `cond`.
-    fn head(&self, (features, h): &(Tensor, Tensor), cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+    fn head(
+        &self,
+        (features, h): &(Tensor, Tensor),
+        cond: Option<&Conditioning>,
+        train: bool,
+    ) -> condor_core::Result<Tensor> {
         let b = h.dims()[0];
         let slope = self.config.negative_slope;
         let mut h = h.clone();

@@ -389,7 +389,10 @@ fn resize_convolution_is_bilinear_upsampling_then_a_3x3_convolution_inside_the_b
     let at = |t: &Tensor, r: usize, c: usize| {
         t.get(0).unwrap().get(0).unwrap().get(r).unwrap().get(c).unwrap().to_scalar::<f64>().unwrap()
     };
-    let (flat, centre) = (up.forward_act(&ones, Activation::Identity).unwrap(), w.get(0).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap());
+    let (flat, centre) = (
+        up.forward_act(&ones, Activation::Identity).unwrap(),
+        w.get(0).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap(),
+    );
     let bias = b.get(0).unwrap().to_scalar::<f64>().unwrap();
     assert!((at(&flat, 5, 5) - (centre + bias)).abs() < 1e-12);
     assert!((at(&flat, 0, 5) - (centre + bias)).abs() > 1e-3, "the top row sees the zero padding");

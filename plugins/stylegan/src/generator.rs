@@ -13,8 +13,8 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{normalize_2nd_moment, EqualLinear, ModulatedConv, ACTIVATION_GAIN};
-use condor_core::activation::Activation;
 use crate::{channels_at, resolutions};
+use condor_core::activation::Activation;
 use condor_core::resample::upsample2x;
 
 /// Configuration of [`StyleGanGenerator`]. The defaults: 32 pixels, 32 to 128 feature maps.

@@ -48,7 +48,6 @@ fn spread(work: usize, n_chunks: usize) -> Spread {
     Spread { chunks, products: parallel && !chunks }
 }
 
-
 /// `(items, M, G)` (item-major, as tensors lay out `(B, C, H, W)`) to `(M, items * G)`, into `dst`.
 fn to_row_major<T: Real>(src: &[T], m: usize, g: usize, dst: &mut [T]) {
     let items = src.len() / (m * g);

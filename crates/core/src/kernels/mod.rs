@@ -51,7 +51,12 @@ pub(crate) fn map_chunks<T: Send, R: Send>(
 }
 
 /// Runs `f(i, chunk)` over the `len`-element chunks of `data`: on several threads when `parallel`.
-pub(crate) fn for_each_chunk<T: Send>(data: &mut [T], len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+pub(crate) fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    len: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     map_chunks(data, len, parallel, f);
 }
 
@@ -156,7 +161,6 @@ macro_rules! real {
 real!(f32, tanh_f32);
 real!(f64, f64::tanh);
 
-
 /// The slice of a CPU storage that a contiguous layout covers, or an error naming `op`.
 pub(crate) fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
@@ -207,8 +211,8 @@ macro_rules! real_op {
         }
     };
 }
-pub(crate) use real_op;
 pub(crate) use act::with_act;
+pub(crate) use real_op;
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@
 //! channels and positions (the layer norm of Gulrajani et al.), or `x` itself (a bias and activation).
 //! Sums are accumulated in `f64`, each over a fixed order, so results do not depend on the threads.
 
-use super::{for_each_chunk, map_range, parallel_elements, Real};
 use super::act::{with_act, Act};
+use super::{for_each_chunk, map_range, parallel_elements, Real};
 use crate::activation::Activation;
 
 /// Lanes of the partial sums: independent accumulators the compiler keeps in vector registers.
@@ -50,7 +50,6 @@ fn lane_sums<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64
 fn lane_sum<T: Real>(values: &[T], f: impl Fn(T) -> T) -> f64 {
     lane_sums(values, values, |v, _| (f(v), T::ZERO)).0
 }
-
 
 /// The layout `(batch, channels, positions per channel)` of the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +214,14 @@ struct SampleSums {
     per_channel: Vec<(f64, f64)>,
 }
 
-fn sample_sums<T: Real>(xs: &[T], dys: &[T], planes: &[Plane<T>], stats: (f64, f64), d: Dims, act: Activation) -> SampleSums {
+fn sample_sums<T: Real>(
+    xs: &[T],
+    dys: &[T],
+    planes: &[Plane<T>],
+    stats: (f64, f64),
+    d: Dims,
+    act: Activation,
+) -> SampleSums {
     let rows = xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial));
     let per_channel = with_act!(act, T, |a| {
         let g_and_gx = |p: &Plane<T>, v: T, dy: T| {

@@ -1,0 +1,256 @@
+//! The built-in adversarial recipe: Algorithm 1 of Goodfellow et al. (2014) with k discriminator steps
+//! per generator step, any [`LossKind`], the stabilising tricks of [`crate::tricks`], the R1 penalty,
+//! differentiable augmentation, and for text conditioning GAN-CLS, GAN-INT and the generator's own
+//! regularisation (conditioning augmentation). It trains `g` against `d` and reads the run's
+//! `[training]` table ([`TrainingConfig`]); a run without a `[recipe]` table uses it.
+
+use candle_core::{DType, Tensor};
+use condor_core::rng::normal;
+use condor_core::{profile, Batch, Conditioning, NetworkDecl, Recipe, RecipeSetup, Rng, Scalars, TrainContext};
+
+use crate::config::TrainingConfig;
+use crate::diff_augment;
+use crate::losses::{LossKind, Targets};
+use crate::regularizers::r1_penalty;
+use crate::tricks::{
+    add_instance_noise, concat_conditioning, gan_cls_loss, interpolate_conditioning, label_targets,
+    next_row_conditioning,
+};
+
+/// The registry name of the built-in recipe.
+pub const NAME: &str = "adversarial";
+
+/// The adversarial recipe's config: none of its own; it reads the run's `[training]` table.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdversarialConfig {}
+
+/// Algorithm 1 with the options of [`TrainingConfig`].
+pub struct Adversarial {
+    training: TrainingConfig,
+    networks: Vec<NetworkDecl>,
+}
+
+impl Adversarial {
+    /// The recipe for a run's shared settings (its `[training]` table is read from `setup`).
+    pub fn new(setup: &RecipeSetup) -> condor_core::Result<Self> {
+        let training: TrainingConfig = serde_json::from_value(setup.training.clone()).map_err(|e| {
+            condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message: e.to_string() }
+        })?;
+        Ok(Self { training, networks: setup.generator_and_discriminator() })
+    }
+
+    /// The weight clip in force: the configured one, or 0.01 for the Wasserstein loss.
+    fn weight_clip(&self) -> Option<f64> {
+        effective_weight_clip(&self.training)
+    }
+
+    /// Mean discriminator score: a probability for BCE losses, the raw score otherwise.
+    fn mean_score(&self, logits: &Tensor) -> candle_core::Result<Tensor> {
+        let s = if self.training.loss.is_probabilistic() { candle_nn::ops::sigmoid(logits)? } else { logits.clone() };
+        s.mean_all()
+    }
+
+    /// `x` (this rank's rows of `blocks` stacked global batches) through the differentiable
+    /// augmentation drawn for the whole global batch, so that every world size draws the same transform
+    /// for the same row; `x` itself when the run has none.
+    fn augmented_rows(
+        &self,
+        cx: &dyn TrainContext,
+        x: &Tensor,
+        blocks: usize,
+        rng: &mut Rng,
+    ) -> condor_core::Result<Tensor> {
+        let Some(a) = &self.training.diff_augment else {
+            return Ok(x.clone());
+        };
+        let (_, _, h, w) = x.dims4()?;
+        let plan = a.draw(blocks * cx.batch_size(), h, w, rng, x.device())?;
+        Ok(plan.select_rows(|t| cx.rows(t, blocks).map_err(core_to_candle))?.apply(x)?)
+    }
+
+    /// `x` (this rank's rows of `blocks` stacked global batches) plus instance noise drawn for the
+    /// whole global batch, so that every world size draws the same noise for the same row.
+    fn noisy_rows(
+        &self,
+        cx: &dyn TrainContext,
+        x: &Tensor,
+        sigma: f64,
+        blocks: usize,
+        rng: &mut Rng,
+    ) -> condor_core::Result<Tensor> {
+        if sigma <= 0.0 {
+            return Ok(x.clone());
+        }
+        let mut shape = x.dims().to_vec();
+        shape[0] = blocks * cx.batch_size();
+        let noise = normal(rng, shape, x.device())?.to_dtype(x.dtype())?;
+        Ok((x + (cx.rows(&noise, blocks)? * sigma)?)?)
+    }
+
+    /// One discriminator step (`j` of the iteration's k) on a real batch and a generated one.
+    fn discriminator_step(
+        &self,
+        cx: &mut dyn TrainContext,
+        j: usize,
+        batch: Batch,
+        mut rng: Rng,
+        sigma: f64,
+        log: &mut Scalars,
+    ) -> condor_core::Result<()> {
+        let (t, s, bs, dtype) = (&self.training, cx.step(), cx.batch_size(), cx.dtype());
+        let span = profile::span(|| "step: D forward and loss".into());
+        let (g_frozen, d_pass) = (cx.frozen_generator("g")?, cx.discriminator("d")?);
+        let (g_kind, d_kind) = (g_frozen.conditioning(), d_pass.conditioning());
+        let local = |c: &Conditioning| -> condor_core::Result<Conditioning> {
+            Ok(cx.conditioning_rows(c, 1)?.to_dtype(dtype)?)
+        };
+        let cond = batch.conditioning.as_ref().map(local).transpose()?;
+        let cond = cond.as_ref();
+        let z = cx.rows(&normal(&mut rng, (bs, g_frozen.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
+        let fake = g_frozen.forward(&z, g_kind.select(cond), true)?;
+        let real = diff_augment::augment(t.diff_augment.as_ref(), &batch.samples, &mut rng)?;
+        let real_in = cx.rows(&add_instance_noise(&real, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
+        let fake_in = self.noisy_rows(cx, &self.augmented_rows(cx, &fake, 1, &mut rng)?, sigma, 1, &mut rng)?;
+        // GAN-CLS also scores the real images with mismatched captions: one pass for both captions.
+        let wrong = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
+            Some(right) => Some(local(&next_row_conditioning(right)?)?),
+            None => None,
+        };
+        let real_conds: Vec<_> = std::iter::once(d_kind.select(cond)).chain(wrong.as_ref().map(Some)).collect();
+        let scores = d_pass.forward_each(&real_in, &real_conds, true)?;
+        let scores = scores.iter().map(|s| s.to_dtype(DType::F32)).collect::<candle_core::Result<Vec<_>>>()?;
+        let (d_real, d_wrong) = (scores[0].clone(), scores.get(1));
+        let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
+        let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, cx.device())?;
+        let targets = Targets { real: cx.rows(&targets.real, 1)?, fake: cx.rows(&targets.fake, 1)? };
+        let (loss, wrong_score) = match d_wrong {
+            Some(d_wrong) => {
+                (gan_cls_loss(t.loss, &d_real, d_wrong, &d_fake, &targets)?, Some(self.mean_score(d_wrong)?))
+            }
+            None => (t.loss.discriminator(&d_real, &d_fake, &targets)?, None),
+        };
+        let scores = [self.mean_score(&d_real)?, self.mean_score(&d_fake)?];
+        let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
+            Some(r) => Some((r, r1_penalty(d_pass, &real_in, d_kind.select(cond), r.gamma, r.step)?)),
+            None => None,
+        };
+        let r1_value = r1.as_ref().map(|(_, p)| Tensor::new(p.value as f32, cx.device())).transpose()?;
+        let mut logged = vec![&loss, &scores[0], &scores[1]];
+        logged.extend(r1_value.as_ref());
+        logged.extend(wrong_score.as_ref());
+        let values = cx.scalars(&logged)?;
+        log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
+        let loss = match r1 {
+            Some((r, p)) => {
+                log.insert("r1_penalty".into(), cx.finite("R1 penalty", values[3])?);
+                (loss + (p.surrogate.to_dtype(DType::F32)? * r.every as f64)?)?
+            }
+            None => loss,
+        };
+        drop(span);
+        if cx.update("d", &loss)? {
+            if let Some(c) = self.weight_clip() {
+                cx.clip_weights("d", c)?;
+            }
+        }
+        log.insert("d_real".into(), values[1]);
+        log.insert("d_fake".into(), values[2]);
+        if wrong_score.is_some() {
+            log.insert("d_wrong".into(), values[values.len() - 1]);
+        }
+        Ok(())
+    }
+
+    /// The generator step on the iteration's conditioning (and, with GAN-INT, interpolated captions).
+    fn generator_step(&self, cx: &mut dyn TrainContext, sigma: f64, log: &mut Scalars) -> condor_core::Result<()> {
+        let (t, bs, dtype) = (&self.training, cx.batch_size(), cx.dtype());
+        let span = profile::span(|| "step: G forward and loss".into());
+        let (g_pass, d_frozen) = (cx.generator("g")?, cx.frozen_discriminator("d")?);
+        let (g_kind, d_kind) = (g_pass.conditioning(), d_frozen.conditioning());
+        let latent = g_pass.latent_dim();
+        let (mut cond, mut rng) = cx.generator_draw();
+        let mut z = normal(&mut rng, (bs, latent), cx.device())?;
+        // GAN-INT: a second half of the batch on interpolated captions, with its own noise.
+        let interpolating = t.gan_int && g_kind.select(cond.as_ref()).is_some();
+        if let (true, Some(c)) = (interpolating, &cond) {
+            let z_int = normal(&mut rng, (bs, latent), cx.device())?;
+            z = Tensor::cat(&[&z, &z_int], 0)?;
+            cond = Some(concat_conditioning(c, &interpolate_conditioning(c, t.interpolation)?)?);
+        }
+        let blocks = if interpolating { 2 } else { 1 };
+        let z = cx.rows(&z, blocks)?.to_dtype(dtype)?;
+        let cond = cond
+            .as_ref()
+            .map(|c| Ok::<_, condor_core::Error>(cx.conditioning_rows(c, blocks)?.to_dtype(dtype)?))
+            .transpose()?;
+        let fake = g_pass.forward(&z, g_kind.select(cond.as_ref()), true)?;
+        let fake_in =
+            self.noisy_rows(cx, &self.augmented_rows(cx, &fake, blocks, &mut rng)?, sigma, blocks, &mut rng)?;
+        let d_fake = d_frozen.forward(&fake_in, d_kind.select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
+        let rows = cx.local_rows();
+        let mut loss = if interpolating {
+            (t.loss.generator(&d_fake.narrow(0, 0, rows)?)? + t.loss.generator(&d_fake.narrow(0, rows, rows)?)?)?
+        } else {
+            t.loss.generator(&d_fake)?
+        };
+        let reg = g_pass.regularization(g_kind.select(cond.as_ref()))?.map(|r| r.to_dtype(DType::F32)).transpose()?;
+        if let Some(reg) = &reg {
+            loss = (loss + reg)?;
+        }
+        let mut logged = vec![&loss];
+        logged.extend(reg.as_ref());
+        let values = cx.scalars(&logged)?;
+        log.insert("loss_g".into(), cx.finite("generator loss", values[0])?);
+        if reg.is_some() {
+            log.insert("g_regularization".into(), values[1]);
+        }
+        drop(span);
+        cx.update("g", &loss)?;
+        Ok(())
+    }
+}
+
+/// The weight clip in force for `training`: the configured one, or 0.01 for the Wasserstein loss.
+pub fn effective_weight_clip(training: &TrainingConfig) -> Option<f64> {
+    match (training.weight_clip, training.loss) {
+        (Some(c), _) => Some(c),
+        (None, LossKind::Wasserstein) => Some(0.01),
+        (None, _) => None,
+    }
+}
+
+/// A contract error as a candle error, for closures that candle's helpers call.
+fn core_to_candle(e: condor_core::Error) -> candle_core::Error {
+    match e {
+        condor_core::Error::Candle(e) => e,
+        other => candle_core::Error::Msg(other.to_string()),
+    }
+}
+
+impl Recipe for Adversarial {
+    fn networks(&self) -> Vec<NetworkDecl> {
+        self.networks.clone()
+    }
+
+    fn batches_per_step(&self) -> usize {
+        self.training.d_steps
+    }
+
+    /// One iteration of Algorithm 1: `d_steps` discriminator updates on fresh real and generated
+    /// batches, then one generator update. A non-finite loss stops before the update that would
+    /// have used it.
+    fn step(&mut self, cx: &mut dyn TrainContext) -> condor_core::Result<Scalars> {
+        let sigma = self.training.instance_noise.map_or(0.0, |n| n.sigma_at(cx.step()));
+        let mut log = Scalars::new();
+        log.insert("noise_sigma".into(), sigma as f32);
+        let mut j = 0;
+        while let Some((batch, rng)) = cx.next_batch() {
+            // The scores logged are those of the iteration's last discriminator step.
+            self.discriminator_step(cx, j, batch, rng, sigma, &mut log)?;
+            j += 1;
+        }
+        self.generator_step(cx, sigma, &mut log)?;
+        Ok(log)
+    }
+}

@@ -1,0 +1,153 @@
+//! What the trainer hands a recipe for one iteration ([`TrainContext`]): the iteration's batches, the
+//! networks' pass copies, and updates that handle mixed precision, data parallel and schedules.
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
+use condor_core::profile;
+use condor_core::{Batch, Conditioning, DataSource, Discriminator, Generator, Network, Params, Rng, TrainContext};
+
+use crate::networks::{as_discriminator, as_generator, as_network, index_of, TrainedNetwork};
+use crate::parallel::{Collective, Shard, SingleProcess};
+use crate::precision::{gradients_finite, master_gradients};
+
+/// One iteration's view of the trainer.
+pub(crate) struct StepContext<'a> {
+    pub step: u64,
+    pub total: u64,
+    pub device: &'a Device,
+    pub dtype: DType,
+    pub shard: Shard,
+    pub data: &'a dyn DataSource,
+    pub networks: &'a mut [TrainedNetwork],
+    pub batches: std::vec::IntoIter<(Batch, Rng)>,
+    pub generator_draw: (Option<Conditioning>, Rng),
+    pub collective: Option<&'a dyn Collective>,
+    /// The float16 loss scale, 1 otherwise.
+    pub loss_scale: f64,
+    /// Whether float16 gradients are checked for overflow.
+    pub check_overflow: bool,
+    /// Whether an update was skipped for overflowing gradients.
+    pub overflow: bool,
+}
+
+impl StepContext<'_> {
+    fn net(&self, name: &str) -> condor_core::Result<&TrainedNetwork> {
+        Ok(&self.networks[index_of(self.networks, name)?])
+    }
+
+    /// Gradients of `loss` for `vars`: with mixed precision, those of the working copy `half` moved
+    /// onto the float32 master weights (and unscaled for float16); averaged over the ranks of a
+    /// data-parallel group. `None` when float16 gradients overflowed.
+    fn gradients(
+        &self,
+        loss: &Tensor,
+        vars: &[(String, Var)],
+        half: Option<&Params>,
+    ) -> candle_core::Result<Option<GradStore>> {
+        let scale = self.loss_scale;
+        let mut grads = if scale == 1.0 { loss.backward()? } else { (loss * scale)?.backward()? };
+        if let Some(h) = half {
+            grads = master_gradients(&grads, h, vars, 1.0 / scale)?;
+        }
+        if let Some(c) = self.collective {
+            crate::parallel::average_gradients(c, &mut grads, vars)?;
+        }
+        if self.check_overflow && !gradients_finite(&grads, vars)? {
+            return Ok(None);
+        }
+        Ok(Some(grads))
+    }
+}
+
+/// Copies the trainable (non-buffer) values of `net`'s master weights to its half-precision copy.
+fn refresh_half(net: &TrainedNetwork) -> candle_core::Result<()> {
+    match net.half_params() {
+        Some(h) => h.copy_from_where(&net.params, |n| !condor_core::is_buffer(n)),
+        None => Ok(()),
+    }
+}
+
+impl TrainContext for StepContext<'_> {
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn total_steps(&self) -> u64 {
+        self.total
+    }
+    fn device(&self) -> &Device {
+        self.device
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn batch_size(&self) -> usize {
+        self.shard.global
+    }
+    fn local_rows(&self) -> usize {
+        self.shard.len()
+    }
+    fn rows(&self, t: &Tensor, blocks: usize) -> condor_core::Result<Tensor> {
+        Ok(self.shard.rows(t, blocks)?)
+    }
+    fn conditioning_rows(&self, c: &Conditioning, blocks: usize) -> condor_core::Result<Conditioning> {
+        Ok(self.shard.conditioning(c, blocks)?)
+    }
+    fn data(&self) -> &dyn DataSource {
+        self.data
+    }
+    fn next_batch(&mut self) -> Option<(Batch, Rng)> {
+        self.batches.next()
+    }
+    fn generator_draw(&self) -> (Option<Conditioning>, Rng) {
+        self.generator_draw.clone()
+    }
+    fn generator(&self, name: &str) -> condor_core::Result<&dyn Generator> {
+        as_generator(name, self.net(name)?.pass())
+    }
+    fn discriminator(&self, name: &str) -> condor_core::Result<&dyn Discriminator> {
+        as_discriminator(name, self.net(name)?.pass())
+    }
+    fn network(&self, name: &str) -> condor_core::Result<&dyn Network> {
+        as_network(name, self.net(name)?.pass())
+    }
+    fn frozen_generator(&self, name: &str) -> condor_core::Result<&dyn Generator> {
+        as_generator(name, &self.net(name)?.frozen)
+    }
+    fn frozen_discriminator(&self, name: &str) -> condor_core::Result<&dyn Discriminator> {
+        as_discriminator(name, &self.net(name)?.frozen)
+    }
+    fn frozen_network(&self, name: &str) -> condor_core::Result<&dyn Network> {
+        as_network(name, &self.net(name)?.frozen)
+    }
+
+    fn update(&mut self, name: &str, loss: &Tensor) -> condor_core::Result<bool> {
+        let i = index_of(self.networks, name)?;
+        let net = &self.networks[i];
+        let lr = net.decl.optimizer.lr_at(self.step, self.total);
+        let grads = profile::timed(
+            || format!("step: {name} backward"),
+            || self.gradients(loss, net.opt.vars(), net.half_params()),
+        )?;
+        let _span = profile::span(|| format!("step: {name} update"));
+        let Some(grads) = grads else {
+            self.overflow = true;
+            return Ok(false);
+        };
+        let net = &mut self.networks[i];
+        net.opt.step_with_lr(&grads, lr)?;
+        refresh_half(net)?;
+        Ok(true)
+    }
+
+    fn clip_weights(&mut self, name: &str, c: f64) -> condor_core::Result<()> {
+        let net = &self.networks[index_of(self.networks, name)?];
+        for (_, v) in net.opt.vars() {
+            v.set(&v.as_tensor().clamp(-c, c)?)?;
+        }
+        Ok(refresh_half(net)?)
+    }
+
+    fn scalars(&self, values: &[&Tensor]) -> condor_core::Result<Vec<f32>> {
+        Ok(crate::parallel::mean_scalars(self.collective.unwrap_or(&SingleProcess), values)?)
+    }
+}
