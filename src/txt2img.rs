@@ -110,6 +110,15 @@ impl StyleArgs {
 
 /// Runs `condor sample` / txt2img and says on stdout (through `say`) what it wrote. Returns the PNG path.
 pub fn run(args: &SampleArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<PathBuf> {
+    run_with(args, &crate::registry(), say)
+}
+
+/// [`run`] with the plugins of `registry` (for programs with plugins of their own).
+pub fn run_with(
+    args: &SampleArgs,
+    registry: &condor_core::Registry,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<PathBuf> {
     let device = crate::parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let checkpoint = args.checkpoint.clone().unwrap_or_else(shipped_checkpoint);
     if args.checkpoint.is_none() && !checkpoint.is_file() {
@@ -119,8 +128,7 @@ pub fn run(args: &SampleArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<Pat
             checkpoint.display()
         );
     }
-    let registry = crate::registry();
-    let loaded = LoadedGenerator::load(&checkpoint, &registry, &device)
+    let loaded = LoadedGenerator::load(&checkpoint, registry, &device)
         .with_context(|| format!("cannot sample from {}", checkpoint.display()))?;
     let text_conditioned = loaded.config.data.is_captioned();
     let weights = if loaded.is_ema { "EMA" } else { "generator" };
