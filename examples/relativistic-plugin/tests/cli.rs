@@ -120,3 +120,41 @@ fn an_out_of_tree_recipe_trains_resumes_and_samples_through_the_cli() {
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
     condor(&["inspect", last(straight).to_str().unwrap()]);
 }
+
+/// The lines of the fenced code block of `language` that starts with `first`, in `markdown`.
+fn code_block<'a>(markdown: &'a str, language: &str, first: &str) -> Vec<&'a str> {
+    let (fence, mut block): (String, Option<Vec<&str>>) = (format!("```{language}"), None);
+    for line in markdown.lines() {
+        match &mut block {
+            None if line == fence => block = Some(Vec::new()),
+            Some(lines) if line == "```" => {
+                if lines.first().is_some_and(|l| l.starts_with(first)) {
+                    return std::mem::take(lines);
+                }
+                block = None;
+            }
+            Some(lines) => lines.push(line),
+            None => {}
+        }
+    }
+    panic!("docs/plugins.md has no {language} block starting with {first:?}");
+}
+
+/// The lines of `source` between `// ANCHOR: name` and `// ANCHOR_END: name`.
+fn anchored<'a>(source: &'a str, name: &str) -> Vec<&'a str> {
+    let start = format!("// ANCHOR: {name}");
+    let end = format!("// ANCHOR_END: {name}");
+    source.lines().skip_while(|l| *l != start).skip(1).take_while(|l| *l != end).collect()
+}
+
+#[test]
+fn the_plugin_guide_shows_this_crate_s_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("../../docs/plugins.md")).unwrap();
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let main = std::fs::read_to_string(root.join("src/main.rs")).unwrap();
+    assert_eq!(code_block(&guide, "rust", "/// Config of [`TanhMlp`]"), anchored(&lib, "generator"));
+    assert_eq!(code_block(&guide, "rust", "/// Config of [`Relativistic`]"), anchored(&lib, "recipe"));
+    assert_eq!(code_block(&guide, "rust", "//! `condor-relativistic`"), main.lines().collect::<Vec<_>>());
+    assert_eq!(code_block(&guide, "toml", "name = \"relativistic-ring\""), CONFIG.trim().lines().collect::<Vec<_>>());
+}
