@@ -102,9 +102,7 @@ impl Adversarial {
         let span = profile::span(|| "step: D forward and loss".into());
         let (g_frozen, d_pass) = (cx.frozen_generator("g")?, cx.discriminator("d")?);
         let (g_kind, d_kind) = (g_frozen.conditioning(), d_pass.conditioning());
-        let local = |c: &Conditioning| -> condor_core::Result<Conditioning> {
-            Ok(cx.conditioning_rows(c, 1)?.to_dtype(dtype)?)
-        };
+        let local = |c: &Conditioning| local_conditioning(cx, c, 1);
         let cond = batch.conditioning.as_ref().map(local).transpose()?;
         let cond = cond.as_ref();
         let z = cx.rows(&normal(&mut rng, (bs, g_frozen.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
@@ -180,10 +178,7 @@ impl Adversarial {
         }
         let blocks = if interpolating { 2 } else { 1 };
         let z = cx.rows(&z, blocks)?.to_dtype(dtype)?;
-        let cond = cond
-            .as_ref()
-            .map(|c| Ok::<_, condor_core::Error>(cx.conditioning_rows(c, blocks)?.to_dtype(dtype)?))
-            .transpose()?;
+        let cond = cond.as_ref().map(|c| local_conditioning(cx, c, blocks)).transpose()?;
         let fake = g_pass.forward(&z, g_kind.select(cond.as_ref()), true)?;
         let fake_in =
             self.noisy_rows(cx, &self.augmented_rows(cx, &fake, blocks, &mut rng)?, sigma, blocks, &mut rng)?;
@@ -218,6 +213,11 @@ pub fn effective_weight_clip(training: &TrainingConfig) -> Option<f64> {
         (None, LossKind::Wasserstein) => Some(0.01),
         (None, _) => None,
     }
+}
+
+/// This rank's rows of conditioning `c` (a stack of `blocks` global batches), in the passes' dtype.
+fn local_conditioning(cx: &dyn TrainContext, c: &Conditioning, blocks: usize) -> condor_core::Result<Conditioning> {
+    cx.conditioning_rows(c, blocks)?.to_dtype(cx.dtype())
 }
 
 /// A contract error as a candle error, for closures that candle's helpers call.

@@ -34,7 +34,7 @@ pub struct RunConfig {
     /// The discriminator plugin and its config.
     pub discriminator: ModelSpec,
     /// The training recipe and its config; absent, the built-in adversarial recipe, which reads
-    /// `training` (see [`crate::adversarial`]).
+    /// `training` (the `adversarial` module).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipe: Option<ModelSpec>,
     /// The adversarial objective and its tricks.
@@ -276,10 +276,5 @@ impl RunConfig {
             );
         }
         Ok(())
-    }
-
-    /// The weight clip in force: the configured one, or 0.01 for the Wasserstein loss.
-    pub fn effective_weight_clip(&self) -> Option<f64> {
-        crate::adversarial::effective_weight_clip(&self.training)
     }
 }
