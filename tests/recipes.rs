@@ -112,3 +112,23 @@ fn the_adversarial_recipe_reproduces_the_birds_configs() {
         (0x678519f4602737f0, 21525576.538820572),
     );
 }
+
+#[test]
+fn mismatched_networks_and_unknown_recipes_are_clear_errors_at_build_time() {
+    let registry = condor::registry();
+    let build = |c: RunConfig| Trainer::new(c, &registry, &candle_core::Device::Cpu).err().map(|e| e.to_string());
+    let mut wrong_shape = shipped("ring8.toml");
+    wrong_shape.discriminator.config["input_shape"] = serde_json::json!([3]);
+    let message = build(wrong_shape).expect("a discriminator of points in 3D cannot score the ring");
+    assert!(message.contains("scores samples of shape [3]") && message.contains("[2]"), "{message}");
+
+    let mut unknown = shipped("ring8.toml");
+    unknown.recipe = Some(condor::core::ModelSpec::new("no-such-recipe", serde_json::json!({})).unwrap());
+    let message = build(unknown).expect("an unregistered recipe");
+    assert!(message.contains("unknown recipe plugin `no-such-recipe`"), "{message}");
+
+    // The built-in recipe by name is the default one.
+    let mut named = shipped("ring8.toml");
+    named.recipe = Some(condor::core::ModelSpec::new("adversarial", serde_json::json!({})).unwrap());
+    assert!(build(named).is_none());
+}

@@ -86,6 +86,12 @@ pub trait Generator: Send + Sync {
 pub trait Discriminator: Send + Sync {
     /// What conditioning the discriminator reads.
     fn conditioning(&self) -> ConditioningKind;
+    /// Shape of one sample it scores, without the batch dimension; the trainer checks it against the
+    /// data and the generator before the first step. `None`, the default, for a discriminator that
+    /// takes any shape.
+    fn sample_shape(&self) -> Option<Vec<usize>> {
+        None
+    }
     /// Scores a batch. `train` selects training behaviour (batch statistics, dropout).
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> Result<Tensor>;
     /// Scores one batch under each of several conditionings (GAN-CLS scores real images with their own

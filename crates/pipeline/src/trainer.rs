@@ -412,6 +412,16 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwo
                 ));
             }
         }
+        if let Model::Discriminator(d) = &net.model {
+            if let Some(shape) = d.sample_shape().filter(|s| s[..] != data.sample_shape()[..]) {
+                return bad(format!(
+                    "the discriminator `{}` (`{}`) scores samples of shape {shape:?} but the data (and so the generator) has shape {:?}",
+                    net.decl.name,
+                    net.decl.spec.plugin,
+                    data.sample_shape()
+                ));
+            }
+        }
         let dim = net.model.conditioning().dim();
         if dim != 0 && dim != data.cond_dim() {
             return bad(format!(

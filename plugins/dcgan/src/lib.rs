@@ -490,6 +490,10 @@ impl Discriminator for DcganDiscriminator {
     fn conditioning(&self) -> ConditioningKind {
         ConditioningKind::vector_or_none(self.config.cond_dim)
     }
+    fn sample_shape(&self) -> Option<Vec<usize>> {
+        let (c, s) = (self.config.channels, self.config.image_size);
+        Some(vec![c, s, s])
+    }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         Ok(self.forward_each(x, &[cond], train)?.remove(0))
     }

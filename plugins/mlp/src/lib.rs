@@ -240,6 +240,9 @@ impl Discriminator for MlpDiscriminator {
     fn conditioning(&self) -> ConditioningKind {
         ConditioningKind::vector_or_none(self.config.cond_dim)
     }
+    fn sample_shape(&self) -> Option<Vec<usize>> {
+        Some(self.config.input_shape.clone())
+    }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         condor_core::check_samples("mlp discriminator", x, &self.config.input_shape)?;
         Ok(self.stack.forward(input_rows(x, cond, self.conditioning())?, train)?.squeeze(1)?)

@@ -131,6 +131,10 @@ impl Discriminator for ResidualDiscriminator {
     fn conditioning(&self) -> ConditioningKind {
         ConditioningKind::vector_or_none(self.config.cond_dim)
     }
+    fn sample_shape(&self) -> Option<Vec<usize>> {
+        let (c, s) = (self.config.channels, self.config.image_size);
+        Some(vec![c, s, s])
+    }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, _train: bool) -> condor_core::Result<Tensor> {
         let (c, s) = (self.config.channels, self.config.image_size);
         check_samples("stylegan discriminator", x, &[c, s, s])?;
