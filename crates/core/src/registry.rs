@@ -36,8 +36,9 @@ type Build<T> = Box<dyn Fn(&serde_json::Value, VarBuilder) -> Result<Box<T>> + S
 type BuildRecipe = Box<dyn Fn(&serde_json::Value, &RecipeSetup) -> Result<Box<dyn Recipe>> + Send + Sync>;
 type Resolve = Box<dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync>;
 
-struct Entry<T: ?Sized> {
-    build: Build<T>,
+/// A registered plugin: its constructor (`B`, one of the `Build` types) and its config resolver.
+struct Entry<B> {
+    build: B,
     resolve: Resolve,
 }
 
@@ -46,14 +47,15 @@ struct Entry<T: ?Sized> {
 /// [`Registry::register_discriminator`].
 #[derive(Default)]
 pub struct Registry {
-    generators: BTreeMap<String, Entry<dyn Generator>>,
-    discriminators: BTreeMap<String, Entry<dyn Discriminator>>,
-    networks: BTreeMap<String, Entry<dyn Network>>,
-    recipes: BTreeMap<String, (BuildRecipe, Resolve)>,
+    generators: BTreeMap<String, Entry<Build<dyn Generator>>>,
+    discriminators: BTreeMap<String, Entry<Build<dyn Discriminator>>>,
+    networks: BTreeMap<String, Entry<Build<dyn Network>>>,
+    recipes: BTreeMap<String, Entry<BuildRecipe>>,
 }
 
-/// Reads a plugin config from JSON, naming the offending field on failure.
-fn parse<C: DeserializeOwned>(kind: &'static str, plugin: &str, value: &serde_json::Value) -> Result<C> {
+/// Reads a plugin config of type `C` from JSON, naming the offending field on failure (`kind` and
+/// `plugin` name the plugin in the error).
+pub fn parse_config<C: DeserializeOwned>(kind: &'static str, plugin: &str, value: &serde_json::Value) -> Result<C> {
     serde_json::from_value(value.clone()).map_err(|e| Error::InvalidConfig {
         kind,
         plugin: plugin.to_string(),
@@ -61,21 +63,30 @@ fn parse<C: DeserializeOwned>(kind: &'static str, plugin: &str, value: &serde_js
     })
 }
 
+/// The resolver of a plugin whose config type is `C`: the config with every default filled in.
+fn resolver<C>(kind: &'static str, name: &str) -> Resolve
+where
+    C: DeserializeOwned + Serialize + 'static,
+{
+    let name = name.to_string();
+    Box::new(move |value| {
+        let config: C = parse_config(kind, &name, value)?;
+        serde_json::to_value(config).map_err(|e| Error::InvalidInput(e.to_string()))
+    })
+}
+
 fn entry<C, T: ?Sized + 'static>(
     kind: &'static str,
     name: &str,
     make: impl Fn(C, VarBuilder) -> Result<Box<T>> + Send + Sync + 'static,
-) -> Entry<T>
+) -> Entry<Build<T>>
 where
     C: DeserializeOwned + Serialize + 'static,
 {
-    let (n1, n2) = (name.to_string(), name.to_string());
+    let n = name.to_string();
     Entry {
-        build: Box::new(move |value, vb| make(parse::<C>(kind, &n1, value)?, vb)),
-        resolve: Box::new(move |value| {
-            let config: C = parse(kind, &n2, value)?;
-            serde_json::to_value(config).map_err(|e| Error::InvalidInput(e.to_string()))
-        }),
+        build: Box::new(move |value, vb| make(parse_config::<C>(kind, &n, value)?, vb)),
+        resolve: resolver::<C>(kind, name),
     }
 }
 
@@ -141,38 +152,21 @@ impl Registry {
         R: Recipe + 'static,
         F: Fn(C, &RecipeSetup) -> Result<R> + Send + Sync + 'static,
     {
-        if self.recipes.contains_key(name) {
-            return Err(Error::DuplicatePlugin { kind: "recipe", name: name.to_string() });
-        }
-        let (n1, n2) = (name.to_string(), name.to_string());
+        let n = name.to_string();
         let build: BuildRecipe = Box::new(move |value, setup| {
-            Ok(Box::new(constructor(parse::<C>("recipe", &n1, value)?, setup)?) as Box<dyn Recipe>)
+            Ok(Box::new(constructor(parse_config::<C>("recipe", &n, value)?, setup)?) as Box<dyn Recipe>)
         });
-        let resolve: Resolve = Box::new(move |value| {
-            let config: C = parse("recipe", &n2, value)?;
-            serde_json::to_value(config).map_err(|e| Error::InvalidInput(e.to_string()))
-        });
-        self.recipes.insert(name.to_string(), (build, resolve));
-        Ok(())
+        insert(&mut self.recipes, "recipe", name, Entry { build, resolve: resolver::<C>("recipe", name) })
     }
 
     /// Builds the recipe a spec names for a run with the shared settings `setup`.
     pub fn build_recipe(&self, spec: &ModelSpec, setup: &RecipeSetup) -> Result<Box<dyn Recipe>> {
-        (self.recipe_entry(&spec.plugin)?.0)(&spec.config, setup)
+        (lookup(&self.recipes, "recipe", &spec.plugin)?.build)(&spec.config, setup)
     }
 
     /// The recipe spec with every default filled in.
     pub fn resolve_recipe(&self, spec: &ModelSpec) -> Result<ModelSpec> {
-        let config = (self.recipe_entry(&spec.plugin)?.1)(&spec.config)?;
-        Ok(ModelSpec { plugin: spec.plugin.clone(), config })
-    }
-
-    fn recipe_entry(&self, name: &str) -> Result<&(BuildRecipe, Resolve)> {
-        self.recipes.get(name).ok_or_else(|| Error::UnknownPlugin {
-            kind: "recipe",
-            name: name.to_string(),
-            known: self.recipes.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        resolve_in(&self.recipes, "recipe", spec)
     }
 
     /// Builds a network of role `kind` from a spec. Its variables are created through `vb`.
@@ -191,10 +185,7 @@ impl Registry {
         match kind {
             NetworkKind::Generator => self.resolve_generator(spec),
             NetworkKind::Discriminator => self.resolve_discriminator(spec),
-            NetworkKind::Network => {
-                let config = (lookup(&self.networks, "network", &spec.plugin)?.resolve)(&spec.config)?;
-                Ok(ModelSpec { plugin: spec.plugin.clone(), config })
-            }
+            NetworkKind::Network => resolve_in(&self.networks, "network", spec),
         }
     }
 
@@ -210,14 +201,12 @@ impl Registry {
 
     /// The spec with every default filled in, as the generator plugin reads it. Fails on a bad config.
     pub fn resolve_generator(&self, spec: &ModelSpec) -> Result<ModelSpec> {
-        let config = (lookup(&self.generators, "generator", &spec.plugin)?.resolve)(&spec.config)?;
-        Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+        resolve_in(&self.generators, "generator", spec)
     }
 
     /// The spec with every default filled in, as the discriminator plugin reads it.
     pub fn resolve_discriminator(&self, spec: &ModelSpec) -> Result<ModelSpec> {
-        let config = (lookup(&self.discriminators, "discriminator", &spec.plugin)?.resolve)(&spec.config)?;
-        Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+        resolve_in(&self.discriminators, "discriminator", spec)
     }
 
     /// Names of the registered generators, sorted.
@@ -231,7 +220,7 @@ impl Registry {
     }
 }
 
-fn insert<T: ?Sized>(map: &mut BTreeMap<String, Entry<T>>, kind: &'static str, name: &str, e: Entry<T>) -> Result<()> {
+fn insert<V>(map: &mut BTreeMap<String, V>, kind: &'static str, name: &str, e: V) -> Result<()> {
     if map.contains_key(name) {
         return Err(Error::DuplicatePlugin { kind, name: name.to_string() });
     }
@@ -239,7 +228,13 @@ fn insert<T: ?Sized>(map: &mut BTreeMap<String, Entry<T>>, kind: &'static str, n
     Ok(())
 }
 
-fn lookup<'a, T: ?Sized>(map: &'a BTreeMap<String, Entry<T>>, kind: &'static str, name: &str) -> Result<&'a Entry<T>> {
+/// `spec` with every default filled in by the resolver registered in `map`.
+fn resolve_in<B>(map: &BTreeMap<String, Entry<B>>, kind: &'static str, spec: &ModelSpec) -> Result<ModelSpec> {
+    let config = (lookup(map, kind, &spec.plugin)?.resolve)(&spec.config)?;
+    Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+}
+
+fn lookup<'a, V>(map: &'a BTreeMap<String, V>, kind: &'static str, name: &str) -> Result<&'a V> {
     map.get(name).ok_or_else(|| Error::UnknownPlugin {
         kind,
         name: name.to_string(),

@@ -34,9 +34,7 @@ pub struct Adversarial {
 impl Adversarial {
     /// The recipe for a run's shared settings (its `[training]` table is read from `setup`).
     pub fn new(setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let training: TrainingConfig = serde_json::from_value(setup.training.clone()).map_err(|e| {
-            condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message: e.to_string() }
-        })?;
+        let training: TrainingConfig = condor_core::registry::parse_config("recipe", NAME, &setup.training)?;
         Ok(Self { training, networks: setup.generator_and_discriminator() })
     }
 

@@ -51,14 +51,8 @@ impl TrainedNetwork {
             Ok((registry.build(decl.kind, &decl.spec, p.var_builder(dtype, device))?, p))
         };
         let (model, params) = copy(DType::F32)?;
-        let ema = match ema && decl.ema {
-            true => Some(copy(DType::F32)?),
-            false => None,
-        };
-        let half = match precision.is_mixed() {
-            true => Some(copy(precision.dtype())?),
-            false => None,
-        };
+        let ema = (ema && decl.ema).then(|| copy(DType::F32)).transpose()?;
+        let half = precision.is_mixed().then(|| copy(precision.dtype())).transpose()?;
         for (_, p) in ema.iter().chain(&half) {
             p.copy_from(&params)?;
         }

@@ -6,7 +6,7 @@
 //! Every random draw of iteration `s` comes from generators derived from `(seed, s, sub-step)`, so
 //! the iteration number is the whole random state: resuming from a checkpoint continues bit-exactly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -183,9 +183,8 @@ impl Trainer {
         self.config.steps = given.steps;
         self.config.schedule = given.schedule.clone();
         self.config.optimizer = given.optimizer;
-        let mut changed = self.config.clone();
-        changed.optimizer = given.optimizer;
-        for decl in build_recipe(&changed, registry)?.networks() {
+        // The recipe maps the run's optimizer tables to its networks.
+        for decl in build_recipe(&self.config, registry)?.networks() {
             if let Some(net) = self.networks.iter_mut().find(|n| n.decl.name == decl.name) {
                 net.decl.optimizer = decl.optimizer;
                 net.opt.set_config(decl.optimizer);
@@ -394,7 +393,7 @@ fn step_record(step: u64, mut scalars: Scalars, step_time_s: f32) -> StepRecord 
         d_wrong: take("d_wrong"),
         noise_sigma: take("noise_sigma").unwrap_or_default(),
         step_time_s,
-        extra: scalars.into_iter().collect::<BTreeMap<_, _>>(),
+        extra: scalars,
     }
 }
 
