@@ -22,10 +22,8 @@ pub(crate) struct StepContext<'a> {
     pub batches: std::vec::IntoIter<(Batch, Rng)>,
     pub generator_draw: (Option<Conditioning>, Rng),
     pub collective: Option<&'a dyn Collective>,
-    /// The float16 loss scale, 1 otherwise.
-    pub loss_scale: f64,
-    /// Whether float16 gradients are checked for overflow.
-    pub check_overflow: bool,
+    /// The loss scale of a float16 run, whose gradients are checked for overflow; `None` otherwise.
+    pub loss_scale: Option<f64>,
     /// Whether an update was skipped for overflowing gradients.
     pub overflow: bool,
 }
@@ -44,7 +42,7 @@ impl StepContext<'_> {
         vars: &[(String, Var)],
         half: Option<&Params>,
     ) -> candle_core::Result<Option<GradStore>> {
-        let scale = self.loss_scale;
+        let scale = self.loss_scale.unwrap_or(1.0);
         let mut grads = if scale == 1.0 { loss.backward()? } else { (loss * scale)?.backward()? };
         if let Some(h) = half {
             grads = master_gradients(&grads, h, vars, 1.0 / scale)?;
@@ -52,7 +50,7 @@ impl StepContext<'_> {
         if let Some(c) = self.collective {
             crate::parallel::average_gradients(c, &mut grads, vars)?;
         }
-        if self.check_overflow && !gradients_finite(&grads, vars)? {
+        if self.loss_scale.is_some() && !gradients_finite(&grads, vars)? {
             return Ok(None);
         }
         Ok(Some(grads))

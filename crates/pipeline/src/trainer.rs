@@ -263,8 +263,7 @@ impl Trainer {
             batches: prepared.d_batches.into_iter(),
             generator_draw: prepared.g_conditioning,
             collective: self.collective.as_deref(),
-            loss_scale: self.loss_scale.map_or(1.0, |l| l.scale),
-            check_overflow: self.loss_scale.is_some(),
+            loss_scale: self.loss_scale.map(|l| l.scale),
             overflow: false,
         };
         let scalars = match self.recipe.step(&mut cx) {
