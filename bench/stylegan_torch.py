@@ -280,6 +280,16 @@ def train_throughput(torch, device, config, steps, warmup):
     return timed_throughput(torch, device, step, b, steps, warmup)
 
 
+def fill_from_data(config):
+    """Condor fills the model fields a config leaves to its data (image size, conditioning size:
+    MiniLM's 384 for captioned birds); the same here."""
+    size = config["data"].get("size", 64)
+    for net in ("generator", "discriminator"):
+        c = config[net].setdefault("config", {})
+        c.setdefault("image_size", size)
+        c.setdefault("cond_dim", 384)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "birds-stylegan-gpu.toml"))
@@ -296,6 +306,7 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     with open(args.config, "rb") as f:
         config = tomllib.load(f)
+    fill_from_data(config)
     if config["generator"]["plugin"] != "stylegan" or config["discriminator"]["plugin"] != "stylegan":
         sys.exit(f"{args.config} is not a stylegan config")
     device = torch.device(args.device)

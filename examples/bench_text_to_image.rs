@@ -91,13 +91,15 @@ fn main() -> anyhow::Result<()> {
         config.training.precision = p;
     }
     let batch = config.batch_size;
+    let mut trainer = Trainer::new(config, &condor::registry(), &device)?;
+    // The resolved config: the image size comes from the data when the config leaves it out.
+    let resolved = trainer.config();
     let model = format!(
         "{} {}, {:?}",
-        config.generator.plugin,
-        config.generator.config.get("image_size").map_or_else(String::new, |s| format!("{s}x{s}")),
-        config.training.precision
+        resolved.generator.plugin,
+        resolved.generator.config.get("image_size").map_or_else(String::new, |s| format!("{s}x{s}")),
+        resolved.training.precision
     );
-    let mut trainer = Trainer::new(config, &condor::registry(), &device)?;
     trainer.step()?;
     condor::core::profile::reset();
     let started = Instant::now();

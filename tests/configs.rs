@@ -1,14 +1,39 @@
 //! Every config the repository ships parses, validates, and builds its generator and discriminator
-//! through the registry, with images of the size its data has.
+//! through the registry, with images of the size its data has; fields a config leaves to the data
+//! (sample shape, conditioning size) are filled from it.
 
 use candle_core::Tensor;
 use candle_core::{DType, Device};
-use condor::core::{Conditioning, Params};
+use condor::core::{BuildContext, Conditioning, ModelSpec, NetworkKind, Params, Registry};
+use condor::data::DatasetConfig;
 use condor::pipeline::RunConfig;
+
+/// What the data of `config` decides, from the data itself (synthetic birds: its first 8, captions
+/// embedded into `cache`); `None` for data read from files the repository does not ship (MNIST, CUB),
+/// whose configs state every field.
+fn data_context(config: &RunConfig, cache: &std::path::Path) -> Option<BuildContext> {
+    let mut config = config.clone();
+    match &mut config.data {
+        DatasetConfig::Mnist { .. } | DatasetConfig::Cub { .. } | DatasetConfig::Folder { .. } => return None,
+        DatasetConfig::Birds { count, .. } => *count = 8,
+        _ => {}
+    }
+    config.text.cache_dir = cache.to_path_buf();
+    let data = condor::pipeline::text_data::build_data(&config, &Device::Cpu).unwrap();
+    Some(BuildContext { sample_shape: data.sample_shape(), cond_dim: data.cond_dim() })
+}
+
+fn resolve(registry: &Registry, kind: NetworkKind, spec: &ModelSpec, context: Option<&BuildContext>) -> ModelSpec {
+    match context {
+        Some(c) => registry.resolve_in_context(kind, spec, c).unwrap(),
+        None => registry.resolve(kind, spec).unwrap(),
+    }
+}
 
 #[test]
 fn every_shipped_config_builds_its_models() {
     let registry = condor::registry();
+    let cache = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
         let path = entry.unwrap().path();
@@ -17,10 +42,16 @@ fn every_shipped_config_builds_its_models() {
         }
         let config = RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let g_spec = registry.resolve_generator(&config.generator).unwrap();
-        let d_spec = registry.resolve_discriminator(&config.discriminator).unwrap();
+        let context = data_context(&config, cache.path());
+        let g_spec = resolve(&registry, NetworkKind::Generator, &config.generator, context.as_ref());
+        let d_spec = resolve(&registry, NetworkKind::Discriminator, &config.discriminator, context.as_ref());
         let g = registry.build_generator(&g_spec, Params::new(0).var_builder(DType::F32, &Device::Cpu)).unwrap();
         let d = registry.build_discriminator(&d_spec, Params::new(1).var_builder(DType::F32, &Device::Cpu)).unwrap();
+        if let Some(c) = &context {
+            assert_eq!(g.sample_shape(), c.sample_shape, "{}", path.display());
+            assert_eq!(g.conditioning().dim(), c.cond_dim, "{}", path.display());
+            assert_eq!(d.conditioning().dim(), c.cond_dim, "{}", path.display());
+        }
         // The discriminator scores what the generator makes.
         let z = Tensor::zeros((2, g.latent_dim()), DType::F32, &Device::Cpu).unwrap();
         let dim = g.conditioning().dim().max(d.conditioning().dim());
@@ -32,4 +63,34 @@ fn every_shipped_config_builds_its_models() {
         checked += 1;
     }
     assert!(checked >= 10, "{checked} configs");
+}
+
+#[test]
+fn the_data_fills_only_the_fields_a_config_leaves_out() {
+    let registry = condor::registry();
+    let images = BuildContext { sample_shape: vec![1, 16, 16], cond_dim: 10 };
+    let spec = |plugin: &str, config: serde_json::Value| ModelSpec::new(plugin, config).unwrap();
+    let g =
+        registry.resolve_in_context(NetworkKind::Generator, &spec("dcgan", serde_json::json!({})), &images).unwrap();
+    assert_eq!((g.config["image_size"].as_u64(), g.config["channels"].as_u64()), (Some(16), Some(1)));
+    assert_eq!(g.config["cond_dim"].as_u64(), Some(10));
+    // A field the config states is kept: an unconditional discriminator on conditional data.
+    let d_config = serde_json::json!({"cond_dim": 0, "image_size": 16});
+    let d = registry.resolve_in_context(NetworkKind::Discriminator, &spec("dcgan", d_config), &images).unwrap();
+    assert_eq!((d.config["cond_dim"].as_u64(), d.config["channels"].as_u64()), (Some(0), Some(1)));
+    // Shapes go to the MLP's `output_shape` (generator) and `input_shape` (discriminator); fields a
+    // plugin does not have are not added.
+    let g = registry.resolve_in_context(NetworkKind::Generator, &spec("mlp", serde_json::json!({})), &images).unwrap();
+    assert_eq!(g.config["output_shape"], serde_json::json!([1, 16, 16]));
+    assert!(g.config.get("image_size").is_none() && g.config.get("input_shape").is_none());
+    let d =
+        registry.resolve_in_context(NetworkKind::Discriminator, &spec("mlp", serde_json::json!({})), &images).unwrap();
+    assert_eq!(d.config["input_shape"], serde_json::json!([1, 16, 16]));
+    // Non-square images give no image size.
+    let wide = BuildContext { sample_shape: vec![3, 16, 32], cond_dim: 0 };
+    let g = registry.resolve_in_context(NetworkKind::Generator, &spec("dcgan", serde_json::json!({})), &wide).unwrap();
+    assert_eq!(
+        g.config,
+        registry.resolve(NetworkKind::Generator, &spec("dcgan", serde_json::json!({}))).unwrap().config
+    );
 }

@@ -103,6 +103,6 @@ pub use model::{
 pub use optimizer::{LrDecay, OptimizerConfig};
 pub use params::{is_buffer, Params, BUFFER_SUFFIXES};
 pub use recipe::{Model, Network, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
-pub use registry::{ModelSpec, Registry};
+pub use registry::{BuildContext, ModelSpec, Registry};
 pub use rng::{derived_rng, Rng};
 pub use style::{NoiseInputs, StyleControl};

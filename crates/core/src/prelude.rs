@@ -14,6 +14,6 @@ pub use crate::model::{check_conditioning, check_latent, check_samples};
 pub use crate::recipe::{Model, Network, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
 pub use crate::rng::{normal, Stream};
 pub use crate::{
-    Batch, Conditioning, ConditioningKind, DataSource, Discriminator, Error, Generator, ModelSpec, OptimizerConfig,
-    Params, Registry, Result, Rng,
+    Batch, BuildContext, Conditioning, ConditioningKind, DataSource, Discriminator, Error, Generator, ModelSpec,
+    OptimizerConfig, Params, Registry, Result, Rng,
 };

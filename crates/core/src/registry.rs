@@ -32,6 +32,41 @@ impl ModelSpec {
     }
 }
 
+/// What the pipeline knows of the data before it builds a model: the shape of one sample and the size
+/// of the conditioning vectors (0 for unconditional data). [`Registry::resolve_in_context`] fills the
+/// plugin config fields a user left out from it, so configs need not repeat them:
+///
+/// | field | filled with |
+/// | --- | --- |
+/// | `cond_dim` | the data's conditioning size |
+/// | `image_size`, `channels` | `H` and `C` of square image samples `(C, H, H)` |
+/// | `output_shape` (generators), `input_shape` (other roles) | the sample shape |
+///
+/// A plugin takes part by naming its config fields so; a field the user sets is never changed (write
+/// `cond_dim = 0` for an unconditional model on conditional data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildContext {
+    /// Shape of one sample, without the batch dimension.
+    pub sample_shape: Vec<usize>,
+    /// Size of the conditioning vectors; 0 when the data has none.
+    pub cond_dim: usize,
+}
+
+impl BuildContext {
+    /// The context fields and their values for a network of role `kind`.
+    fn fields(&self, kind: NetworkKind) -> Vec<(&'static str, serde_json::Value)> {
+        let mut fields = vec![("cond_dim", self.cond_dim.into())];
+        if let [c, h, w] = self.sample_shape[..] {
+            if h == w {
+                fields.extend([("image_size", h.into()), ("channels", c.into())]);
+            }
+        }
+        let shape = if kind == NetworkKind::Generator { "output_shape" } else { "input_shape" };
+        fields.push((shape, self.sample_shape.clone().into()));
+        fields
+    }
+}
+
 type Build<T> = Box<dyn Fn(&serde_json::Value, VarBuilder) -> Result<Box<T>> + Send + Sync>;
 type BuildRecipe = Box<dyn Fn(&serde_json::Value, &RecipeSetup) -> Result<Box<dyn Recipe>> + Send + Sync>;
 type Resolve = Box<dyn Fn(&serde_json::Value) -> Result<serde_json::Value> + Send + Sync>;
@@ -167,6 +202,25 @@ impl Registry {
     /// The recipe spec with every default filled in.
     pub fn resolve_recipe(&self, spec: &ModelSpec) -> Result<ModelSpec> {
         resolve_in(&self.recipes, "recipe", spec)
+    }
+
+    /// [`Registry::resolve`], with the config fields the user left out that the plugin has and
+    /// `context` knows (see [`BuildContext`]) filled from the context.
+    pub fn resolve_in_context(&self, kind: NetworkKind, spec: &ModelSpec, context: &BuildContext) -> Result<ModelSpec> {
+        let resolved = self.resolve(kind, spec)?;
+        let (Some(given), Some(defaults)) = (spec.config.as_object(), resolved.config.as_object()) else {
+            return Ok(resolved);
+        };
+        let mut config = given.clone();
+        for (field, value) in context.fields(kind) {
+            if !given.contains_key(field) && defaults.contains_key(field) {
+                config.insert(field.to_string(), value);
+            }
+        }
+        if config.len() == given.len() {
+            return Ok(resolved);
+        }
+        self.resolve(kind, &ModelSpec { plugin: spec.plugin.clone(), config: config.into() })
     }
 
     /// Builds a network of role `kind` from a spec. Its variables are created through `vb`.

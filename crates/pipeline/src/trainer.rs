@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use condor_core::profile;
-use condor_core::{is_buffer, DataSource, Generator, Model, Params, Recipe, RecipeSetup, Registry, Scalars};
+use condor_core::{
+    is_buffer, BuildContext, DataSource, Generator, Model, NetworkKind, Params, Recipe, RecipeSetup, Registry, Scalars,
+};
 
 use crate::adversarial::{self, Adversarial};
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
@@ -76,16 +78,23 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer at step 0: the recipe and its networks built through `registry` from the config,
     /// weights initialised from the seed, on `device`. The stored config has every plugin default
-    /// filled in.
+    /// filled in, and the fields the data decides (sample shape, conditioning size) filled from it
+    /// where the config leaves them out ([`BuildContext`]).
     pub fn new(config: RunConfig, registry: &Registry, device: &Device) -> Result<Self> {
         config.validate()?;
         let mut config = config;
-        config.generator = registry.resolve_generator(&config.generator)?;
-        config.discriminator = registry.resolve_discriminator(&config.discriminator)?;
+        // Unknown plugins and bad plugin configs are reported before the data is built (which may
+        // encode every caption); the data then decides the fields a config leaves out.
+        registry.resolve_generator(&config.generator)?;
+        registry.resolve_discriminator(&config.discriminator)?;
+        let data: Arc<dyn DataSource> = Arc::from(crate::text_data::build_data(&config, device)?);
+        let context = BuildContext { sample_shape: data.sample_shape(), cond_dim: data.cond_dim() };
+        config.generator = registry.resolve_in_context(NetworkKind::Generator, &config.generator, &context)?;
+        config.discriminator =
+            registry.resolve_in_context(NetworkKind::Discriminator, &config.discriminator, &context)?;
         if let Some(spec) = config.recipe.as_ref().filter(|s| s.plugin != adversarial::NAME) {
             config.recipe = Some(registry.resolve_recipe(spec)?);
         }
-        let data: Arc<dyn DataSource> = Arc::from(crate::text_data::build_data(&config, device)?);
         let recipe = build_recipe(&config, registry)?;
         let precision = config.training.precision;
         let mut networks = Vec::new();
@@ -96,7 +105,7 @@ impl Trainer {
             if networks.iter().any(|n: &TrainedNetwork| n.decl.name == decl.name) {
                 return Err(PipelineError::Config(format!("the recipe declares network `{}` twice", decl.name)));
             }
-            decl.spec = registry.resolve(decl.kind, &decl.spec)?;
+            decl.spec = registry.resolve_in_context(decl.kind, &decl.spec, &context)?;
             let ema = config.training.ema.is_some();
             networks.push(TrainedNetwork::build(decl, registry, config.seed, precision, ema, device)?);
         }

@@ -28,7 +28,7 @@ plugin = "tanh-mlp"
 
 [discriminator]
 plugin = "mlp"
-config = { input_shape = [2], hidden = [128, 128] }
+config = { hidden = [128, 128] }
 
 [recipe]
 plugin = "relativistic"
