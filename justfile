@@ -102,7 +102,7 @@ coverage:
 bench:
     cargo bench -p condor-core --bench conv
     cargo bench -p condor-core --bench kernels
-    cargo bench -p condor-pipeline --bench train_step
+    cargo bench -p condor-train --bench train_step
     cargo bench -p condor-text --bench encode
     cargo bench -p condor-data --bench render
     cargo bench -p condor-metrics --bench fid

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Parser;
 use condor::candle_core;
-use condor::pipeline::{RunConfig, Trainer};
+use condor::train::{RunConfig, Trainer};
 use condor::txt2img::SampleArgs;
 
 #[derive(Parser)]
@@ -36,7 +36,7 @@ struct Cli {
     config: PathBuf,
     /// Override the config's training precision: f32, bf16 or f16 (mixed precision; GPUs).
     #[arg(long)]
-    precision: Option<condor::pipeline::Precision>,
+    precision: Option<condor::train::Precision>,
     /// Internal: draw one txt2img grid into this file, print the peak memory and exit.
     #[arg(long, hide = true)]
     txt2img_child: Option<PathBuf>,

@@ -16,7 +16,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
-use condor_pipeline::{Collective, SingleProcess};
+use condor_train::{Collective, SingleProcess};
 
 /// Where this process stands in a data-parallel run started by a launcher.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub fn parse_gpus(list: &str) -> Result<Vec<usize>, String> {
 pub fn new_nccl_id() -> Result<String, String> {
     #[cfg(feature = "nccl")]
     {
-        condor_pipeline::parallel::nccl::NcclId::new().map(|id| id.to_hex()).map_err(|e| e.to_string())
+        condor_train::parallel::nccl::NcclId::new().map(|id| id.to_hex()).map_err(|e| e.to_string())
     }
     #[cfg(not(feature = "nccl"))]
     {
@@ -95,7 +95,7 @@ pub fn join_group(env: &RankEnv, device: &candle_core::Device) -> Result<Arc<dyn
     }
     #[cfg(feature = "nccl")]
     {
-        use condor_pipeline::parallel::nccl::{NcclCollective, NcclId};
+        use condor_train::parallel::nccl::{NcclCollective, NcclId};
         let hex = env
             .nccl_id
             .as_deref()

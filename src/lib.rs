@@ -5,8 +5,13 @@
 //! - [`core`] (condor-core): the plugin contract: `Generator`, `Discriminator`, `TextEncoder`,
 //!   conditioning, the registry. Plugin authors depend on it alone.
 //! - [`data`] (condor-data): datasets.
-//! - [`pipeline`] (condor-pipeline): the trainer, losses, optimizer, checkpoints, sampling.
-//! - [`metrics`] (condor-metrics): mode coverage (FID/KID and conditional accuracy to come).
+//! - [`train`] (condor-train): the generic trainer, recipes, losses and tricks, optimizer,
+//!   checkpoints, run directories.
+//! - [`infer`] (condor-infer): model cards and the text-to-image pipeline object that loads a
+//!   generator and its text encoder once and serves prompt grids, style mixing and exports.
+//! - [`eval`] (condor-eval): `condor eval`'s scores (FID/KID, attribute accuracy, retrieval, diversity),
+//!   colour and digit accuracy, mode coverage.
+//! - [`metrics`] (condor-metrics): the measuring instruments (Inception features, FID/KID, classifiers).
 //! - [`text`] (condor-text): sentence encoders (MiniLM through candle-transformers).
 //! - [`mlp`], [`dcgan`], [`stylegan`]: the built-in plugins (MLP; text-conditional DCGAN with conditioning
 //!   augmentation; StyleGAN-like generator and residual discriminator).
@@ -27,11 +32,13 @@ pub use candle_nn;
 pub use condor_core as core;
 pub use condor_data as data;
 pub use condor_dcgan as dcgan;
+pub use condor_eval as eval;
+pub use condor_infer as infer;
 pub use condor_metrics as metrics;
 pub use condor_mlp as mlp;
-pub use condor_pipeline as pipeline;
 pub use condor_stylegan as stylegan;
 pub use condor_text as text;
+pub use condor_train as train;
 
 /// A registry holding Condor's built-in plugins.
 pub fn registry() -> condor_core::Registry {

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use condor_core::rng::Stream;
-use condor_pipeline::sample::{self, LoadedGenerator};
-use condor_pipeline::styles::{self, StyleOptions};
+use condor_infer::sample;
+use condor_infer::styles::{self, StyleOptions};
+use condor_infer::TextToImage;
 
 /// The checkpoint shipped in `weights/`: the synthetic-birds DCGAN.
 pub const SHIPPED_CHECKPOINT: &str = "birds-dcgan-32.safetensors";
@@ -128,12 +128,12 @@ pub fn run_with(
             checkpoint.display()
         );
     }
-    let loaded = LoadedGenerator::load(&checkpoint, registry, &device)
+    let model = condor_train::export::open_model(&checkpoint, registry, &device)
         .with_context(|| format!("cannot sample from {}", checkpoint.display()))?;
-    let text_conditioned = loaded.config.data.is_captioned();
-    let weights = if loaded.is_ema { "EMA" } else { "generator" };
-    if text_conditioned || !args.prompts.is_empty() {
-        if !text_conditioned {
+    let card = model.card();
+    let weights = if card.ema { "EMA" } else { "generator" };
+    if model.is_text_conditioned() || !args.prompts.is_empty() {
+        if !model.is_text_conditioned() {
             bail!("{} is not a text-to-image checkpoint; sample it without prompts", checkpoint.display());
         }
         if args.prompts.is_empty() {
@@ -143,12 +143,10 @@ pub fn run_with(
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("txt2img.png"));
         let options = args.style.options()?;
         if args.style_mix {
-            return style_mix(args, &loaded, n, &options, &out, &device, say);
+            return style_mix(args, &model, n, &options, &out, say);
         }
-        let drawn = sample::text_to_image(&loaded, &args.prompts, n, args.seed, &options, &device)?;
-        for &i in &drawn.truncated {
-            eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
-        }
+        let drawn = model.generate(&args.prompts, n, args.seed, &options)?;
+        warn_truncated(&drawn.truncated);
         sample::write_prompt_grid(&out, &drawn.images, &args.prompts, n)?;
         say(format!(
             "wrote {} ({} prompt(s) x {n} images, seed {}{}, {} weights of step {})",
@@ -157,7 +155,7 @@ pub fn run_with(
             args.seed,
             args.style.describe(),
             weights,
-            loaded.step
+            card.step
         ));
         return Ok(out);
     }
@@ -169,24 +167,29 @@ pub fn run_with(
         bail!("--n must be at least 1");
     }
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("samples.png"));
-    let mut rng = Stream::FixedNoise(None).rng(args.seed);
-    sample::write_samples(&out, loaded.generator.as_ref(), &loaded.config.data, n, &mut rng, &device)?;
-    if loaded.generator.sample_shape() == [2] {
-        let cov = sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, n, 1, args.seed, &device)?;
+    model.write_samples(&out, n, args.seed)?;
+    if model.generator().sample_shape() == [2] {
+        let cov = condor_eval::mixture::mixture_coverage(model.generator(), &card.data, n, 1, args.seed, &device)?;
         say(serde_json::to_string(&cov)?);
     }
-    say(format!("wrote {} ({n} samples, step {}, {weights} weights)", out.display(), loaded.step));
+    say(format!("wrote {} ({n} samples, step {}, {weights} weights)", out.display(), card.step));
     Ok(out)
+}
+
+/// Warns on stderr of prompts longer than the text encoder reads.
+fn warn_truncated(truncated: &[usize]) {
+    for &i in truncated {
+        eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
+    }
 }
 
 /// `--style-mix`: the style-mixing grid of two prompts, `n` latents each.
 fn style_mix(
     args: &SampleArgs,
-    loaded: &LoadedGenerator,
+    model: &TextToImage,
     n: usize,
     options: &StyleOptions,
     out: &Path,
-    device: &candle_core::Device,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<PathBuf> {
     let [coarse, fine] = args.prompts.as_slice() else {
@@ -195,26 +198,16 @@ fn style_mix(
     if !(1..=16).contains(&n) {
         bail!("--style-mix draws an (n + 1) x (n + 1) grid; --n must be 1 to 16, not {n}");
     }
-    let g = loaded.generator.as_ref();
-    let layers = styles::style_space(g)?.style_count();
-    let crossover = args.crossover.unwrap_or(layers / 2);
-    let (cond, truncated) = sample::encode_prompts(loaded, &args.prompts, device)?;
-    for &i in &truncated {
-        eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
-    }
-    let row = |i: usize| -> anyhow::Result<condor_core::Conditioning> {
-        Ok(condor_core::Conditioning::from_embedding(cond.embedding.narrow(0, i, 1)?)?)
-    };
-    let (a, b) = (row(0)?, row(1)?);
-    let mix = styles::StyleMix { coarse: Some(&a), fine: Some(&b), n, crossover, seed: args.seed };
-    let grid = styles::style_mixing_grid(g, &mix, options, device)?;
+    let mix = model.style_mixing(coarse, fine, n, args.crossover, args.seed, options)?;
+    warn_truncated(&mix.truncated);
+    let (crossover, layers) = (mix.crossover, mix.layers);
     let mut captions = vec![String::new(); (n + 1) * (n + 1)];
     captions[0] = format!("layers < {crossover}: rows");
     captions[1] = format!("columns: {fine}");
     captions[n + 1] = format!("rows: {coarse}");
-    let rgb = sample::to_rgb8(&grid)?;
-    let size = grid.dim(2)?;
-    condor_pipeline::plot::captioned_grid_png(out, &rgb, size, &captions, n + 1, (96 / size).max(1) as u32, 3)?;
+    let rgb = sample::to_rgb8(&mix.images)?;
+    let size = mix.images.dim(2)?;
+    condor_infer::plot::captioned_grid_png(out, &rgb, size, &captions, n + 1, (96 / size).max(1) as u32, 3)?;
     say(format!(
         "wrote {} (style mixing: layers 0..{crossover} of {layers} from \"{coarse}\" (rows), the rest from \"{fine}\" (columns), seed {}{})",
         out.display(),

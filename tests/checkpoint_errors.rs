@@ -4,7 +4,8 @@ mod common;
 
 use candle_core::Device;
 use condor::data::DatasetConfig;
-use condor::pipeline::{Checkpoint, CheckpointError, LoadedGenerator, PipelineError, RunConfig, RunOptions, Trainer};
+use condor::infer::LoadedGenerator;
+use condor::train::{Checkpoint, CheckpointError, RunConfig, RunOptions, TrainError, Trainer};
 
 fn saved_checkpoint(dir: &std::path::Path) -> (std::path::PathBuf, RunConfig) {
     let config = common::mixture_config(DatasetConfig::ring8(), 3, 16, 16);
@@ -70,7 +71,8 @@ fn a_checkpoint_whose_tensors_do_not_fit_its_model_is_a_mismatch() {
     config.generator.config["hidden"] = serde_json::json!([64, 64]);
     let tensors: Vec<(String, candle_core::Tensor)> = ckpt.tensors.into_iter().collect();
     let wrong = tmp.path().join("wrong.safetensors");
-    condor::pipeline::checkpoint::save(&wrong, &tensors, &config, &ckpt.state).unwrap();
+    let card = condor::infer::ModelCard { generator: config.generator.clone(), ..ckpt.card.clone() };
+    condor::train::checkpoint::save(&wrong, &tensors, &config, &ckpt.state, &card).unwrap();
     let bad = Checkpoint::load(&wrong, &Device::Cpu).unwrap();
     let e = Trainer::from_checkpoint(&bad, &condor::registry(), &Device::Cpu).err().expect("must not load");
     let msg = e.to_string();
@@ -84,14 +86,14 @@ fn runs_refuse_to_overwrite_and_to_resume_with_another_model() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
     let config = common::mixture_config(DatasetConfig::ring8(), 2, 16, 16);
-    let opts = |resume| RunOptions { dir: tmp.path().join("run"), resume, progress: false, stop: None, group: None };
-    condor::pipeline::train(config.clone(), &registry, &Device::Cpu, opts(false)).unwrap();
+    let opts = |resume| RunOptions::quiet(tmp.path().join("run"), resume);
+    condor::train::train(config.clone(), &registry, &Device::Cpu, opts(false)).unwrap();
     let before = std::fs::read(tmp.path().join("run/checkpoints/step-000000002.safetensors")).unwrap();
-    let e = condor::pipeline::train(config.clone(), &registry, &Device::Cpu, opts(false)).unwrap_err();
+    let e = condor::train::train(config.clone(), &registry, &Device::Cpu, opts(false)).unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
     let mut other = config.clone();
     other.discriminator.config["hidden"] = serde_json::json!([8]);
-    let e = condor::pipeline::train(other, &registry, &Device::Cpu, opts(true)).unwrap_err();
+    let e = condor::train::train(other, &registry, &Device::Cpu, opts(true)).unwrap_err();
     assert!(e.to_string().contains("`discriminator` differs"), "{e}");
     let after = std::fs::read(tmp.path().join("run/checkpoints/step-000000002.safetensors")).unwrap();
     assert_eq!(before, after, "the checkpoint is untouched");
@@ -100,7 +102,7 @@ fn runs_refuse_to_overwrite_and_to_resume_with_another_model() {
     let mut longer = config.clone();
     longer.steps = 4;
     longer.optimizer.generator.lr = 1e-3;
-    condor::pipeline::train(longer, &registry, &Device::Cpu, opts(true)).unwrap();
+    condor::train::train(longer, &registry, &Device::Cpu, opts(true)).unwrap();
     let ckpt = Checkpoint::load(&tmp.path().join("run/checkpoints/step-000000004.safetensors"), &Device::Cpu).unwrap();
     assert_eq!((ckpt.state.step, ckpt.config.steps), (4, 4));
     assert_eq!(ckpt.config.optimizer.generator.lr, 1e-3);
@@ -141,7 +143,7 @@ fn config_errors_name_the_field() {
     assert!(e.contains("size 3") && e.contains("provides 8"), "{e}");
     let e = RunConfig::from_file(std::path::Path::new("no/such/config.toml")).unwrap_err().to_string();
     assert!(e.contains("no/such/config.toml"), "{e}");
-    assert!(matches!(RunConfig::from_json("{\"steps\": 1"), Err(PipelineError::Config(_))));
+    assert!(matches!(RunConfig::from_json("{\"steps\": 1"), Err(TrainError::Config(_))));
 }
 
 #[test]
@@ -152,9 +154,9 @@ fn a_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     // its samples overflow and the discriminator's loss is not finite.
     config.optimizer.generator.lr = 1e30;
     config.schedule.checkpoint_every = 1;
-    let options = RunOptions { dir: tmp.path().join("run"), resume: false, progress: false, stop: None, group: None };
-    let e = condor::pipeline::train(config, &condor::registry(), &Device::Cpu, options).unwrap_err();
-    let PipelineError::Diverged { step, last_checkpoint, .. } = &e else { panic!("expected divergence, got {e}") };
+    let options = RunOptions::quiet(tmp.path().join("run"), false);
+    let e = condor::train::train(config, &condor::registry(), &Device::Cpu, options).unwrap_err();
+    let TrainError::Diverged { step, last_checkpoint, .. } = &e else { panic!("expected divergence, got {e}") };
     assert!(*step >= 2, "step {step}");
     let last = last_checkpoint.as_ref().expect("a checkpoint before the divergence");
     let ckpt = Checkpoint::load(last, &Device::Cpu).unwrap();

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use candle_core::{DType, Device};
 use condor::core::{BuildContext, Conditioning, ModelSpec, NetworkKind, Params, Registry};
 use condor::data::DatasetConfig;
-use condor::pipeline::RunConfig;
+use condor::train::RunConfig;
 
 /// What the data of `config` decides, from the data itself (synthetic birds: its first 8, captions
 /// embedded into `cache`); `None` for data read from files the repository does not ship (MNIST, CUB),
@@ -19,7 +19,7 @@ fn data_context(config: &RunConfig, cache: &std::path::Path) -> Option<BuildCont
         _ => {}
     }
     config.text.cache_dir = cache.to_path_buf();
-    let data = condor::pipeline::text_data::build_data(&config, &Device::Cpu).unwrap();
+    let data = condor::train::text_data::build_data(&config, &Device::Cpu).unwrap();
     Some(BuildContext { sample_shape: data.sample_shape(), cond_dim: data.cond_dim() })
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use condor::pipeline::{Checkpoint, Collective, RunConfig, RunOptions, SingleProcess, Trainer};
+use condor::train::{Checkpoint, Collective, RunConfig, RunOptions, SingleProcess, Trainer};
 
 /// `steps` steps of `config` on one process.
 fn single(config: &RunConfig, steps: u64) -> HashMap<String, Tensor> {
@@ -92,8 +92,8 @@ fn ranks_with_batch_norm_keep_identical_state() {
 /// [`shardable_config`] with a constant learning rate, so that a run may be extended on resume.
 fn extendable_config(steps: u64) -> RunConfig {
     let mut c = common::shardable_config(steps);
-    c.optimizer.generator.lr_decay = condor::pipeline::LrDecay::None;
-    c.optimizer.discriminator.lr_decay = condor::pipeline::LrDecay::None;
+    c.optimizer.generator.lr_decay = condor::train::LrDecay::None;
+    c.optimizer.discriminator.lr_decay = condor::train::LrDecay::None;
     c
 }
 
@@ -109,21 +109,21 @@ fn rank_zero_writes_the_run_and_any_world_size_resumes_it() {
             std::thread::spawn(move || {
                 let member: Arc<dyn Collective> = Arc::new(member);
                 let options = RunOptions { dir, resume: false, progress: false, stop: None, group: Some(member) };
-                condor::pipeline::train(extendable_config(20), &condor::registry(), &Device::Cpu, options).unwrap().step
+                condor::train::train(extendable_config(20), &condor::registry(), &Device::Cpu, options).unwrap().step
             })
         })
         .collect();
     for h in handles {
         assert_eq!(h.join().unwrap(), 20);
     }
-    let run = condor::pipeline::RunDir::create(&dir).unwrap();
+    let run = condor::train::RunDir::create(&dir).unwrap();
     let logged: Vec<u64> = run.read_log().unwrap().iter().map(|r| r.step).collect();
     assert_eq!(logged, (1..=20).collect::<Vec<_>>(), "one log line per step: only rank 0 writes");
     assert_eq!(run.checkpoints().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![10, 20]);
 
     // One process continues the two-rank run to step 30 and lands where one process alone does.
-    let options = RunOptions { dir: dir.clone(), resume: true, progress: false, stop: None, group: None };
-    let summary = condor::pipeline::train(extendable_config(30), &condor::registry(), &Device::Cpu, options).unwrap();
+    let options = RunOptions::quiet(dir.clone(), true);
+    let summary = condor::train::train(extendable_config(30), &condor::registry(), &Device::Cpu, options).unwrap();
     assert_eq!(summary.step, 30);
     let resumed = Checkpoint::load(&summary.checkpoint, &Device::Cpu).unwrap().tensors;
     let reference = single(&extendable_config(30), 30);

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use condor::core::{rng::normal, Batch, DataSource, Generator, Params, Result as CoreResult, Rng};
 use condor::data::DatasetConfig;
 use condor::dcgan::{DcganGenerator, DcganGeneratorConfig};
-use condor::pipeline::{recalibrate_batch_norm, EmaConfig, Trainer};
+use condor::train::{recalibrate_batch_norm, EmaConfig, Trainer};
 
 /// Unconditional data whose batches are never looked at: the recalibration draws only latents.
 struct NoConditioning;
@@ -130,11 +130,11 @@ fn calibrating_the_ema_leaves_training_unchanged() {
 
 #[test]
 fn training_checkpoints_hold_what_recalibrate_writes() {
-    use condor::pipeline::sample::recalibrate_checkpoint;
-    use condor::pipeline::{train, Checkpoint, RunOptions};
+    use condor::train::export::recalibrate_checkpoint;
+    use condor::train::{train, Checkpoint, RunOptions};
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
-    let options = RunOptions { dir: tmp.path().join("run"), resume: false, progress: false, stop: None, group: None };
+    let options = RunOptions::quiet(tmp.path().join("run"), false);
     let run = train(common::tiny_birds(3, tmp.path()), &registry, &Device::Cpu, options).unwrap();
     let out = tmp.path().join("recalibrated.safetensors");
     assert_eq!(recalibrate_checkpoint(&run.checkpoint, &out, &registry, &Device::Cpu).unwrap(), Some(16));

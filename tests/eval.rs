@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use candle_core::Device;
-use condor::pipeline::bird_judge::{
+use condor::eval::bird_judge::{
     load_or_train_judge, shipped_judge_path, BIRD_ATTRIBUTES, JUDGE_MIN_ACCURACY, REQUIRED_ATTRIBUTES,
 };
-use condor::pipeline::eval::{evaluate, write_report, EvalOptions, RealImages};
-use condor::pipeline::LoadedGenerator;
+use condor::eval::birds::{evaluate, write_report, EvalOptions, RealImages};
+use condor::infer::TextToImage;
 
 #[test]
 fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
@@ -43,7 +43,7 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
         return;
     }
     let path = root.join("weights").join(condor::txt2img::SHIPPED_CHECKPOINT);
-    let loaded = LoadedGenerator::load(&path, &condor::registry(), &device).unwrap();
+    let model = TextToImage::load(&path, &condor::registry(), &device).unwrap();
     let out = tempfile::tempdir().unwrap();
     let stats = tempfile::tempdir().unwrap();
     let options = EvalOptions {
@@ -57,13 +57,12 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
         stats_dir: Some(stats.path().to_path_buf()),
     };
     let report = evaluate(
-        &loaded,
+        &model,
         "shipped",
         &RealImages::Birds { world_seed: 0 },
         Some(&judge),
         &options,
         out.path(),
-        &device,
         &mut |m| eprintln!("{m}"),
     )
     .unwrap();

@@ -11,8 +11,9 @@ use common::max_abs_diff;
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, Generator, ModelSpec, Params};
 use condor::data::DatasetConfig;
-use condor::pipeline::sample::{mixture_coverage, text_to_image, LoadedGenerator};
-use condor::pipeline::{train, RunOptions};
+use condor::eval::mixture::mixture_coverage;
+use condor::infer::{LoadedGenerator, TextToImage};
+use condor::train::{train, RunOptions};
 use serde_json::json;
 
 /// The first GPU this build can open, or `None` (and a note on stderr) when there is none.
@@ -102,8 +103,8 @@ fn the_shipped_checkpoint_draws_the_same_birds_on_gpu() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(condor::txt2img::SHIPPED_CHECKPOINT);
     let prompts: Vec<String> = ["a red bird", "a small blue bird with a white belly"].map(String::from).to_vec();
     let draw = |device: &Device| {
-        let loaded = LoadedGenerator::load(&path, &condor::registry(), device).unwrap();
-        text_to_image(&loaded, &prompts, 4, 5, &Default::default(), device).unwrap().images
+        let model = TextToImage::load(&path, &condor::registry(), device).unwrap();
+        model.generate(&prompts, 4, 5, &Default::default()).unwrap().images
     };
     let (cpu, on_gpu) = (draw(&Device::Cpu), draw(&gpu));
     let diff = max_abs_diff(&cpu, &on_gpu);
@@ -119,7 +120,7 @@ fn a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu() {
     config.schedule.checkpoint_every = 3000;
     let data = config.data.clone();
     let tmp = tempfile::tempdir().unwrap();
-    let options = RunOptions { dir: tmp.path().join("gpu"), resume: false, progress: false, stop: None, group: None };
+    let options = RunOptions::quiet(tmp.path().join("gpu"), false);
     let summary = train(config, &condor::registry(), &gpu, options).unwrap();
     let checkpoint = summary.checkpoint;
     let on_cpu = LoadedGenerator::load(&checkpoint, &condor::registry(), &Device::Cpu).unwrap();
@@ -136,12 +137,12 @@ fn a_short_gpu_run_learns_and_its_checkpoint_samples_on_cpu() {
 /// `steps` steps of `config` on `device`, alone or as one rank of `group`; the weights on the host.
 #[cfg(feature = "nccl")]
 fn train_weights(
-    config: &condor::pipeline::RunConfig,
+    config: &condor::train::RunConfig,
     steps: u64,
     device: &Device,
-    group: Option<std::sync::Arc<dyn condor::pipeline::Collective>>,
+    group: Option<std::sync::Arc<dyn condor::train::Collective>>,
 ) -> std::collections::HashMap<String, Tensor> {
-    let mut t = condor::pipeline::Trainer::new(config.clone(), &condor::registry(), device).unwrap();
+    let mut t = condor::train::Trainer::new(config.clone(), &condor::registry(), device).unwrap();
     if let Some(g) = group {
         t.join(g).unwrap();
     }
@@ -154,7 +155,7 @@ fn train_weights(
 #[test]
 #[cfg(feature = "nccl")]
 fn nccl_ranks_follow_the_single_gpu_run() {
-    use condor::pipeline::parallel::nccl::{NcclCollective, NcclId};
+    use condor::train::parallel::nccl::{NcclCollective, NcclId};
     let Some(gpu) = gpu("nccl_ranks_follow_the_single_gpu_run") else { return };
     let steps = 30;
     let config = common::shardable_config(steps);
@@ -194,7 +195,7 @@ fn nccl_ranks_follow_the_single_gpu_run() {
 #[test]
 fn bfloat16_training_on_gpu_tracks_float32() {
     let Some(gpu) = gpu("bfloat16_training_on_gpu_tracks_float32") else { return };
-    use condor::pipeline::{Precision, StepRecord, Trainer};
+    use condor::train::{Precision, StepRecord, Trainer};
     let tmp = tempfile::tempdir().unwrap();
     let run = |precision: Precision, steps: u64| -> Vec<StepRecord> {
         let mut config = common::tiny_birds(steps, tmp.path());

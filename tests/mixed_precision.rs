@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use condor::pipeline::{Checkpoint, Precision, RunConfig, StepRecord, Trainer};
+use condor::train::{Checkpoint, Precision, RunConfig, StepRecord, Trainer};
 
 /// The conditional ring with batch norm in the generator, GAN-CLS and instance noise.
 fn config(precision: Precision, steps: u64) -> RunConfig {

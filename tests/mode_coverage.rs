@@ -4,11 +4,12 @@ mod common;
 
 use candle_core::Device;
 use condor::data::DatasetConfig;
-use condor::pipeline::{sample::mixture_coverage, Trainer};
+use condor::eval::mixture::mixture_coverage;
+use condor::train::Trainer;
 
 /// Trains and returns the coverage of 2,000 samples; a mode counts as hit with at least 20 of them
 /// within 3 sigma (the fair share is 250), stricter than a single sample.
-fn train_and_score(config: condor::pipeline::RunConfig) -> condor::metrics::ModeCoverage {
+fn train_and_score(config: condor::train::RunConfig) -> condor::metrics::ModeCoverage {
     common::one_thread();
     let registry = condor::registry();
     let data = config.data.clone();

@@ -6,7 +6,8 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use condor::core::{check_conditioning, Conditioning, ConditioningKind, Generator, ModelSpec};
 use condor::data::DatasetConfig;
-use condor::pipeline::{LoadedGenerator, RunOptions};
+use condor::infer::LoadedGenerator;
+use condor::train::RunOptions;
 use serde::{Deserialize, Serialize};
 
 /// Config of the out-of-tree plugin.
@@ -61,7 +62,7 @@ impl Generator for PolarGenerator {
 
 fn mean_radius_error(g: &dyn Generator) -> f32 {
     let mut rng = condor::core::derived_rng(9, &[]);
-    let points = condor::pipeline::sample::generate(g, 500, None, &mut rng, &Device::Cpu).unwrap();
+    let points = condor::infer::sample::generate(g, 500, None, &mut rng, &Device::Cpu).unwrap();
     let r = points.sqr().unwrap().sum(1).unwrap().sqrt().unwrap();
     (r - 2.0).unwrap().abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap()
 }
@@ -77,16 +78,16 @@ fn an_out_of_tree_generator_trains_checkpoints_and_reloads() {
     config.optimizer.generator.lr = 2e-3;
     config.optimizer.discriminator.lr = 2e-3;
     let tmp = tempfile::tempdir().unwrap();
-    let options = RunOptions { dir: tmp.path().join("polar"), resume: false, progress: false, stop: None, group: None };
+    let options = RunOptions::quiet(tmp.path().join("polar"), false);
 
-    let initial = condor::pipeline::Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
+    let initial = condor::train::Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
     let before = mean_radius_error(initial.sampling_generator().unwrap());
-    let summary = condor::pipeline::train(config, &registry, &Device::Cpu, options).unwrap();
+    let summary = condor::train::train(config, &registry, &Device::Cpu, options).unwrap();
 
     // The checkpoint alone rebuilds the plugin through the registry, with defaults filled in.
     let loaded = LoadedGenerator::load(&summary.checkpoint, &registry, &Device::Cpu).unwrap();
-    assert_eq!(loaded.config.generator.plugin, "polar");
-    assert_eq!(loaded.config.generator.config["latent_dim"], 8);
+    assert_eq!(loaded.card.generator.plugin, "polar");
+    assert_eq!(loaded.card.generator.config["latent_dim"], 8);
     let after = mean_radius_error(loaded.generator.as_ref());
     println!("mean |r - 2|: {before:.3} before, {after:.3} after");
     assert!(after < 0.25 * before, "the plugin did not learn the ring's radius: {before} -> {after}");

@@ -3,7 +3,7 @@
 mod common;
 
 use candle_core::Device;
-use condor::pipeline::{RunConfig, Trainer};
+use condor::train::{RunConfig, Trainer};
 
 fn weights_after(
     mut config: RunConfig,

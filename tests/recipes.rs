@@ -8,8 +8,11 @@
 
 mod common;
 
+use candle_core::{Device, Tensor};
+use condor::core::recipe::{NetworkDecl, Recipe, RecipeSetup, Scalars, TrainContext};
+use condor::core::rng::normal;
 use condor::data::DatasetConfig;
-use condor::pipeline::{InstanceNoiseConfig, LossKind, RunConfig, Trainer};
+use condor::train::{InstanceNoiseConfig, LossKind, RunConfig, RunOptions, Trainer};
 
 /// FNV-1a over every tensor's name and f32 bits, in name order, and the L1 norm of all of them.
 fn checksum(trainer: &Trainer) -> (u64, f64) {
@@ -78,8 +81,8 @@ fn every_option_ring() -> RunConfig {
     c.training.label_smoothing = 0.1;
     c.training.label_flip = 0.05;
     c.training.instance_noise = Some(InstanceNoiseConfig { sigma: 0.2, decay_steps: 30, decay: Default::default() });
-    c.training.ema = Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() });
-    c.training.r1 = Some(condor::pipeline::regularizers::R1Config { gamma: 1.0, every: 2, ..Default::default() });
+    c.training.ema = Some(condor::train::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() });
+    c.training.r1 = Some(condor::train::regularizers::R1Config { gamma: 1.0, every: 2, ..Default::default() });
     c
 }
 
@@ -93,7 +96,7 @@ fn the_adversarial_recipe_reproduces_ring8() {
     (wgan.training.label_smoothing, wgan.training.label_flip) = (0.0, 0.0);
     holds_checksum("ring8, every option, WGAN", wgan, 5, (0x0118f0298d3267b6, 4986.829080114629));
     let mut mixed = every_option_ring();
-    mixed.training.precision = condor::pipeline::precision::Precision::Bf16;
+    mixed.training.precision = condor::train::precision::Precision::Bf16;
     holds_checksum("ring8, every option, bfloat16", mixed, 5, (0xe63d0f53aa0f8003, 7041.793100088182));
 }
 
@@ -103,7 +106,7 @@ fn the_adversarial_recipe_reproduces_the_birds_configs() {
     holds_checksum("birds", shipped_birds("birds.toml", cache.path()), 3, (0x714c2ea0f6e1740b, 42366.43679946299));
     let mut augmented = shipped_birds("birds.toml", cache.path());
     augmented.training.diff_augment =
-        Some(condor::pipeline::diff_augment::DiffAugmentConfig { translation: 0.125, cutout: 0.5 });
+        Some(condor::train::diff_augment::DiffAugmentConfig { translation: 0.125, cutout: 0.5 });
     holds_checksum("birds, DiffAugment", augmented, 3, (0xcc92d81d92c59e61, 37104.265465384895));
     holds_checksum(
         "birds-stylegan",
@@ -131,4 +134,87 @@ fn mismatched_networks_and_unknown_recipes_are_clear_errors_at_build_time() {
     let mut named = shipped("ring8.toml");
     named.recipe = Some(condor::core::ModelSpec::new("adversarial", serde_json::json!({})).unwrap());
     assert!(build(named).is_none());
+}
+
+/// A recipe whose networks are not `g` and `d`: a `student` generator against a `critic`, with
+/// Wasserstein losses, sampling from the network its config names.
+struct Student {
+    networks: Vec<NetworkDecl>,
+    sampled: String,
+}
+
+/// [`Student`]'s config.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StudentConfig {
+    sampled: String,
+}
+
+impl Student {
+    fn new(config: StudentConfig, setup: &RecipeSetup) -> condor::core::Result<Self> {
+        let mut networks = setup.generator_and_discriminator();
+        networks[0].name = "student".into();
+        networks[1].name = "critic".into();
+        Ok(Self { networks, sampled: config.sampled })
+    }
+}
+
+impl Recipe for Student {
+    fn networks(&self) -> Vec<NetworkDecl> {
+        self.networks.clone()
+    }
+    fn sampling_network(&self) -> &str {
+        &self.sampled
+    }
+    fn step(&mut self, cx: &mut dyn TrainContext) -> condor::core::Result<Scalars> {
+        let (batch, mut rng) = cx.next_batch().expect("one batch an iteration");
+        let (g, d) = (cx.frozen_generator("student")?, cx.discriminator("critic")?);
+        let z = normal(&mut rng, (cx.batch_size(), g.latent_dim()), cx.device())?;
+        let fake = d.forward(&g.forward(&z, None, true)?, None, true)?.mean_all()?;
+        let loss = (fake - d.forward(&batch.samples, None, true)?.mean_all()?)?;
+        cx.update("critic", &loss)?;
+        let (g, d) = (cx.generator("student")?, cx.frozen_discriminator("critic")?);
+        let (_, mut rng) = cx.generator_draw();
+        let z = normal(&mut rng, (cx.batch_size(), g.latent_dim()), cx.device())?;
+        let loss = d.forward(&g.forward(&z, None, true)?, None, true)?.mean_all()?.neg()?;
+        cx.update("student", &loss)?;
+        Ok(Scalars::new())
+    }
+}
+
+#[test]
+fn a_recipe_says_which_generator_sampling_means_and_checkpoints_carry_its_card() {
+    let mut registry = condor::registry();
+    registry.register_recipe("student", Student::new).unwrap();
+    let config = |sampled: &str| {
+        let mut c = shipped("ring8.toml");
+        c.steps = 3;
+        c.schedule.checkpoint_every = 3;
+        c.training.ema = Some(condor::train::EmaConfig { decay: 0.5, start_step: 1, ..Default::default() });
+        c.recipe = Some(condor::core::ModelSpec::new("student", serde_json::json!({ "sampled": sampled })).unwrap());
+        c
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let options = RunOptions::quiet(tmp.path().join("student"), false);
+    let summary = condor::train::train(config("student"), &registry, &Device::Cpu, options).unwrap();
+    assert!(tmp.path().join("student/samples/step-000000003.png").is_file(), "grids drawn from `student`");
+
+    // The checkpoint's card names the student's EMA copy, and inference draws what the trainer does.
+    let loaded = condor::infer::LoadedGenerator::load(&summary.checkpoint, &registry, &Device::Cpu).unwrap();
+    assert_eq!((loaded.card.weights.as_str(), loaded.card.ema, loaded.card.step), ("ema_student", true, 3));
+    assert_eq!(loaded.card.generator.plugin, "mlp");
+    let ckpt = condor::train::Checkpoint::load(&summary.checkpoint, &Device::Cpu).unwrap();
+    let trainer = Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap();
+    let z = normal(&mut condor::core::derived_rng(3, &[]), (16, loaded.generator.latent_dim()), &Device::Cpu).unwrap();
+    let draw = |g: &dyn condor::core::Generator, z: &Tensor| g.forward(z, None, false).unwrap();
+    let from_trainer = draw(trainer.sampling_generator().unwrap(), &z);
+    assert_eq!(common::max_abs_diff(&from_trainer, &draw(loaded.generator.as_ref(), &z)), 0.0);
+    let student = trainer.network("student").unwrap().params.named();
+    let ema = loaded.params.named();
+    assert!(student.iter().zip(&ema).any(|((_, a), (_, b))| common::max_abs_diff(a.as_tensor(), b.as_tensor()) > 0.0));
+
+    // Sampling from a discriminator or an undeclared network is refused when the trainer is built.
+    for sampled in ["critic", "nobody"] {
+        let message = Trainer::new(config(sampled), &registry, &Device::Cpu).err().unwrap().to_string();
+        assert!(message.contains(&format!("samples from `{sampled}`, which it does not declare as a generator")));
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use condor::data::DatasetConfig;
-use condor::pipeline::{Checkpoint, EmaConfig, InstanceNoiseConfig, LossKind, RunConfig, RunOptions, Trainer};
+use condor::train::{Checkpoint, EmaConfig, InstanceNoiseConfig, LossKind, RunConfig, RunOptions, Trainer};
 
 /// A config that uses every source of randomness and state: conditioning, k = 2, label smoothing and
 /// flipping, instance noise, EMA, batch norm (running statistics) and a learning-rate schedule.
@@ -20,7 +20,7 @@ fn busy_config(steps: u64) -> RunConfig {
     c.training.label_flip = 0.05;
     c.training.instance_noise = Some(InstanceNoiseConfig { sigma: 0.2, decay_steps: 30, decay: Default::default() });
     c.training.ema = Some(EmaConfig { decay: 0.9, start_step: 3, ..Default::default() });
-    c.optimizer.generator.lr_decay = condor::pipeline::LrDecay::Cosine;
+    c.optimizer.generator.lr_decay = condor::train::LrDecay::Cosine;
     c.schedule.checkpoint_every = 7;
     c.schedule.keep_checkpoints = 2;
     c
@@ -74,22 +74,21 @@ fn interrupted_run_directory_resumes_to_the_same_weights() {
     common::one_thread();
     let registry = condor::registry();
     let tmp = tempfile::tempdir().unwrap();
-    let opts =
-        |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None, group: None };
+    let opts = |dir: &str, resume| RunOptions::quiet(tmp.path().join(dir), resume);
 
-    condor::pipeline::train(busy_config(20), &registry, &Device::Cpu, opts("straight", false)).unwrap();
+    condor::train::train(busy_config(20), &registry, &Device::Cpu, opts("straight", false)).unwrap();
     // The same run, crashed after step 20 was logged but before its checkpoint was kept: the newest
     // checkpoint left is step 14, and the log runs ahead of it.
-    condor::pipeline::train(busy_config(20), &registry, &Device::Cpu, opts("resumed", false)).unwrap();
+    condor::train::train(busy_config(20), &registry, &Device::Cpu, opts("resumed", false)).unwrap();
     std::fs::remove_file(tmp.path().join("resumed/checkpoints/step-000000020.safetensors")).unwrap();
-    let summary = condor::pipeline::train(busy_config(20), &registry, &Device::Cpu, opts("resumed", true)).unwrap();
+    let summary = condor::train::train(busy_config(20), &registry, &Device::Cpu, opts("resumed", true)).unwrap();
     assert_eq!(summary.step, 20);
 
     let a =
         Checkpoint::load(&tmp.path().join("straight/checkpoints/step-000000020.safetensors"), &Device::Cpu).unwrap();
     let b = Checkpoint::load(&summary.checkpoint, &Device::Cpu).unwrap();
     assert_identical(&a.tensors, &b.tensors);
-    let dir = condor::pipeline::RunDir::create(&tmp.path().join("resumed")).unwrap();
+    let dir = condor::train::RunDir::create(&tmp.path().join("resumed")).unwrap();
     let steps: Vec<u64> = dir.read_log().unwrap().iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=20).collect::<Vec<_>>(), "each step logged once");
     assert_eq!(dir.checkpoints().len(), 2, "keep_checkpoints = 2");
@@ -106,7 +105,7 @@ fn a_stop_request_writes_a_checkpoint_and_resumes() {
     let stop = std::sync::atomic::AtomicBool::new(true);
     let options =
         RunOptions { dir: tmp.path().join("r"), resume: false, progress: false, stop: Some(&stop), group: None };
-    let s = condor::pipeline::train(busy_config(5), &registry, &Device::Cpu, options).unwrap();
+    let s = condor::train::train(busy_config(5), &registry, &Device::Cpu, options).unwrap();
     assert!(s.interrupted);
     assert_eq!(s.step, 0);
     assert!(s.checkpoint.exists());

@@ -6,20 +6,20 @@
 //! room for a few images that another CPU's rounding may flip.
 
 use candle_core::Device;
-use condor::pipeline::colour_eval::colour_accuracy;
-use condor::pipeline::LoadedGenerator;
+use condor::eval::colours::colour_accuracy;
+use condor::infer::TextToImage;
 
 /// Loads `weights/{file}` through the registry and checks its colour accuracy over latent seeds 0-2:
 /// 90% of the 432 images together, and every colour of every seed at half or more.
 fn draws_birds_of_the_asked_colour(file: &str, plugin: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(file);
-    let loaded = LoadedGenerator::load(&path, &condor::registry(), &Device::Cpu).expect("the shipped checkpoint loads");
-    assert!(loaded.config.data.is_captioned(), "{file} is text-conditioned");
-    assert_eq!(loaded.config.generator.plugin, plugin);
+    let model = TextToImage::load(&path, &condor::registry(), &Device::Cpu).expect("the shipped checkpoint loads");
+    assert!(model.is_text_conditioned(), "{file} is text-conditioned");
+    assert_eq!(model.card().generator.plugin, plugin);
     let (mut correct, mut total) = (0, 0);
     for seed in 0..3 {
         // 16 images for each of the 9 body colours ("a red bird", "an orange bird", ...).
-        let report = colour_accuracy(&loaded, 16, seed, &Default::default(), &Device::Cpu).unwrap();
+        let report = colour_accuracy(&model, 16, seed, &Default::default()).unwrap();
         println!("{file}, seed {seed}:\n{}", report.to_markdown());
         assert_eq!(report.per_colour.len(), 9);
         assert!(report.per_colour.iter().all(|s| s.total == 16));

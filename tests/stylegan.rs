@@ -8,10 +8,10 @@ use common::max_abs_diff;
 
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ModelSpec, NoiseInputs};
-use condor::pipeline::regularizers::R1Config;
-use condor::pipeline::sample::{encode_prompts, LoadedGenerator};
-use condor::pipeline::styles::{generate_styled, style_mixing_grid, StyleMix, StyleOptions};
-use condor::pipeline::{train, RunConfig, RunOptions, ScheduleConfig};
+use condor::infer::styles::{generate_styled, style_mixing_grid, StyleMix, StyleOptions};
+use condor::infer::TextToImage;
+use condor::train::regularizers::R1Config;
+use condor::train::{train, RunConfig, RunOptions, ScheduleConfig};
 use condor::txt2img::{run as sample, SampleArgs};
 use serde_json::json;
 
@@ -34,16 +34,16 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
         )
         .unwrap(),
         recipe: None,
-        training: condor::pipeline::TrainingConfig {
+        training: condor::train::TrainingConfig {
             gan_cls: true,
             gan_int: true,
             r1: Some(R1Config { gamma: 1.0, every: 2, step: 1e-2 }),
-            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() }),
+            ema: Some(condor::train::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() }),
             ..Default::default()
         },
         optimizer: Default::default(),
         schedule: ScheduleConfig { checkpoint_every: 2, sample_every: 2, preview_columns: 2, ..Default::default() },
-        text: condor::pipeline::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
+        text: condor::train::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
     }
 }
 
@@ -51,14 +51,13 @@ fn tiny_stylegan(steps: u64, cache: &std::path::Path) -> RunConfig {
 fn a_tiny_stylegan_run_resumes_bit_exactly_and_samples_with_truncation_and_mixing() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
-    let options =
-        |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None, group: None };
+    let options = |dir: &str, resume| RunOptions::quiet(tmp.path().join(dir), resume);
     let whole = train(tiny_stylegan(4, tmp.path()), &registry, &Device::Cpu, options("whole", false)).unwrap();
     let last = whole.last.unwrap();
     assert!(last.loss_d.is_finite() && last.loss_g.is_finite());
     train(tiny_stylegan(2, tmp.path()), &registry, &Device::Cpu, options("split", false)).unwrap();
     let resumed = train(tiny_stylegan(4, tmp.path()), &registry, &Device::Cpu, options("split", true)).unwrap();
-    let load = |p: &std::path::Path| condor::pipeline::Checkpoint::load(p, &Device::Cpu).unwrap().tensors;
+    let load = |p: &std::path::Path| condor::train::Checkpoint::load(p, &Device::Cpu).unwrap().tensors;
     let (a, b) = (load(&whole.checkpoint), load(&resumed.checkpoint));
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {
@@ -80,10 +79,10 @@ fn a_tiny_stylegan_run_resumes_bit_exactly_and_samples_with_truncation_and_mixin
 
     // The checkpoint rebuilds through the registry; truncation at psi = 1 changes nothing, at psi = 0
     // (fixed noise) every latent under one prompt gives the same image, and prompts still differ.
-    let loaded = LoadedGenerator::load(&whole.checkpoint, &registry, &Device::Cpu).unwrap();
-    let g = loaded.generator.as_ref();
+    let model = TextToImage::load(&whole.checkpoint, &registry, &Device::Cpu).unwrap();
+    let g = model.generator();
     let prompts = vec!["a red bird".to_string(), "a blue bird".to_string()];
-    let (cond, _) = encode_prompts(&loaded, &prompts, &Device::Cpu).unwrap();
+    let (cond, _) = model.encode(&prompts).unwrap();
     let n = 3;
     let rows = |i: usize| {
         Conditioning::from_embedding(cond.embedding.narrow(0, i, 1).unwrap().repeat((n, 1)).unwrap()).unwrap()

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ConditioningKind, Discriminator, ModelSpec};
 use condor::data::DatasetConfig;
-use condor::pipeline::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning};
-use condor::pipeline::{train, LossKind, RunOptions, Targets, Trainer};
+use condor::train::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning};
+use condor::train::{train, LossKind, RunOptions, Targets, Trainer};
 use condor::txt2img::{run as sample, SampleArgs};
 use serde_json::json;
 
@@ -95,15 +95,14 @@ fn gan_cls_weights_the_two_fake_terms_by_half_and_gan_int_mixes_neighbours() {
 fn a_tiny_text_to_image_run_trains_checkpoints_resumes_and_samples() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
-    let options =
-        |dir: &str, resume| RunOptions { dir: tmp.path().join(dir), resume, progress: false, stop: None, group: None };
+    let options = |dir: &str, resume| RunOptions::quiet(tmp.path().join(dir), resume);
     let whole = train(common::tiny_birds(4, tmp.path()), &registry, &Device::Cpu, options("whole", false)).unwrap();
     assert_eq!(whole.step, 4);
     let last = whole.last.unwrap();
     assert!(last.loss_d.is_finite() && last.loss_g.is_finite() && last.g_regularization > 0.0);
     train(common::tiny_birds(2, tmp.path()), &registry, &Device::Cpu, options("split", false)).unwrap();
     let resumed = train(common::tiny_birds(4, tmp.path()), &registry, &Device::Cpu, options("split", true)).unwrap();
-    let load = |p: &std::path::Path| condor::pipeline::Checkpoint::load(p, &Device::Cpu).unwrap().tensors;
+    let load = |p: &std::path::Path| condor::train::Checkpoint::load(p, &Device::Cpu).unwrap().tensors;
     let (a, b) = (load(&whole.checkpoint), load(&resumed.checkpoint));
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {
@@ -156,11 +155,68 @@ fn a_tiny_text_to_image_run_trains_checkpoints_resumes_and_samples() {
     assert!(err.contains("style space"), "{err}");
 }
 
+/// What `weights/` ships: `condor export` keeps a checkpoint's sampling generator (the EMA copy) and a
+/// model card, and the exported file draws the same pixels through the one `TextToImage` object; a
+/// checkpoint written before model cards still samples and exports.
+#[test]
+fn exported_models_carry_a_card_and_draw_what_their_checkpoint_draws() {
+    use condor::infer::{file, CheckpointError, TextToImage, WeightsFile};
+    use condor::train::export::{export_generator, open_model};
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = condor::registry();
+    let options = RunOptions::quiet(tmp.path().join("run"), false);
+    let run = train(common::tiny_birds(2, tmp.path()), &registry, &Device::Cpu, options).unwrap();
+    let prompts = vec!["a red bird".to_string(), "a small blue bird with a long beak".to_string()];
+    let draw = |model: &TextToImage| model.generate(&prompts, 3, 7, &Default::default()).unwrap().images;
+
+    // The checkpoint's own card names its EMA weights, the data and the text encoder.
+    let from_checkpoint = TextToImage::load(&run.checkpoint, &registry, &Device::Cpu).unwrap();
+    let card = from_checkpoint.card().clone();
+    assert_eq!((card.weights.as_str(), card.ema, card.step), ("ema", true, 2));
+    assert_eq!(card.text_encoder.as_deref(), Some("shipped"));
+    assert_eq!(card.data, common::tiny_birds_data());
+    let reference = draw(&from_checkpoint);
+    assert_eq!(common::max_abs_diff(&reference, &draw(&from_checkpoint)), 0.0, "one object serves many calls");
+
+    // Exported: the generator's tensors and the card only, the same pixels.
+    let exported = tmp.path().join("exported.safetensors");
+    export_generator(&run.checkpoint, &exported).unwrap();
+    let file = WeightsFile::read(&exported, &Device::Cpu).unwrap();
+    assert!(file.tensors.keys().all(|k| k.starts_with("generator.")), "{:?}", file.tensors.keys());
+    assert!(!file.metadata.contains_key("condor.config") && !file.metadata.contains_key("condor.state"));
+    let model = TextToImage::load(&exported, &registry, &Device::Cpu).unwrap();
+    assert_eq!(model.card().weights, "generator");
+    assert_eq!(model.card().generator, card.generator);
+    assert_eq!(common::max_abs_diff(&reference, &draw(&model)), 0.0, "the exported model draws the same birds");
+    let err = condor::train::Checkpoint::load(&exported, &Device::Cpu).err().expect("an exported model cannot resume");
+    assert!(matches!(err, CheckpointError::NotCondor { .. }) && err.to_string().contains("exported model"), "{err}");
+
+    // A checkpoint written before cards (config and state only) opens through the trainer's crate
+    // and exports; inference alone says what to do with it.
+    let ckpt = condor::train::Checkpoint::load(&run.checkpoint, &Device::Cpu).unwrap();
+    let legacy = tmp.path().join("legacy.safetensors");
+    let tensors: Vec<(String, Tensor)> = ckpt.tensors.clone().into_iter().collect();
+    let metadata = std::collections::HashMap::from([
+        ("condor.config".to_string(), serde_json::to_string(&ckpt.config).unwrap()),
+        ("condor.state".to_string(), serde_json::to_string(&ckpt.state).unwrap()),
+    ]);
+    file::write(&legacy, &tensors, metadata).unwrap();
+    let err = TextToImage::load(&legacy, &registry, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("model card") && err.contains("condor export"), "{err}");
+    let opened = open_model(&legacy, &registry, &Device::Cpu).unwrap();
+    assert_eq!(opened.card(), &card);
+    assert_eq!(common::max_abs_diff(&reference, &draw(&opened)), 0.0);
+    let re_exported = tmp.path().join("re-exported.safetensors");
+    export_generator(&legacy, &re_exported).unwrap();
+    let model = TextToImage::load(&re_exported, &registry, &Device::Cpu).unwrap();
+    assert_eq!(common::max_abs_diff(&reference, &draw(&model)), 0.0);
+}
+
 #[test]
 fn truncation_scales_the_conditioning_augmentation_draw() {
     use condor::core::{rng::normal, Generator, Params};
     use condor::dcgan::{DcganGenerator, DcganGeneratorConfig};
-    use condor::pipeline::styles::{generate_styled, StyleOptions};
+    use condor::infer::styles::{generate_styled, StyleOptions};
     let dev = Device::Cpu;
     let params = Params::new(5);
     let config = DcganGeneratorConfig {
@@ -212,7 +268,7 @@ fn differentiable_augmentation_is_drawn_from_the_run_seed_resumes_bit_exactly_an
         first.step().unwrap();
     }
     first.save_checkpoint(&path).unwrap();
-    let ckpt = condor::pipeline::Checkpoint::load(&path, &Device::Cpu).unwrap();
+    let ckpt = condor::train::Checkpoint::load(&path, &Device::Cpu).unwrap();
     assert!(ckpt.config.training.diff_augment.is_some(), "the checkpoint keeps the augmentation settings");
     let resumed = weights_after(Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap(), 2);
     let plain = weights_after(Trainer::new(common::tiny_birds(4, tmp.path()), &registry, &Device::Cpu).unwrap(), 4);

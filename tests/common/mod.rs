@@ -4,8 +4,8 @@
 use candle_core::Tensor;
 use condor::core::ModelSpec;
 use condor::data::DatasetConfig;
-use condor::pipeline::config::LrDecay;
-use condor::pipeline::{RunConfig, ScheduleConfig, TrainingConfig};
+use condor::train::config::LrDecay;
+use condor::train::{RunConfig, ScheduleConfig, TrainingConfig};
 use serde_json::json;
 
 /// Runs candle on one thread: for these small MLPs threading costs more than it gains, and the tests
@@ -84,15 +84,15 @@ pub fn tiny_birds(steps: u64, cache: &std::path::Path) -> RunConfig {
         .unwrap(),
         discriminator: ModelSpec::new("dcgan", json!({"cond_dim": 384, "image_size": 32, "width": 4})).unwrap(),
         recipe: None,
-        training: condor::pipeline::TrainingConfig {
+        training: condor::train::TrainingConfig {
             gan_cls: true,
             gan_int: true,
-            ema: Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() }),
+            ema: Some(condor::train::EmaConfig { decay: 0.9, start_step: 1, ..Default::default() }),
             ..Default::default()
         },
         optimizer: Default::default(),
         schedule: ScheduleConfig { checkpoint_every: 2, sample_every: 2, preview_columns: 2, ..Default::default() },
-        text: condor::pipeline::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
+        text: condor::train::config::TextConfig { cache_dir: cache.to_path_buf(), ..Default::default() },
     }
 }
 
@@ -131,7 +131,7 @@ pub struct LocalRank {
     rank: usize,
 }
 
-impl condor::pipeline::Collective for LocalRank {
+impl condor::train::Collective for LocalRank {
     fn rank(&self) -> usize {
         self.rank
     }
@@ -169,8 +169,8 @@ pub fn shardable_config(steps: u64) -> RunConfig {
     c.training.label_smoothing = 0.1;
     c.training.label_flip = 0.05;
     c.training.instance_noise =
-        Some(condor::pipeline::InstanceNoiseConfig { sigma: 0.1, decay_steps: 30, decay: Default::default() });
-    c.training.ema = Some(condor::pipeline::EmaConfig { decay: 0.9, start_step: 2, ..Default::default() });
+        Some(condor::train::InstanceNoiseConfig { sigma: 0.1, decay_steps: 30, decay: Default::default() });
+    c.training.ema = Some(condor::train::EmaConfig { decay: 0.9, start_step: 2, ..Default::default() });
     c.schedule.checkpoint_every = 10;
     c
 }

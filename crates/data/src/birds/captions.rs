@@ -128,6 +128,11 @@ fn fill(template: &Template, index: usize, a: &BirdAttributes) -> Caption {
     Caption { text: with_articles(&text), template: index, mentions }
 }
 
+/// The prompt that names only a bird's body colour: "a red bird", "an orange bird".
+pub fn colour_prompt(colour: Colour) -> String {
+    with_articles(&format!("a {} bird", colour.word()))
+}
+
 /// "a" before a vowel sound becomes "an" ("a orange crown" -> "an orange crown").
 pub fn with_articles(text: &str) -> String {
     let words: Vec<&str> = text.split(' ').collect();

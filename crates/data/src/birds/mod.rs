@@ -10,7 +10,7 @@ use condor_core::derived_rng;
 use serde::{Deserialize, Serialize};
 
 pub use attributes::{Background, Beak, BirdAttributes, Colour, Facing, Pose, Size};
-pub use captions::{with_articles, Caption, TEMPLATES};
+pub use captions::{colour_prompt, with_articles, Caption, TEMPLATES};
 pub use measure::{bird_colour, bird_colour_name, bird_mask};
 pub use render::{Part, RenderedBird};
 

@@ -12,7 +12,7 @@ use candle_core::Device;
 use condor_core::rng::Stream;
 use condor_core::{Batch, Conditioning, DataSource, Rng};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{Result, TrainError};
 
 /// The data of one training iteration, each draw with the generator that continues after it (for the
 /// noise the trainer draws next).
@@ -72,7 +72,7 @@ impl Prefetcher {
                     }
                 }
             })
-            .map_err(|e| PipelineError::Config(format!("cannot start the data prefetch thread: {e}")))?;
+            .map_err(|e| TrainError::Config(format!("cannot start the data prefetch thread: {e}")))?;
         Ok(Self { requests: Some(requests), results, pending: None, worker: Some(worker) })
     }
 

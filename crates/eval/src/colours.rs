@@ -3,13 +3,10 @@
 //! and their mean colour is matched to the nearest colour of the renderer's table
 //! ([`condor_data::birds::bird_colour_name`]).
 
-use candle_core::Device;
-use condor_data::birds::{bird_colour_name, Colour};
+use condor_data::birds::{bird_colour_name, colour_prompt, Colour};
+use condor_infer::{StyleOptions, TextToImage};
 
 use crate::error::Result;
-use crate::sample::{text_to_image, LoadedGenerator};
-use crate::styles::StyleOptions;
-use crate::text_data::colour_prompt;
 
 /// The outcome for one asked-for colour.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,15 +55,9 @@ impl ColourReport {
 
 /// Draws `n` images for each colour prompt (latent codes from `seed`, the same for every prompt; style
 /// options for style-based generators) and scores their colours.
-pub fn colour_accuracy(
-    loaded: &LoadedGenerator,
-    n: usize,
-    seed: u64,
-    options: &StyleOptions,
-    device: &Device,
-) -> Result<ColourReport> {
+pub fn colour_accuracy(model: &TextToImage, n: usize, seed: u64, options: &StyleOptions) -> Result<ColourReport> {
     let prompts: Vec<String> = Colour::ALL.iter().map(|&c| colour_prompt(c)).collect();
-    let drawn = text_to_image(loaded, &prompts, n, seed, options, device)?;
+    let drawn = model.generate(&prompts, n, seed, options)?;
     let (_, _, size, _) = drawn.images.dims4()?;
     let unit = ((drawn.images.to_dtype(candle_core::DType::F32)? + 1.0)? * 0.5)?.clamp(0.0, 1.0)?;
     let per = 3 * size * size;

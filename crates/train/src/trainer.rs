@@ -15,11 +15,12 @@ use condor_core::profile;
 use condor_core::{
     is_buffer, BuildContext, DataSource, Generator, Model, NetworkKind, Params, Recipe, RecipeSetup, Registry, Scalars,
 };
+use condor_infer::ModelCard;
 
 use crate::adversarial::{self, Adversarial};
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::RunConfig;
-use crate::error::{PipelineError, Result};
+use crate::error::{Result, TrainError};
 use crate::networks::{as_generator, TrainedNetwork};
 use crate::parallel::{Collective, Shard};
 use crate::precision::{LossScale, Precision};
@@ -36,7 +37,7 @@ fn recipe_setup(config: &RunConfig) -> Result<RecipeSetup> {
         generator_optimizer: config.optimizer.generator,
         discriminator_optimizer: config.optimizer.discriminator,
         training: serde_json::to_value(&config.training)
-            .map_err(|e| PipelineError::Config(format!("`training` does not serialise: {e}")))?,
+            .map_err(|e| TrainError::Config(format!("`training` does not serialise: {e}")))?,
     })
 }
 
@@ -101,15 +102,15 @@ impl Trainer {
         for mut decl in recipe.networks() {
             decl.optimizer
                 .validate(&format!("the optimizer of network `{}`", decl.name))
-                .map_err(PipelineError::Config)?;
+                .map_err(TrainError::Config)?;
             if networks.iter().any(|n: &TrainedNetwork| n.decl.name == decl.name) {
-                return Err(PipelineError::Config(format!("the recipe declares network `{}` twice", decl.name)));
+                return Err(TrainError::Config(format!("the recipe declares network `{}` twice", decl.name)));
             }
             decl.spec = registry.resolve_in_context(decl.kind, &decl.spec, &context)?;
             let ema = config.training.ema.is_some();
             networks.push(TrainedNetwork::build(decl, registry, config.seed, precision, ema, device)?);
         }
-        check_fit(&config, data.as_ref(), &networks)?;
+        check_fit(&config, data.as_ref(), &networks, recipe.sampling_network())?;
         let loss_scale = (precision == Precision::F16).then(LossScale::default);
         Ok(Self {
             shard: Shard::whole(config.batch_size),
@@ -222,12 +223,33 @@ impl Trainer {
         self.networks.iter().find(|n| n.decl.name == name)
     }
 
-    /// The generator to sample from: network `g`'s EMA copy when there is one, else `g` itself.
+    /// The network sampling means for the recipe ([`Recipe::sampling_network`]).
+    fn sampling_network(&self) -> &TrainedNetwork {
+        self.network(self.recipe.sampling_network()).expect("checked when the trainer was built")
+    }
+
+    /// The generator to sample from: the recipe's sampling network's EMA copy when there is one, else
+    /// the network itself.
     pub fn sampling_generator(&self) -> Result<&dyn Generator> {
-        let g = self
-            .network("g")
-            .ok_or_else(|| PipelineError::Config("the recipe has no generator `g` to sample from".into()))?;
-        Ok(as_generator("g", g.for_sampling())?)
+        let net = self.sampling_network();
+        Ok(as_generator(&net.decl.name, net.for_sampling())?)
+    }
+
+    /// The model card of the generator to sample from, as checkpoints carry it.
+    pub fn model_card(&self) -> ModelCard {
+        let net = self.sampling_network();
+        let name = &net.decl.name;
+        let ema = net.ema.is_some();
+        ModelCard {
+            name: self.config.name.clone(),
+            generator: net.decl.spec.clone(),
+            text_encoder: self.config.data.is_captioned().then(|| self.config.text.encoder.clone()),
+            data: self.config.data.clone(),
+            weights: if ema { ema_group(name) } else { name.clone() },
+            ema,
+            step: self.step,
+            written_by: format!("condor {}", env!("CARGO_PKG_VERSION")),
+        }
     }
 
     /// The data source.
@@ -277,7 +299,7 @@ impl Trainer {
         };
         let scalars = match self.recipe.step(&mut cx) {
             Err(condor_core::Error::Diverged { what, value }) => {
-                return Err(PipelineError::Diverged { step: s + 1, what, value, last_checkpoint: None })
+                return Err(TrainError::Diverged { step: s + 1, what, value, last_checkpoint: None })
             }
             other => other?,
         };
@@ -328,7 +350,7 @@ impl Trainer {
     /// (each update copies the trained generator's), so calling it or not leaves training unchanged.
     pub fn calibrate_ema(&mut self) -> Result<()> {
         let Some(cfg) = &self.config.training.ema else { return Ok(()) };
-        let Some((Model::Generator(g), p)) = self.network("g").and_then(|n| n.ema.as_ref()) else { return Ok(()) };
+        let Some((Model::Generator(g), p)) = self.sampling_network().ema.as_ref() else { return Ok(()) };
         if self.ema_calibrated == Some(self.step) {
             return Ok(());
         }
@@ -377,7 +399,8 @@ impl Trainer {
 
     /// Writes a checkpoint of the current state to `path` (atomically).
     pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        Ok(crate::checkpoint::save(path, &self.checkpoint_tensors(), &self.config, &self.state())?)
+        let (tensors, state, card) = (self.checkpoint_tensors(), self.state(), self.model_card());
+        Ok(crate::checkpoint::save(path, &tensors, &self.config, &state, &card)?)
     }
 
     /// All variables by prefixed name, for exact comparisons between runs.
@@ -405,12 +428,16 @@ fn step_record(step: u64, mut scalars: Scalars, step_time_s: f32) -> StepRecord 
     }
 }
 
-/// Checks that the data and the recipe's networks agree on sample shape and conditioning.
-fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwork]) -> Result<()> {
-    let bad = |m: String| Err(PipelineError::Config(m));
+/// Checks that the recipe samples from one of its generators, and that the data and the networks
+/// agree on sample shape and conditioning.
+fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwork], sampled: &str) -> Result<()> {
+    let bad = |m: String| Err(TrainError::Config(m));
+    if !networks.iter().any(|n| n.decl.name == sampled && n.decl.kind == NetworkKind::Generator) {
+        return bad(format!("the recipe samples from `{sampled}`, which it does not declare as a generator"));
+    }
     for net in networks {
         if let Model::Generator(g) = &net.model {
-            if net.decl.name == "g" && g.sample_shape() != data.sample_shape() {
+            if net.decl.name == sampled && g.sample_shape() != data.sample_shape() {
                 return bad(format!(
                     "the generator (`{}`) makes samples of shape {:?} but the data has shape {:?}",
                     net.decl.spec.plugin,

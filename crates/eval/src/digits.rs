@@ -8,8 +8,9 @@ use candle_core::{DType, Device, Tensor};
 use condor_data::mnist::{digit_captions, Digits, Phrasings, PHRASINGS};
 use condor_metrics::digits::{mean_pairwise_distance, DigitClassifier, SIDE};
 
-use crate::error::{PipelineError, Result};
-use crate::sample::{text_to_image, LoadedGenerator};
+use condor_infer::TextToImage;
+
+use crate::error::{EvalError, Result};
 
 /// The accuracy on real test digits a judge needs before its verdicts count.
 pub const JUDGE_MIN_ACCURACY: f64 = 0.98;
@@ -107,7 +108,7 @@ fn pct(a: usize, b: usize) -> f64 {
 pub fn judge_input(images: &Tensor) -> Result<Tensor> {
     let (_, c, h, w) = images.dims4()?;
     if c != 1 || h != w || h < SIDE {
-        return Err(PipelineError::Config(format!("expected grey digits of 28 px or more, got {:?}", images.dims())));
+        return Err(EvalError::Invalid(format!("expected grey digits of 28 px or more, got {:?}", images.dims())));
     }
     let o = (h - SIDE) / 2;
     Ok(images.to_dtype(DType::F32)?.narrow(2, o, SIDE)?.narrow(3, o, SIDE)?.contiguous()?)
@@ -140,7 +141,7 @@ impl Judge {
         let (real, labels) = digits_tensor(test, device)?;
         let accuracy = classifier.accuracy(&real, &labels)?;
         if accuracy < JUDGE_MIN_ACCURACY {
-            return Err(PipelineError::Config(format!(
+            return Err(EvalError::Invalid(format!(
                 "the digit judge reads {:.2}% of the real test digits right, below the {:.0}% it needs to judge",
                 100.0 * accuracy,
                 100.0 * JUDGE_MIN_ACCURACY
@@ -157,18 +158,13 @@ impl Judge {
 
 /// Draws `n` images for every phrasing of every digit (latent codes from `seed`, the same for every
 /// prompt), and scores them with `judge`.
-pub fn digit_accuracy(
-    loaded: &LoadedGenerator,
-    judge: &Judge,
-    n: usize,
-    seed: u64,
-    device: &Device,
-) -> Result<DigitReport> {
+pub fn digit_accuracy(model: &TextToImage, judge: &Judge, n: usize, seed: u64) -> Result<DigitReport> {
+    let device = model.device();
     let mut per_prompt = Vec::new();
     let mut diversity = Vec::new();
     for digit in 0..10 {
         let prompts = digit_captions(digit, Phrasings::All);
-        let drawn = judge_input(&text_to_image(loaded, &prompts, n, seed, &Default::default(), device)?.images)?;
+        let drawn = judge_input(&model.generate(&prompts, n, seed, &Default::default())?.images)?;
         let predicted = judge.classifier.predict(&drawn)?;
         for (p, (prompt, (phrasing, held_out))) in prompts.into_iter().zip(PHRASINGS).enumerate() {
             let correct = predicted[p * n..(p + 1) * n].iter().filter(|&&d| d == digit).count();
@@ -219,16 +215,9 @@ impl CoverageReport {
 
 /// Draws `n` samples from an unconditional generator (latent codes from `seed`) and counts the digits
 /// the judge sees in them: the digit version of mode coverage.
-pub fn digit_coverage(
-    loaded: &LoadedGenerator,
-    judge: &Judge,
-    n: usize,
-    seed: u64,
-    device: &Device,
-) -> Result<CoverageReport> {
-    let g = loaded.generator.as_ref();
+pub fn digit_coverage(model: &TextToImage, judge: &Judge, n: usize, seed: u64) -> Result<CoverageReport> {
     let mut rng = condor_core::rng::Stream::FixedNoise(Some(2)).rng(seed);
-    let drawn = judge_input(&crate::sample::generate(g, n, None, &mut rng, device)?)?;
+    let drawn = judge_input(&condor_infer::sample::generate(model.generator(), n, None, &mut rng, model.device())?)?;
     let mut per_digit = [0; 10];
     for d in judge.classifier.predict(&drawn)? {
         per_digit[d] += 1;

@@ -14,7 +14,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use condor_core::{Conditioning, TokenEmbeddings};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{Result, TrainError};
 
 /// A group of processes that can sum tensors elementwise: the engine of data-parallel training.
 ///
@@ -67,10 +67,10 @@ impl Shard {
     /// mean losses is the global batch's mean loss).
     pub fn new(rank: usize, world: usize, global: usize) -> Result<Self> {
         if world == 0 || rank >= world {
-            return Err(PipelineError::Config(format!("rank {rank} is outside a world of {world} processes")));
+            return Err(TrainError::Config(format!("rank {rank} is outside a world of {world} processes")));
         }
         if !global.is_multiple_of(world) {
-            return Err(PipelineError::Config(format!(
+            return Err(TrainError::Config(format!(
                 "batch_size {global} does not split evenly over {world} processes; choose a multiple of {world}"
             )));
         }
@@ -185,7 +185,7 @@ pub mod nccl {
     use candle_core::{CpuStorage, CudaStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
     use super::Collective;
-    use crate::error::{PipelineError, Result};
+    use crate::error::{Result, TrainError};
 
     /// The unique id every rank of one NCCL group joins with: made by one process, passed to the
     /// others as 256 hex digits (an environment variable or a file).
@@ -194,7 +194,7 @@ pub mod nccl {
     impl NcclId {
         /// A fresh id (calls `ncclGetUniqueId`).
         pub fn new() -> Result<Self> {
-            Id::new().map(Self).map_err(|e| PipelineError::Config(format!("NCCL could not make a group id: {e:?}")))
+            Id::new().map(Self).map_err(|e| TrainError::Config(format!("NCCL could not make a group id: {e:?}")))
         }
 
         /// The id as 256 hex digits.
@@ -205,8 +205,7 @@ pub mod nccl {
         /// An id written by [`NcclId::to_hex`].
         pub fn from_hex(hex: &str) -> Result<Self> {
             let hex = hex.trim();
-            let bad =
-                || PipelineError::Config(format!("an NCCL id must be 256 hex digits, got {} characters", hex.len()));
+            let bad = || TrainError::Config(format!("an NCCL id must be 256 hex digits, got {} characters", hex.len()));
             if hex.len() != 256 || !hex.is_ascii() {
                 return Err(bad());
             }
@@ -231,9 +230,9 @@ pub mod nccl {
         pub fn new(device: &Device, rank: usize, world: usize, id: NcclId) -> Result<Self> {
             let cuda = device
                 .as_cuda_device()
-                .map_err(|_| PipelineError::Config(format!("NCCL needs a CUDA device, got {device:?}")))?;
+                .map_err(|_| TrainError::Config(format!("NCCL needs a CUDA device, got {device:?}")))?;
             let comm = Comm::from_rank(cuda.cuda_stream(), rank, world, id.0).map_err(|e| {
-                PipelineError::Config(format!("rank {rank} of {world} could not join the NCCL group: {e:?}"))
+                TrainError::Config(format!("rank {rank} of {world} could not join the NCCL group: {e:?}"))
             })?;
             Ok(Self { comm, rank, world })
         }

@@ -13,7 +13,7 @@ use condor_data::birds::{
 use condor_metrics::{AttributeClassifier, AttributeTraining};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{EvalError, Result};
 
 /// The least accuracy on rendered test birds an attribute needs before the judge judges it.
 pub const JUDGE_MIN_ACCURACY: f64 = 0.98;
@@ -202,7 +202,7 @@ impl BirdJudge {
     /// judged; an error unless every one of [`REQUIRED_ATTRIBUTES`] is.
     pub fn check(classifier: AttributeClassifier, world_seed: u64, device: &Device) -> Result<Self> {
         if classifier.heads().len() != BIRD_ATTRIBUTES.len() {
-            return Err(PipelineError::Config(format!(
+            return Err(EvalError::Invalid(format!(
                 "a bird judge has {} heads, not {}",
                 BIRD_ATTRIBUTES.len(),
                 classifier.heads().len()
@@ -234,7 +234,7 @@ impl BirdJudge {
             .map(|((name, _), _)| *name)
             .collect();
         if !failing.is_empty() {
-            return Err(PipelineError::Config(format!(
+            return Err(EvalError::Invalid(format!(
                 "the bird judge needs {:.0}% on rendered birds for every one of {REQUIRED_ATTRIBUTES:?}, but not for {}:\n{}",
                 100.0 * JUDGE_MIN_ACCURACY,
                 failing.join(", "),
@@ -293,7 +293,7 @@ pub fn load_or_train_judge(
         classifier
     };
     if classifier.side() != side {
-        return Err(PipelineError::Config(format!(
+        return Err(EvalError::Invalid(format!(
             "{} reads {} px birds, not {side} px",
             path.display(),
             classifier.side()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use condor_core::optimizer::{LrDecay, OptimizerConfig};
 
-use crate::error::{io_err, PipelineError, Result};
+use crate::error::{io_err, Result, TrainError};
 use crate::losses::LossKind;
 use crate::tricks::{EmaConfig, InstanceNoiseConfig};
 
@@ -189,19 +189,19 @@ impl RunConfig {
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let parsed = if is_json { Self::from_json(&text) } else { Self::from_toml(&text) };
         parsed.map_err(|e| match e {
-            PipelineError::Config(m) => PipelineError::Config(format!("{}: {m}", path.display())),
+            TrainError::Config(m) => TrainError::Config(format!("{}: {m}", path.display())),
             other => other,
         })
     }
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| PipelineError::Config(e.to_string().trim_end().to_string()))
+        toml::from_str(text).map_err(|e| TrainError::Config(e.to_string().trim_end().to_string()))
     }
 
     /// Parses JSON text.
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| PipelineError::Config(e.to_string()))
+        serde_json::from_str(text).map_err(|e| TrainError::Config(e.to_string()))
     }
 
     /// The config as TOML, for the run directory.
@@ -212,7 +212,7 @@ impl RunConfig {
     /// Checks values that serde cannot, naming the field. Plugin configs are checked by the registry.
     #[allow(clippy::neg_cmp_op_on_partial_ord, reason = "`!(x > 0.0)` also rejects NaN")]
     pub fn validate(&self) -> Result<()> {
-        let bad = |msg: String| Err(PipelineError::Config(msg));
+        let bad = |msg: String| Err(TrainError::Config(msg));
         let t = &self.training;
         if self.steps == 0 {
             return bad("`steps` must be at least 1".into());

@@ -18,8 +18,10 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use condor_core::derived_rng;
-use condor_data::birds::{BirdSplit, Colour, SyntheticBirds};
+use condor_data::birds::{colour_prompt, BirdSplit, Colour, SyntheticBirds};
 use condor_data::DatasetConfig;
+use condor_infer::sample::write_prompt_grid;
+use condor_infer::TextToImage;
 use condor_metrics::digits::mean_pairwise_distance;
 use condor_metrics::fid::{frechet_distance, kernel_inception_distance, FeatureStats, Kid};
 use condor_metrics::FidInception;
@@ -29,9 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::bird_judge::{
     attribute_labels, body_shown, mentioned_attributes, rendered_birds, BirdJudge, BIRD_ATTRIBUTES,
 };
-use crate::error::{PipelineError, Result};
-use crate::sample::{encode_prompts, write_prompt_grid, LoadedGenerator};
-use crate::text_data::colour_prompt;
+use crate::error::{EvalError, Result};
 
 /// The real images FID/KID compare against.
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ pub enum RealImages {
         /// Seed of the world.
         world_seed: u64,
     },
-    /// Images of a folder or of CUB, already loaded: `(N, 3, S, S)` in [-1, 1], with captions to
+    /// Images of a folder or of CUB, already model: `(N, 3, S, S)` in [-1, 1], with captions to
     /// generate from and a name for the statistics cache.
     Images {
         /// The images.
@@ -280,14 +280,14 @@ impl EvalReport {
 /// Draws one image per row of `prompts` with its own latent code (drawn from `seed` and `stream`),
 /// `batch` at a time: `(P, C, H, W)` in [-1, 1].
 fn generate_for_captions(
-    loaded: &LoadedGenerator,
+    model: &TextToImage,
     prompts: &[String],
     seed: u64,
     stream: u64,
     device: &Device,
 ) -> Result<Tensor> {
-    let g = loaded.generator.as_ref();
-    let (cond, _) = encode_prompts(loaded, prompts, device)?;
+    let g = model.generator();
+    let (cond, _) = model.encode(prompts)?;
     let z =
         condor_core::rng::normal(&mut derived_rng(seed, &[0xe7a1, stream]), (prompts.len(), g.latent_dim()), device)?;
     let mut parts = Vec::new();
@@ -299,7 +299,7 @@ fn generate_for_captions(
     let images = Tensor::cat(&parts, 0)?;
     let values: Vec<f32> = images.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
     if values.iter().any(|v| !v.is_finite()) {
-        return Err(PipelineError::Config("the generator drew NaN or infinite pixels".into()));
+        return Err(EvalError::Invalid("the generator drew NaN or infinite pixels".into()));
     }
     Ok(images)
 }
@@ -394,7 +394,7 @@ fn real_birds_of_colour(world_seed: u64, colour: Colour, n: usize, side: usize, 
 }
 
 fn diversity(
-    loaded: &LoadedGenerator,
+    model: &TextToImage,
     judge: &BirdJudge,
     world_seed: u64,
     n: usize,
@@ -405,7 +405,7 @@ fn diversity(
     let side = judge.classifier.side();
     let prompts: Vec<String> = Colour::ALL.iter().map(|&c| colour_prompt(c)).collect();
     let repeated: Vec<String> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n)).collect();
-    let images = generate_for_captions(loaded, &repeated, seed, 7, device)?;
+    let images = generate_for_captions(model, &repeated, seed, 7, device)?;
     if let Some(path) = grid {
         write_prompt_grid(path, &images, &prompts, n)?;
     }
@@ -449,28 +449,27 @@ fn real_features(
     Ok(stats)
 }
 
-/// Runs the evaluation of `loaded` against `real`; images go to `out` as grids. `judge` is needed for
+/// Runs the evaluation of `model` against `real`; images go to `out` as grids. `judge` is needed for
 /// the synthetic birds. `log` hears progress.
-#[allow(clippy::too_many_arguments, reason = "each is a separate input; a struct would only rename them")]
 pub fn evaluate(
-    loaded: &LoadedGenerator,
+    model: &TextToImage,
     checkpoint: &str,
     real: &RealImages,
     judge: Option<&BirdJudge>,
     options: &EvalOptions,
     out: &Path,
-    device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<EvalReport> {
     let start = Instant::now();
+    let device = model.device();
     if options.seeds.is_empty() || options.fid_images < 2 || options.captions_per_split < 100 {
-        return Err(PipelineError::Config("eval needs a seed, 2+ FID images and 100+ captions per split".into()));
+        return Err(EvalError::Invalid("eval needs a seed, 2+ FID images and 100+ captions per split".into()));
     }
-    std::fs::create_dir_all(out).map_err(|e| PipelineError::Config(format!("creating {}: {e}", out.display())))?;
-    let side = match loaded.generator.sample_shape()[..] {
+    std::fs::create_dir_all(out).map_err(|source| EvalError::Io { path: out.to_path_buf(), source })?;
+    let side = match model.generator().sample_shape()[..] {
         [3, h, w] if h == w => h,
         ref shape => {
-            return Err(PipelineError::Config(format!(
+            return Err(EvalError::Invalid(format!(
                 "condor eval scores square RGB image generators, not samples of shape {shape:?}"
             )))
         }
@@ -520,7 +519,7 @@ pub fn evaluate(
     let mut seeds = Vec::new();
     for &seed in &options.seeds {
         let t = Instant::now();
-        let images = generate_for_captions(loaded, &fid_captions, seed, 0, device)?;
+        let images = generate_for_captions(model, &fid_captions, seed, 0, device)?;
         let n_grid = 16.min(fid_captions.len());
         write_prompt_grid(
             &out.join(format!("fid-seed{seed}.png")),
@@ -544,7 +543,7 @@ pub fn evaluate(
             {
                 let captions = split_captions(world_seed, split, options.captions_per_split, side);
                 let texts: Vec<String> = captions.iter().map(|c| c.0.clone()).collect();
-                let images = generate_for_captions(loaded, &texts, seed, 1 + k as u64, device)?;
+                let images = generate_for_captions(model, &texts, seed, 1 + k as u64, device)?;
                 if seed == options.seeds[0] {
                     write_prompt_grid(
                         &out.join(format!("{split:?}.png").to_lowercase()),
@@ -562,16 +561,16 @@ pub fn evaluate(
                 splits.push(score);
             }
             let grid = (seed == options.seeds[0]).then(|| out.join("diversity.png"));
-            div = diversity(loaded, judge, world_seed, options.diversity_images, seed, device, grid.as_deref())?;
+            div = diversity(model, judge, world_seed, options.diversity_images, seed, device, grid.as_deref())?;
         }
         seeds.push(SeedReport { seed, fid, kid, splits, diversity: div });
     }
     let generator =
-        format!("{} generator{}", loaded.config.generator.plugin, if loaded.is_ema { " (EMA weights)" } else { "" });
+        format!("{} generator{}", model.card().generator.plugin, if model.card().ema { " (EMA weights)" } else { "" });
     Ok(EvalReport {
         checkpoint: checkpoint.to_string(),
         generator,
-        step: loaded.step,
+        step: model.card().step,
         real: real_name,
         real_images: real_stats.count,
         generated_images: fid_captions.len(),
@@ -584,8 +583,8 @@ pub fn evaluate(
 }
 
 /// The world seed of a checkpoint's synthetic-bird data, if it was trained on them.
-pub fn birds_world_seed(loaded: &LoadedGenerator) -> Option<u64> {
-    match &loaded.config.data {
+pub fn birds_world_seed(model: &TextToImage) -> Option<u64> {
+    match &model.card().data {
         DatasetConfig::Birds { world_seed, .. } => Some(*world_seed),
         _ => None,
     }
@@ -595,9 +594,9 @@ pub fn birds_world_seed(loaded: &LoadedGenerator) -> Option<u64> {
 pub fn write_report(report: &EvalReport, out: &Path) -> Result<()> {
     let write = |name: &str, text: String| {
         let path = out.join(name);
-        std::fs::write(&path, text).map_err(|e| PipelineError::Config(format!("writing {}: {e}", path.display())))
+        std::fs::write(&path, text).map_err(|source| EvalError::Io { path, source })
     };
-    write("report.json", serde_json::to_string_pretty(report).map_err(|e| PipelineError::Config(e.to_string()))?)?;
+    write("report.json", serde_json::to_string_pretty(report).map_err(|e| EvalError::Invalid(e.to_string()))?)?;
     write("report.md", report.to_markdown())
 }
 

@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use condor_core::rng::{normal, Stream};
 use condor_core::{Conditioning, Generator, NoiseInputs, StyleControl};
 
-use crate::error::{PipelineError, Result};
+use crate::error::{InferError, Result};
 
 /// Latents averaged for a condition's centre.
 pub const CENTRE_SAMPLES: usize = 512;
@@ -44,7 +44,7 @@ impl StyleOptions {
 /// The style space of `g`, or an error saying that the options need one.
 pub fn style_space(g: &dyn Generator) -> Result<&dyn StyleControl> {
     g.styles().ok_or_else(|| {
-        PipelineError::Config(
+        InferError::Request(
             "this generator has no style space: noise modes and style mixing need a style-based generator such \
              as `stylegan`, and truncation needs one or conditioning augmentation"
                 .into(),
@@ -58,7 +58,7 @@ pub fn parse_noise(name: &str) -> Result<NoiseInputs> {
         "latent" => Ok(NoiseInputs::FromLatent),
         "fixed" => Ok(NoiseInputs::Fixed),
         "zero" => Ok(NoiseInputs::Zero),
-        other => Err(PipelineError::Config(format!("unknown noise mode `{other}`; use latent, fixed or zero"))),
+        other => Err(InferError::Request(format!("unknown noise mode `{other}`; use latent, fixed or zero"))),
     }
 }
 
@@ -132,7 +132,7 @@ pub fn generate_styled(
     }
     if let Some(psi) = options.truncation {
         if !psi.is_finite() {
-            return Err(PipelineError::Config(format!("truncation psi must be a finite number, not {psi}")));
+            return Err(InferError::Request(format!("truncation psi must be a finite number, not {psi}")));
         }
     }
     if let (None, Some(psi), NoiseInputs::FromLatent, Some(draw)) =
@@ -179,13 +179,13 @@ pub fn style_mixing_grid(g: &dyn Generator, mix: &StyleMix, options: &StyleOptio
     let sc = style_space(g)?;
     let layers = sc.style_count();
     if !(1..layers).contains(&crossover) {
-        return Err(PipelineError::Config(format!(
+        return Err(InferError::Request(format!(
             "the crossover must be a layer from 1 to {}, not {crossover}",
             layers - 1
         )));
     }
     if [coarse, fine].iter().flatten().any(|c| c.batch_size() != 1) {
-        return Err(PipelineError::Config("style mixing takes one conditioning row (one prompt) per source".into()));
+        return Err(InferError::Request("style mixing takes one conditioning row (one prompt) per source".into()));
     }
     let mut rng = Stream::FixedNoise(Some(4)).rng(seed);
     let za = normal(&mut rng, (n, g.latent_dim()), device)?;

@@ -11,11 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::RunConfig;
-use crate::error::{io_err, PipelineError, Result};
+use crate::error::{io_err, Result, TrainError};
 use crate::parallel::Collective;
 use crate::run_dir::{RunDir, StepRecord};
-use crate::sample::{generate, prompt_samples, write_prompt_grid, write_samples};
 use crate::trainer::Trainer;
+use condor_infer::plot;
+use condor_infer::sample::{generate, prompt_samples, write_prompt_grid, write_samples};
 
 /// How to run.
 pub struct RunOptions<'a> {
@@ -30,6 +31,14 @@ pub struct RunOptions<'a> {
     /// The data-parallel group this process trains in, if any. Only rank 0 writes to the run
     /// directory (log, checkpoints, samples); every rank reads the checkpoint it resumes from.
     pub group: Option<Arc<dyn Collective>>,
+}
+
+impl RunOptions<'_> {
+    /// A run in `dir` without progress bar, stop flag or data-parallel group, started fresh or
+    /// resumed: what tests and programs that embed training usually want.
+    pub fn quiet(dir: PathBuf, resume: bool) -> Self {
+        Self { dir, resume, progress: false, stop: None, group: None }
+    }
 }
 
 /// What a run did.
@@ -71,7 +80,7 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
             Trainer::new(config, registry, device)?
         }
         (false, Some(path)) => {
-            return Err(PipelineError::Config(format!(
+            return Err(TrainError::Config(format!(
                 "{} already holds checkpoints (newest: {}); pass --resume to continue it, or choose another run name",
                 options.dir.display(),
                 path.display()
@@ -110,12 +119,12 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions, write
         }
         let record = match trainer.step() {
             Ok(r) => r,
-            Err(PipelineError::Diverged { step, what, value, .. }) => {
+            Err(TrainError::Diverged { step, what, value, .. }) => {
                 if writer {
                     dir.flush_log()?;
                 }
                 bar.abandon();
-                return Err(PipelineError::Diverged { step, what, value, last_checkpoint: dir.latest_checkpoint() });
+                return Err(TrainError::Diverged { step, what, value, last_checkpoint: dir.latest_checkpoint() });
             }
             Err(e) => return Err(e),
         };
@@ -148,7 +157,7 @@ fn run_loop(trainer: &mut Trainer, dir: &mut RunDir, options: &RunOptions, write
         if !interrupted && sampled_at != Some(step) {
             samples(trainer, dir, step)?;
         }
-        crate::plot::loss_png(&dir.loss_plot_path(), &dir.read_log()?)?;
+        crate::run_dir::write_loss_plot(&dir.loss_plot_path(), &dir.read_log()?)?;
     }
     bar.finish();
     Ok(RunSummary { step, interrupted, checkpoint: dir.checkpoint_path(step), last })
@@ -171,9 +180,9 @@ fn samples(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
         Some(p) => {
             let n = config.schedule.preview_columns;
             let images = prompt_samples(g, &p.conditioning, n, &mut rng, trainer.device())?;
-            write_prompt_grid(&path, &images, &p.prompts, n)
+            Ok(write_prompt_grid(&path, &images, &p.prompts, n)?)
         }
-        None => write_samples(&path, g, &config.data, config.schedule.sample_count, &mut rng, trainer.device()),
+        None => Ok(write_samples(&path, g, &config.data, config.schedule.sample_count, &mut rng, trainer.device())?),
     }
 }
 
@@ -193,10 +202,10 @@ fn evolution(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
         None => generate(g, config.schedule.preview_columns.max(1), None, &mut rng, trainer.device())?,
     };
     let row = dir.evolution_row_path(step);
-    crate::plot::image_grid_png(&row, &images, images.dim(0)?)?;
+    plot::image_grid_png(&row, &images, images.dim(0)?)?;
     let rows: Vec<(String, PathBuf)> =
         dir.evolution_rows().into_iter().map(|(s, p)| (format!("step {s}"), p)).collect();
-    crate::plot::labelled_rows_png(&dir.evolution_path(), &rows, (64 / size).max(1) as u32)
+    Ok(plot::labelled_rows_png(&dir.evolution_path(), &rows, (64 / size).max(1) as u32)?)
 }
 
 /// Errors unless `given` differs from the checkpoint's `stored` config only in what a resume may
@@ -215,7 +224,7 @@ fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry) -
         ("text.encoder", stored.text.encoder != given.text.encoder),
     ];
     if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
-        return Err(PipelineError::Config(format!(
+        return Err(TrainError::Config(format!(
             "`{field}` differs from the config stored in the checkpoint; a resumed run must keep it \
              (only steps, schedule and optimizer may change)"
         )));

@@ -1,10 +1,10 @@
-//! Errors of the training pipeline.
+//! Errors of training.
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while configuring, training, checkpointing or sampling.
+/// Everything that can go wrong while configuring, training or checkpointing.
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub enum TrainError {
     /// An error from the plugin contract (unknown plugin, bad plugin config, bad input).
     #[error(transparent)]
     Core(#[from] condor_core::Error),
@@ -28,12 +28,12 @@ pub enum PipelineError {
     /// A dataset could not be opened or read.
     #[error(transparent)]
     Data(#[from] condor_data::DataError),
-    /// A metric failed (missing Inception weights, a bad statistics file, ...).
-    #[error(transparent)]
-    Metrics(#[from] condor_metrics::Error),
     /// A checkpoint could not be used.
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    Checkpoint(#[from] condor_infer::CheckpointError),
+    /// Drawing the progress pictures or loading the text encoder failed.
+    #[error(transparent)]
+    Infer(#[from] condor_infer::InferError),
     /// A loss became NaN or infinite; the weights were not updated with it.
     #[error(
         "training diverged at step {step}: the {what} is {value}. The weights were not updated with it; {}",
@@ -51,21 +51,13 @@ pub enum PipelineError {
         /// The newest checkpoint on disk, all of whose values are finite.
         last_checkpoint: Option<PathBuf>,
     },
-    /// Writing an image or plot failed.
-    #[error("could not write {path}: {reason}")]
-    Image {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
 }
 
-/// Result with [`PipelineError`].
-pub type Result<T> = std::result::Result<T, PipelineError>;
+/// Result with [`TrainError`].
+pub type Result<T> = std::result::Result<T, TrainError>;
 
 /// Attaches a path to an I/O error.
-pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PipelineError {
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.into();
-    move |source| PipelineError::Io { path, source }
+    move |source| TrainError::Io { path, source }
 }

@@ -2,32 +2,19 @@
 //! embeddings once (and cached on disk), so a training step only looks rows up.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use condor_core::{Batch, Conditioning, DataSource, Preview, Rng};
-use condor_data::birds::Colour;
+use condor_data::birds::{colour_prompt, Colour};
 use condor_data::loader::{CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
 use condor_data::{CaptionedData, DatasetConfig};
-use condor_text::cache::{cached_embeddings, model_fingerprint};
-use condor_text::{ModelSource, SentenceEncoder};
+use condor_infer::encoder::load_encoder;
+use condor_text::cache::cached_embeddings;
 use rand::Rng as _;
 
-use crate::config::{RunConfig, TextConfig};
-use crate::error::{PipelineError, Result};
-
-/// The text encoder a config names: `shipped` is the MiniLM in `weights/`.
-pub fn encoder_folder(text: &TextConfig) -> Result<PathBuf> {
-    let source = if text.encoder == "shipped" { ModelSource::shipped() } else { ModelSource::parse(&text.encoder) };
-    Ok(source.resolve()?)
-}
-
-/// Loads the text encoder a config names, on `device`, with its fingerprint (for caches).
-pub fn load_encoder(text: &TextConfig, device: &Device) -> Result<(SentenceEncoder, String)> {
-    let folder = encoder_folder(text)?;
-    Ok((SentenceEncoder::load(&folder, device)?, model_fingerprint(&folder)?))
-}
+use crate::config::RunConfig;
+use crate::error::{Result, TrainError};
 
 /// The prompts of progress grids: one per body colour for synthetic birds ("a red bird", ...), one per
 /// digit for MNIST ("a handwritten seven"), the first distinct captions otherwise.
@@ -48,11 +35,6 @@ pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Ve
         }
     }
     out
-}
-
-/// The prompt that names a synthetic bird's colour: "a red bird", "an orange bird".
-pub fn colour_prompt(colour: Colour) -> String {
-    condor_data::birds::with_articles(&format!("a {} bird", colour.word()))
 }
 
 fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderConfig {
@@ -97,7 +79,7 @@ pub struct UncaptionedImages {
 impl UncaptionedImages {
     /// Opens the image dataset of `config`.
     pub fn open(config: &RunConfig) -> Result<Self> {
-        let data = config.data.captioned()?.ok_or_else(|| PipelineError::Config("not an image dataset".into()))?;
+        let data = config.data.captioned()?.ok_or_else(|| TrainError::Config("not an image dataset".into()))?;
         let shape = vec![data.source.channels(), data.size, data.size];
         let loader = Loader::new(data.source.clone(), loader_config(config, &data))?;
         Ok(Self { loader, shape, batch_size: config.batch_size })
@@ -136,13 +118,13 @@ impl CaptionedImages {
     /// Opens the dataset of `config` (which must be a captioned one), embeds every caption with the
     /// configured text encoder (through the on-disk cache) and embeds the preview prompts.
     pub fn open(config: &RunConfig, device: &Device) -> Result<Self> {
-        let data = config.data.captioned()?.ok_or_else(|| PipelineError::Config("not a captioned dataset".into()))?;
-        let (encoder, fingerprint) = load_encoder(&config.text, device)?;
+        let data = config.data.captioned()?.ok_or_else(|| TrainError::Config("not a captioned dataset".into()))?;
+        let (encoder, fingerprint) = load_encoder(&config.text.encoder, device)?;
         let mut captions: Vec<String> = (0..data.source.len()).flat_map(|i| data.source.captions(i)).collect();
         captions.sort();
         captions.dedup();
         if captions.is_empty() {
-            return Err(PipelineError::Config("the dataset has no captions".into()));
+            return Err(TrainError::Config("the dataset has no captions".into()));
         }
         let table =
             cached_embeddings(&encoder, &fingerprint, &captions, &config.text.cache_dir, 64)?.to_device(device)?;
@@ -164,7 +146,7 @@ impl CaptionedImages {
         let ids = captions
             .iter()
             .map(|c| {
-                self.rows.get(c).copied().ok_or_else(|| PipelineError::Config(format!("caption not embedded: {c:?}")))
+                self.rows.get(c).copied().ok_or_else(|| TrainError::Config(format!("caption not embedded: {c:?}")))
             })
             .collect::<Result<Vec<u32>>>()?;
         let ids = Tensor::from_vec(ids, captions.len(), self.table.device())?;
@@ -172,7 +154,7 @@ impl CaptionedImages {
     }
 }
 
-fn core_err(e: PipelineError) -> condor_core::Error {
+fn core_err(e: TrainError) -> condor_core::Error {
     condor_core::Error::InvalidInput(e.to_string())
 }
 

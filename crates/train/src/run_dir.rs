@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use condor_infer::plot::{curves_png, Series};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Result};
@@ -47,6 +48,28 @@ pub struct StepRecord {
     /// The recipe's other scalars, by name.
     #[serde(flatten)]
     pub extra: std::collections::BTreeMap<String, f32>,
+}
+
+/// Writes the run's curves: losses (top: discriminator red, generator blue) and mean discriminator
+/// scores (bottom: D(x) green, D(G(z)) orange, D(x) with a wrong caption purple when logged).
+pub fn write_loss_plot(path: &Path, records: &[StepRecord]) -> Result<()> {
+    let series = |name: &str, colour: [u8; 3], f: fn(&StepRecord) -> f32| Series {
+        name: name.into(),
+        colour,
+        points: records.iter().map(|r| (r.step as f32, f(r))).collect(),
+    };
+    let losses = vec![
+        series("discriminator loss", [200, 40, 40], |r| r.loss_d),
+        series("generator loss", [40, 80, 200], |r| r.loss_g),
+    ];
+    let mut scores = vec![
+        series("D(x) on real", [30, 150, 60], |r| r.d_real),
+        series("D(G(z)) on generated", [230, 140, 20], |r| r.d_fake),
+    ];
+    if records.iter().any(|r| r.d_wrong.is_some()) {
+        scores.push(series("D(x) with a wrong caption", [140, 60, 170], |r| r.d_wrong.unwrap_or(f32::NAN)));
+    }
+    Ok(curves_png(path, &[losses, scores])?)
 }
 
 /// Paths and files of one run.

@@ -5,7 +5,7 @@
 use candle_core::Device;
 use condor_core::{ModelSpec, Registry};
 use condor_data::DatasetConfig;
-use condor_pipeline::{RunConfig, Trainer};
+use condor_train::{RunConfig, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 
@@ -58,7 +58,7 @@ fn adam(c: &mut Criterion) {
     let loss =
         vars.iter().map(|(_, v)| v.as_tensor().sqr().unwrap().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap());
     let grads = loss.unwrap().backward().unwrap();
-    let mut opt = condor_pipeline::Adam::new(vars, Default::default()).unwrap();
+    let mut opt = condor_train::Adam::new(vars, Default::default()).unwrap();
     let mut group = c.benchmark_group("adam");
     group.sample_size(30);
     group.bench_function("dcgan64_generator_3.6M_variables", |b| b.iter(|| opt.step(&grads).unwrap()));

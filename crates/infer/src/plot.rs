@@ -1,19 +1,17 @@
-//! PNG plots of training: 2D sample scatter plots, loss curves and image grids.
+//! PNG pictures: 2D sample scatter plots, curves over training steps and image grids.
 //!
 //! plotters renders text only through system fonts, so text (axis values, legends, captions) is printed
-//! in 8x8 bitmap glyphs. Colours are fixed: losses: discriminator red, generator blue; scores: D(x)
-//! green, D(G(z)) orange, D(x) with a wrong caption purple; scatter plots: grey circles at the modes
-//! (radius 3 sigma), samples coloured by requested mode or dark blue.
+//! in 8x8 bitmap glyphs. Scatter plots draw grey circles at the modes (radius 3 sigma) and samples
+//! coloured by requested mode or dark blue; curves take the colours their caller gives.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::error::{PipelineError, Result};
-use crate::run_dir::StepRecord;
+use crate::error::{InferError, Result};
 
-fn image_err(path: &Path) -> impl Fn(String) -> PipelineError + '_ {
-    move |reason| PipelineError::Image { path: path.to_path_buf(), reason }
+fn image_err(path: &Path) -> impl Fn(String) -> InferError + '_ {
+    move |reason| InferError::Image { path: path.to_path_buf(), reason }
 }
 
 /// Text printed over a finished plot in bitmap glyphs (plotters draws text only with system fonts).
@@ -86,35 +84,34 @@ pub fn scatter_png(
     })
 }
 
-/// Writes loss curves (top) and mean discriminator scores (bottom) over the logged steps: each series
-/// raw in a pale shade with its running mean over about 2% of the run on top, round-valued grid lines
-/// with their values, and a legend in each panel.
-pub fn loss_png(path: &Path, records: &[StepRecord]) -> Result<()> {
+/// A named line of a [`curves_png`] panel: `(x, y)` points (non-finite values are skipped).
+pub struct Series {
+    /// The legend's text.
+    pub name: String,
+    /// Its colour, RGB.
+    pub colour: [u8; 3],
+    /// The points, in increasing x.
+    pub points: Vec<(f32, f32)>,
+}
+
+/// Writes panels of curves stacked top to bottom over a shared x axis labelled "step" (loss curves,
+/// scores): each series raw in a pale shade with its running mean over about 2% of its points on top,
+/// round-valued grid lines with their values, and a legend in each panel. Writes nothing when every
+/// series is empty.
+pub fn curves_png(path: &Path, panels: &[Vec<Series>]) -> Result<()> {
     let err = image_err(path);
-    if records.is_empty() {
+    let all = || panels.iter().flatten().flat_map(|s| s.points.iter()).filter(|p| p.1.is_finite());
+    if panels.is_empty() || all().next().is_none() {
         return Ok(());
     }
-    draw_png(path, (900, 600), |root| {
+    let x_max = all().map(|p| p.0).fold(1f32, f32::max);
+    let panel_height = 300;
+    draw_png(path, (900, panel_height * panels.len() as u32), |root| {
         root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let (top, bottom) = root.split_vertically(300);
-        let x_max = records.last().map_or(1, |r| r.step).max(1) as f32;
-        let window = (records.len() / 50).max(1);
-        type Series = (fn(&StepRecord) -> f32, RGBColor, &'static str);
-        let mut scores: Vec<Series> = vec![
-            (|r| r.d_real, RGBColor(30, 150, 60), "D(x) on real"),
-            (|r| r.d_fake, RGBColor(230, 140, 20), "D(G(z)) on generated"),
-        ];
-        if records.iter().any(|r| r.d_wrong.is_some()) {
-            scores.push((|r| r.d_wrong.unwrap_or(f32::NAN), RGBColor(140, 60, 170), "D(x) with a wrong caption"));
-        }
-        let losses: Vec<Series> = vec![
-            (|r| r.loss_d, RGBColor(200, 40, 40), "discriminator loss"),
-            (|r| r.loss_g, RGBColor(40, 80, 200), "generator loss"),
-        ];
-        let panels = [(&top, losses), (&bottom, scores)];
+        let areas = root.split_evenly((panels.len(), 1));
         let mut labels = Vec::new();
-        for (area, series) in panels {
-            let values = records.iter().flat_map(|r| series.iter().map(move |(f, ..)| f(r))).filter(|v| v.is_finite());
+        for (area, series) in areas.iter().zip(panels) {
+            let values = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite());
             let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
             let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
             let pad = ((hi - lo) * 0.05).max(1e-3);
@@ -135,9 +132,10 @@ pub fn loss_png(path: &Path, records: &[StepRecord]) -> Result<()> {
             for &y in &y_ticks {
                 chart.draw_series(LineSeries::new([(0.0, y), (x_max, y)], grid)).map_err(|e| err(e.to_string()))?;
             }
-            for (f, colour, _) in &series {
-                let pts: Vec<(f32, f32)> =
-                    records.iter().filter(|r| f(r).is_finite()).map(|r| (r.step as f32, f(r))).collect();
+            for s in series {
+                let colour = RGBColor(s.colour[0], s.colour[1], s.colour[2]);
+                let pts: Vec<(f32, f32)> = s.points.iter().copied().filter(|p| p.1.is_finite()).collect();
+                let window = (pts.len() / 50).max(1);
                 chart
                     .draw_series(LineSeries::new(pts.iter().copied(), colour.mix(0.25)))
                     .map_err(|e| err(e.to_string()))?;
@@ -162,14 +160,9 @@ pub fn loss_png(path: &Path, records: &[StepRecord]) -> Result<()> {
             }
             labels.push(Label { x: xs.end - 32, y: ys.end + 16, text: "step".into(), colour: dark });
             let mut legend_x = xs.start;
-            for (_, colour, name) in &series {
-                labels.push(Label {
-                    x: legend_x,
-                    y: ys.start - 16,
-                    text: (*name).into(),
-                    colour: [colour.0, colour.1, colour.2],
-                });
-                legend_x += 8 * (name.len() as i32 + 3);
+            for s in series {
+                labels.push(Label { x: legend_x, y: ys.start - 16, text: s.name.clone(), colour: s.colour });
+                legend_x += 8 * (s.name.len() as i32 + 3);
             }
         }
         root.present().map_err(|e| err(e.to_string()))?;
@@ -353,13 +346,22 @@ mod tests {
         scatter_png(&p, &[[0.0, 0.1], [1.0, f32::NAN]], &[[0.0, 0.0], [2.0, 0.0]], 0.06, Some(&[0, 1])).unwrap();
         let img = image::open(&p).unwrap();
         assert_eq!((img.width(), img.height()), (640, 640));
-        let records: Vec<StepRecord> = (1..=10)
-            .map(|s| StepRecord { step: s, loss_d: 1.0 / s as f32, loss_g: s as f32, ..Default::default() })
-            .collect();
+        let curve = |name: &str, colour, f: fn(f32) -> f32| Series {
+            name: name.into(),
+            colour,
+            points: (1..=10).map(|s| (s as f32, f(s as f32))).collect(),
+        };
+        let panels = vec![
+            vec![
+                curve("discriminator loss", [200, 40, 40], |s| 1.0 / s),
+                curve("generator loss", [40, 80, 200], |s| s),
+            ],
+            vec![curve("D(x) on real", [30, 150, 60], |_| f32::NAN)],
+        ];
         let l = tmp.path().join("l.png");
-        loss_png(&l, &records).unwrap();
+        curves_png(&l, &panels).unwrap();
         let plot = image::open(&l).unwrap().to_rgb8();
-        assert_eq!(plot.width(), 900);
+        assert_eq!(plot.dimensions(), (900, 600));
         // The top panel's legend is printed in the discriminator's colour above the plot.
         let legend = (0..900).flat_map(|x| (0..20).map(move |y| (x, y)));
         let red = legend.filter(|&(x, y)| plot.get_pixel(x, y).0 == [200, 40, 40]).count();

@@ -1,0 +1,150 @@
+//! The inference pipeline object: a generator and its text encoder, loaded once, serving any number of
+//! prompt grids, style-mixing grids, prompt-less samples and exports.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use condor_core::rng::Stream;
+use condor_core::{Conditioning, Generator, Registry, TextEncoder};
+use condor_text::SentenceEncoder;
+
+use crate::card::ModelCard;
+use crate::encoder::load_encoder;
+use crate::error::{InferError, Result};
+use crate::generator::LoadedGenerator;
+use crate::sample::{prompt_samples_styled, write_samples};
+use crate::styles::{style_mixing_grid, style_space, StyleMix, StyleOptions};
+
+/// Images drawn from prompts.
+pub struct PromptImages {
+    /// `(P * n, C, H, W)` in [-1, 1], prompt by prompt.
+    pub images: Tensor,
+    /// Indices of prompts longer than the text encoder's limit, which were truncated.
+    pub truncated: Vec<usize>,
+}
+
+/// A style-mixing grid of two prompts.
+pub struct StyleMixImages {
+    /// `((n + 1)^2, C, H, W)`: see [`style_mixing_grid`].
+    pub images: Tensor,
+    /// The first layer whose style comes from the second prompt.
+    pub crossover: usize,
+    /// The generator's number of style inputs.
+    pub layers: usize,
+    /// Indices of prompts longer than the text encoder's limit, which were truncated.
+    pub truncated: Vec<usize>,
+}
+
+/// A trained generator and the sentence encoder its card names, on one device.
+pub struct TextToImage {
+    model: LoadedGenerator,
+    encoder: Option<SentenceEncoder>,
+    device: Device,
+}
+
+impl TextToImage {
+    /// Loads the model in `path` (see [`LoadedGenerator::load`]) and its text encoder.
+    pub fn load(path: &Path, registry: &Registry, device: &Device) -> Result<Self> {
+        Self::new(LoadedGenerator::load(path, registry, device)?, device)
+    }
+
+    /// Wraps a loaded generator, loading the text encoder its card names and checking that the
+    /// encoder's embeddings have the size the generator reads.
+    pub fn new(model: LoadedGenerator, device: &Device) -> Result<Self> {
+        let dim = model.generator.conditioning().dim();
+        let encoder = match &model.card.text_encoder {
+            Some(source) if dim > 0 => {
+                let (encoder, _) = load_encoder(source, device)?;
+                if encoder.embedding_dim() != dim {
+                    return Err(InferError::Request(format!(
+                        "the text encoder `{source}` makes {}-dimensional embeddings but the generator expects {dim}",
+                        encoder.embedding_dim()
+                    )));
+                }
+                Some(encoder)
+            }
+            _ => None,
+        };
+        Ok(Self { model, encoder, device: device.clone() })
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.model.card
+    }
+
+    /// The generator.
+    pub fn generator(&self) -> &dyn Generator {
+        self.model.generator.as_ref()
+    }
+
+    /// The generator with its weights and card.
+    pub fn model(&self) -> &LoadedGenerator {
+        &self.model
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether it draws from prompts.
+    pub fn is_text_conditioned(&self) -> bool {
+        self.encoder.is_some()
+    }
+
+    /// Encodes `prompts` into the conditioning the generator reads; returns it with the indices of
+    /// prompts the encoder truncated.
+    pub fn encode(&self, prompts: &[String]) -> Result<(Conditioning, Vec<usize>)> {
+        let encoder = self.encoder.as_ref().ok_or_else(|| {
+            InferError::Request("this model's generator is not text-conditioned; sample it without prompts".into())
+        })?;
+        let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let encoded = encoder.encode_batch(&texts)?;
+        Ok((Conditioning::from_embedding(encoded.sentences)?, encoded.truncated))
+    }
+
+    /// `n` images for each prompt, with the same latent codes (drawn from `seed`) for every prompt, so
+    /// the rows differ only by their prompt. Same seed, same images.
+    pub fn generate(&self, prompts: &[String], n: usize, seed: u64, options: &StyleOptions) -> Result<PromptImages> {
+        let (cond, truncated) = self.encode(prompts)?;
+        let mut rng = Stream::FixedNoise(Some(2)).rng(seed);
+        let images = prompt_samples_styled(self.generator(), &cond, n, &mut rng, &self.device, options)?;
+        Ok(PromptImages { images, truncated })
+    }
+
+    /// Style mixing of a style-based generator: `n + 1` by `n + 1` images whose rows take the styles of
+    /// layers below `crossover` (default: half the layers) from `coarse`'s images and whose columns
+    /// take the rest from `fine`'s.
+    pub fn style_mixing(
+        &self,
+        coarse: &str,
+        fine: &str,
+        n: usize,
+        crossover: Option<usize>,
+        seed: u64,
+        options: &StyleOptions,
+    ) -> Result<StyleMixImages> {
+        let layers = style_space(self.generator())?.style_count();
+        let crossover = crossover.unwrap_or(layers / 2);
+        let (cond, truncated) = self.encode(&[coarse.to_string(), fine.to_string()])?;
+        let row =
+            |i: usize| -> Result<Conditioning> { Ok(Conditioning::from_embedding(cond.embedding.narrow(0, i, 1)?)?) };
+        let (a, b) = (row(0)?, row(1)?);
+        let mix = StyleMix { coarse: Some(&a), fine: Some(&b), n, crossover, seed };
+        let images = style_mixing_grid(self.generator(), &mix, options, &self.device)?;
+        Ok(StyleMixImages { images, crossover, layers, truncated })
+    }
+
+    /// Writes a picture of `n` prompt-less samples with latent codes from `seed`: a scatter plot for a
+    /// 2D model, an image grid for an image model.
+    pub fn write_samples(&self, path: &Path, n: usize, seed: u64) -> Result<()> {
+        let mut rng = Stream::FixedNoise(None).rng(seed);
+        write_samples(path, self.generator(), &self.model.card.data, n, &mut rng, &self.device)
+    }
+
+    /// Writes the generator as an exported model (weights and card).
+    pub fn export(&self, path: &Path) -> Result<()> {
+        self.model.export(path)
+    }
+}

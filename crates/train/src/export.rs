@@ -1,0 +1,66 @@
+//! From training checkpoints to inference: the model card of any weights file Condor wrote (read from
+//! the file, or made from the run config of a checkpoint written before cards), opening its generator,
+//! exporting it, and repairing the batch-norm statistics of older checkpoints' EMA copies.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use condor_core::Registry;
+use condor_infer::{LoadedGenerator, TextToImage, WeightsFile};
+
+use crate::checkpoint::{card_of, Checkpoint};
+use crate::error::Result;
+
+/// Opens the generator of any weights file Condor wrote: a checkpoint (this version's or an older
+/// one's) or an exported model.
+pub fn open_generator(path: &Path, registry: &Registry, device: &Device) -> Result<LoadedGenerator> {
+    let file = WeightsFile::read(path, device)?;
+    let card = card_of(&file)?;
+    Ok(LoadedGenerator::from_file(&file, card, registry, device)?)
+}
+
+/// [`open_generator`] with its text encoder: the inference pipeline of any weights file Condor wrote.
+pub fn open_model(path: &Path, registry: &Registry, device: &Device) -> Result<TextToImage> {
+    Ok(TextToImage::new(open_generator(path, registry, device)?, device)?)
+}
+
+/// Writes the generator to sample from (the EMA copy when there is one) of the weights file `src` as an
+/// exported model: its weights and model card, nothing of training. What `weights/` ships; it samples
+/// like the original but cannot resume training.
+pub fn export_generator(src: &Path, dest: &Path) -> Result<()> {
+    let file = WeightsFile::read(src, &Device::Cpu)?;
+    let card = card_of(&file)?;
+    let weights = condor_infer::file::group(&file.tensors, &card.weights);
+    Ok(card.export(dest, &weights)?)
+}
+
+/// Re-estimates the batch-norm statistics of the sampling generator (the EMA copy when there is one)
+/// of checkpoint `src` for its own weights ([`crate::recalibrate_batch_norm`], on the run's training
+/// data and seed), and writes the checkpoint with them to `dest`; everything else is kept. Training
+/// does this itself at every checkpoint; this repairs checkpoints written before it did, whose EMA
+/// copy carries the trained generator's statistics. Returns the number of batches used, or `None`
+/// (writing nothing) when the generator has no batch norm.
+pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, device: &Device) -> Result<Option<usize>> {
+    let ckpt = Checkpoint::load(src, device)?;
+    let group = ckpt.sampling_group();
+    let loaded = LoadedGenerator::from_weights(&ckpt.group(group), ckpt.card.clone(), &ckpt.path, registry, device)?;
+    if !loaded.params.named().iter().any(|(n, _)| crate::tricks::is_batch_norm_statistic(n)) {
+        return Ok(None);
+    }
+    let data = crate::text_data::build_data(&ckpt.config, device)?;
+    let batches = match ckpt.config.training.ema {
+        Some(e) if e.batch_norm_batches > 0 => e.batch_norm_batches,
+        _ => crate::tricks::DEFAULT_BATCH_NORM_BATCHES,
+    };
+    let (batch_size, seed) = (ckpt.config.batch_size, ckpt.config.seed);
+    let (g, params) = (loaded.generator.as_ref(), &loaded.params);
+    crate::recalibrate_batch_norm(g, params, data.as_ref(), batches, batch_size, seed, device)?;
+    let mut tensors: HashMap<String, Tensor> = ckpt.tensors.clone();
+    for (name, var) in params.named() {
+        tensors.insert(format!("{group}.{name}"), var.as_tensor().to_device(&Device::Cpu)?);
+    }
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state, &ckpt.card)?;
+    Ok(Some(batches))
+}
