@@ -11,7 +11,7 @@ use condor_core::{profile, Batch, Conditioning, NetworkDecl, Recipe, RecipeSetup
 use crate::config::TrainingConfig;
 use crate::diff_augment;
 use crate::losses::{LossKind, Targets};
-use crate::regularizers::r1_penalty;
+use crate::regularizers::{gradient_penalty, r1_penalty};
 use crate::tricks::{
     add_instance_noise, concat_conditioning, gan_cls_loss, interpolate_conditioning, label_targets,
     next_row_conditioning,
@@ -131,16 +131,35 @@ impl Adversarial {
             Some(r) => Some((r, r1_penalty(d_pass, &real_in, d_kind.select(cond), r.gamma, r.step)?)),
             None => None,
         };
+        let gp = match t.gradient_penalty {
+            Some(c) => {
+                let rows = |x: &Tensor| cx.rows(x, 1);
+                let points = c.points.draw(&real_in, &fake_in, bs, &mut rng, &rows)?;
+                Some(gradient_penalty(d_pass, &points, d_kind.select(cond), c.weight, c.step)?)
+            }
+            None => None,
+        };
         let r1_value = r1.as_ref().map(|(_, p)| Tensor::new(p.value as f32, cx.device())).transpose()?;
+        let gp_value = gp.as_ref().map(|p| Tensor::new(p.value as f32, cx.device())).transpose()?;
         let mut logged = vec![&loss, &scores[0], &scores[1]];
         logged.extend(r1_value.as_ref());
+        logged.extend(gp_value.as_ref());
         logged.extend(wrong_score.as_ref());
         let values = cx.scalars(&logged)?;
         log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
+        let mut next = 3;
         let loss = match r1 {
             Some((r, p)) => {
-                log.insert("r1_penalty".into(), cx.finite("R1 penalty", values[3])?);
+                log.insert("r1_penalty".into(), cx.finite("R1 penalty", values[next])?);
+                next += 1;
                 (loss + (p.surrogate.to_dtype(DType::F32)? * r.every as f64)?)?
+            }
+            None => loss,
+        };
+        let loss = match gp {
+            Some(p) => {
+                log.insert("gradient_penalty".into(), cx.finite("gradient penalty", values[next])?);
+                (loss + p.surrogate.to_dtype(DType::F32)?)?
             }
             None => loss,
         };
@@ -204,12 +223,13 @@ impl Adversarial {
     }
 }
 
-/// The weight clip in force for `training`: the configured one, or 0.01 for the Wasserstein loss.
+/// The weight clip in force for `training`: the configured one, or 0.01 for the Wasserstein loss
+/// without a gradient penalty.
 pub fn effective_weight_clip(training: &TrainingConfig) -> Option<f64> {
-    match (training.weight_clip, training.loss) {
-        (Some(c), _) => Some(c),
-        (None, LossKind::Wasserstein) => Some(0.01),
-        (None, _) => None,
+    match (training.weight_clip, training.loss, training.gradient_penalty) {
+        (Some(c), _, _) => Some(c),
+        (None, LossKind::Wasserstein, None) => Some(0.01),
+        (None, _, _) => None,
     }
 }
 

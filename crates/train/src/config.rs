@@ -104,6 +104,11 @@ pub struct TrainingConfig {
     pub interpolation: f64,
     /// The lazy R1 gradient penalty on real images (see [`crate::regularizers`]).
     pub r1: Option<crate::regularizers::R1Config>,
+    /// The one-centred gradient penalty at every discriminator step: WGAN-GP's on interpolates, or
+    /// DRAGAN's around real samples (see [`crate::regularizers`]). It replaces the Wasserstein loss's
+    /// default weight clipping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gradient_penalty: Option<crate::regularizers::GradientPenaltyConfig>,
     /// Differentiable augmentation of every discriminator input, real and generated (see
     /// [`crate::diff_augment`]).
     pub diff_augment: Option<crate::diff_augment::DiffAugmentConfig>,
@@ -126,6 +131,7 @@ impl Default for TrainingConfig {
             gan_int: false,
             interpolation: 0.5,
             r1: None,
+            gradient_penalty: None,
             diff_augment: None,
             precision: Default::default(),
         }
@@ -232,7 +238,7 @@ impl RunConfig {
         if !t.loss.uses_targets() && (t.label_smoothing > 0.0 || t.label_flip > 0.0) {
             return bad(format!(
                 "`training.label_smoothing` and `training.label_flip` need a loss with targets \
-                 (non_saturating, minimax, least_squares), not {:?}",
+                 (non_saturating, minimax, least_squares, boundary_seeking), not {:?}",
                 t.loss
             ));
         }
@@ -252,6 +258,14 @@ impl RunConfig {
         if let Some(r) = &t.r1 {
             if !(r.gamma >= 0.0) || r.every == 0 || !(r.step > 0.0) {
                 return bad("`training.r1` needs gamma >= 0, every >= 1 and step > 0".into());
+            }
+        }
+        if let Some(p) = &t.gradient_penalty {
+            if !(p.weight >= 0.0) || !(p.step > 0.0) {
+                return bad("`training.gradient_penalty` needs weight >= 0 and step > 0".into());
+            }
+            if t.weight_clip.is_some() {
+                return bad("`training.gradient_penalty` replaces `training.weight_clip`; set one of them".into());
             }
         }
         if let Some(Err(msg)) = t.diff_augment.map(|a| a.validate()) {
@@ -276,5 +290,38 @@ impl RunConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regularizers::{GradientPenaltyConfig, PenaltyPoints};
+
+    const RING: &str =
+        "steps = 10\n[data]\nkind = \"ring\"\n[generator]\nplugin = \"mlp\"\n[discriminator]\nplugin = \"mlp\"\n";
+
+    #[test]
+    fn objectives_and_penalties_read_from_toml_and_bad_settings_are_refused() {
+        let c = RunConfig::from_toml(&format!(
+            "{RING}[training]\nloss = \"jensen_shannon\"\ngradient_penalty = {{ points = \"perturbed\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.training.loss, LossKind::JensenShannon);
+        let p = GradientPenaltyConfig { points: PenaltyPoints::Perturbed, weight: 10.0, step: 1e-2 };
+        assert_eq!(c.training.gradient_penalty, Some(p));
+        let c =
+            RunConfig::from_toml(&format!("{RING}[training]\nloss = \"boundary_seeking\"\nlabel_smoothing = 0.1\n"));
+        assert_eq!(c.unwrap().training.loss, LossKind::BoundarySeeking);
+        let refused = |training: &str| match RunConfig::from_toml(&format!("{RING}[training]\n{training}\n")) {
+            Ok(c) => c.validate().unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        };
+        let e = refused("loss = \"wasserstein\"\nweight_clip = 0.01\ngradient_penalty = {}");
+        assert!(e.contains("replaces `training.weight_clip`"), "{e}");
+        assert!(refused("gradient_penalty = { weight = -1.0 }").contains("weight >= 0"));
+        let e = refused("loss = \"kullback_leibler\"\nlabel_smoothing = 0.1");
+        assert!(e.contains("need a loss with targets"), "{e}");
+        assert!(refused("loss = \"kl\"").contains("unknown variant `kl`"));
     }
 }

@@ -1,5 +1,6 @@
-//! The R1 gradient penalty (Mescheder et al., 2018; StyleGAN's default) without second-order
-//! gradients, which candle does not have.
+//! Gradient penalties without second-order gradients, which candle does not have: R1 (Mescheder et
+//! al., 2018; StyleGAN's default) on real samples, and the one-centred penalty of WGAN-GP (Gulrajani et
+//! al., 2017) and DRAGAN (Kodali et al., 2017) on interpolated or perturbed samples.
 //!
 //! `R1 = gamma / (2B) * ||grad_X F(X)||^2`, with `F` the sum of the discriminator's logits on the real
 //! batch `X`. Its gradient in the discriminator's parameters is `gamma / B * d/dtheta <grad_X F, V>`
@@ -7,9 +8,14 @@
 //! derivative by a central difference, `||V|| (F(X + hU) - F(X - hU)) / (2h)` with `U = V / ||V||`,
 //! whose parameter gradient candle computes with first-order backward passes only. The estimate's
 //! error is O(h^2) (zero for a network that is linear in X between the two points).
+//!
+//! The one-centred penalty `lambda / B * sum_i (||g_i|| - 1)^2` (`g_i` the gradient at sample `i`) takes
+//! the same route: its parameter gradient is `d/dtheta <grad_X F, W>` with `W` held fixed at
+//! `W_i = 2 lambda / B * (||g_i|| - 1) / ||g_i|| * g_i`, a directional derivative along `W`.
 
 use candle_core::{DType, Tensor, Var};
-use condor_core::{Conditioning, Discriminator};
+use condor_core::rng::uniform;
+use condor_core::{Conditioning, Discriminator, Rng};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the lazy R1 penalty on real images.
@@ -49,14 +55,7 @@ pub fn r1_penalty(
     step: f64,
 ) -> condor_core::Result<R1Penalty> {
     let b = real.dim(0)? as f64;
-    let x = Var::from_tensor(&real.detach().copy()?)?;
-    let grads = d.forward(x.as_tensor(), cond, true)?.sum_all()?.backward()?;
-    let v = grads
-        .get(x.as_tensor())
-        .ok_or_else(|| {
-            condor_core::Error::InvalidInput("R1: the discriminator's output does not depend on its input".into())
-        })?
-        .detach();
+    let v = input_gradient(d, real, cond, "R1")?;
     let norm = v.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt();
     let value = gamma / (2.0 * b) * norm * norm;
     if norm == 0.0 {
@@ -68,6 +67,125 @@ pub fn r1_penalty(
     let minus = d.forward(&(real - &shift)?, cond, true)?.sum_all()?;
     let surrogate = ((plus - minus)? * (gamma * norm / (2.0 * h * b)))?;
     Ok(R1Penalty { value, surrogate })
+}
+
+/// `grad_X sum(D(X))` at `x`, detached: each sample's input gradient when samples do not interact.
+fn input_gradient(
+    d: &dyn Discriminator,
+    x: &Tensor,
+    cond: Option<&Conditioning>,
+    what: &str,
+) -> condor_core::Result<Tensor> {
+    let x = Var::from_tensor(&x.detach().copy()?)?;
+    let grads = d.forward(x.as_tensor(), cond, true)?.sum_all()?.backward()?;
+    let v = grads.get(x.as_tensor()).ok_or_else(|| {
+        condor_core::Error::InvalidInput(format!("{what}: the discriminator's output does not depend on its input"))
+    })?;
+    Ok(v.detach())
+}
+
+/// Where the one-centred gradient penalty is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PenaltyPoints {
+    /// WGAN-GP: on lines between real and generated samples, `eps x + (1 - eps) G(z)` with
+    /// `eps ~ U[0, 1]` per sample.
+    #[default]
+    Interpolates,
+    /// DRAGAN: around real samples, `x + alpha * 0.5 std(x) u` with `u ~ U[0, 1]` per value and
+    /// `alpha ~ U[0, 1]` per sample (the authors' code; `std` over the whole batch).
+    Perturbed,
+}
+
+/// Settings of the one-centred gradient penalty, applied at every discriminator step.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GradientPenaltyConfig {
+    /// Where it is taken: `interpolates` (WGAN-GP) or `perturbed` (DRAGAN).
+    pub points: PenaltyPoints,
+    /// Its weight `lambda` (10 in both papers).
+    pub weight: f64,
+    /// Average distance per sample of the central difference's two points.
+    pub step: f64,
+}
+
+impl Default for GradientPenaltyConfig {
+    fn default() -> Self {
+        Self { points: PenaltyPoints::Interpolates, weight: 10.0, step: 1e-2 }
+    }
+}
+
+impl PenaltyPoints {
+    /// The points for `real` and `fake` (same shape) with this kind's draws from `rng`; `rows` takes a
+    /// rank's rows of a tensor drawn for the global batch of `global` samples (identity in one process).
+    pub fn draw(
+        self,
+        real: &Tensor,
+        fake: &Tensor,
+        global: usize,
+        rng: &mut Rng,
+        rows: &dyn Fn(&Tensor) -> condor_core::Result<Tensor>,
+    ) -> condor_core::Result<Tensor> {
+        let dims = real.dims();
+        let per_sample: Vec<usize> = std::iter::once(dims[0]).chain(dims[1..].iter().map(|_| 1)).collect();
+        let row_draw = |rng: &mut Rng, shape: Vec<usize>| -> condor_core::Result<Tensor> {
+            rows(&uniform(rng, 0.0, 1.0, shape, real.device())?)?.to_dtype(real.dtype()).map_err(Into::into)
+        };
+        let global_shape = |mut shape: Vec<usize>| {
+            shape[0] = global;
+            shape
+        };
+        match self {
+            Self::Interpolates => {
+                let eps = row_draw(rng, global_shape(per_sample.clone()))?.reshape(per_sample)?;
+                Ok((real.broadcast_mul(&eps)? + fake.broadcast_mul(&(1.0 - eps)?)?)?.detach())
+            }
+            Self::Perturbed => {
+                let u = row_draw(rng, global_shape(dims.to_vec()))?;
+                let alpha = row_draw(rng, global_shape(per_sample.clone()))?.reshape(per_sample)?;
+                let std = real.to_dtype(DType::F64)?.flatten_all()?.var(0)?.sqrt()?.to_scalar::<f64>()?;
+                Ok((real + (u * (0.5 * std))?.broadcast_mul(&alpha)?)?.detach())
+            }
+        }
+    }
+}
+
+/// The one-centred penalty's value and a surrogate whose parameter gradient approximates the penalty's.
+pub struct GradientPenalty {
+    /// `lambda / B * sum_i (||g_i|| - 1)^2`.
+    pub value: f64,
+    /// A scalar whose gradient in the discriminator's parameters approximates that of `value`.
+    pub surrogate: Tensor,
+}
+
+/// The one-centred gradient penalty of `d` at `points` under `cond` (see the module docs), with the
+/// central difference's points `step` away from each sample on average.
+pub fn gradient_penalty(
+    d: &dyn Discriminator,
+    points: &Tensor,
+    cond: Option<&Conditioning>,
+    weight: f64,
+    step: f64,
+) -> condor_core::Result<GradientPenalty> {
+    let b = points.dim(0)?;
+    let v = input_gradient(d, points, cond, "gradient penalty")?;
+    let norms: Vec<f64> = v.to_dtype(DType::F64)?.flatten_from(1)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
+    let value = weight / b as f64 * norms.iter().map(|n| (n - 1.0).powi(2)).sum::<f64>();
+    let coef: Vec<f64> =
+        norms.iter().map(|&n| if n > 0.0 { 2.0 * weight / b as f64 * (n - 1.0) / n } else { 0.0 }).collect();
+    let w_norm = coef.iter().zip(&norms).map(|(c, n)| (c * n).powi(2)).sum::<f64>().sqrt();
+    if w_norm == 0.0 {
+        return Ok(GradientPenalty { value, surrogate: points.zeros_like()?.sum_all()? });
+    }
+    let h = step * (b as f64).sqrt();
+    let per_sample: Vec<usize> = std::iter::once(b).chain(points.dims()[1..].iter().map(|_| 1)).collect();
+    let scale: Vec<f64> = coef.iter().map(|c| c * h / w_norm).collect();
+    let scale = Tensor::from_vec(scale, per_sample, points.device())?.to_dtype(v.dtype())?;
+    let shift = v.broadcast_mul(&scale)?;
+    let plus = d.forward(&(points + &shift)?, cond, true)?.sum_all()?;
+    let minus = d.forward(&(points - &shift)?, cond, true)?.sum_all()?;
+    let surrogate = ((plus - minus)? * (w_norm / (2.0 * h)))?;
+    Ok(GradientPenalty { value, surrogate })
 }
 
 #[cfg(test)]
@@ -95,8 +213,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn r1_surrogate_gradient_matches_the_exact_penalty_gradient() {
+    /// A [`Tiny`] discriminator in float64 with its parameters, a batch of five 2x6x6 samples and
+    /// their conditioning.
+    fn tiny_setup() -> (Params, Tiny, Tensor, Conditioning) {
         let dev = Device::Cpu;
         let params = Params::new(3);
         let vb = params.var_builder(DType::F64, &dev);
@@ -110,10 +229,14 @@ mod tests {
             normal(&mut derived_rng(5, &[]), (5, 3), &dev).unwrap().to_dtype(DType::F64).unwrap(),
         )
         .unwrap();
-        let gamma = 4.0;
-        let penalty = |x: &Tensor| r1_penalty(&d, x, Some(&cond), gamma, 1e-4).unwrap();
-        let p = penalty(&real);
-        let grads = p.surrogate.backward().unwrap();
+        (params, d, real, cond)
+    }
+
+    /// Checks the parameter gradient of `surrogate` against central differences of `value` in every
+    /// sixth value of each parameter.
+    fn assert_surrogate_gradient(params: &Params, surrogate: &Tensor, value: &dyn Fn() -> f64) {
+        let dev = Device::Cpu;
+        let grads = surrogate.backward().unwrap();
         let mut checked = 0;
         for (name, var) in params.trainable() {
             let approx: Vec<f64> = grads.get(&var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -123,7 +246,7 @@ mod tests {
                     let mut v = base.clone();
                     v[i] += delta;
                     var.set(&Tensor::from_slice(&v, var.shape(), &dev).unwrap()).unwrap();
-                    penalty(&real).value
+                    value()
                 };
                 let exact = (at(1e-6) - at(-1e-6)) / 2e-6;
                 var.set(&Tensor::from_slice(&base, var.shape(), &dev).unwrap()).unwrap();
@@ -133,11 +256,71 @@ mod tests {
             }
         }
         assert!(checked >= 20, "{checked}");
+    }
+
+    /// Each sample's input gradient, from a pass over that sample alone.
+    fn sample_gradients(d: &Tiny, x: &Tensor, cond: &Conditioning) -> Vec<Vec<f64>> {
+        (0..x.dim(0).unwrap())
+            .map(|i| {
+                let xi = Var::from_tensor(&x.narrow(0, i, 1).unwrap().copy().unwrap()).unwrap();
+                let ci = Conditioning::from_embedding(cond.embedding.narrow(0, i, 1).unwrap()).unwrap();
+                let g = d.forward(xi.as_tensor(), Some(&ci), true).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(xi.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn r1_surrogate_gradient_matches_the_exact_penalty_gradient() {
+        let (params, d, real, cond) = tiny_setup();
+        let gamma = 4.0;
+        let penalty = |x: &Tensor| r1_penalty(&d, x, Some(&cond), gamma, 1e-4).unwrap();
+        let p = penalty(&real);
+        assert_surrogate_gradient(&params, &p.surrogate, &|| penalty(&real).value);
         // The value itself: gamma / (2B) * sum of squared input gradients.
-        let x = Var::from_tensor(&real.copy().unwrap()).unwrap();
-        let g = d.forward(x.as_tensor(), Some(&cond), true).unwrap().sum_all().unwrap().backward().unwrap();
-        let sq = g.get(x.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let sq: f64 = sample_gradients(&d, &real, &cond).iter().flatten().map(|g| g * g).sum();
         assert!((p.value - gamma / 10.0 * sq).abs() < 1e-12 * sq.max(1.0), "{} vs {}", p.value, gamma / 10.0 * sq);
         assert!(p.value > 1e-3);
+    }
+
+    #[test]
+    fn one_centred_penalty_surrogate_gradient_matches_the_exact_penalty_gradient() {
+        let (params, d, real, cond) = tiny_setup();
+        // Points scaled so that some gradient norms are above 1 and some below.
+        let points = (&real * 10.0).unwrap();
+        let penalty = |x: &Tensor| gradient_penalty(&d, x, Some(&cond), 10.0, 1e-4).unwrap();
+        let p = penalty(&points);
+        assert_surrogate_gradient(&params, &p.surrogate, &|| penalty(&points).value);
+        // The value: lambda / B * sum_i (||g_i|| - 1)^2.
+        let norms: Vec<f64> =
+            sample_gradients(&d, &points, &cond).iter().map(|g| g.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
+        assert!(norms.iter().any(|&n| n > 1.0) && norms.iter().any(|&n| n < 1.0), "{norms:?}");
+        let want = 10.0 / 5.0 * norms.iter().map(|n| (n - 1.0).powi(2)).sum::<f64>();
+        assert!((p.value - want).abs() < 1e-12 * want.max(1.0), "{} vs {want}", p.value);
+    }
+
+    #[test]
+    fn penalty_points_lie_between_real_and_generated_or_near_real_samples() {
+        let dev = Device::Cpu;
+        let real = normal(&mut derived_rng(1, &[]), (6, 2, 3, 3), &dev).unwrap();
+        let fake = normal(&mut derived_rng(2, &[]), (6, 2, 3, 3), &dev).unwrap();
+        let whole = |x: &Tensor| Ok(x.clone());
+        let flat = |x: &Tensor| -> Vec<Vec<f32>> { x.flatten_from(1).unwrap().to_vec2().unwrap() };
+        let p = PenaltyPoints::Interpolates.draw(&real, &fake, 6, &mut derived_rng(3, &[]), &whole).unwrap();
+        for ((p, x), f) in flat(&p).iter().zip(flat(&real)).zip(flat(&fake)) {
+            // One eps per sample: p - f = eps (x - f) at every value, eps in [0, 1].
+            let eps = (p[0] - f[0]) / (x[0] - f[0]);
+            assert!((0.0..=1.0).contains(&eps), "{eps}");
+            for k in 0..p.len() {
+                assert!((p[k] - f[k] - eps * (x[k] - f[k])).abs() < 1e-5, "sample value {k}");
+            }
+        }
+        let p = PenaltyPoints::Perturbed.draw(&real, &fake, 6, &mut derived_rng(3, &[]), &whole).unwrap();
+        let std = real.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mean = std.iter().sum::<f32>() / std.len() as f32;
+        let std = (std.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / (std.len() - 1) as f32).sqrt();
+        let moved: Vec<f32> = flat(&(p - &real).unwrap()).into_iter().flatten().collect();
+        assert!(moved.iter().all(|&m| (0.0..=0.5 * std + 1e-6).contains(&m)), "moved {moved:?}");
+        assert!(moved.iter().any(|&m| m > 0.05 * std), "the points move");
     }
 }
