@@ -36,12 +36,12 @@ impl Default for R1Config {
     }
 }
 
-/// The penalty's value and a surrogate whose parameter gradient approximates the penalty's.
-pub struct R1Penalty {
-    /// `gamma / (2B) * ||grad_X F||^2`.
+/// A penalty's value and a surrogate whose parameter gradient approximates the penalty's.
+pub struct Penalty {
+    /// The penalty (R1: `gamma / (2B) * ||grad_X F||^2`; one-centred: `lambda / B * sum_i (||g_i|| - 1)^2`).
     pub value: f64,
     /// A scalar whose gradient in the discriminator's parameters approximates that of `value` (its own
-    /// value is not the penalty: about twice it).
+    /// value is not the penalty).
     pub surrogate: Tensor,
 }
 
@@ -53,20 +53,18 @@ pub fn r1_penalty(
     cond: Option<&Conditioning>,
     gamma: f64,
     step: f64,
-) -> condor_core::Result<R1Penalty> {
+) -> condor_core::Result<Penalty> {
     let b = real.dim(0)? as f64;
     let v = input_gradient(d, real, cond, "R1")?;
     let norm = v.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt();
     let value = gamma / (2.0 * b) * norm * norm;
     if norm == 0.0 {
-        return Ok(R1Penalty { value, surrogate: real.zeros_like()?.sum_all()? });
+        return Ok(Penalty { value, surrogate: real.zeros_like()?.sum_all()? });
     }
     let h = step * b.sqrt();
     let shift = (v * (h / norm))?;
-    let plus = d.forward(&(real + &shift)?, cond, true)?.sum_all()?;
-    let minus = d.forward(&(real - &shift)?, cond, true)?.sum_all()?;
-    let surrogate = ((plus - minus)? * (gamma * norm / (2.0 * h * b)))?;
-    Ok(R1Penalty { value, surrogate })
+    let surrogate = (difference_along(d, real, &shift, cond)? * (gamma * norm / (2.0 * h * b)))?;
+    Ok(Penalty { value, surrogate })
 }
 
 /// `grad_X sum(D(X))` at `x`, detached: each sample's input gradient when samples do not interact.
@@ -82,6 +80,19 @@ fn input_gradient(
         condor_core::Error::InvalidInput(format!("{what}: the discriminator's output does not depend on its input"))
     })?;
     Ok(v.detach())
+}
+
+/// `F(x + shift) - F(x - shift)`, `F` the sum of `d`'s logits: the central difference of the penalties'
+/// surrogates, whose parameter gradient candle takes with first-order backward passes.
+fn difference_along(
+    d: &dyn Discriminator,
+    x: &Tensor,
+    shift: &Tensor,
+    cond: Option<&Conditioning>,
+) -> condor_core::Result<Tensor> {
+    let plus = d.forward(&(x + shift)?, cond, true)?.sum_all()?;
+    let minus = d.forward(&(x - shift)?, cond, true)?.sum_all()?;
+    Ok((plus - minus)?)
 }
 
 /// Where the one-centred gradient penalty is taken.
@@ -150,14 +161,6 @@ impl PenaltyPoints {
     }
 }
 
-/// The one-centred penalty's value and a surrogate whose parameter gradient approximates the penalty's.
-pub struct GradientPenalty {
-    /// `lambda / B * sum_i (||g_i|| - 1)^2`.
-    pub value: f64,
-    /// A scalar whose gradient in the discriminator's parameters approximates that of `value`.
-    pub surrogate: Tensor,
-}
-
 /// The one-centred gradient penalty of `d` at `points` under `cond` (see the module docs), with the
 /// central difference's points `step` away from each sample on average.
 pub fn gradient_penalty(
@@ -166,7 +169,7 @@ pub fn gradient_penalty(
     cond: Option<&Conditioning>,
     weight: f64,
     step: f64,
-) -> condor_core::Result<GradientPenalty> {
+) -> condor_core::Result<Penalty> {
     let b = points.dim(0)?;
     let v = input_gradient(d, points, cond, "gradient penalty")?;
     let norms: Vec<f64> = v.to_dtype(DType::F64)?.flatten_from(1)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
@@ -175,17 +178,15 @@ pub fn gradient_penalty(
         norms.iter().map(|&n| if n > 0.0 { 2.0 * weight / b as f64 * (n - 1.0) / n } else { 0.0 }).collect();
     let w_norm = coef.iter().zip(&norms).map(|(c, n)| (c * n).powi(2)).sum::<f64>().sqrt();
     if w_norm == 0.0 {
-        return Ok(GradientPenalty { value, surrogate: points.zeros_like()?.sum_all()? });
+        return Ok(Penalty { value, surrogate: points.zeros_like()?.sum_all()? });
     }
     let h = step * (b as f64).sqrt();
     let per_sample: Vec<usize> = std::iter::once(b).chain(points.dims()[1..].iter().map(|_| 1)).collect();
     let scale: Vec<f64> = coef.iter().map(|c| c * h / w_norm).collect();
     let scale = Tensor::from_vec(scale, per_sample, points.device())?.to_dtype(v.dtype())?;
     let shift = v.broadcast_mul(&scale)?;
-    let plus = d.forward(&(points + &shift)?, cond, true)?.sum_all()?;
-    let minus = d.forward(&(points - &shift)?, cond, true)?.sum_all()?;
-    let surrogate = ((plus - minus)? * (w_norm / (2.0 * h)))?;
-    Ok(GradientPenalty { value, surrogate })
+    let surrogate = (difference_along(d, points, &shift, cond)? * (w_norm / (2.0 * h)))?;
+    Ok(Penalty { value, surrogate })
 }
 
 #[cfg(test)]
