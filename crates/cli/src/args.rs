@@ -142,7 +142,7 @@ pub(crate) struct ColoursArgs {
     /// The checkpoint (default: the shipped one).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Images per colour.
+    /// Images per colour (per prompt with --synonyms).
     #[arg(long, default_value_t = 16)]
     pub n: usize,
     /// Seed of the latent codes.
@@ -153,6 +153,10 @@ pub(crate) struct ColoursArgs {
     pub device: String,
     #[command(flatten)]
     pub style: condor::txt2img::StyleArgs,
+    /// Score the held-out synonym split instead: colour words the training captions never use
+    /// ("crimson", "navy"), each in three sentence shapes absent from the captions.
+    #[arg(long)]
+    pub synonyms: bool,
 }
 
 /// The arguments of `Eval`.

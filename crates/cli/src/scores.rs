@@ -14,16 +14,17 @@ use crate::args::{BirdJudgeArgs, ColoursArgs, EvalArgs, MnistConvertArgs, MnistE
 
 /// `condor colours`.
 pub(crate) fn colours(args: ColoursArgs, registry: &Registry) -> Result<()> {
-    let ColoursArgs { checkpoint, n, seed, device, style } = args;
+    let ColoursArgs { checkpoint, n, seed, device, style, synonyms } = args;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
     let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
     let model = open_model(&checkpoint, registry, &device)?;
-    let report = condor::eval::colours::colour_accuracy(&model, n, seed, &style.options()?)?;
-    say!(
-        "{}: colour of the bird drawn for \"a {{colour}} bird\" (seed {seed}{})",
-        checkpoint.display(),
-        style.describe()
-    );
+    let (report, asked) = if synonyms {
+        let report = condor::eval::colours::synonym_accuracy(&model, n, seed, &style.options()?)?;
+        (report, "colour words the captions never use (\"a crimson-coloured bird\", ...)")
+    } else {
+        (condor::eval::colours::colour_accuracy(&model, n, seed, &style.options()?)?, "\"a {colour} bird\"")
+    };
+    say!("{}: colour of the bird drawn for {asked} (seed {seed}{})", checkpoint.display(), style.describe());
     say!("{}", report.to_markdown());
     Ok(())
 }

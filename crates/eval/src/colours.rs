@@ -3,6 +3,7 @@
 //! and their mean colour is matched to the nearest colour of the renderer's table
 //! ([`condor_data::birds::bird_colour_name`]).
 
+use condor_data::birds::synonyms::{prompts_for, synonyms, SHAPES};
 use condor_data::birds::{bird_colour_name, colour_prompt, Colour};
 use condor_infer::{StyleOptions, TextToImage};
 
@@ -56,23 +57,52 @@ impl ColourReport {
 /// Draws `n` images for each colour prompt (latent codes from `seed`, the same for every prompt; style
 /// options for style-based generators) and scores their colours.
 pub fn colour_accuracy(model: &TextToImage, n: usize, seed: u64, options: &StyleOptions) -> Result<ColourReport> {
-    let prompts: Vec<String> = Colour::ALL.iter().map(|&c| colour_prompt(c)).collect();
+    let groups = Colour::ALL.iter().map(|&c| (c, colour_prompt(c), vec![colour_prompt(c)])).collect();
+    score_groups(model, groups, n, seed, options)
+}
+
+/// The held-out synonym split ([`condor_data::birds::synonyms`]): for each colour word the training
+/// captions never use ("crimson", "navy"), `n` images for each of its sentence shapes, scored by the
+/// body colour drawn. One row per synonym.
+pub fn synonym_accuracy(model: &TextToImage, n: usize, seed: u64, options: &StyleOptions) -> Result<ColourReport> {
+    let groups = Colour::ALL
+        .iter()
+        .flat_map(|&colour| {
+            synonyms(colour)
+                .into_iter()
+                .map(move |word| (colour, format!("{word} ({} shapes)", SHAPES.len()), prompts_for(word)))
+        })
+        .collect();
+    score_groups(model, groups, n, seed, options)
+}
+
+/// Draws `n` images for every prompt of every group (one batch, the same latent codes for every
+/// prompt) and scores each group's images against its colour.
+fn score_groups(
+    model: &TextToImage,
+    groups: Vec<(Colour, String, Vec<String>)>,
+    n: usize,
+    seed: u64,
+    options: &StyleOptions,
+) -> Result<ColourReport> {
+    let prompts: Vec<String> = groups.iter().flat_map(|(_, _, p)| p.iter().cloned()).collect();
     let drawn = model.generate(&prompts, n, seed, options)?;
     let (_, _, size, _) = drawn.images.dims4()?;
     let unit = ((drawn.images.to_dtype(candle_core::DType::F32)? + 1.0)? * 0.5)?.clamp(0.0, 1.0)?;
     let per = 3 * size * size;
     let flat: Vec<f32> = unit.flatten_all()?.to_vec1()?;
-    let per_colour = Colour::ALL
-        .iter()
-        .zip(prompts)
-        .enumerate()
-        .map(|(p, (&colour, prompt))| {
+    let mut first = 0;
+    let per_colour = groups
+        .into_iter()
+        .map(|(colour, prompt, group)| {
+            let images = first..first + group.len() * n;
+            first = images.end;
             let seen: Vec<Option<Colour>> =
-                (0..n).map(|i| bird_colour_name(&flat[(p * n + i) * per..(p * n + i + 1) * per], size)).collect();
+                images.map(|i| bird_colour_name(&flat[i * per..(i + 1) * per], size)).collect();
             ColourScore {
                 colour,
                 prompt,
-                total: n,
+                total: seen.len(),
                 found: seen.iter().filter(|c| c.is_some()).count(),
                 correct: seen.iter().filter(|&&c| c == Some(colour)).count(),
                 mistaken_for: mistakes(colour, &seen),

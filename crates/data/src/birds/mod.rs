@@ -5,6 +5,7 @@ pub mod attributes;
 pub mod captions;
 pub mod measure;
 pub mod render;
+pub mod synonyms;
 
 use condor_core::derived_rng;
 use serde::{Deserialize, Serialize};
