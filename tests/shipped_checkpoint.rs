@@ -34,6 +34,21 @@ fn draws_birds_of_the_asked_colour(file: &str, plugin: &str) {
     assert!(correct * 10 >= total * 9, "{file}: {correct} of {total} birds in the asked colour, under 90%");
 }
 
+/// The held-out synonym split is scored one row per synonym, each over its three sentence shapes.
+#[test]
+fn the_synonym_split_scores_every_unseen_colour_word_in_every_shape() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(condor::txt2img::SHIPPED_CHECKPOINT);
+    let model = TextToImage::load(&path, &condor::registry(), &Device::Cpu).unwrap();
+    let report = condor::eval::colours::synonym_accuracy(&model, 2, 0, &Default::default()).unwrap();
+    assert_eq!(report.per_colour.len(), 27);
+    assert!(report.per_colour.iter().all(|s| s.total == 6 && s.prompt.ends_with("(3 shapes)")));
+    assert_eq!(report.per_colour[0].prompt, "crimson (3 shapes)");
+    assert_eq!(report.per_colour[0].colour, condor::data::birds::Colour::Red);
+    let found: usize = report.per_colour.iter().map(|s| s.found).sum();
+    assert!(found * 10 >= 162 * 9, "a bird is found in {found} of 162 images");
+}
+
 #[test]
 fn the_shipped_checkpoint_draws_birds_of_the_asked_colour() {
     draws_birds_of_the_asked_colour(condor::txt2img::SHIPPED_CHECKPOINT, "dcgan");
