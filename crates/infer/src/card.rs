@@ -45,11 +45,6 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
-    /// Whether the model draws from prompts.
-    pub fn is_text_conditioned(&self) -> bool {
-        self.text_encoder.is_some()
-    }
-
     /// The card of `file`; `None` when it has none (a checkpoint written before cards).
     pub fn of(file: &WeightsFile) -> Result<Option<Self>, CheckpointError> {
         file.entry(CARD_KEY)

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use condor_core::ModelSpec;
 use condor_infer::file::{self, WeightsFile};
 use condor_infer::ModelCard;
 use serde::{Deserialize, Serialize};
@@ -113,19 +114,20 @@ pub fn card_of(file: &WeightsFile) -> Result<ModelCard, CheckpointError> {
     let config: RunConfig = file.required("condor.config")?;
     let state: TrainState = file.required("condor.state")?;
     let weights = if file::has_group(&file.tensors, "ema") { "ema" } else { "g" };
-    Ok(legacy_card(&config, &state, weights))
+    // Before cards, the sampling generator was always the config's `generator`, network `g`.
+    Ok(run_card(&config, config.generator.clone(), weights, weights == "ema", &state))
 }
 
-/// The model card of a checkpoint written before cards, whose sampling generator was always the
-/// config's `generator`, network `g`, with its weights in the tensor group `weights` (`ema` or `g`).
-pub fn legacy_card(config: &RunConfig, state: &TrainState, weights: &str) -> ModelCard {
+/// The model card of a run's generator `generator` whose weights are the tensor group `weights` (its
+/// EMA copy when `ema`), at the training state `state`.
+pub fn run_card(config: &RunConfig, generator: ModelSpec, weights: &str, ema: bool, state: &TrainState) -> ModelCard {
     ModelCard {
         name: config.name.clone(),
-        generator: config.generator.clone(),
+        generator,
         text_encoder: config.data.is_captioned().then(|| config.text.encoder.clone()),
         data: config.data.clone(),
         weights: weights.to_string(),
-        ema: weights == "ema",
+        ema,
         step: state.step,
         written_by: state.written_by.clone(),
     }

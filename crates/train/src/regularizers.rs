@@ -138,7 +138,7 @@ impl PenaltyPoints {
         rows: &dyn Fn(&Tensor) -> condor_core::Result<Tensor>,
     ) -> condor_core::Result<Tensor> {
         let dims = real.dims();
-        let per_sample: Vec<usize> = std::iter::once(dims[0]).chain(dims[1..].iter().map(|_| 1)).collect();
+        let per_sample = per_sample_shape(real);
         let row_draw = |rng: &mut Rng, shape: Vec<usize>| -> condor_core::Result<Tensor> {
             rows(&uniform(rng, 0.0, 1.0, shape, real.device())?)?.to_dtype(real.dtype()).map_err(Into::into)
         };
@@ -161,6 +161,12 @@ impl PenaltyPoints {
     }
 }
 
+/// The shape of one value per sample of `x`, broadcastable over it: `(B, 1, 1, ...)`.
+fn per_sample_shape(x: &Tensor) -> Vec<usize> {
+    let dims = x.dims();
+    std::iter::once(dims[0]).chain(dims[1..].iter().map(|_| 1)).collect()
+}
+
 /// The one-centred gradient penalty of `d` at `points` under `cond` (see the module docs), with the
 /// central difference's points `step` away from each sample on average.
 pub fn gradient_penalty(
@@ -181,7 +187,7 @@ pub fn gradient_penalty(
         return Ok(Penalty { value, surrogate: points.zeros_like()?.sum_all()? });
     }
     let h = step * (b as f64).sqrt();
-    let per_sample: Vec<usize> = std::iter::once(b).chain(points.dims()[1..].iter().map(|_| 1)).collect();
+    let per_sample = per_sample_shape(points);
     let scale: Vec<f64> = coef.iter().map(|c| c * h / w_norm).collect();
     let scale = Tensor::from_vec(scale, per_sample, points.device())?.to_dtype(v.dtype())?;
     let shift = v.broadcast_mul(&scale)?;

@@ -235,21 +235,13 @@ impl Trainer {
         Ok(as_generator(&net.decl.name, net.for_sampling())?)
     }
 
-    /// The model card of the generator to sample from, as checkpoints carry it.
-    pub fn model_card(&self) -> ModelCard {
+    /// The model card of the generator to sample from at training state `state`, as checkpoints
+    /// carry it.
+    fn model_card(&self, state: &TrainState) -> ModelCard {
         let net = self.sampling_network();
-        let name = &net.decl.name;
         let ema = net.ema.is_some();
-        ModelCard {
-            name: self.config.name.clone(),
-            generator: net.decl.spec.clone(),
-            text_encoder: self.config.data.is_captioned().then(|| self.config.text.encoder.clone()),
-            data: self.config.data.clone(),
-            weights: if ema { ema_group(name) } else { name.clone() },
-            ema,
-            step: self.step,
-            written_by: format!("condor {}", env!("CARGO_PKG_VERSION")),
-        }
+        let weights = if ema { ema_group(&net.decl.name) } else { net.decl.name.clone() };
+        crate::checkpoint::run_card(&self.config, net.decl.spec.clone(), &weights, ema, state)
     }
 
     /// The data source.
@@ -399,7 +391,8 @@ impl Trainer {
 
     /// Writes a checkpoint of the current state to `path` (atomically).
     pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
-        let (tensors, state, card) = (self.checkpoint_tensors(), self.state(), self.model_card());
+        let (tensors, state) = (self.checkpoint_tensors(), self.state());
+        let card = self.model_card(&state);
         Ok(crate::checkpoint::save(path, &tensors, &self.config, &state, &card)?)
     }
 

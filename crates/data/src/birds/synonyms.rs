@@ -30,15 +30,15 @@ pub fn prompts_for(word: &str) -> Vec<String> {
     SHAPES.iter().map(|shape| with_articles(&shape.replace("{c}", word))).collect()
 }
 
-/// Every prompt of the split for `colour`: each synonym in each shape (9 prompts).
-pub fn synonym_prompts(colour: Colour) -> Vec<String> {
-    synonyms(colour).iter().flat_map(|word| prompts_for(word)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::birds::{BirdSplit, SyntheticBirds, TEMPLATES};
+
+    /// Every prompt of the split for `colour`: each synonym in each shape.
+    fn synonym_prompts(colour: Colour) -> Vec<String> {
+        synonyms(colour).iter().flat_map(|word| prompts_for(word)).collect()
+    }
 
     /// The words of a text, lower-cased, without punctuation.
     fn words(text: &str) -> Vec<String> {
