@@ -15,6 +15,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 
 use crate::activation::{bias_act, Activation};
 use crate::kernels::conv::{matmul_scatter, patches_matmul, patches_outer};
+use crate::kernels::direct;
 use crate::kernels::patches::Patches;
 use crate::kernels::{check_counts, on_cpu, real_op};
 
@@ -30,12 +31,15 @@ enum Product {
     PatchesOuter,
 }
 
-/// A [`Product`] over `patches` with `m` rows of `W`.
+/// A [`Product`] over `patches` with `m` rows of `W`; `direct`: the convolution and its input
+/// gradient computed by `kernels::direct`'s loops on padded images instead of patch matrices (the
+/// same values, another summation order).
 #[derive(Clone, Copy, Debug)]
 struct ConvProduct {
     product: Product,
     patches: Patches,
     m: usize,
+    direct: bool,
 }
 
 impl ConvProduct {
@@ -55,10 +59,12 @@ impl ConvProduct {
 
 impl CustomOp2 for ConvProduct {
     fn name(&self) -> &'static str {
-        match self.product {
-            Product::PatchesMatmul => "conv-patches-matmul",
-            Product::MatmulScatter => "conv-matmul-scatter",
-            Product::PatchesOuter => "conv-patches-outer",
+        match (self.product, self.direct) {
+            (Product::PatchesMatmul, false) => "conv-patches-matmul",
+            (Product::MatmulScatter, false) => "conv-matmul-scatter",
+            (Product::PatchesOuter, _) => "conv-patches-outer",
+            (Product::PatchesMatmul, true) => "conv-direct",
+            (Product::MatmulScatter, true) => "conv-direct-input-grad",
         }
     }
 
@@ -71,10 +77,15 @@ impl CustomOp2 for ConvProduct {
             format!("{} {}x{}x{h}x{w} k{k}s{} -> {m}x{gh}x{gw}", self.name(), p.batch, p.channels, p.stride)
         };
         let out = crate::profile::timed(label, || {
-            Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |a, b| match self.product {
-                Product::PatchesMatmul => patches_matmul(a, b, m, p),
-                Product::MatmulScatter => matmul_scatter(a, b, m, p),
-                Product::PatchesOuter => patches_outer(a, b, m, p),
+            Ok::<_, candle_core::Error>(real_op!(self.name(), [(s1, l1), (s2, l2)], |a, b| match (
+                self.product,
+                self.direct
+            ) {
+                (Product::PatchesMatmul, false) => patches_matmul(a, b, m, p),
+                (Product::MatmulScatter, false) => matmul_scatter(a, b, m, p),
+                (Product::PatchesOuter, _) => patches_outer(a, b, m, p),
+                (Product::PatchesMatmul, true) => direct::conv(a, b, m, p),
+                (Product::MatmulScatter, true) => direct::input_grad(a, b, m, p),
             }))
         })?;
         Ok((out, shape))
@@ -95,7 +106,8 @@ struct ConvOp {
 
 impl ConvOp {
     fn product(&self, product: Product) -> ConvProduct {
-        ConvProduct { product, patches: self.patches, m: self.m }
+        let direct = !self.transposed && direct::applies(&self.patches, self.m);
+        ConvProduct { product, patches: self.patches, m: self.m, direct }
     }
 }
 
@@ -258,16 +270,19 @@ mod tests {
     }
 
     /// Asserts that two computations of one convolution agree to 1e-4, and so do their gradients
-    /// for `vars`.
+    /// for `vars`, relative to the largest value where that exceeds one (a weight gradient sums a
+    /// whole batch's grid: its values grow with it, and so does f32's rounding).
     fn assert_same_with_gradients(ours: Tensor, theirs: Tensor, vars: [&Var; 2], case: &str) {
-        assert!(max_diff(&ours, &theirs) < 1e-4, "forward, {case}");
+        let scale = |t: &Tensor| t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-4 * scale(&theirs).max(1.0), "forward, {case}");
         // Weight the outputs so every output position has its own gradient.
         let g = random(ours.dims(), 200);
         let ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
         let theirs = (theirs * &g).unwrap().sum_all().unwrap().backward().unwrap();
         for v in vars {
-            let d = max_diff(ours.get(v).unwrap(), theirs.get(v).unwrap());
-            assert!(d < 1e-4, "gradient, {case}: {d}");
+            let (ours, theirs) = (ours.get(v).unwrap(), theirs.get(v).unwrap());
+            let d = max_diff(ours, theirs);
+            assert!(d < 1e-4 * scale(theirs).max(1.0), "gradient, {case}: {d}");
         }
     }
 
@@ -321,16 +336,55 @@ mod tests {
     }
 
     #[test]
+    fn direct_convolutions_and_their_gradients_match_candle() {
+        // Stride-1 "same" 3x3 convolutions on rows 8, 16 and 32 wide take `kernels::direct`; odd channel
+        // counts leave a remainder of output channels in both directions, and rectangular images
+        // check that only the widths are special.
+        let cases = [(3, 1, 5, 8, 8), (3, 1, 3, 7, 16), (3, 1, 2, 3, 8), (3, 1, 8, 8, 32)];
+        for (i, &(k, pad, c_in, c_out, side)) in cases.iter().enumerate() {
+            let p = Patches {
+                batch: 3,
+                channels: c_in,
+                image: (side / 2 + 1, side),
+                grid: (side / 2 + 1, side),
+                kernel: k,
+                stride: 1,
+                padding: pad,
+            };
+            assert!(direct::applies(&p, c_out), "case {i} should take the direct kernels");
+            let x = Var::from_tensor(&random(&[3, c_in, side / 2 + 1, side], i as u64)).unwrap();
+            let w = Var::from_tensor(&random(&[c_out, c_in, k, k], 100 + i as u64)).unwrap();
+            let ours = conv2d(&x, &w, pad, 1).unwrap();
+            let theirs = x.conv2d(&w, pad, 1, 1, 1).unwrap();
+            assert_same_with_gradients(ours, theirs, [&x, &w], &format!("direct case {i}"));
+        }
+    }
+
+    #[test]
+    fn direct_gradients_match_finite_differences() {
+        let params = Params::new(5);
+        let init = candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 };
+        let vb = params.var_builder(DType::F64, &Device::Cpu);
+        let x = vb.get_with_hints((2, 3, 4, 8), "x", init).unwrap();
+        let w = vb.get_with_hints((5, 3, 3, 3), "w", init).unwrap();
+        let g = random(&[2, 5, 4, 8], 9).to_dtype(DType::F64).unwrap();
+        let checked = check_gradients(&params, 30, 1e-6, || (conv2d(&x, &w, 1, 1)? * &g)?.sum_all());
+        assert!(checked.unwrap() >= 30);
+    }
+
+    #[test]
     fn results_do_not_depend_on_the_thread_count() {
         // Large enough to run on several threads; every output and gradient must be the same bits.
         let x = Var::from_tensor(&random(&[16, 32, 16, 16], 5)).unwrap();
         let w = Var::from_tensor(&random(&[64, 32, 4, 4], 6)).unwrap();
         let wt = Var::from_tensor(&random(&[64, 32, 4, 4], 7)).unwrap();
+        let wd = Var::from_tensor(&random(&[64, 32, 3, 3], 8)).unwrap();
         let run = |threads: usize| -> Vec<Vec<f32>> {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let y = conv2d(&x, &w, 1, 2).unwrap();
                 let z = conv_transpose2d(&y, &wt, 1, 0, 2).unwrap();
+                let z = conv2d(&z, &wd, 1, 1).unwrap(); // the direct kernels
                 let grads = (z.sqr().unwrap().sum_all().unwrap()).backward().unwrap();
                 let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 vec![
@@ -338,6 +392,7 @@ mod tests {
                     flat(grads.get(&x).unwrap()),
                     flat(grads.get(&w).unwrap()),
                     flat(grads.get(&wt).unwrap()),
+                    flat(grads.get(&wd).unwrap()),
                 ]
             })
         };

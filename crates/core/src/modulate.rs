@@ -12,7 +12,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use crate::activation::Activation;
 use crate::kernels::act::Act;
 use crate::kernels::{
-    check_counts, for_each_chunk, map_chunks, on_cpu, parallel_elements, real_op, split_gradients, Real,
+    check_counts, for_each_chunk, lane_sums, map_chunks, on_cpu, parallel_elements, real_op, split_gradients,
+    vectorised, Real, Vectorise,
 };
 
 /// Which terms an op has and the shapes they take; `packed` holds them in this order: `a` `(B, C)`,
@@ -59,6 +60,7 @@ impl Terms {
     }
 
     /// The terms of sample `b`, channel `c`: `(a, sigma, beta)` and the sample's noise row.
+    #[inline(always)]
     fn channel<T: Real>(&self, o: &Offsets, p: &[T], b: usize, c: usize) -> (T, T, T) {
         let at = |off: Option<usize>, i: usize, default: T| off.map_or(default, |s| p[s + i]);
         (at(o.scale, b * self.channels + c, T::ONE), at(o.sigma, c, T::ZERO), at(o.beta, c, T::ZERO))
@@ -72,66 +74,40 @@ impl Terms {
 
     fn forward<T: Real>(&self, x: &[T], p: &[T]) -> Vec<T> {
         let o = self.offsets();
-        let (c_count, s_count) = (self.channels, self.spatial);
-        let gain = T::from_f64(self.gain);
+        let sample_len = self.channels * self.spatial;
         let mut out = vec![T::ZERO; self.len()];
         let sample = |b: usize, out: &mut [T]| {
-            let noise = self.noise_row(&o, p, b);
-            for c in 0..c_count {
-                let (a, sigma, beta) = self.channel(&o, p, b, c);
-                let r = c * s_count..(c + 1) * s_count;
-                let xs = &x[b * c_count * s_count..][r.clone()];
-                crate::kernels::with_act!(self.act, T, |f| {
-                    for (s, (o, &v)) in out[r.clone()].iter_mut().zip(xs).enumerate() {
-                        let n = noise.map_or(T::ZERO, |n| n[s]);
-                        *o = f.apply(v * a + n * sigma + beta) * gain;
-                    }
-                });
-            }
+            let x = &x[b * sample_len..][..sample_len];
+            vectorised(SampleForward { terms: self, o: &o, p, b, x, out });
         };
-        for_each_chunk(&mut out, c_count * s_count, parallel_elements(self.len()), sample);
+        for_each_chunk(&mut out, sample_len, parallel_elements(self.len()), sample);
         out
     }
 
-    /// `dx` followed by the gradient of the packed terms (same layout), for output gradient `dy`.
+    /// One sample's input gradient (into `dx`), and per channel the sums of `g x`, `g n` and `g`
+    /// (the gradients of its scale, noise strength and bias), with the noise map's gradient.
+    fn sample_backward<T: Real>(
+        &self,
+        o: &Offsets,
+        (dy, x, p): (&[T], &[T], &[T]),
+        b: usize,
+        dx: &mut [T],
+    ) -> SampleGrads<T> {
+        let sample_len = self.channels * self.spatial;
+        let (x, dy) = (&x[b * sample_len..][..sample_len], &dy[b * sample_len..][..sample_len]);
+        vectorised(SampleBackward { terms: self, o, p, b, x, dy, dx })
+    }
+
     fn backward<T: Real>(&self, dy: &[T], x: &[T], p: &[T]) -> Vec<T> {
         let o = self.offsets();
-        let (c_count, s_count) = (self.channels, self.spatial);
-        let gain = T::from_f64(self.gain);
-        let mut dx = vec![T::ZERO; self.len()];
-        // Per sample: d a, d sigma and d beta per channel (f64) and d noise per position.
-        let sample = |b: usize, dx: &mut [T]| -> (Vec<[f64; 3]>, Vec<T>) {
-            let noise = self.noise_row(&o, p, b);
-            let mut d_noise = vec![T::ZERO; if noise.is_some() { s_count } else { 0 }];
-            let per_channel = (0..c_count)
-                .map(|c| {
-                    let (a, sigma, beta) = self.channel(&o, p, b, c);
-                    let r = c * s_count..(c + 1) * s_count;
-                    let base = b * c_count * s_count;
-                    let (xs, dys) = (&x[base..][r.clone()], &dy[base..][r.clone()]);
-                    let mut sums = [0.0f64; 3];
-                    crate::kernels::with_act!(self.act, T, |f| {
-                        for (s, ((d, &v), &g_out)) in dx[r.clone()].iter_mut().zip(xs).zip(dys).enumerate() {
-                            let n = noise.map_or(T::ZERO, |n| n[s]);
-                            let g = g_out * gain * f.derivative(v * a + n * sigma + beta);
-                            *d = g * a;
-                            sums[0] += (g * v).to_f64();
-                            sums[1] += (g * n).to_f64();
-                            sums[2] += g.to_f64();
-                            if let Some(dn) = d_noise.get_mut(s) {
-                                *dn += g * sigma;
-                            }
-                        }
-                    });
-                    sums
-                })
-                .collect();
-            (per_channel, d_noise)
-        };
-        let per_sample = map_chunks(&mut dx, c_count * s_count, parallel_elements(self.len()), sample);
-        let mut dp = vec![T::ZERO; o.len];
-        for (b, (per_channel, d_noise)) in per_sample.iter().enumerate() {
-            for (c, sums) in per_channel.iter().enumerate() {
+        let c_count = self.channels;
+        // `dx` then the parameters' gradients, in one buffer (no copy to join them).
+        let mut out = vec![T::ZERO; self.len() + o.len];
+        let (dx, dp) = out.split_at_mut(self.len());
+        let sample = |b: usize, dx: &mut [T]| self.sample_backward(&o, (dy, x, p), b, dx);
+        let per_sample = map_chunks(dx, c_count * self.spatial, parallel_elements(self.len()), sample);
+        for (b, grads) in per_sample.iter().enumerate() {
+            for (c, sums) in grads.per_channel.iter().enumerate() {
                 if let Some(s) = o.scale {
                     dp[s + b * c_count + c] = T::from_f64(sums[0]);
                 }
@@ -143,16 +119,114 @@ impl Terms {
                 }
             }
             if let (Some(start), Some(rows)) = (o.noise, self.noise_batch) {
-                let row = &mut dp[start + if rows == 1 { 0 } else { b * s_count }..][..s_count];
-                row.iter_mut().zip(d_noise).for_each(|(r, &d)| *r += d);
+                let row = &mut dp[start + if rows == 1 { 0 } else { b * self.spatial }..][..self.spatial];
+                row.iter_mut().zip(&grads.d_noise).for_each(|(r, &d)| *r += d);
             }
         }
-        dx.extend(dp);
-        dx
+        out
     }
 }
 
-/// The forward op: `(x, packed)`.
+/// One sample's forward pass, as vectorised work: `x` and `out` that sample's `(C, S)` values.
+struct SampleForward<'a, T> {
+    terms: &'a Terms,
+    o: &'a Offsets,
+    p: &'a [T],
+    b: usize,
+    x: &'a [T],
+    out: &'a mut [T],
+}
+
+impl<T: Real> Vectorise for SampleForward<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Self { terms: t, o, p, b, x, out } = self;
+        let noise = t.noise_row(o, p, b);
+        let gain = T::from_f64(t.gain);
+        let rows = out.chunks_exact_mut(t.spatial).zip(x.chunks_exact(t.spatial));
+        crate::kernels::with_act!(t.act, T, |f| {
+            for (c, (out, xs)) in rows.enumerate() {
+                let (a, sigma, beta) = t.channel(o, p, b, c);
+                // One loop with the noise and one without, so that neither tests it per element;
+                // `+ 0` keeps the arithmetic (and the sign of zeros) of the loop with noise.
+                match noise {
+                    Some(n) => {
+                        for ((o, &v), &n) in out.iter_mut().zip(xs).zip(n) {
+                            *o = f.apply(v * a + n * sigma + beta) * gain;
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(xs) {
+                            *o = f.apply(v * a + T::ZERO + beta) * gain;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// One sample's backward pass, as vectorised work: `x`, `dy` and `dx` that sample's `(C, S)` values.
+struct SampleBackward<'a, T> {
+    terms: &'a Terms,
+    o: &'a Offsets,
+    p: &'a [T],
+    b: usize,
+    x: &'a [T],
+    dy: &'a [T],
+    dx: &'a mut [T],
+}
+
+impl<T: Real> Vectorise for SampleBackward<'_, T> {
+    type Output = SampleGrads<T>;
+    #[inline(always)]
+    fn run(self) -> SampleGrads<T> {
+        let Self { terms: t, o, p, b, x, dy, dx } = self;
+        let noise = t.noise_row(o, p, b);
+        let gain = T::from_f64(t.gain);
+        let mut d_noise = vec![T::ZERO; if noise.is_some() { t.spatial } else { 0 }];
+        let mut g = vec![T::ZERO; t.spatial];
+        let mut per_channel = Vec::with_capacity(t.channels);
+        let rows = dx.chunks_exact_mut(t.spatial).zip(x.chunks_exact(t.spatial).zip(dy.chunks_exact(t.spatial)));
+        crate::kernels::with_act!(t.act, T, |f| {
+            for (c, (dx, (xs, dys))) in rows.enumerate() {
+                let (a, sigma, beta) = t.channel(o, p, b, c);
+                // The gradient at the activation's input, then what each term gets of it.
+                match noise {
+                    Some(n) => {
+                        for (((g, &v), &d), &n) in g.iter_mut().zip(xs).zip(dys).zip(n) {
+                            *g = d * gain * f.derivative(v * a + n * sigma + beta);
+                        }
+                    }
+                    None => {
+                        for ((g, &v), &d) in g.iter_mut().zip(xs).zip(dys) {
+                            *g = d * gain * f.derivative(v * a + T::ZERO + beta);
+                        }
+                    }
+                }
+                for (dx, &g) in dx.iter_mut().zip(&g) {
+                    *dx = g * a;
+                }
+                for (dn, &g) in d_noise.iter_mut().zip(&g) {
+                    *dn += g * sigma;
+                }
+                let (gx, g_sum) = lane_sums(&g, xs, |g, v| (g * v, g));
+                let gn = noise.map_or(0.0, |n| lane_sums(&g, n, |g, n| (g * n, T::ZERO)).0);
+                per_channel.push([gx, gn, g_sum]);
+            }
+        });
+        SampleGrads { per_channel, d_noise }
+    }
+}
+
+/// What one sample's backward pass gives the parameters: per channel the sums of `g x`, `g n` and `g`,
+/// and the noise map's gradient (empty without noise).
+struct SampleGrads<T> {
+    per_channel: Vec<[f64; 3]>,
+    d_noise: Vec<T>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct ChannelAffineAct(Terms);
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod act;
 pub(crate) mod conv;
+pub(crate) mod direct;
 pub(crate) mod norm;
 pub(crate) mod patches;
 
@@ -69,6 +70,72 @@ pub(crate) fn map_range<R: Send>(n: usize, parallel: bool, f: impl Fn(usize) -> 
     }
 }
 
+/// Lanes of the partial sums: independent accumulators the compiler keeps in vector registers.
+pub(crate) const LANES: usize = 16;
+
+/// Blocks of [`LANES`] values summed in the element type before the lanes are added into `f64`.
+const BLOCKS_PER_FLUSH: usize = 64;
+
+/// `(sum f(v), sum h(v))` over `values` (pairs of slices of one length), in `f64`, in a fixed order:
+/// lane-wise in the element type over runs of `LANES * BLOCKS_PER_FLUSH` values, then in `f64`.
+#[inline(always)]
+pub(crate) fn lane_sums<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
+    debug_assert_eq!(a.len(), b.len());
+    let run = LANES * BLOCKS_PER_FLUSH;
+    let mut total = (0.0f64, 0.0f64);
+    for (ar, br) in a.chunks(run).zip(b.chunks(run)) {
+        let (mut s1, mut s2) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+        let (ab, bb) = (ar.chunks_exact(LANES), br.chunks_exact(LANES));
+        let (arem, brem) = (ab.remainder(), bb.remainder());
+        for (xa, xb) in ab.zip(bb) {
+            for i in 0..LANES {
+                let (u, v) = f(xa[i], xb[i]);
+                s1[i] += u;
+                s2[i] += v;
+            }
+        }
+        for (i, (&xa, &xb)) in arem.iter().zip(brem).enumerate() {
+            let (u, v) = f(xa, xb);
+            s1[i] += u;
+            s2[i] += v;
+        }
+        total.0 += s1.iter().map(|v| v.to_f64()).sum::<f64>();
+        total.1 += s2.iter().map(|v| v.to_f64()).sum::<f64>();
+    }
+    total
+}
+
+/// `sum f(v)` over `values` in `f64`, as [`lane_sums`] adds.
+#[inline(always)]
+pub(crate) fn lane_sum<T: Real>(values: &[T], f: impl Fn(T) -> T) -> f64 {
+    lane_sums(values, values, |v, _| (f(v), T::ZERO)).0
+}
+
+/// A piece of kernel work to compile for the widest vector instructions found at run time: its
+/// `run` (marked `#[inline(always)]`, like everything it calls) is inlined into a function built for
+/// them. A closure would not do: it stays a function of its own, built for the baseline target.
+pub(crate) trait Vectorise {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `work` compiled for the widest vector instructions pulp finds on this CPU (AVX2 and FMA on
+/// x86-64): the kernels' loops are written for the compiler to vectorise, and the baseline target
+/// gives them SSE2 only. Rust never fuses a multiply and an add, so the results are the same bits
+/// with or without the wider instructions.
+#[inline(always)]
+pub(crate) fn vectorised<W: Vectorise>(work: W) -> W::Output {
+    struct Dispatch<W>(W);
+    impl<W: Vectorise> pulp::WithSimd for Dispatch<W> {
+        type Output = W::Output;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) -> W::Output {
+            self.0.run()
+        }
+    }
+    pulp::Arch::new().dispatch(Dispatch(work))
+}
+
 /// A real floating-point element type the kernels run on: `f32` or `f64`.
 pub(crate) trait Real:
     Copy
@@ -90,6 +157,9 @@ pub(crate) trait Real:
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn tanh(self) -> Self;
+    /// `self * a + b` with one rounding: a fused multiply-add where the CPU has one (inside
+    /// [`vectorised`] work on x86-64), the same bits from libm's software fma elsewhere.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// `c = a b`, or `c += a b` with `accumulate`; `parallel` lets the product use every thread.
     fn matmul(c: MatMut<'_, Self>, a: MatRef<'_, Self>, b: MatRef<'_, Self>, accumulate: bool, parallel: bool);
     /// Runs `f` on a buffer of `len` elements that this thread reuses from call to call, so that patch
@@ -127,14 +197,21 @@ macro_rules! real {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
+            #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
+            #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
             }
+            #[inline(always)]
             fn tanh(self) -> Self {
                 $tanh(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             fn matmul(c: MatMut<'_, Self>, a: MatRef<'_, Self>, b: MatRef<'_, Self>, accumulate: bool, parallel: bool) {
                 let accum = if accumulate { Accum::Add } else { Accum::Replace };

@@ -7,49 +7,8 @@
 //! Sums are accumulated in `f64`, each over a fixed order, so results do not depend on the threads.
 
 use super::act::{with_act, Act};
-use super::{for_each_chunk, map_range, parallel_elements, Real};
+use super::{for_each_chunk, lane_sum, lane_sums, map_range, parallel_elements, vectorised, Real, Vectorise, LANES};
 use crate::activation::Activation;
-
-/// Lanes of the partial sums: independent accumulators the compiler keeps in vector registers.
-const LANES: usize = 16;
-
-/// Blocks of [`LANES`] values summed in the element type before the lanes are added into `f64`.
-const BLOCKS_PER_FLUSH: usize = 64;
-
-/// `(sum f(v), sum h(v))` over `values` (pairs of slices of one length), in `f64`, in a fixed order:
-/// lane-wise in the element type over runs of `LANES * BLOCKS_PER_FLUSH` values, then in `f64`.
-#[inline(always)]
-fn lane_sums<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
-    debug_assert_eq!(a.len(), b.len());
-    let run = LANES * BLOCKS_PER_FLUSH;
-    let mut total = (0.0f64, 0.0f64);
-    for (ar, br) in a.chunks(run).zip(b.chunks(run)) {
-        let (mut s1, mut s2) = ([T::ZERO; LANES], [T::ZERO; LANES]);
-        let (ab, bb) = (ar.chunks_exact(LANES), br.chunks_exact(LANES));
-        let (arem, brem) = (ab.remainder(), bb.remainder());
-        for (xa, xb) in ab.zip(bb) {
-            for i in 0..LANES {
-                let (u, v) = f(xa[i], xb[i]);
-                s1[i] += u;
-                s2[i] += v;
-            }
-        }
-        for (i, (&xa, &xb)) in arem.iter().zip(brem).enumerate() {
-            let (u, v) = f(xa, xb);
-            s1[i] += u;
-            s2[i] += v;
-        }
-        total.0 += s1.iter().map(|v| v.to_f64()).sum::<f64>();
-        total.1 += s2.iter().map(|v| v.to_f64()).sum::<f64>();
-    }
-    total
-}
-
-/// `sum f(v)` over `values` in `f64`, as [`lane_sums`] adds.
-#[inline(always)]
-fn lane_sum<T: Real>(values: &[T], f: impl Fn(T) -> T) -> f64 {
-    lane_sums(values, values, |v, _| (f(v), T::ZERO)).0
-}
 
 /// The layout `(batch, channels, positions per channel)` of the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,14 +154,7 @@ pub(crate) fn affine_act_forward<T: Real>(
     let mut out = vec![T::ZERO; d.len()];
     for_each_sample(&mut out, d, |b, out| {
         let xs = &x[b * d.sample()..][..d.sample()];
-        maps.with(&ch, sample_stats(xs, norm), |planes| {
-            let rows = out.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial));
-            with_act!(act, T, |a| {
-                for (p, (o, xp)) in planes.iter().zip(rows) {
-                    o.iter_mut().zip(xp).for_each(|(o, &v)| *o = a.apply(v * p.scale + p.shift));
-                }
-            });
-        });
+        maps.with(&ch, sample_stats(xs, norm), |planes| vectorised(MapRows { planes, xs, out, d, act }));
     });
     out
 }
@@ -214,6 +166,7 @@ struct SampleSums {
     per_channel: Vec<(f64, f64)>,
 }
 
+#[inline(always)]
 fn sample_sums<T: Real>(
     xs: &[T],
     dys: &[T],
@@ -268,7 +221,7 @@ pub(crate) fn affine_act_backward<T: Real>(
     let sums = map_range(d.batch, parallel_elements(d.len()), |b| {
         let r = b * d.sample()..(b + 1) * d.sample();
         let stats = sample_stats(&x[r.clone()], norm);
-        maps.with(&ch, stats, |planes| sample_sums(&x[r.clone()], &dy[r], planes, stats, d, act))
+        maps.with(&ch, stats, |planes| vectorised(SumRows { xs: &x[r.clone()], dys: &dy[r], planes, stats, d, act }))
     });
     let mut total = vec![(0.0f64, 0.0f64); d.channels];
     for s in &sums {
@@ -302,16 +255,7 @@ pub(crate) fn affine_act_backward<T: Real>(
             (mean(|p| p.0), mean(|p| p.1))
         });
         maps.with(&ch, s.stats, |planes| {
-            let rows = dxs.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial)));
-            with_act!(act, T, |a| {
-                for ((p, &(gamma, ma, mb)), (o, (xp, dyp))) in planes.iter().zip(&coefficients).zip(rows) {
-                    let (ma, mb) = own.unwrap_or((ma, mb));
-                    for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
-                        let g = dy * a.derivative(v * p.scale + p.shift);
-                        *o = p.a * (gamma * g - ma - (v * p.a + p.b) * mb);
-                    }
-                }
-            });
+            vectorised(GradRows { planes, coefficients: &coefficients, own, xs, dys, dxs, d, act })
         });
     });
     for (c, t) in total.iter().enumerate() {
@@ -319,4 +263,78 @@ pub(crate) fn affine_act_backward<T: Real>(
         dparams[d.channels + c] = T::from_f64(t.0);
     }
     out
+}
+
+/// The forward map of one sample's rows, `act(x scale + shift)`, as vectorised work.
+struct MapRows<'a, T> {
+    planes: &'a [Plane<T>],
+    xs: &'a [T],
+    out: &'a mut [T],
+    d: Dims,
+    act: Activation,
+}
+
+impl<T: Real> Vectorise for MapRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Self { planes, xs, out, d, act } = self;
+        let rows = out.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial));
+        with_act!(act, T, |a| {
+            for (p, (o, xp)) in planes.iter().zip(rows) {
+                for (o, &v) in o.iter_mut().zip(xp) {
+                    *o = a.apply(v * p.scale + p.shift);
+                }
+            }
+        });
+    }
+}
+
+/// [`sample_sums`] as vectorised work.
+struct SumRows<'a, T> {
+    xs: &'a [T],
+    dys: &'a [T],
+    planes: &'a [Plane<T>],
+    stats: (f64, f64),
+    d: Dims,
+    act: Activation,
+}
+
+impl<T: Real> Vectorise for SumRows<'_, T> {
+    type Output = SampleSums;
+    #[inline(always)]
+    fn run(self) -> SampleSums {
+        sample_sums(self.xs, self.dys, self.planes, self.stats, self.d, self.act)
+    }
+}
+
+/// The input gradient of one sample's rows, as vectorised work: `coefficients` are each channel's
+/// `(gamma, A, B)`, `own` the sample's own `(A, B)` when its statistics are its own.
+struct GradRows<'a, T> {
+    planes: &'a [Plane<T>],
+    coefficients: &'a [(T, T, T)],
+    own: Option<(T, T)>,
+    xs: &'a [T],
+    dys: &'a [T],
+    dxs: &'a mut [T],
+    d: Dims,
+    act: Activation,
+}
+
+impl<T: Real> Vectorise for GradRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Self { planes, coefficients, own, xs, dys, dxs, d, act } = self;
+        let rows = dxs.chunks_exact_mut(d.spatial).zip(xs.chunks_exact(d.spatial).zip(dys.chunks_exact(d.spatial)));
+        with_act!(act, T, |a| {
+            for ((p, &(gamma, ma, mb)), (o, (xp, dyp))) in planes.iter().zip(coefficients).zip(rows) {
+                let (ma, mb) = own.unwrap_or((ma, mb));
+                for ((o, &v), &dy) in o.iter_mut().zip(xp).zip(dyp) {
+                    let g = dy * a.derivative(v * p.scale + p.shift);
+                    *o = p.a * (gamma * g - ma - (v * p.a + p.b) * mb);
+                }
+            }
+        });
+    }
 }
