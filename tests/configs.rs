@@ -94,3 +94,32 @@ fn the_data_fills_only_the_fields_a_config_leaves_out() {
         registry.resolve(NetworkKind::Generator, &spec("dcgan", serde_json::json!({}))).unwrap().config
     );
 }
+
+#[test]
+fn a_packing_discriminator_is_built_for_packed_samples_and_scores_each_sample() {
+    let registry = condor::registry();
+    let images = BuildContext { sample_shape: vec![3, 32, 32], cond_dim: 0 };
+    // `pack` is a field of the `[discriminator]` table.
+    let ring8 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/ring8.toml")).unwrap();
+    let run = RunConfig::from_toml(&ring8.replace("[discriminator]", "[discriminator]\npack = 2")).unwrap();
+    assert_eq!(run.discriminator.pack, Some(2));
+    let spec = ModelSpec::new("dcgan", serde_json::json!({"width": 4})).unwrap().packed(2);
+    let d = registry.resolve_in_context(NetworkKind::Discriminator, &spec, &images).unwrap();
+    // The plugin sees two images' channels side by side; the spec keeps its pack.
+    assert_eq!((d.config["channels"].as_u64(), d.pack), (Some(6), Some(2)));
+    let params = Params::new(0);
+    let built = registry.build_discriminator(&d, params.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    assert_eq!(built.sample_shape(), Some(vec![3, 32, 32]));
+    let x = Tensor::zeros((8, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(built.forward(&x, None, true).unwrap().dims(), &[8]);
+    // Packing is for discriminators; a conditional one is refused at build time.
+    let g_spec = ModelSpec::new("dcgan", serde_json::json!({})).unwrap().packed(2);
+    let message = registry.resolve(NetworkKind::Generator, &g_spec).unwrap_err().to_string();
+    assert!(message.contains("discriminators only"), "{message}");
+    let conditional = BuildContext { sample_shape: vec![3, 32, 32], cond_dim: 8 };
+    let d = registry.resolve_in_context(NetworkKind::Discriminator, &spec, &conditional).unwrap();
+    let params = Params::new(0);
+    let message =
+        registry.build_discriminator(&d, params.var_builder(DType::F32, &Device::Cpu)).err().unwrap().to_string();
+    assert!(message.contains("unconditional"), "{message}");
+}

@@ -84,6 +84,7 @@ pub mod model;
 pub mod modulate;
 pub mod norm;
 pub mod optimizer;
+pub mod pack;
 pub mod params;
 pub mod prelude;
 pub mod profile;

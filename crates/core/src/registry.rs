@@ -17,6 +17,10 @@ pub struct ModelSpec {
     /// The plugin's configuration; omitted fields take the plugin's defaults.
     #[serde(default = "empty_table")]
     pub config: serde_json::Value,
+    /// Discriminators only: score packs of this many samples (PacGAN; see [`crate::pack`]). The
+    /// plugin is built for samples this many times as wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<usize>,
 }
 
 fn empty_table() -> serde_json::Value {
@@ -28,7 +32,17 @@ impl ModelSpec {
     pub fn new(plugin: impl Into<String>, config: impl Serialize) -> Result<Self> {
         let config =
             serde_json::to_value(config).map_err(|e| Error::InvalidInput(format!("config does not serialise: {e}")))?;
-        Ok(Self { plugin: plugin.into(), config })
+        Ok(Self { plugin: plugin.into(), config, pack: None })
+    }
+
+    /// The same spec with discriminator packing (see [`crate::pack`]).
+    pub fn packed(self, pack: usize) -> Self {
+        Self { pack: Some(pack), ..self }
+    }
+
+    /// The pack size in force: more than one sample a pack.
+    fn packing(&self) -> Option<usize> {
+        self.pack.filter(|&m| m > 1)
     }
 }
 
@@ -212,6 +226,13 @@ impl Registry {
             return Ok(resolved);
         };
         let mut config = given.clone();
+        // A packing discriminator's plugin sees samples `m` times as wide.
+        let context = match spec.packing() {
+            Some(m) => {
+                &BuildContext { sample_shape: crate::pack::packed_shape(&context.sample_shape, m), ..context.clone() }
+            }
+            None => context,
+        };
         for (field, value) in context.fields(kind) {
             if !given.contains_key(field) && defaults.contains_key(field) {
                 config.insert(field.to_string(), value);
@@ -220,7 +241,7 @@ impl Registry {
         if config.len() == given.len() {
             return Ok(resolved);
         }
-        self.resolve(kind, &ModelSpec { plugin: spec.plugin.clone(), config: config.into() })
+        self.resolve(kind, &ModelSpec { config: config.into(), ..spec.clone() })
     }
 
     /// Builds a network of role `kind` from a spec. Its variables are created through `vb`.
@@ -236,6 +257,16 @@ impl Registry {
 
     /// The spec with every default filled in, for a network of role `kind`.
     pub fn resolve(&self, kind: NetworkKind, spec: &ModelSpec) -> Result<ModelSpec> {
+        match (kind, spec.pack) {
+            (_, Some(0)) => return Err(Error::InvalidInput("`pack` must be at least 1 sample a pack".into())),
+            (NetworkKind::Generator | NetworkKind::Network, Some(_)) => {
+                return Err(Error::InvalidInput(format!(
+                    "`pack` applies to discriminators only, not to the {kind:?} `{}`",
+                    spec.plugin
+                )))
+            }
+            _ => {}
+        }
         match kind {
             NetworkKind::Generator => self.resolve_generator(spec),
             NetworkKind::Discriminator => self.resolve_discriminator(spec),
@@ -250,7 +281,11 @@ impl Registry {
 
     /// Builds the discriminator a spec names. Its variables are created through `vb`.
     pub fn build_discriminator(&self, spec: &ModelSpec, vb: VarBuilder) -> Result<Box<dyn Discriminator>> {
-        (lookup(&self.discriminators, "discriminator", &spec.plugin)?.build)(&spec.config, vb)
+        let d = (lookup(&self.discriminators, "discriminator", &spec.plugin)?.build)(&spec.config, vb)?;
+        match spec.packing() {
+            Some(m) => Ok(Box::new(crate::pack::Packed::new(d, m)?)),
+            None => Ok(d),
+        }
     }
 
     /// The spec with every default filled in, as the generator plugin reads it. Fails on a bad config.
@@ -285,7 +320,7 @@ fn insert<V>(map: &mut BTreeMap<String, V>, kind: &'static str, name: &str, e: V
 /// `spec` with every default filled in by the resolver registered in `map`.
 fn resolve_in<B>(map: &BTreeMap<String, Entry<B>>, kind: &'static str, spec: &ModelSpec) -> Result<ModelSpec> {
     let config = (lookup(map, kind, &spec.plugin)?.resolve)(&spec.config)?;
-    Ok(ModelSpec { plugin: spec.plugin.clone(), config })
+    Ok(ModelSpec { config, ..spec.clone() })
 }
 
 fn lookup<'a, V>(map: &'a BTreeMap<String, V>, kind: &'static str, name: &str) -> Result<&'a V> {
