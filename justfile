@@ -94,6 +94,12 @@ preview *flags:
 coverage:
     bash scripts/coverage.sh
 
+# The mode-collapse benchmark on the 2D mixtures: objectives x seeds on ring-8 and grid-25, scored as
+# `condor eval` scores them, as a Markdown table. Arguments go to the example, e.g.
+# `just mode-collapse --objectives non_saturating,pack2 --seeds 0,1,2 --steps 10000`.
+mode-collapse *args:
+    cargo run --release --example mode_collapse -- {{args}}
+
 # Benchmarks: the DCGAN's convolutions and condor-core's other fused layers (each against candle's
 # formulation); training-step throughput of the MLP GAN and one Adam update; text-encoder load time and
 # sentences/s; bird rendering; then the text-to-image table (64x64 DCGAN step, txt2img latency, peak
