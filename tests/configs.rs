@@ -116,6 +116,9 @@ fn a_packing_discriminator_is_built_for_packed_samples_and_scores_each_sample() 
     let g_spec = ModelSpec::new("dcgan", serde_json::json!({})).unwrap().packed(2);
     let message = registry.resolve(NetworkKind::Generator, &g_spec).unwrap_err().to_string();
     assert!(message.contains("discriminators only"), "{message}");
+    // Every resolver refuses it, not only the one taking a role (the trainer's config check calls
+    // `resolve_generator` itself).
+    assert!(registry.resolve_generator(&g_spec).unwrap_err().to_string().contains("discriminators only"));
     let conditional = BuildContext { sample_shape: vec![3, 32, 32], cond_dim: 8 };
     let d = registry.resolve_in_context(NetworkKind::Discriminator, &spec, &conditional).unwrap();
     let params = Params::new(0);

@@ -257,16 +257,6 @@ impl Registry {
 
     /// The spec with every default filled in, for a network of role `kind`.
     pub fn resolve(&self, kind: NetworkKind, spec: &ModelSpec) -> Result<ModelSpec> {
-        match (kind, spec.pack) {
-            (_, Some(0)) => return Err(Error::InvalidInput("`pack` must be at least 1 sample a pack".into())),
-            (NetworkKind::Generator | NetworkKind::Network, Some(_)) => {
-                return Err(Error::InvalidInput(format!(
-                    "`pack` applies to discriminators only, not to the {kind:?} `{}`",
-                    spec.plugin
-                )))
-            }
-            _ => {}
-        }
         match kind {
             NetworkKind::Generator => self.resolve_generator(spec),
             NetworkKind::Discriminator => self.resolve_discriminator(spec),
@@ -319,8 +309,22 @@ fn insert<V>(map: &mut BTreeMap<String, V>, kind: &'static str, name: &str, e: V
 
 /// `spec` with every default filled in by the resolver registered in `map`.
 fn resolve_in<B>(map: &BTreeMap<String, Entry<B>>, kind: &'static str, spec: &ModelSpec) -> Result<ModelSpec> {
+    check_pack(kind, spec)?;
     let config = (lookup(map, kind, &spec.plugin)?.resolve)(&spec.config)?;
     Ok(ModelSpec { config, ..spec.clone() })
+}
+
+/// Refuses a `pack` on a spec of any role but a discriminator's, and a pack of no samples: every
+/// resolver checks it, so no path builds a spec whose packing would be ignored.
+fn check_pack(kind: &'static str, spec: &ModelSpec) -> Result<()> {
+    match spec.pack {
+        Some(0) => Err(Error::InvalidInput("`pack` must be at least 1 sample a pack".into())),
+        Some(_) if kind != "discriminator" => Err(Error::InvalidInput(format!(
+            "`pack` applies to discriminators only, not to the {kind} `{}`",
+            spec.plugin
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn lookup<'a, V>(map: &'a BTreeMap<String, V>, kind: &'static str, name: &str) -> Result<&'a V> {
