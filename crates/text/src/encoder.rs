@@ -9,6 +9,7 @@ use condor_core::{Conditioning, TextEncoder, TokenEmbeddings};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{Result, TextError};
+use crate::pooling::AttentionPooling;
 
 /// WordPiece never reads more than this many characters per word, so a prompt longer than
 /// `max_tokens * MAX_CHARS_PER_TOKEN` characters cannot contribute more tokens: it is cut there first,
@@ -35,6 +36,7 @@ pub struct SentenceEncoder {
     max_tokens: usize,
     dim: usize,
     device: Device,
+    pooling: Option<AttentionPooling>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -80,7 +82,21 @@ impl SentenceEncoder {
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| TextError::Tokenizer(e.to_string()))?;
-        Ok(Self { model, tokenizer, max_tokens, dim, device: device.clone() })
+        Ok(Self { model, tokenizer, max_tokens, dim, device: device.clone(), pooling: None })
+    }
+
+    /// This encoder with `pooling` making its sentence embeddings in place of the mean (its tokens and
+    /// mask stay the base model's).
+    pub fn with_pooling(mut self, pooling: AttentionPooling) -> Result<Self> {
+        if pooling.shape().input != self.dim {
+            return Err(TextError::Mismatch(format!(
+                "the pooling head reads {}-dimensional tokens but the encoder makes {}",
+                pooling.shape().input,
+                self.dim
+            )));
+        }
+        self.pooling = Some(pooling);
+        Ok(self)
     }
 
     /// The device the model runs on.
@@ -132,14 +148,18 @@ impl SentenceEncoder {
         let m = mask.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&m)?.sum(1)?;
         let mean = summed.broadcast_div(&m.sum(1)?)?;
-        let sentences = mean.broadcast_div(&mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?;
+        let mean = mean.broadcast_div(&mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?;
+        let sentences = match &self.pooling {
+            Some(pooling) => pooling.forward(&hidden, &mask, &mean)?,
+            None => mean,
+        };
         Ok(Encoded { sentences, tokens: hidden, mask, truncated })
     }
 }
 
 impl TextEncoder for SentenceEncoder {
     fn embedding_dim(&self) -> usize {
-        self.dim
+        self.pooling.as_ref().map_or(self.dim, |p| p.shape().output)
     }
 
     fn max_tokens(&self) -> usize {

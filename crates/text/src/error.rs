@@ -44,6 +44,9 @@ pub enum TextError {
     /// No prompts at all.
     #[error("no prompts were given")]
     NoPrompts,
+    /// Parts that must fit together do not.
+    #[error("{0}")]
+    Mismatch(String),
     /// Tokenisation failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

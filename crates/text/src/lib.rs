@@ -21,8 +21,10 @@
 pub mod cache;
 pub mod encoder;
 pub mod error;
+pub mod pooling;
 pub mod source;
 
 pub use encoder::{Encoded, SentenceEncoder};
 pub use error::{Result, TextError};
+pub use pooling::{load_pooling, AttentionPooling, PoolingShape};
 pub use source::{export_model, ModelFiles, ModelSource, DEFAULT_HUB_ID, DEFAULT_MODEL_DIR};
