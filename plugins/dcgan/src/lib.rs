@@ -52,6 +52,10 @@ pub struct DcganGeneratorConfig {
     pub width: usize,
     /// How each stage doubles the side.
     pub upsample: Upsampling,
+    /// Deep text fusion (DF-GAN, Tao et al. 2022): after every batch norm a per-channel scale and
+    /// shift made from the text code, so that the text conditions every stage rather than only the
+    /// first. Starts as the plain generator (scale 1, shift 0).
+    pub fusion: bool,
 }
 
 /// How a [`DcganGenerator`] stage doubles the side of its features.
@@ -78,6 +82,7 @@ impl Default for DcganGeneratorConfig {
             channels: 3,
             width: 64,
             upsample: Upsampling::Transposed,
+            fusion: false,
         }
     }
 }
@@ -321,6 +326,15 @@ impl Norm {
     }
 }
 
+/// A deep-fusion map `code -> (scale, shift)` for `channels` channels, all zero at first (DF-GAN's
+/// initialisation: the fused generator starts as the plain one).
+fn fusion_map(code: usize, channels: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+    let zero = candle_nn::Init::Const(0.0);
+    let weight = vb.get_with_hints((2 * channels, code), "weight", zero)?;
+    let bias = vb.get_with_hints(2 * channels, "bias", zero)?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
 /// How the generator reads the embedding.
 enum TextCode {
     /// `leaky_relu(W e + b)`.
@@ -338,6 +352,8 @@ pub struct DcganGenerator {
     project: Linear,
     project_bn: BatchNorm,
     ups: Vec<(Up, BatchNorm)>,
+    /// With deep fusion, one `code -> (scale, shift)` map per batch norm (the projection's first).
+    fusion: Vec<Linear>,
     to_rgb: Up,
 }
 
@@ -366,7 +382,16 @@ impl DcganGenerator {
             ups.push((conv, batch_norm(cout, vb.pp(format!("up{i}_bn")))?));
         }
         let to_rgb = Up::new(config.upsample, config.width, config.channels, true, vb.pp("to_rgb"))?;
-        Ok(Self { config, text, project, project_bn, ups, to_rgb })
+        let fusion = match (config.fusion, code_dim) {
+            (false, _) => Vec::new(),
+            (true, 0) => {
+                return Err(Error::InvalidInput("dcgan generator: fusion needs a text code (cond_dim > 0)".into()))
+            }
+            (true, code) => (0..n)
+                .map(|i| fusion_map(code, top >> i, vb.pp(format!("fusion{i}"))))
+                .collect::<candle_core::Result<_>>()?,
+        };
+        Ok(Self { config, text, project, project_bn, ups, fusion, to_rgb })
     }
 
     fn code_dim(&self) -> usize {
@@ -374,6 +399,26 @@ impl DcganGenerator {
             Some(TextCode::Augmented(_, a)) => a.dim,
             _ => 0,
         }
+    }
+
+    /// `relu(bn(x))`, with deep fusion `relu(bn(x) (1 + scale) + shift)` where `(scale, shift)` is
+    /// batch norm `i`'s map of the text code.
+    fn norm_relu(
+        &self,
+        i: usize,
+        bn: &BatchNorm,
+        x: &Tensor,
+        code: Option<&Tensor>,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (Some(map), Some(code)) = (self.fusion.get(i), code) else {
+            return bn.forward_act(x, train, Activation::Relu);
+        };
+        let c = x.dims()[1];
+        let affine = map.forward(code)?.reshape((x.dims()[0], 2 * c, 1, 1))?;
+        let scale = (affine.narrow(1, 0, c)? + 1.0)?;
+        let shift = affine.narrow(1, c, c)?;
+        bn.forward_act(x, train, Activation::Identity)?.broadcast_mul(&scale)?.broadcast_add(&shift)?.relu()
     }
 
     /// `(mu, log sigma)` of the conditioning augmentation for `embedding`, when it is on.
@@ -413,18 +458,19 @@ impl Generator for DcganGenerator {
         let b = z.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
         let noise = z.narrow(1, 0, self.config.noise_dim)?;
-        let input = match cond.filter(|_| self.text.is_some()) {
-            Some(c) => {
-                let eps = z.narrow(1, self.config.noise_dim, self.code_dim())?;
-                Tensor::cat(&[&noise, &self.text_code(c, &eps)?], D::Minus1)?
-            }
+        let code = match cond.filter(|_| self.text.is_some()) {
+            Some(c) => Some(self.text_code(c, &z.narrow(1, self.config.noise_dim, self.code_dim())?)?),
+            None => None,
+        };
+        let input = match &code {
+            Some(code) => Tensor::cat(&[&noise, code], D::Minus1)?,
             None => noise,
         };
         let top = self.config.width << self.ups.len();
         let mut x = self.project.forward(&input)?.reshape((b, top, 4, 4))?;
-        x = self.project_bn.forward_act(&x, train, Activation::Relu)?;
-        for (conv, bn) in &self.ups {
-            x = bn.forward_act(&conv.forward_act(&x, Activation::Identity)?, train, Activation::Relu)?;
+        x = self.norm_relu(0, &self.project_bn, &x, code.as_ref(), train)?;
+        for (i, (conv, bn)) in self.ups.iter().enumerate() {
+            x = self.norm_relu(i + 1, bn, &conv.forward_act(&x, Activation::Identity)?, code.as_ref(), train)?;
         }
         Ok(self.to_rgb.forward_act(&x, Activation::Tanh)?)
     }

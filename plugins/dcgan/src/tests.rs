@@ -26,6 +26,7 @@ fn tiny_generator_with(
         channels: 3,
         width: 2,
         upsample,
+        fusion: false,
     };
     DcganGenerator::new(config, params.var_builder(dtype, &Device::Cpu)).unwrap()
 }
@@ -430,4 +431,60 @@ fn scoring_under_several_captions_equals_one_pass_per_caption() {
             assert!(diff(g1.get(&var).unwrap(), g2.get(&var).unwrap()) < 1e-10, "{norm:?}: gradient of {name}");
         }
     }
+}
+
+#[test]
+fn deep_fusion_starts_as_the_plain_generator_and_its_gradients_match_finite_differences() {
+    let augmentation = Some(Augmentation { dim: 2, kl_weight: 0.5 });
+    let build = |params: &Params, fusion: bool| {
+        let config = DcganGeneratorConfig {
+            noise_dim: 3,
+            cond_dim: 5,
+            augmentation,
+            image_size: 32,
+            width: 2,
+            fusion,
+            ..Default::default()
+        };
+        DcganGenerator::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap()
+    };
+    let (plain_params, fused_params) = (Params::new(3), Params::new(3));
+    let (plain, fused) = (build(&plain_params, false), build(&fused_params, true));
+    let z = randn(4, &[3, plain.latent_dim()], DType::F64);
+    let cond = Conditioning::from_embedding(randn(5, &[3, 5], DType::F64)).unwrap();
+    let a = plain.forward(&z, Some(&cond), true).unwrap();
+    let b = fused.forward(&z, Some(&cond), true).unwrap();
+    let gap = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert_eq!(gap, 0.0, "zero maps: scale 1, shift 0");
+    // Non-zero maps, so that the text's scale and shift act, then every parameter's gradient.
+    let mut maps = 0;
+    for (name, var) in fused_params.named().into_iter().filter(|(n, _)| n.starts_with("fusion")) {
+        var.set(&randn(maps + 10, var.dims(), DType::F64).affine(0.3, 0.0).unwrap()).unwrap();
+        maps += 1;
+        assert!(name.ends_with("weight") || name.ends_with("bias"), "{name}");
+    }
+    assert_eq!(maps, 2 * 3, "a weight and a bias per batch norm of a 32 px generator (4, 8 and 16 px)");
+    let c = fused.forward(&z, Some(&cond), true).unwrap();
+    let moved = (&c
+        - fused
+            .forward(&z, Some(&Conditioning::from_embedding(randn(7, &[3, 5], DType::F64)).unwrap()), true)
+            .unwrap())
+    .unwrap()
+    .abs()
+    .unwrap()
+    .max_all()
+    .unwrap()
+    .to_scalar::<f64>()
+    .unwrap();
+    assert!(moved > 0.0);
+    let target = randn(6, &[3, 3, 32, 32], DType::F64);
+    let checked = check_gradients(&fused_params, 4, 1e-4, || {
+        let out = fused.forward(&z, Some(&cond), true).map_err(candle_core::Error::wrap)?;
+        out.sub(&target)?.sqr()?.mean_all()
+    })
+    .unwrap();
+    assert!(checked >= 40, "{checked}");
+    let unconditional = DcganGeneratorConfig { cond_dim: 0, fusion: true, ..Default::default() };
+    let err = DcganGenerator::new(unconditional, Params::new(0).var_builder(DType::F32, &Device::Cpu)).err().unwrap();
+    assert!(err.to_string().contains("fusion needs a text code"), "{err}");
 }
