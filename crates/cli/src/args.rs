@@ -75,6 +75,10 @@ pub(crate) enum DataCommand {
 pub(crate) enum TextEncoderCommand {
     /// Copy a model (folder or hub id) into DEST with its weights converted to --dtype.
     Import(TextEncoderImportArgs),
+    /// Train an attention-pooling head for a run config's text encoder against its dataset's images
+    /// (contrastively, as AttnGAN pretrains DAMSM) and write it to OUT; a config's `[text] encoder =
+    /// "OUT"` then conditions on it.
+    Pretrain(TextEncoderPretrainArgs),
 }
 
 /// The arguments of `Train`.
@@ -321,4 +325,33 @@ pub(crate) struct TextEncoderImportArgs {
     /// f16, bf16 or f32.
     #[arg(long, default_value = "f16")]
     pub dtype: String,
+}
+
+/// The arguments of `Pretrain`.
+#[derive(clap::Args)]
+pub(crate) struct TextEncoderPretrainArgs {
+    /// The run config whose dataset and text encoder are used.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The pooling head to write (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1500)]
+    pub steps: usize,
+    /// Image-caption pairs per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Learned queries of the head.
+    #[arg(long, default_value_t = 4)]
+    pub queries: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of the weights and batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }

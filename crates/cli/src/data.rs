@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 
-use crate::args::{DataPreviewArgs, EncodeArgs, TextEncoderImportArgs};
+use crate::args::{DataPreviewArgs, EncodeArgs, TextEncoderImportArgs, TextEncoderPretrainArgs};
 
 /// `condor encode`.
 pub(crate) fn encode(args: EncodeArgs) -> Result<()> {
@@ -114,5 +114,36 @@ pub(crate) fn import_text_encoder(args: TextEncoderImportArgs) -> Result<()> {
     let folder = condor::text::ModelSource::parse(&source).resolve()?;
     condor::text::export_model(&folder, &dest, dtype)?;
     say!("wrote {} ({dtype:?} weights) from {}", dest.display(), folder.display());
+    Ok(())
+}
+
+pub(crate) fn pretrain_text_encoder(args: TextEncoderPretrainArgs) -> Result<()> {
+    use condor::train::text_pretraining::{pretrain_pooling, TextPretraining};
+    let TextEncoderPretrainArgs { config, out, steps, batch_size, queries, lr, seed, device } = args;
+    if out.extension().is_none_or(|e| e != "safetensors") {
+        bail!("--out must end in .safetensors (a config names the head by that path), got {}", out.display());
+    }
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let config = condor::train::RunConfig::from_file(&config)?;
+    let options = TextPretraining { steps, batch_size, queries, lr, seed };
+    let mut window = Vec::new();
+    let head = pretrain_pooling(&config, &options, &device, &mut |s| {
+        window.push((s.loss, s.image_to_text, s.beats_negative));
+        if (s.step + 1) % 100 == 0 || s.step + 1 == steps {
+            let n = window.len() as f32;
+            let loss = window.iter().map(|w| w.0).sum::<f32>() / n;
+            let hits = window.iter().map(|w| w.1).sum::<f32>() / n;
+            let beats = window.iter().map(|w| w.2).sum::<f32>() / n;
+            println!(
+                "step {:>5}  loss {loss:.4}  image->caption top-1 in batch {:.1}%  own caption over its swap {:.1}%",
+                s.step + 1,
+                100.0 * hits,
+                100.0 * beats
+            );
+            window.clear();
+        }
+    })?;
+    condor::text::pooling::save_pooling(&head.tensors, head.shape, &config.text.encoder, &out)?;
+    say!("wrote {} ({} queries over `{}`)", out.display(), head.shape.queries, config.text.encoder);
     Ok(())
 }

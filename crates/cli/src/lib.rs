@@ -81,5 +81,6 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Encode(args) => data::encode(args),
         Command::Data(DataCommand::Preview(args)) => data::preview(args),
         Command::TextEncoder(TextEncoderCommand::Import(args)) => data::import_text_encoder(args),
+        Command::TextEncoder(TextEncoderCommand::Pretrain(args)) => data::pretrain_text_encoder(args),
     }
 }

@@ -113,6 +113,9 @@ pub struct RecipeSetup {
     pub discriminator_optimizer: OptimizerConfig,
     /// The run's `[training]` table as JSON (the adversarial recipe's options and the shared ones).
     pub training: serde_json::Value,
+    /// The run's `[text] encoder` (`shipped`, a model folder, a hub id or a pretrained text head), for
+    /// recipes that read the text model's own files.
+    pub text_encoder: String,
 }
 
 impl RecipeSetup {

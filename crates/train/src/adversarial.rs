@@ -11,6 +11,7 @@ use condor_core::{profile, Batch, Conditioning, NetworkDecl, Recipe, RecipeSetup
 use crate::config::TrainingConfig;
 use crate::diff_augment;
 use crate::losses::{LossKind, Targets};
+use crate::matching::MatchingLoss;
 use crate::regularizers::{gradient_penalty, r1_penalty};
 use crate::tricks::{
     add_instance_noise, concat_conditioning, gan_cls_loss, interpolate_conditioning, label_targets,
@@ -29,13 +30,30 @@ pub struct AdversarialConfig {}
 pub struct Adversarial {
     training: TrainingConfig,
     networks: Vec<NetworkDecl>,
+    text_encoder: String,
+    /// The text-image matching loss, loaded onto the training device at the first generator step.
+    matching: Option<MatchingLoss>,
 }
 
 impl Adversarial {
     /// The recipe for a run's shared settings (its `[training]` table is read from `setup`).
     pub fn new(setup: &RecipeSetup) -> condor_core::Result<Self> {
         let training: TrainingConfig = condor_core::registry::parse_config("recipe", NAME, &setup.training)?;
-        Ok(Self { training, networks: setup.generator_and_discriminator() })
+        let text_encoder = setup.text_encoder.clone();
+        Ok(Self { training, networks: setup.generator_and_discriminator(), text_encoder, matching: None })
+    }
+
+    /// The matching loss of `(B, C, S, S)` generated images against their `(B, D)` caption embeddings,
+    /// when the run has one.
+    fn matching_loss(&mut self, images: &Tensor, embeddings: &Tensor) -> condor_core::Result<Option<Tensor>> {
+        let Some(config) = self.training.matching else { return Ok(None) };
+        if self.matching.is_none() {
+            let loaded = MatchingLoss::load(&self.text_encoder, config, images.device())
+                .map_err(|e| condor_core::Error::InvalidInput(e.to_string()))?;
+            self.matching = Some(loaded);
+        }
+        let matching = self.matching.as_ref().expect("loaded above");
+        Ok(Some(matching.loss(images, embeddings).map_err(|e| condor_core::Error::InvalidInput(e.to_string()))?))
     }
 
     /// The weight clip in force: the configured one, or 0.01 for the Wasserstein loss.
@@ -178,8 +196,8 @@ impl Adversarial {
     }
 
     /// The generator step on the iteration's conditioning (and, with GAN-INT, interpolated captions).
-    fn generator_step(&self, cx: &mut dyn TrainContext, sigma: f64, log: &mut Scalars) -> condor_core::Result<()> {
-        let (t, bs, dtype) = (&self.training, cx.batch_size(), cx.dtype());
+    fn generator_step(&mut self, cx: &mut dyn TrainContext, sigma: f64, log: &mut Scalars) -> condor_core::Result<()> {
+        let (t, bs, dtype) = (self.training.clone(), cx.batch_size(), cx.dtype());
         let span = profile::span(|| "step: G forward and loss".into());
         let (g_pass, d_frozen) = (cx.generator("g")?, cx.frozen_discriminator("d")?);
         let (g_kind, d_kind) = (g_pass.conditioning(), d_frozen.conditioning());
@@ -210,12 +228,24 @@ impl Adversarial {
         if let Some(reg) = &reg {
             loss = (loss + reg)?;
         }
+        // The matching loss on the batch's own captions (not GAN-INT's interpolated half).
+        let matching = match g_kind.select(cond.as_ref()) {
+            Some(c) => self.matching_loss(&fake.narrow(0, 0, rows)?, &c.embedding.narrow(0, 0, rows)?)?,
+            None => None,
+        };
+        if let Some(m) = &matching {
+            loss = (loss + m)?;
+        }
         let mut logged = vec![&loss];
         logged.extend(reg.as_ref());
+        logged.extend(matching.as_ref());
         let values = cx.scalars(&logged)?;
         log.insert("loss_g".into(), cx.finite("generator loss", values[0])?);
         if reg.is_some() {
             log.insert("g_regularization".into(), values[1]);
+        }
+        if matching.is_some() {
+            log.insert("g_matching".into(), values[values.len() - 1]);
         }
         drop(span);
         cx.update("g", &loss)?;

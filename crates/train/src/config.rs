@@ -112,6 +112,10 @@ pub struct TrainingConfig {
     /// Differentiable augmentation of every discriminator input, real and generated (see
     /// [`crate::diff_augment`]).
     pub diff_augment: Option<crate::diff_augment::DiffAugmentConfig>,
+    /// The generator's text-image matching loss against the pretrained image encoder of the run's
+    /// text head (see [`crate::matching`]); the head must be the run's `[text] encoder`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matching: Option<crate::matching::MatchingConfig>,
     /// Arithmetic of the training passes: `f32`, or mixed precision with `bf16` or `f16` passes and
     /// float32 master weights (see [`crate::precision`]).
     pub precision: crate::precision::Precision,
@@ -133,6 +137,7 @@ impl Default for TrainingConfig {
             r1: None,
             gradient_penalty: None,
             diff_augment: None,
+            matching: None,
             precision: Default::default(),
         }
     }
@@ -266,6 +271,18 @@ impl RunConfig {
             }
             if t.weight_clip.is_some() {
                 return bad("`training.gradient_penalty` replaces `training.weight_clip`; set one of them".into());
+            }
+        }
+        if let Some(m) = &t.matching {
+            if !(m.weight >= 0.0) {
+                return bad(format!("`training.matching.weight` must be >= 0, got {}", m.weight));
+            }
+            if !condor_text::pooling::is_pooling_file(&self.text.encoder) {
+                return bad(format!(
+                    "`training.matching` needs a pretrained text head as `[text] encoder` (a .safetensors file from \
+                     `condor text-encoder pretrain`), not `{}`",
+                    self.text.encoder
+                ));
             }
         }
         if let Some(Err(msg)) = t.diff_augment.map(|a| a.validate()) {

@@ -15,6 +15,7 @@ pub mod diff_augment;
 pub mod error;
 pub mod export;
 pub mod losses;
+pub mod matching;
 pub mod networks;
 pub mod optim;
 pub mod parallel;
@@ -25,6 +26,7 @@ pub mod run;
 pub mod run_dir;
 mod step_context;
 pub mod text_data;
+pub mod text_pretraining;
 pub mod trainer;
 pub mod tricks;
 

@@ -38,6 +38,7 @@ fn recipe_setup(config: &RunConfig) -> Result<RecipeSetup> {
         discriminator_optimizer: config.optimizer.discriminator,
         training: serde_json::to_value(&config.training)
             .map_err(|e| TrainError::Config(format!("`training` does not serialise: {e}")))?,
+        text_encoder: config.text.encoder.clone(),
     })
 }
 
