@@ -13,6 +13,12 @@ train config *flags:
 train-birds *args:
     bash scripts/train_birds.sh {{args}}
 
+# Train the text-to-bird DCGAN that follows the whole sentence (configs/birds-text.toml): first its
+# attention-pooling text head against the training birds (kept in runs/text-heads/), then the GAN.
+train-birds-text *flags:
+    test -f runs/text-heads/birds-minilm.safetensors || (mkdir -p runs/text-heads && cargo run --release -p condor-cli -- text-encoder pretrain --config configs/birds-text.toml --out runs/text-heads/birds-minilm.safetensors)
+    cargo run --release -p condor-cli -- train --config configs/birds-text.toml {{flags}}
+
 # Train the StyleGAN-like generator on the synthetic birds against the DCGAN discriminator, as
 # weights/birds-stylegan-32.safetensors was (configs/birds-stylegan-dcgan-d.toml: 32x32, about 12 minutes on
 # a 2-core CPU). The all-StyleGAN pair: `just train configs/birds-stylegan.toml` (or -64, -gpu for larger).

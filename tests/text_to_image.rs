@@ -289,3 +289,71 @@ fn differentiable_augmentation_is_drawn_from_the_run_seed_resumes_bit_exactly_an
     let err = Trainer::new(points, &registry, &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("diff_augment"), "{err}");
 }
+
+/// The attention-pooling text head (`condor text-encoder pretrain`): pretrained against the images of a
+/// few birds its contrastive loss falls and it learns to tell a caption from the caption with its
+/// colours swapped; saved, it becomes the encoder a run names, the run's generator can be trained with
+/// the matching loss of its image encoder, and the run's checkpoint draws through it.
+#[test]
+fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
+    use condor::text::pooling::save_pooling;
+    use condor::train::text_pretraining::{pretrain_pooling, TextPretraining};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = common::tiny_birds(2, tmp.path());
+    let options = TextPretraining { steps: 200, batch_size: 12, queries: 2, lr: 5e-3, seed: 0 };
+    let mut steps = Vec::new();
+    let head = pretrain_pooling(&config, &options, &Device::Cpu, &mut |s| steps.push(s)).unwrap();
+    assert_eq!(steps.len(), 200);
+    let mean = |s: &[condor::train::text_pretraining::PretrainingStep], f: fn(&_) -> f32| {
+        s.iter().map(f).sum::<f32>() / s.len() as f32
+    };
+    let (early, late) = (&steps[..20], &steps[180..]);
+    let (loss0, loss1) = (mean(early, |s| s.loss), mean(late, |s| s.loss));
+    assert!(loss1 < 0.7 * loss0, "the contrastive loss should fall: {loss0} -> {loss1}");
+    let beats = mean(late, |s| s.beats_negative);
+    assert!(beats > 0.75, "own caption over its colour swap for {beats} of the images");
+
+    let path = tmp.path().join("head.safetensors");
+    save_pooling(&head.tensors, head.shape, "shipped", &path).unwrap();
+    let source = path.to_str().unwrap().to_string();
+    let (pooled, fingerprint) = condor::infer::encoder::load_encoder(&source, &Device::Cpu).unwrap();
+    let (base, base_fingerprint) = condor::infer::encoder::load_encoder("shipped", &Device::Cpu).unwrap();
+    assert!(fingerprint.starts_with(&base_fingerprint) && fingerprint != base_fingerprint, "caches keep apart");
+    let a = pooled.encode_batch(&["a red bird with blue wings"]).unwrap().sentences;
+    let b = base.encode_batch(&["a red bird with blue wings"]).unwrap().sentences;
+    assert_eq!(a.dims(), b.dims());
+    let gap: f32 = (a - b).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+    assert!(gap > 0.1, "the head makes its own embeddings");
+
+    let matching = condor::train::matching::MatchingConfig { weight: 1.0 };
+    config.training.matching = Some(matching);
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("pretrained text head"), "the shipped encoder has no image side: {err}");
+    config.text.encoder = source.clone();
+    config.validate().unwrap();
+    // Two identical images can't tell their two captions apart: the loss is at least chance's, ln 2.
+    let loss = condor::train::matching::MatchingLoss::load(&source, matching, &Device::Cpu).unwrap();
+    let emb = pooled.encode_batch(&["a red bird", "a blue bird"]).unwrap().sentences;
+    let blobs = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+    let value: f32 = loss.loss(&blobs, &emb).unwrap().to_scalar().unwrap();
+    assert!(
+        value >= 2f32.ln() - 1e-5,
+        "identical images can't beat chance (ln 2) at telling two captions apart: {value}"
+    );
+    let options = RunOptions::quiet(tmp.path().join("pooled"), false);
+    let run = train(config, &condor::registry(), &Device::Cpu, options).unwrap();
+    let g_matching = run.last.as_ref().unwrap().extra.get("g_matching").copied().unwrap();
+    assert!(g_matching.is_finite() && g_matching > 0.0, "{g_matching}");
+    let out = tmp.path().join("pooled.png");
+    let args = SampleArgs {
+        checkpoint: Some(run.checkpoint),
+        n: Some(2),
+        out: Some(out.clone()),
+        ..SampleArgs::for_prompts(vec!["a red bird".into()])
+    };
+    sample(&args, &mut |_| {}).unwrap();
+    assert!(out.is_file());
+    let registry = condor::registry();
+    let card = condor::infer::LoadedGenerator::load(&args.checkpoint.unwrap(), &registry, &Device::Cpu).unwrap().card;
+    assert_eq!(card.text_encoder.as_deref(), Some(source.as_str()));
+}
