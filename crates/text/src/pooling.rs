@@ -91,13 +91,19 @@ pub fn is_pooling_file(source: &str) -> bool {
 }
 
 /// Where the pooling file `source` is: the path itself when it exists or is absolute, else the same
-/// relative path in the source tree Condor was built from (as the shipped encoder is found).
+/// relative path in the source tree Condor was built from if it is there (as the shipped encoder is
+/// found), else the path as given (for the error).
 pub fn pooling_path(source: &str) -> std::path::PathBuf {
     let path = Path::new(source);
     if path.exists() || path.is_absolute() {
         return path.to_path_buf();
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    if in_tree.exists() {
+        in_tree
+    } else {
+        path.to_path_buf()
+    }
 }
 
 /// Reads a pooling file: its tensors and the metadata naming the base encoder and the queries.
