@@ -40,7 +40,6 @@ fn load_pooled(path: &Path, device: &Device) -> Result<(SentenceEncoder, String)
         return Err(TextError::Mismatch(format!("{} names another pooling head as its base", path.display())).into());
     }
     let folder = encoder_folder(&head.base)?;
-    let bytes = std::fs::read(path).map_err(|source| TextError::Io { path: path.into(), source })?;
-    let fingerprint = format!("{}-pool{:08x}", model_fingerprint(&folder)?, crc32fast::hash(&bytes));
+    let fingerprint = format!("{}-pool{:08x}", model_fingerprint(&folder)?, head.crc32);
     Ok((SentenceEncoder::load(&folder, device)?.with_pooling(head.pooling)?, fingerprint))
 }

@@ -83,6 +83,8 @@ pub struct PoolingFile {
     pub pooling: AttentionPooling,
     /// The base encoder (`shipped`, a folder or a hub id) whose tokens it reads.
     pub base: String,
+    /// CRC32 of the file's bytes (for cache fingerprints).
+    pub crc32: u32,
 }
 
 /// Whether `source` names a pooling file rather than an encoder folder or hub id.
@@ -131,7 +133,7 @@ pub fn load_pooling(path: &Path, device: &Device) -> Result<PoolingFile> {
     let shape = PoolingShape { input, queries, output };
     let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     let pooling = AttentionPooling::new(shape, vb).map_err(|e| bad(format!("does not fit its metadata: {e}")))?;
-    Ok(PoolingFile { pooling, base })
+    Ok(PoolingFile { pooling, base, crc32: crc32fast::hash(&bytes) })
 }
 
 /// Writes a head's tensors (`queries`, `out.weight`, `out.bias`) and its base encoder to `path`

@@ -277,13 +277,7 @@ impl RunConfig {
             if !(m.weight >= 0.0) {
                 return bad(format!("`training.matching.weight` must be >= 0, got {}", m.weight));
             }
-            if !condor_text::pooling::is_pooling_file(&self.text.encoder) {
-                return bad(format!(
-                    "`training.matching` needs a pretrained text head as `[text] encoder` (a .safetensors file from \
-                     `condor text-encoder pretrain`), not `{}`",
-                    self.text.encoder
-                ));
-            }
+            crate::matching::require_text_head(&self.text.encoder)?;
         }
         if let Some(Err(msg)) = t.diff_augment.map(|a| a.validate()) {
             return bad(msg);

@@ -30,15 +30,22 @@ pub struct MatchingLoss {
     weight: f64,
 }
 
+/// Refuses a run's text encoder `encoder` unless it is a pretrained text head, whose image encoder
+/// the matching loss reads.
+pub fn require_text_head(encoder: &str) -> Result<()> {
+    if is_pooling_file(encoder) {
+        return Ok(());
+    }
+    Err(TrainError::Config(format!(
+        "`training.matching` needs a pretrained text head as `[text] encoder` (a .safetensors file from \
+         `condor text-encoder pretrain`), not `{encoder}`"
+    )))
+}
+
 impl MatchingLoss {
     /// Loads the image side of the text encoder `encoder` (a pooling file) on `device`.
     pub fn load(encoder: &str, config: MatchingConfig, device: &Device) -> Result<Self> {
-        if !is_pooling_file(encoder) {
-            return Err(TrainError::Config(format!(
-                "`training.matching` needs a pretrained text head as `[text] encoder` (a .safetensors file from \
-                 `condor text-encoder pretrain`), not `{encoder}`"
-            )));
-        }
+        require_text_head(encoder)?;
         let path = pooling_path(encoder);
         let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&path, device)
             .map_err(|e| TrainError::Config(format!("cannot read {}: {e}", path.display())))?;
