@@ -25,6 +25,7 @@
 //! ```
 
 pub mod distributed;
+pub mod interpolation;
 pub mod txt2img;
 
 pub use candle_core;

@@ -25,6 +25,26 @@ pub fn shipped_checkpoint() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(SHIPPED_CHECKPOINT)
 }
 
+/// Loads `checkpoint` (the shipped one when `None`) as a pipeline on `device`; returns it with the
+/// path it was loaded from. A missing shipped checkpoint gets an error that says how to restore it.
+pub fn open_checkpoint(
+    checkpoint: Option<&Path>,
+    registry: &condor_core::Registry,
+    device: &candle_core::Device,
+) -> anyhow::Result<(TextToImage, PathBuf)> {
+    let path = checkpoint.map(Path::to_path_buf).unwrap_or_else(shipped_checkpoint);
+    if checkpoint.is_none() && !path.is_file() {
+        bail!(
+            "the shipped checkpoint {} is missing: restore weights/ from the repository (git checkout weights), \
+             or pass --checkpoint with one you trained (just train-birds)",
+            path.display()
+        );
+    }
+    let model = condor_train::export::open_model(&path, registry, device)
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    Ok((model, path))
+}
+
 /// Arguments of `condor sample` and of the txt2img example.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SampleArgs {
@@ -120,16 +140,7 @@ pub fn run_with(
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<PathBuf> {
     let device = crate::parse_device(&args.device).map_err(anyhow::Error::msg)?;
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(shipped_checkpoint);
-    if args.checkpoint.is_none() && !checkpoint.is_file() {
-        bail!(
-            "the shipped checkpoint {} is missing: restore weights/ from the repository (git checkout weights), \
-             or pass --checkpoint with one you trained (just train-birds)",
-            checkpoint.display()
-        );
-    }
-    let model = condor_train::export::open_model(&checkpoint, registry, &device)
-        .with_context(|| format!("cannot sample from {}", checkpoint.display()))?;
+    let (model, checkpoint) = open_checkpoint(args.checkpoint.as_deref(), registry, &device)?;
     let card = model.card();
     let weights = if card.ema { "EMA" } else { "generator" };
     if model.is_text_conditioned() || !args.prompts.is_empty() {

@@ -58,3 +58,47 @@ fn the_shipped_checkpoint_draws_birds_of_the_asked_colour() {
 fn the_shipped_stylegan_checkpoint_draws_birds_of_the_asked_colour() {
     draws_birds_of_the_asked_colour("birds-stylegan-32.safetensors", "stylegan");
 }
+
+/// The largest absolute difference between two tensors of one shape.
+fn max_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Both shipped plugins interpolate: between prompts the first and last frames are txt2img's first
+/// image of each prompt, between latent codes they are its first two images of the prompt, the
+/// frames in between differ from both ends, and the GIF holds every frame.
+#[test]
+fn interpolations_start_and_end_on_the_sampled_images_and_animate_every_frame() {
+    let options = condor::infer::StyleOptions::default();
+    for file in ["birds-dcgan-32.safetensors", "birds-stylegan-32.safetensors"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(file);
+        let model = TextToImage::load(&path, &condor::registry(), &Device::Cpu).unwrap();
+        let (red, blue) = ("a red bird".to_string(), "a blue bird".to_string());
+        let ends = model.generate(&[red.clone(), blue.clone()], 2, 7, &options).unwrap().images;
+        let glide = model.interpolate_prompts(&red, &blue, 5, 7, &options).unwrap().images;
+        assert_eq!(glide.dims(), &[5, 3, 32, 32]);
+        let frame = |t: &candle_core::Tensor, i: usize| t.narrow(0, i, 1).unwrap();
+        assert!(max_difference(&frame(&glide, 0), &frame(&ends, 0)) < 1e-5, "{file}: first frame");
+        assert!(max_difference(&frame(&glide, 4), &frame(&ends, 2)) < 1e-5, "{file}: last frame");
+        assert!(max_difference(&frame(&glide, 2), &frame(&ends, 0)) > 0.05, "{file}: the middle moves");
+        assert!(max_difference(&frame(&glide, 2), &frame(&ends, 2)) > 0.05, "{file}: the middle moves");
+
+        let walk = model.interpolate_latents(&red, 4, 7, &options).unwrap().images;
+        assert!(max_difference(&frame(&walk, 0), &frame(&ends, 0)) < 1e-5, "{file}: first latent");
+        assert!(max_difference(&frame(&walk, 3), &frame(&ends, 1)) < 1e-5, "{file}: second latent");
+
+        let dir = tempfile::tempdir().unwrap();
+        let gif = dir.path().join("red-to-blue.gif");
+        let animation = condor::infer::animation::AnimationOptions { fps: 10, zoom: 2 };
+        condor::infer::animation::write_gif(&gif, &glide, animation).unwrap();
+        let decoder =
+            image::codecs::gif::GifDecoder::new(std::io::BufReader::new(std::fs::File::open(&gif).unwrap())).unwrap();
+        let frames = image::AnimationDecoder::into_frames(decoder).collect_frames().unwrap();
+        assert_eq!(frames.len(), 5, "{file}: one GIF frame per interpolation frame");
+        assert_eq!(frames[0].buffer().dimensions(), (64, 64));
+        assert_eq!(frames[0].delay().numer_denom_ms(), (100, 1));
+        let png = dir.path().join("red-to-blue.png");
+        let err = condor::infer::animation::write_gif(&png, &glide, animation).unwrap_err().to_string();
+        assert!(err.contains("must end in .gif"), "{err}");
+    }
+}

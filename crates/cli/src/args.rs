@@ -22,6 +22,9 @@ pub(crate) enum Command {
     /// Draw images from prompts with a text-to-image checkpoint (the shipped one by default), or
     /// samples from any other checkpoint, into a PNG.
     Sample(condor::txt2img::SampleArgs),
+    /// Write an animated GIF of a text-to-image checkpoint moving from one prompt to another (latent
+    /// code fixed), or between two latent codes of one prompt.
+    Interpolate(condor::interpolation::InterpolateArgs),
     /// Write a checkpoint's generator (the EMA weights when present) as an exported model: its weights
     /// and model card, nothing of training. What weights/ ships.
     Export(ExportArgs),

@@ -69,6 +69,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Train(args) => train::train(args, registry),
         Command::NcclId => train::nccl_id(),
         Command::Sample(args) => models::sample(&args, registry),
+        Command::Interpolate(args) => models::interpolate(&args, registry),
         Command::Export(args) => models::export(args),
         Command::Recalibrate(args) => models::recalibrate(args, registry),
         Command::Inspect(args) => models::inspect(args),

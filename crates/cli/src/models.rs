@@ -1,4 +1,4 @@
-//! Commands on checkpoints and exported models: sample, export, recalibrate, inspect.
+//! Commands on checkpoints and exported models: sample, interpolate, export, recalibrate, inspect.
 
 use std::io::Write;
 
@@ -13,6 +13,16 @@ use crate::args::{ExportArgs, InspectArgs, RecalibrateArgs};
 pub(crate) fn sample(args: &condor::txt2img::SampleArgs, registry: &Registry) -> Result<()> {
     let mut lines = Vec::new();
     condor::txt2img::run_with(args, registry, &mut |line| lines.push(line))?;
+    for line in lines {
+        say!("{line}");
+    }
+    Ok(())
+}
+
+/// `condor interpolate`: prints what `condor::interpolation` says it wrote.
+pub(crate) fn interpolate(args: &condor::interpolation::InterpolateArgs, registry: &Registry) -> Result<()> {
+    let mut lines = Vec::new();
+    condor::interpolation::run(args, registry, &mut |line| lines.push(line))?;
     for line in lines {
         say!("{line}");
     }

@@ -4,14 +4,16 @@
 //! prompt-less samples and exports. A weights file describes its generator with a small
 //! [`ModelCard`] (plugin, config, text encoder, training data, provenance), so inference needs
 //! nothing of the training configuration; [`file`] reads and writes such files, checksummed and
-//! atomically. [`sample`], [`styles`] and [`plot`] are the pieces, also used by training for its
+//! atomically. [`sample`], [`styles`], [`interpolate`], [`animation`] and [`plot`] are the pieces, also used by training for its
 //! progress pictures.
 
+pub mod animation;
 pub mod card;
 pub mod encoder;
 pub mod error;
 pub mod file;
 pub mod generator;
+pub mod interpolate;
 pub mod plot;
 pub mod sample;
 pub mod styles;

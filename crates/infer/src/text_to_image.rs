@@ -12,8 +12,9 @@ use crate::card::ModelCard;
 use crate::encoder::load_encoder;
 use crate::error::{InferError, Result};
 use crate::generator::LoadedGenerator;
+use crate::interpolate::{frame_positions, slerp_rows};
 use crate::sample::{prompt_samples_styled, write_samples};
-use crate::styles::{style_mixing_grid, style_space, StyleMix, StyleOptions};
+use crate::styles::{generate_styled, style_mixing_grid, style_space, StyleMix, StyleOptions};
 
 /// Images drawn from prompts.
 pub struct PromptImages {
@@ -111,6 +112,51 @@ impl TextToImage {
         let mut rng = Stream::FixedNoise(Some(2)).rng(seed);
         let images = prompt_samples_styled(self.generator(), &cond, n, &mut rng, &self.device, options)?;
         Ok(PromptImages { images, truncated })
+    }
+
+    /// `frames` images gliding from prompt `from` to prompt `to`: one latent code (the first that
+    /// [`Self::generate`] draws from `seed`), sentence embeddings interpolated spherically. The first
+    /// and last frames are `generate`'s first image for each prompt.
+    pub fn interpolate_prompts(
+        &self,
+        from: &str,
+        to: &str,
+        frames: usize,
+        seed: u64,
+        options: &StyleOptions,
+    ) -> Result<PromptImages> {
+        let positions = frame_positions(frames)?;
+        let (cond, truncated) = self.encode(&[from.to_string(), to.to_string()])?;
+        let e = &cond.embedding;
+        let path = slerp_rows(&e.narrow(0, 0, 1)?, &e.narrow(0, 1, 1)?, &positions, &self.device)?;
+        let z = self.latents(seed, 1)?.repeat((frames, 1))?;
+        let images = generate_styled(self.generator(), &z, Some(&Conditioning::from_embedding(path)?), options)?;
+        Ok(PromptImages { images, truncated })
+    }
+
+    /// `frames` images of one prompt gliding between two latent codes (the first two that
+    /// [`Self::generate`] draws from `seed`), interpolated spherically. The first and last frames are
+    /// `generate`'s first two images.
+    pub fn interpolate_latents(
+        &self,
+        prompt: &str,
+        frames: usize,
+        seed: u64,
+        options: &StyleOptions,
+    ) -> Result<PromptImages> {
+        let positions = frame_positions(frames)?;
+        let (cond, truncated) = self.encode(&[prompt.to_string()])?;
+        let z = self.latents(seed, 2)?;
+        let path = slerp_rows(&z.narrow(0, 0, 1)?, &z.narrow(0, 1, 1)?, &positions, &self.device)?;
+        let e = cond.embedding.to_device(&self.device)?.repeat((frames, 1))?;
+        let images = generate_styled(self.generator(), &path, Some(&Conditioning::from_embedding(e)?), options)?;
+        Ok(PromptImages { images, truncated })
+    }
+
+    /// The first `n` latent codes [`Self::generate`] draws from `seed`.
+    fn latents(&self, seed: u64, n: usize) -> Result<Tensor> {
+        let mut rng = Stream::FixedNoise(Some(2)).rng(seed);
+        Ok(condor_core::rng::normal(&mut rng, (n, self.generator().latent_dim()), &self.device)?)
     }
 
     /// Style mixing of a style-based generator: `n + 1` by `n + 1` images whose rows take the styles of
