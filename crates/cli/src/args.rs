@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// Write an animated GIF of a text-to-image checkpoint moving from one prompt to another (latent
     /// code fixed), or between two latent codes of one prompt.
     Interpolate(condor::interpolation::InterpolateArgs),
+    /// Serve a text-to-image checkpoint (the shipped one by default) as a web page and JSON API:
+    /// POST /v1/generate, GET /v1/models, GET /health. Listens on loopback unless --host says otherwise.
+    Serve(ServeArgs),
     /// Write a checkpoint's generator (the EMA weights when present) as an exported model: its weights
     /// and model card, nothing of training. What weights/ ships.
     Export(ExportArgs),
@@ -116,6 +119,35 @@ pub(crate) struct TrainArgs {
     /// on float32 master weights (for GPUs; candle's CPU backend has no bf16 convolution).
     #[arg(long)]
     pub precision: Option<condor::train::Precision>,
+}
+
+/// The arguments of `Serve`.
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The checkpoint (.safetensors); by default the one shipped in weights/.
+    #[arg(long)]
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// The port (0 picks a free one).
+    #[arg(long, default_value_t = 7860)]
+    pub port: u16,
+    /// The address to listen on: 127.0.0.1 (this machine only) unless you mean to share it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// The most images one request may ask for.
+    #[arg(long, default_value_t = 16)]
+    pub max_images: usize,
+    /// Generations run at once (one already uses every core).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Requests that may wait for a worker; more get HTTP 503.
+    #[arg(long, default_value_t = 32)]
+    pub max_queued: usize,
+    /// Seconds a request may take, waiting and generating.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
 }
 
 /// The arguments of `Export`.

@@ -26,6 +26,7 @@ mod args;
 mod data;
 mod models;
 mod scores;
+mod serve;
 mod train;
 
 use args::{Cli, Command, DataCommand, MnistCommand, TextEncoderCommand};
@@ -70,6 +71,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::NcclId => train::nccl_id(),
         Command::Sample(args) => models::sample(&args, registry),
         Command::Interpolate(args) => models::interpolate(&args, registry),
+        Command::Serve(args) => serve::serve(args, registry),
         Command::Export(args) => models::export(args),
         Command::Recalibrate(args) => models::recalibrate(args, registry),
         Command::Inspect(args) => models::inspect(args),
