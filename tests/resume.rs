@@ -91,6 +91,13 @@ fn interrupted_run_directory_resumes_to_the_same_weights() {
     let dir = condor::train::RunDir::create(&tmp.path().join("resumed")).unwrap();
     let steps: Vec<u64> = dir.read_log().unwrap().iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=20).collect::<Vec<_>>(), "each step logged once");
+    // TensorBoard: a second event file whose session start drops what the first logged past step 14.
+    let board = dir.tensorboard_dir();
+    assert_eq!(std::fs::read_dir(&board).unwrap().count(), 2, "one event file per process");
+    let shown = condor::train::tensorboard::steps_shown(&board, "loss/generator").unwrap();
+    assert_eq!(shown, (1..=20).collect::<Vec<_>>(), "TensorBoard shows each step once");
+    let grids = condor::train::tensorboard::steps_shown(&board, "samples").unwrap();
+    assert_eq!(grids.last(), Some(&20), "the last sample grid is an image event: {grids:?}");
     assert_eq!(dir.checkpoints().len(), 2, "keep_checkpoints = 2");
     assert!(tmp.path().join("resumed/losses.png").exists());
     assert!(tmp.path().join("resumed/samples/step-000000020.png").exists());

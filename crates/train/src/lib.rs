@@ -25,6 +25,7 @@ pub mod regularizers;
 pub mod run;
 pub mod run_dir;
 mod step_context;
+pub mod tensorboard;
 pub mod text_data;
 pub mod text_pretraining;
 pub mod trainer;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use condor_core::rng::Stream;
-use condor_core::Registry;
+use condor_core::{BuildContext, NetworkKind, Registry};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::Checkpoint;
@@ -66,8 +66,9 @@ pub fn train(config: RunConfig, registry: &Registry, device: &Device, options: R
     let mut trainer = match (options.resume, dir.latest_checkpoint()) {
         (true, Some(path)) => {
             let ckpt = Checkpoint::load(&path, device)?;
-            check_resumable(&ckpt.config, &config, registry)?;
             let mut t = Trainer::from_checkpoint(&ckpt, registry, device)?;
+            let context = BuildContext { sample_shape: t.data().sample_shape(), cond_dim: t.data().cond_dim() };
+            check_resumable(&ckpt.config, &config, registry, &context)?;
             t.apply_resume_changes(&config, registry)?;
             if writer {
                 dir.truncate_log_after(t.step_count())?;
@@ -170,7 +171,8 @@ fn checkpoint(trainer: &mut Trainer, dir: &mut RunDir, keep: usize) -> Result<()
     dir.prune_checkpoints(keep)
 }
 
-fn samples(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
+/// Writes the sample picture of `step` and adds it to the TensorBoard events.
+fn samples(trainer: &mut Trainer, dir: &mut RunDir, step: u64) -> Result<()> {
     trainer.calibrate_ema()?;
     let config = trainer.config();
     let mut rng = Stream::FixedNoise(None).rng(config.seed);
@@ -180,10 +182,11 @@ fn samples(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
         Some(p) => {
             let n = config.schedule.preview_columns;
             let images = prompt_samples(g, &p.conditioning, n, &mut rng, trainer.device())?;
-            Ok(write_prompt_grid(&path, &images, &p.prompts, n)?)
+            write_prompt_grid(&path, &images, &p.prompts, n)?;
         }
-        None => Ok(write_samples(&path, g, &config.data, config.schedule.sample_count, &mut rng, trainer.device())?),
+        None => write_samples(&path, g, &config.data, config.schedule.sample_count, &mut rng, trainer.device())?,
     }
+    dir.log_image(step, "samples", &path)
 }
 
 /// Adds the row of `step` to the evolution picture: fixed-noise samples (one per preview prompt for
@@ -209,11 +212,12 @@ fn evolution(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
 }
 
 /// Errors unless `given` differs from the checkpoint's `stored` config only in what a resume may
-/// change. Both are compared after plugin defaults are filled in.
-fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry) -> Result<()> {
+/// change. Both are compared after plugin defaults are filled in, the fields a config may leave to
+/// the data (sample shape, conditioning size) from the run's data `context`, as training filled them.
+fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry, context: &BuildContext) -> Result<()> {
     let mut given = given.clone();
-    given.generator = registry.resolve_generator(&given.generator)?;
-    given.discriminator = registry.resolve_discriminator(&given.discriminator)?;
+    given.generator = registry.resolve_in_context(NetworkKind::Generator, &given.generator, context)?;
+    given.discriminator = registry.resolve_in_context(NetworkKind::Discriminator, &given.discriminator, context)?;
     let differs = [
         ("seed", stored.seed != given.seed),
         ("batch_size", stored.batch_size != given.batch_size),

@@ -4,6 +4,7 @@
 //! <runs>/<name>/
 //!   config.toml                      the resolved run config
 //!   log.jsonl                        one StepRecord per logged step
+//!   tensorboard/events.out.tfevents.*  the same scalars and the sample grids, for TensorBoard
 //!   losses.png                       loss and score curves
 //!   checkpoints/step-000001000.safetensors
 //!   samples/step-000001000.png
@@ -17,6 +18,7 @@ use condor_infer::plot::{curves_png, Series};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Result};
+use crate::tensorboard::EventWriter;
 
 /// What the trainer logs for one step.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -72,10 +74,33 @@ pub fn write_loss_plot(path: &Path, records: &[StepRecord]) -> Result<()> {
     Ok(curves_png(path, &[losses, scores])?)
 }
 
+/// A record's values as TensorBoard scalars, grouped by tag prefix: losses, discriminator scores,
+/// tricks, time, and the recipe's other scalars.
+pub fn tensorboard_scalars(record: &StepRecord) -> Vec<(String, f32)> {
+    let mut out = vec![
+        ("loss/discriminator".to_string(), record.loss_d),
+        ("loss/generator".to_string(), record.loss_g),
+        ("loss/generator_regularization".to_string(), record.g_regularization),
+        ("loss/r1_penalty".to_string(), record.r1_penalty),
+        ("D/real D(x)".to_string(), record.d_real),
+        ("D/generated D(G(z))".to_string(), record.d_fake),
+    ];
+    if let Some(wrong) = record.d_wrong {
+        out.push(("D/wrong caption D(x, c')".to_string(), wrong));
+    }
+    out.push(("tricks/instance_noise_sigma".to_string(), record.noise_sigma));
+    out.push(("time/step_seconds".to_string(), record.step_time_s));
+    out.extend(record.extra.iter().map(|(name, v)| (format!("extra/{name}"), *v)));
+    out
+}
+
 /// Paths and files of one run.
 pub struct RunDir {
     root: PathBuf,
     log: Option<BufWriter<File>>,
+    tensorboard: Option<EventWriter>,
+    /// The first step a resumed run logs again, for the next event file's session marker.
+    resumed_at: Option<u64>,
 }
 
 impl RunDir {
@@ -84,12 +109,32 @@ impl RunDir {
         for d in [root.to_path_buf(), root.join("checkpoints"), root.join("samples"), root.join("evolution")] {
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
-        Ok(Self { root: root.to_path_buf(), log: None })
+        Ok(Self { root: root.to_path_buf(), log: None, tensorboard: None, resumed_at: None })
     }
 
     /// The directory itself.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The folder of TensorBoard event files (`tensorboard --logdir` it, or the runs folder).
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.root.join("tensorboard")
+    }
+
+    /// The event file of this process, started on first use.
+    fn events(&mut self) -> Result<&mut EventWriter> {
+        if self.tensorboard.is_none() {
+            self.tensorboard = Some(EventWriter::create(&self.tensorboard_dir(), self.resumed_at)?);
+        }
+        Ok(self.tensorboard.as_mut().expect("created above"))
+    }
+
+    /// Adds the PNG at `png` to the event file as image `tag` at `step`.
+    pub fn log_image(&mut self, step: u64, tag: &str, png: &Path) -> Result<()> {
+        let events = self.events()?;
+        events.png(step, tag, png)?;
+        events.flush()
     }
 
     /// Where the resolved config is written.
@@ -160,7 +205,11 @@ impl RunDir {
         }
         let line = serde_json::to_string(record).expect("records serialise");
         let log = self.log.as_mut().expect("opened above");
-        writeln!(log, "{line}").map_err(io_err(&path))
+        writeln!(log, "{line}").map_err(io_err(&path))?;
+        // Flushed at once, so that TensorBoard shows a live run.
+        let events = self.events()?;
+        events.scalars(record.step, &tensorboard_scalars(record))?;
+        events.flush()
     }
 
     /// Writes buffered log lines to disk.
@@ -189,9 +238,14 @@ impl RunDir {
         Ok(out)
     }
 
-    /// Drops log records after `step`, so that a resumed run does not log a step twice.
+    /// Drops log records after `step`, so that a resumed run does not log a step twice (in the log,
+    /// and as TensorBoard shows the event files).
     pub fn truncate_log_after(&mut self, step: u64) -> Result<()> {
         self.log = None;
+        // Event files are not rewritten: the next one starts with a session marker at the first step
+        // logged again, which makes TensorBoard drop what earlier files logged from there on.
+        self.tensorboard = None;
+        self.resumed_at = Some(step + 1);
         let kept: Vec<StepRecord> = self.read_log()?.into_iter().filter(|r| r.step <= step).collect();
         let path = self.log_path();
         let mut text = String::new();
