@@ -198,6 +198,33 @@ impl EventWriter {
     }
 }
 
+/// The steps at which the event files in `dir` (read in name order, as TensorBoard does) hold `tag`,
+/// after TensorBoard's purge at each session start: what its charts show.
+pub fn steps_shown(dir: &Path, tag: &str) -> std::result::Result<Vec<u64>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("tfevents")))
+        .collect();
+    files.sort();
+    let mut steps = Vec::new();
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for event in read_events(&bytes)? {
+            match event.what {
+                Some(What::SessionLog(log)) if log.status == SESSION_START => {
+                    steps.retain(|&s| (s as i64) < event.step);
+                }
+                Some(What::Summary(summary)) if summary.value.iter().any(|v| v.tag == tag) => {
+                    steps.push(event.step as u64)
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,31 +263,4 @@ mod tests {
         torn[last] ^= 1;
         assert!(read_events(&torn).unwrap_err().contains("record 3"));
     }
-}
-
-/// The steps at which the event files in `dir` (read in name order, as TensorBoard does) hold `tag`,
-/// after TensorBoard's purge at each session start: what its charts show.
-pub fn steps_shown(dir: &Path, tag: &str) -> std::result::Result<Vec<u64>, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("tfevents")))
-        .collect();
-    files.sort();
-    let mut steps = Vec::new();
-    for file in files {
-        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        for event in read_events(&bytes)? {
-            match event.what {
-                Some(What::SessionLog(log)) if log.status == SESSION_START => {
-                    steps.retain(|&s| (s as i64) < event.step);
-                }
-                Some(What::Summary(summary)) if summary.value.iter().any(|v| v.tag == tag) => {
-                    steps.push(event.step as u64)
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(steps)
 }
