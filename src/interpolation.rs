@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use condor_infer::animation::{write_gif, AnimationOptions};
 
-use crate::txt2img::{open_checkpoint, StyleArgs};
+use crate::txt2img::{open_checkpoint, warn_truncated, StyleArgs};
 
 /// Arguments of `condor interpolate`.
 #[derive(Clone, Debug, clap::Args)]
@@ -62,9 +62,7 @@ pub fn run(
         ),
         _ => bail!("give one prompt (to move between latent codes) or two (to move between prompts)"),
     };
-    for &i in &drawn.truncated {
-        eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
-    }
+    warn_truncated(&drawn.truncated);
     write_gif(&args.out, &drawn.images, AnimationOptions { fps: args.fps, zoom: args.zoom })?;
     say(format!(
         "wrote {} ({} frames from {what}, seed {}{}, {} fps)",

@@ -188,7 +188,7 @@ pub fn run_with(
 }
 
 /// Warns on stderr of prompts longer than the text encoder reads.
-fn warn_truncated(truncated: &[usize]) {
+pub(crate) fn warn_truncated(truncated: &[usize]) {
     for &i in truncated {
         eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);
     }

@@ -11,18 +11,19 @@ use crate::args::{ExportArgs, InspectArgs, RecalibrateArgs};
 
 /// `condor sample`: prints what `condor::txt2img` says it wrote.
 pub(crate) fn sample(args: &condor::txt2img::SampleArgs, registry: &Registry) -> Result<()> {
-    let mut lines = Vec::new();
-    condor::txt2img::run_with(args, registry, &mut |line| lines.push(line))?;
-    for line in lines {
-        say!("{line}");
-    }
-    Ok(())
+    print_lines(|say| condor::txt2img::run_with(args, registry, say))
 }
 
 /// `condor interpolate`: prints what `condor::interpolation` says it wrote.
 pub(crate) fn interpolate(args: &condor::interpolation::InterpolateArgs, registry: &Registry) -> Result<()> {
+    print_lines(|say| condor::interpolation::run(args, registry, say))
+}
+
+/// Runs a command that reports through a line sink, then prints its lines (an error, rather than a
+/// panic, when standard output is closed).
+fn print_lines<T>(command: impl FnOnce(&mut dyn FnMut(String)) -> Result<T>) -> Result<()> {
     let mut lines = Vec::new();
-    condor::interpolation::run(args, registry, &mut |line| lines.push(line))?;
+    command(&mut |line| lines.push(line))?;
     for line in lines {
         say!("{line}");
     }

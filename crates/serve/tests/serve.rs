@@ -385,3 +385,18 @@ async fn drive_page(
     client.close().await?;
     outcome
 }
+
+/// A model that draws no images from prompts (a 2D mixture MLP, trained one step) is refused at start
+/// with a message that says why.
+#[test]
+fn a_checkpoint_that_is_not_text_to_image_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut config = condor::train::RunConfig::from_file(&root.join("configs/ring8.toml")).unwrap();
+    config.steps = 1;
+    let options = condor::train::RunOptions::quiet(tmp.path().join("ring8"), false);
+    let run = condor::train::train(config, &condor::registry(), &Device::Cpu, options).unwrap();
+    let model = condor::train::export::open_model(&run.checkpoint, &condor::registry(), &Device::Cpu).unwrap();
+    let err = App::new(model, "ring8", Limits::default()).err().expect("refused").to_string();
+    assert!(err.contains("not a text-to-image model"), "{err}");
+}
