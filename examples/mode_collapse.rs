@@ -14,7 +14,8 @@
 //! An objective is a loss of the adversarial recipe by its config name (`non_saturating`,
 //! `least_squares`, `hinge`, `boundary_seeking`, `pearson_chi_squared`, ...), `wgan-gp` (Wasserstein,
 //! 5 critic steps, the gradient penalty at weight 10), `dragan` (non-saturating with DRAGAN's
-//! penalty), or `packN` (non-saturating with PacGAN's packing of N samples).
+//! penalty), `packN` (non-saturating with PacGAN's packing of N samples), or a recipe with its defaults:
+//! `loss_sensitive` (Qi's Loss-Sensitive GAN) or `energy_based` (EBGAN).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -65,6 +66,9 @@ fn apply_objective(config: &mut RunConfig, objective: &str) -> anyhow::Result<()
         "dragan" => {
             config.training.loss = LossKind::NonSaturating;
             config.training.gradient_penalty = penalty(PenaltyPoints::Perturbed);
+        }
+        "loss_sensitive" | "energy_based" => {
+            config.recipe = Some(condor::core::ModelSpec::new(objective, serde_json::json!({}))?);
         }
         _ if objective.starts_with("pack") => {
             let m: usize = objective["pack".len()..].parse().with_context(|| format!("objective `{objective}`"))?;

@@ -47,6 +47,7 @@ pub fn registry() -> condor_core::Registry {
     condor_mlp::register(&mut registry).expect("built-in plugin names are unique");
     condor_dcgan::register(&mut registry).expect("built-in plugin names are unique");
     condor_stylegan::register(&mut registry).expect("built-in plugin names are unique");
+    condor_train::register_recipes(&mut registry).expect("built-in recipe names are unique");
     registry
 }
 

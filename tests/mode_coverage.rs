@@ -93,6 +93,24 @@ fn every_objective_and_penalty_draws_the_generator_onto_the_ring() {
     assert!(failed.is_empty(), "not a quarter nearer the ring after 600 steps: {failed:?}");
 }
 
+/// The recipes of other objectives, with their defaults: Qi's Loss-Sensitive GAN (the discriminator
+/// as a learned loss with a distance margin) and EBGAN (an autoencoder's energy, a margin and the
+/// pulling-away term).
+#[test]
+fn the_loss_sensitive_and_energy_based_recipes_draw_the_generator_onto_the_ring() {
+    let mut failed = Vec::new();
+    for recipe in ["loss_sensitive", "energy_based"] {
+        let set =
+            |c: &mut RunConfig| c.recipe = Some(condor::core::ModelSpec::new(recipe, serde_json::json!({})).unwrap());
+        let (before, after) = distance_from_ring(set, 600, 1e-3);
+        println!("{recipe}: mean distance from the ring {before:.3} -> {after:.3}");
+        if after.is_nan() || after >= 0.75 * before {
+            failed.push(format!("{recipe}: {before:.3} -> {after:.3}"));
+        }
+    }
+    assert!(failed.is_empty(), "not a quarter nearer the ring after 600 steps: {failed:?}");
+}
+
 /// PacGAN: the discriminator scores pairs of samples; the generator still learns the ring.
 #[test]
 fn a_packed_discriminator_draws_the_generator_onto_the_ring() {

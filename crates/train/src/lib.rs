@@ -12,8 +12,10 @@ pub mod adversarial;
 pub mod checkpoint;
 pub mod config;
 pub mod diff_augment;
+pub mod energy_based;
 pub mod error;
 pub mod export;
+pub mod loss_sensitive;
 pub mod losses;
 pub mod matching;
 pub mod networks;
@@ -42,3 +44,10 @@ pub use run::{train, RunOptions, RunSummary};
 pub use run_dir::{RunDir, StepRecord};
 pub use trainer::Trainer;
 pub use tricks::{recalibrate_batch_norm, EmaConfig, InstanceNoiseConfig};
+
+/// Registers the recipes built into condor-train besides the adversarial one (which a run without a
+/// `[recipe]` table uses): `loss_sensitive` and `energy_based`.
+pub fn register_recipes(registry: &mut condor_core::Registry) -> condor_core::Result<()> {
+    registry.register_recipe(loss_sensitive::NAME, loss_sensitive::LossSensitive::new)?;
+    registry.register_recipe(energy_based::NAME, energy_based::EnergyBased::new)
+}

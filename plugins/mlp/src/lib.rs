@@ -249,10 +249,76 @@ impl Discriminator for MlpDiscriminator {
     }
 }
 
-/// Registers the MLP generator and discriminator under the name `"mlp"`.
+/// Config of [`MlpAutoencoder`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpAutoencoderConfig {
+    /// Shape of one input sample.
+    pub input_shape: Vec<usize>,
+    /// Widths of the encoder's hidden layers; the decoder's are the same in reverse.
+    pub hidden: Vec<usize>,
+    /// Size of the code between encoder and decoder.
+    pub code_dim: usize,
+    /// Hidden-layer non-linearity.
+    pub activation: Activation,
+    /// Slope of the leaky ReLU for negative inputs.
+    pub negative_slope: f64,
+}
+
+impl Default for MlpAutoencoderConfig {
+    fn default() -> Self {
+        Self {
+            input_shape: vec![2],
+            hidden: vec![128],
+            code_dim: 32,
+            activation: Activation::LeakyRelu,
+            negative_slope: 0.2,
+        }
+    }
+}
+
+/// An MLP autoencoder as an energy function (EBGAN's discriminator): its output `(B, 1 + code_dim)`
+/// holds each sample's energy, the mean squared error of its reconstruction, then its code.
+pub struct MlpAutoencoder {
+    config: MlpAutoencoderConfig,
+    encoder: Stack,
+    decoder: Stack,
+}
+
+impl MlpAutoencoder {
+    /// Builds the encoder (`enc.*`) and decoder (`dec.*`) through `vb`.
+    pub fn new(config: MlpAutoencoderConfig, vb: VarBuilder) -> condor_core::Result<Self> {
+        let input: usize = config.input_shape.iter().product();
+        if input == 0 || config.code_dim == 0 {
+            return Err(condor_core::Error::InvalidInput(
+                "mlp autoencoder: input_shape and code_dim must be non-empty".into(),
+            ));
+        }
+        let (act, slope) = (config.activation, config.negative_slope);
+        let encoder = Stack::new(input, &config.hidden, config.code_dim, false, act, slope, vb.pp("enc"))?;
+        let reversed: Vec<usize> = config.hidden.iter().rev().copied().collect();
+        let decoder = Stack::new(config.code_dim, &reversed, input, false, act, slope, vb.pp("dec"))?;
+        Ok(Self { config, encoder, decoder })
+    }
+}
+
+impl condor_core::Network for MlpAutoencoder {
+    fn forward(&self, x: &Tensor, _cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        condor_core::check_samples("mlp autoencoder", x, &self.config.input_shape)?;
+        let flat = x.flatten_from(1)?;
+        let code = self.encoder.forward(flat.clone(), train)?;
+        let reconstruction = self.decoder.forward(code.clone(), train)?;
+        let energy = (reconstruction - &flat)?.sqr()?.mean_keepdim(1)?;
+        Ok(Tensor::cat(&[&energy, &code], 1)?)
+    }
+}
+
+/// Registers the MLP generator and discriminator under the name `"mlp"`, and the MLP autoencoder
+/// (an energy network for the `energy_based` recipe) as the network `"mlp_autoencoder"`.
 pub fn register(registry: &mut Registry) -> condor_core::Result<()> {
     registry.register_generator("mlp", MlpGenerator::new)?;
-    registry.register_discriminator("mlp", MlpDiscriminator::new)
+    registry.register_discriminator("mlp", MlpDiscriminator::new)?;
+    registry.register_network("mlp_autoencoder", MlpAutoencoder::new)
 }
 
 #[cfg(test)]
