@@ -57,7 +57,9 @@ impl EnergyBased {
     pub fn new(config: EnergyBasedConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
         let invalid =
             |message: String| condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message };
-        if !(config.margin > 0.0 && config.margin.is_finite()) || !(config.pt_weight >= 0.0) {
+        let valid =
+            config.margin > 0.0 && config.margin.is_finite() && config.pt_weight >= 0.0 && config.pt_weight.is_finite();
+        if !valid {
             return Err(invalid(format!(
                 "margin must be above 0 and pt_weight at least 0, not {} and {}",
                 config.margin, config.pt_weight

@@ -61,7 +61,8 @@ pub struct LossSensitive {
 impl LossSensitive {
     /// The recipe for `config` with the run's usual pair of networks.
     pub fn new(config: LossSensitiveConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        if !(config.margin_scale >= 0.0 && config.margin_scale.is_finite()) || !(config.gamma >= 0.0) {
+        let finite_and_positive = |v: f64| v.is_finite() && v >= 0.0;
+        if !finite_and_positive(config.margin_scale) || !finite_and_positive(config.gamma) {
             return Err(invalid(format!(
                 "margin_scale and gamma must be finite and at least 0, not {} and {}",
                 config.margin_scale, config.gamma
