@@ -15,7 +15,8 @@
 //! `least_squares`, `hinge`, `boundary_seeking`, `pearson_chi_squared`, ...), `wgan-gp` (Wasserstein,
 //! 5 critic steps, the gradient penalty at weight 10), `dragan` (non-saturating with DRAGAN's
 //! penalty), `packN` (non-saturating with PacGAN's packing of N samples), or a recipe with its defaults:
-//! `loss_sensitive` (Qi's Loss-Sensitive GAN) or `energy_based` (EBGAN).
+//! `loss_sensitive` (Qi's Loss-Sensitive GAN), `energy_based` (EBGAN) or `unrolledK` (Unrolled GAN's
+//! first-order surrogate with K look-ahead discriminator steps).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -69,6 +70,11 @@ fn apply_objective(config: &mut RunConfig, objective: &str) -> anyhow::Result<()
         }
         "loss_sensitive" | "energy_based" => {
             config.recipe = Some(condor::core::ModelSpec::new(objective, serde_json::json!({}))?);
+        }
+        _ if objective.starts_with("unrolled") => {
+            let k: usize = objective["unrolled".len()..].parse().with_context(|| format!("objective `{objective}`"))?;
+            let config_k = serde_json::json!({ "unrolling_steps": k });
+            config.recipe = Some(condor::core::ModelSpec::new("unrolled", config_k)?);
         }
         _ if objective.starts_with("pack") => {
             let m: usize = objective["pack".len()..].parse().with_context(|| format!("objective `{objective}`"))?;

@@ -223,3 +223,41 @@ fn a_recipe_says_which_generator_sampling_means_and_checkpoints_carry_its_card()
         assert!(message.contains(&format!("samples from `{sampled}`, which it does not declare as a generator")));
     }
 }
+
+/// Unrolled GAN's look-ahead steps are undone: after an iteration the discriminator (weights and
+/// optimizer state) is exactly what the kept step made it, as without unrolling, while the generator,
+/// updated against the look-ahead discriminator, differs.
+#[test]
+fn unrolling_leaves_the_discriminator_as_its_kept_step_made_it() {
+    common::one_thread();
+    let registry = condor::registry();
+    let after_one_step = |k: usize| {
+        let mut config = shipped("ring8.toml");
+        config.recipe =
+            Some(condor::core::ModelSpec::new("unrolled", serde_json::json!({"unrolling_steps": k})).unwrap());
+        let mut trainer = Trainer::new(config, &registry, &Device::Cpu).unwrap();
+        let log = trainer.step().unwrap();
+        assert_eq!(log.extra.contains_key("d_fake_unrolled"), k > 0);
+        (trainer.weights(), trainer.checkpoint_tensors())
+    };
+    let (plain, plain_state) = after_one_step(0);
+    let (unrolled, unrolled_state) = after_one_step(5);
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    };
+    let mut compared = 0;
+    for (name, t) in &plain {
+        if name.starts_with("d.") {
+            assert_eq!(bits(t), bits(&unrolled[name]), "{name} differs: the look-ahead was not undone");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 2);
+    let optimizer = |state: &Vec<(String, Tensor)>| -> Vec<(String, Vec<u32>)> {
+        state.iter().filter(|(n, _)| n.starts_with("opt_d.")).map(|(n, t)| (n.clone(), bits(t))).collect()
+    };
+    let saved = optimizer(&plain_state);
+    assert!(!saved.is_empty(), "the discriminator's optimizer state is in the checkpoint");
+    assert_eq!(saved, optimizer(&unrolled_state), "the discriminator's optimizer state was restored");
+    assert!(plain.keys().filter(|n| n.starts_with("g.")).any(|n| bits(&plain[n]) != bits(&unrolled[n])));
+}

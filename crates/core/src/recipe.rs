@@ -197,6 +197,17 @@ pub trait TrainContext {
     fn clip_weights(&mut self, name: &str, c: f64) -> Result<()>;
     /// The values of scalar tensors, in one read, averaged over the ranks of a data-parallel group.
     fn scalars(&self, values: &[&Tensor]) -> Result<Vec<f32>>;
+    /// Saves network `name`'s weights, buffers and optimizer state, so that [`TrainContext::restore`]
+    /// undoes the updates made after it: for look-ahead steps such as Unrolled GAN's. A second
+    /// snapshot of the same network replaces the first.
+    fn snapshot(&mut self, name: &str) -> Result<()> {
+        Err(crate::Error::InvalidInput(format!("this trainer cannot snapshot network `{name}`")))
+    }
+    /// Puts network `name` back as its last [`TrainContext::snapshot`] saved it, and forgets that
+    /// snapshot. An error when there is none.
+    fn restore(&mut self, name: &str) -> Result<()> {
+        Err(crate::Error::InvalidInput(format!("this trainer cannot restore network `{name}`")))
+    }
     /// `value`, or [`crate::Error::Diverged`] naming `what` when it is not finite: call it on each loss
     /// before the update that uses it, so that a diverged run stops before its weights go bad.
     fn finite(&self, what: &str, value: f32) -> Result<f32> {

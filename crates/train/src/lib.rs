@@ -32,6 +32,7 @@ pub mod text_data;
 pub mod text_pretraining;
 pub mod trainer;
 pub mod tricks;
+pub mod unrolled;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
 pub use config::{LrDecay, OptimizerConfig, OptimizerPair, RunConfig, ScheduleConfig, TrainingConfig};
@@ -46,8 +47,9 @@ pub use trainer::Trainer;
 pub use tricks::{recalibrate_batch_norm, EmaConfig, InstanceNoiseConfig};
 
 /// Registers the recipes built into condor-train besides the adversarial one (which a run without a
-/// `[recipe]` table uses): `loss_sensitive` and `energy_based`.
+/// `[recipe]` table uses): `loss_sensitive`, `energy_based` and `unrolled`.
 pub fn register_recipes(registry: &mut condor_core::Registry) -> condor_core::Result<()> {
     registry.register_recipe(loss_sensitive::NAME, loss_sensitive::LossSensitive::new)?;
-    registry.register_recipe(energy_based::NAME, energy_based::EnergyBased::new)
+    registry.register_recipe(energy_based::NAME, energy_based::EnergyBased::new)?;
+    registry.register_recipe(unrolled::NAME, unrolled::Unrolled::new)
 }

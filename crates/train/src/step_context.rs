@@ -26,6 +26,26 @@ pub(crate) struct StepContext<'a> {
     pub loss_scale: Option<f64>,
     /// Whether an update was skipped for overflowing gradients.
     pub overflow: bool,
+    /// Saved states of networks, by name ([`TrainContext::snapshot`]).
+    pub snapshots: std::collections::HashMap<String, Snapshot>,
+}
+
+/// A network's weights, buffers (and those of its half-precision copy) and optimizer state.
+pub(crate) struct Snapshot {
+    params: Vec<Tensor>,
+    half: Option<Vec<Tensor>>,
+    optimizer: std::collections::HashMap<String, Tensor>,
+    optimizer_steps: u64,
+}
+
+/// Copies of every variable of `params` (weights and buffers), in name order.
+fn copies(params: &Params) -> candle_core::Result<Vec<Tensor>> {
+    params.named().iter().map(|(_, v)| v.as_tensor().copy()).collect()
+}
+
+/// Sets every variable of `params` to the copies [`copies`] took.
+fn set_all(params: &Params, saved: &[Tensor]) -> candle_core::Result<()> {
+    params.named().iter().zip(saved).try_for_each(|((_, v), t)| v.set(t))
 }
 
 impl StepContext<'_> {
@@ -147,5 +167,37 @@ impl TrainContext for StepContext<'_> {
 
     fn scalars(&self, values: &[&Tensor]) -> condor_core::Result<Vec<f32>> {
         Ok(crate::parallel::mean_scalars(self.collective.unwrap_or(&SingleProcess), values)?)
+    }
+
+    fn snapshot(&mut self, name: &str) -> condor_core::Result<()> {
+        let net = self.net(name)?;
+        let snapshot = Snapshot {
+            params: copies(&net.params)?,
+            half: net.half_params().map(copies).transpose()?,
+            optimizer: net
+                .opt
+                .state()
+                .into_iter()
+                .map(|(k, t)| Ok((k, t.copy()?)))
+                .collect::<candle_core::Result<_>>()?,
+            optimizer_steps: net.opt.steps(),
+        };
+        self.snapshots.insert(name.to_string(), snapshot);
+        Ok(())
+    }
+
+    fn restore(&mut self, name: &str) -> condor_core::Result<()> {
+        let snapshot = self
+            .snapshots
+            .remove(name)
+            .ok_or_else(|| condor_core::Error::InvalidInput(format!("network `{name}` has no snapshot to restore")))?;
+        let i = index_of(self.networks, name)?;
+        let net = &mut self.networks[i];
+        set_all(&net.params, &snapshot.params)?;
+        if let (Some(h), Some(saved)) = (net.half_params(), &snapshot.half) {
+            set_all(h, saved)?;
+        }
+        net.opt.load_state(&snapshot.optimizer, snapshot.optimizer_steps).map_err(condor_core::Error::InvalidInput)?;
+        Ok(())
     }
 }

@@ -289,6 +289,7 @@ impl Trainer {
             collective: self.collective.as_deref(),
             loss_scale: self.loss_scale.map(|l| l.scale),
             overflow: false,
+            snapshots: Default::default(),
         };
         let scalars = match self.recipe.step(&mut cx) {
             Err(condor_core::Error::Diverged { what, value }) => {
