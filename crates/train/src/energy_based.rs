@@ -13,9 +13,10 @@
 //! other columns are the code (`mlp_autoencoder` by default).
 
 use candle_core::{DType, Tensor};
-use condor_core::rng::normal;
 use condor_core::{ModelSpec, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
+
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "energy_based";
@@ -115,14 +116,9 @@ impl Recipe for EnergyBased {
 
     fn step(&mut self, cx: &mut dyn TrainContext) -> condor_core::Result<Scalars> {
         let mut log = Scalars::new();
-        let (bs, dtype) = (cx.batch_size(), cx.dtype());
         while let Some((batch, mut rng)) = cx.next_batch() {
-            let (g, d) = (cx.frozen_generator("g")?, cx.network("d")?);
-            let z = cx.rows(&normal(&mut rng, (bs, g.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
-            let cond = batch.conditioning.as_ref().map(|c| cx.conditioning_rows(c, 1)).transpose()?;
-            let cond = cond.map(|c| c.to_dtype(dtype)).transpose()?;
-            let real = cx.rows(&batch.samples, 1)?.to_dtype(dtype)?;
-            let fake = g.forward(&z, g.conditioning().select(cond.as_ref()), true)?;
+            let (real, fake, _) = discriminator_inputs(cx, &batch, &mut rng)?;
+            let d = cx.network("d")?;
             let (e_real, _) = split_energy(&d.forward(&real, None, true)?.to_dtype(DType::F32)?)?;
             let (e_fake, _) = split_energy(&d.forward(&fake, None, true)?.to_dtype(DType::F32)?)?;
             let loss = energy_discriminator_loss(&e_real, &e_fake, self.config.margin)?;
@@ -132,12 +128,8 @@ impl Recipe for EnergyBased {
             log.insert("d_fake".into(), values[2]);
             cx.update("d", &loss)?;
         }
-        let (g, d) = (cx.generator("g")?, cx.frozen_network("d")?);
-        let (cond, mut rng) = cx.generator_draw();
-        let z = cx.rows(&normal(&mut rng, (bs, g.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
-        let cond = cond.as_ref().map(|c| cx.conditioning_rows(c, 1)).transpose()?;
-        let cond = cond.map(|c| c.to_dtype(dtype)).transpose()?;
-        let fake = g.forward(&z, g.conditioning().select(cond.as_ref()), true)?;
+        let (fake, _) = generator_inputs(cx)?;
+        let d = cx.frozen_network("d")?;
         let (e_fake, codes) = split_energy(&d.forward(&fake, None, true)?.to_dtype(DType::F32)?)?;
         let pt = pulling_away(&codes)?;
         let loss = (e_fake.mean_all()? + (&pt * self.config.pt_weight)?)?;

@@ -23,6 +23,7 @@ pub mod optim;
 pub mod parallel;
 pub mod precision;
 pub mod prefetch;
+pub mod recipe_inputs;
 pub mod regularizers;
 pub mod run;
 pub mod run_dir;

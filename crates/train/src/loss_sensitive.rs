@@ -16,10 +16,10 @@
 //! onto the ring at weight 1 (docs/experiments/objectives-ring8.md).
 
 use candle_core::{DType, Tensor};
-use condor_core::rng::normal;
 use condor_core::{NetworkDecl, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs};
 use crate::regularizers::{gradient_penalty, GradientPenaltyConfig};
 
 /// The registry name of the recipe.
@@ -117,14 +117,10 @@ impl Recipe for LossSensitive {
 
     fn step(&mut self, cx: &mut dyn TrainContext) -> condor_core::Result<Scalars> {
         let mut log = Scalars::new();
-        let (bs, dtype) = (cx.batch_size(), cx.dtype());
+        let bs = cx.batch_size();
         while let Some((batch, mut rng)) = cx.next_batch() {
-            let (g, d) = (cx.frozen_generator("g")?, cx.discriminator("d")?);
-            let z = cx.rows(&normal(&mut rng, (bs, g.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
-            let cond = batch.conditioning.as_ref().map(|c| cx.conditioning_rows(c, 1)).transpose()?;
-            let cond = cond.map(|c| c.to_dtype(dtype)).transpose()?;
-            let real = cx.rows(&batch.samples, 1)?.to_dtype(dtype)?;
-            let fake = g.forward(&z, g.conditioning().select(cond.as_ref()), true)?;
+            let (real, fake, cond) = discriminator_inputs(cx, &batch, &mut rng)?;
+            let d = cx.discriminator("d")?;
             let d_cond = d.conditioning().select(cond.as_ref());
             let l_real = learned_loss(&d.forward(&real, d_cond, true)?)?;
             let l_fake = learned_loss(&d.forward(&fake, d_cond, true)?)?;
@@ -144,12 +140,8 @@ impl Recipe for LossSensitive {
             }
             cx.update("d", &loss)?;
         }
-        let (g, d) = (cx.generator("g")?, cx.frozen_discriminator("d")?);
-        let (cond, mut rng) = cx.generator_draw();
-        let z = cx.rows(&normal(&mut rng, (bs, g.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
-        let cond = cond.as_ref().map(|c| cx.conditioning_rows(c, 1)).transpose()?;
-        let cond = cond.map(|c| c.to_dtype(dtype)).transpose()?;
-        let fake = g.forward(&z, g.conditioning().select(cond.as_ref()), true)?;
+        let (fake, cond) = generator_inputs(cx)?;
+        let d = cx.frozen_discriminator("d")?;
         let l_fake = learned_loss(&d.forward(&fake, d.conditioning().select(cond.as_ref()), true)?)?;
         let loss = l_fake.mean_all()?;
         let value = cx.scalars(&[&loss])?[0];

@@ -12,11 +12,11 @@
 //! docs/experiments/objectives-ring8.md.
 
 use candle_core::{DType, Tensor};
-use condor_core::rng::normal;
 use condor_core::{Batch, NetworkDecl, Recipe, RecipeSetup, Rng, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
 use crate::losses::{LossKind, Targets};
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs};
 use crate::tricks::label_targets;
 
 /// The registry name of the recipe.
@@ -68,17 +68,12 @@ impl Unrolled {
         mut rng: Rng,
         log: &mut Scalars,
     ) -> condor_core::Result<()> {
-        let (bs, dtype) = (cx.batch_size(), cx.dtype());
-        let (g, d) = (cx.frozen_generator("g")?, cx.discriminator("d")?);
-        let z = cx.rows(&normal(&mut rng, (bs, g.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
-        let cond = batch.conditioning.as_ref().map(|c| cx.conditioning_rows(c, 1)).transpose()?;
-        let cond = cond.map(|c| c.to_dtype(dtype)).transpose()?;
-        let real = cx.rows(&batch.samples, 1)?.to_dtype(dtype)?;
-        let fake = g.forward(&z, g.conditioning().select(cond.as_ref()), true)?;
+        let (real, fake, cond) = discriminator_inputs(cx, &batch, &mut rng)?;
+        let d = cx.discriminator("d")?;
         let d_cond = d.conditioning().select(cond.as_ref());
         let d_real = d.forward(&real, d_cond, true)?.to_dtype(DType::F32)?;
         let d_fake = d.forward(&fake, d_cond, true)?.to_dtype(DType::F32)?;
-        let targets = label_targets(bs, 0.0, 0.0, &mut rng, cx.device())?;
+        let targets = label_targets(cx.batch_size(), 0.0, 0.0, &mut rng, cx.device())?;
         let targets = Targets { real: cx.rows(&targets.real, 1)?, fake: cx.rows(&targets.fake, 1)? };
         let loss = self.config.loss.discriminator(&d_real, &d_fake, &targets)?;
         let values = cx.scalars(&[&loss, &self.mean_score(&d_real)?, &self.mean_score(&d_fake)?])?;
@@ -91,13 +86,8 @@ impl Unrolled {
 
     /// The generator update against the discriminator as it is now (the look-ahead one when unrolling).
     fn generator_update(&self, cx: &mut dyn TrainContext, log: &mut Scalars) -> condor_core::Result<()> {
-        let (bs, dtype) = (cx.batch_size(), cx.dtype());
-        let (g, d) = (cx.generator("g")?, cx.frozen_discriminator("d")?);
-        let (cond, mut rng) = cx.generator_draw();
-        let z = cx.rows(&normal(&mut rng, (bs, g.latent_dim()), cx.device())?, 1)?.to_dtype(dtype)?;
-        let cond = cond.as_ref().map(|c| cx.conditioning_rows(c, 1)).transpose()?;
-        let cond = cond.map(|c| c.to_dtype(dtype)).transpose()?;
-        let fake = g.forward(&z, g.conditioning().select(cond.as_ref()), true)?;
+        let (fake, cond) = generator_inputs(cx)?;
+        let d = cx.frozen_discriminator("d")?;
         let d_fake = d.forward(&fake, d.conditioning().select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
         let loss = self.config.loss.generator(&d_fake)?;
         let value = cx.scalars(&[&loss])?[0];
