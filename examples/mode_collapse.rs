@@ -50,6 +50,10 @@ struct Cli {
     /// Both learning rates, decaying linearly to 0 (the configs' own when left out).
     #[arg(long)]
     lr: Option<f64>,
+    /// Settings for the recipe objectives, as a JSON object merged into their `[recipe] config`
+    /// (`'{"pt_weight": 1.0}'`).
+    #[arg(long)]
+    recipe_config: Option<String>,
 }
 
 /// What one run gives: modes hit and high-quality share, or the error that stopped it.
@@ -86,6 +90,19 @@ fn apply_objective(config: &mut RunConfig, objective: &str) -> anyhow::Result<()
                 .with_context(|| format!("`{loss}` is neither a loss nor wgan-gp, dragan or packN"))?;
         }
     }
+    Ok(())
+}
+
+/// Merges the JSON object `json` into the config of `config`'s recipe.
+fn override_recipe_config(config: &mut RunConfig, json: &str) -> anyhow::Result<()> {
+    let Some(recipe) = config.recipe.as_mut() else {
+        bail!("--recipe-config is for the recipe objectives (loss_sensitive, energy_based, unrolledK)");
+    };
+    let serde_json::Value::Object(given) = serde_json::from_str(json).context("--recipe-config")? else {
+        bail!("--recipe-config must be a JSON object");
+    };
+    let table = recipe.config.as_object_mut().context("the recipe's config is not a table")?;
+    table.extend(given);
     Ok(())
 }
 
@@ -149,6 +166,9 @@ fn main() -> anyhow::Result<()> {
             for &seed in &cli.seeds {
                 let mut config = base.clone();
                 apply_objective(&mut config, objective)?;
+                if let Some(json) = &cli.recipe_config {
+                    override_recipe_config(&mut config, json)?;
+                }
                 config.seed = seed;
                 config.steps = cli.steps.unwrap_or(config.steps);
                 if let Some(lr) = cli.lr {
