@@ -368,3 +368,24 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     let card = condor::infer::LoadedGenerator::load(&args.checkpoint.unwrap(), &registry, &Device::Cpu).unwrap().card;
     assert_eq!(card.text_encoder.as_deref(), Some(source.as_str()));
 }
+
+/// DF-GAN's matching-aware gradient penalty trains with a text run and logs its value; a run without
+/// text gets a clear error.
+#[test]
+fn the_matching_aware_penalty_trains_with_text_and_needs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = condor::registry();
+    let mut config = common::tiny_birds(2, tmp.path());
+    config.training.matching_aware_penalty = Some(Default::default());
+    let mut trainer = Trainer::new(config, &registry, &Device::Cpu).unwrap();
+    for _ in 0..2 {
+        let record = trainer.step().unwrap();
+        let value = record.extra["matching_aware_penalty"];
+        assert!(value.is_finite() && value > 0.0, "MA-GP {value}");
+        assert!(record.loss_d.is_finite());
+    }
+    let mut ring = common::mixture_config(DatasetConfig::ring8(), 1, 8, 8);
+    ring.training.matching_aware_penalty = Some(Default::default());
+    let err = Trainer::new(ring, &registry, &Device::Cpu).unwrap().step().unwrap_err().to_string();
+    assert!(err.contains("needs text-conditioned data and discriminator"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! The built-in adversarial recipe: Algorithm 1 of Goodfellow et al. (2014) with k discriminator steps
 //! per generator step, any [`LossKind`], the stabilising tricks of [`crate::tricks`], the R1 penalty,
-//! differentiable augmentation, and for text conditioning GAN-CLS, GAN-INT and the generator's own
-//! regularisation (conditioning augmentation). It trains `g` against `d` and reads the run's
+//! differentiable augmentation, and for text conditioning GAN-CLS, GAN-INT, DF-GAN's matching-aware
+//! gradient penalty and the generator's own regularisation (conditioning augmentation). It trains `g` against `d` and reads the run's
 //! `[training]` table ([`TrainingConfig`]); a run without a `[recipe]` table uses it.
 
 use candle_core::{DType, Tensor};
@@ -12,7 +12,7 @@ use crate::config::TrainingConfig;
 use crate::diff_augment;
 use crate::losses::{LossKind, Targets};
 use crate::matching::MatchingLoss;
-use crate::regularizers::{gradient_penalty, r1_penalty};
+use crate::regularizers::{gradient_penalty, matching_aware_penalty, r1_penalty};
 use crate::tricks::{
     add_instance_noise, concat_conditioning, gan_cls_loss, interpolate_conditioning, label_targets,
     next_row_conditioning,
@@ -157,11 +157,22 @@ impl Adversarial {
             }
             None => None,
         };
+        let ma_gp = match (t.matching_aware_penalty, d_kind.select(cond)) {
+            (Some(c), Some(own)) => Some(matching_aware_penalty(d_pass, &real_in, own, c)?),
+            (Some(_), None) => {
+                return Err(condor_core::Error::InvalidInput(
+                    "`training.matching_aware_penalty` needs text-conditioned data and discriminator".into(),
+                ))
+            }
+            (None, _) => None,
+        };
         let r1_value = r1.as_ref().map(|(_, p)| Tensor::new(p.value as f32, cx.device())).transpose()?;
         let gp_value = gp.as_ref().map(|p| Tensor::new(p.value as f32, cx.device())).transpose()?;
+        let ma_value = ma_gp.as_ref().map(|p| Tensor::new(p.value as f32, cx.device())).transpose()?;
         let mut logged = vec![&loss, &scores[0], &scores[1]];
         logged.extend(r1_value.as_ref());
         logged.extend(gp_value.as_ref());
+        logged.extend(ma_value.as_ref());
         logged.extend(wrong_score.as_ref());
         let values = cx.scalars(&logged)?;
         log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
@@ -177,6 +188,14 @@ impl Adversarial {
         let loss = match gp {
             Some(p) => {
                 log.insert("gradient_penalty".into(), cx.finite("gradient penalty", values[next])?);
+                next += 1;
+                (loss + p.surrogate.to_dtype(DType::F32)?)?
+            }
+            None => loss,
+        };
+        let loss = match ma_gp {
+            Some(p) => {
+                log.insert("matching_aware_penalty".into(), cx.finite("matching-aware penalty", values[next])?);
                 (loss + p.surrogate.to_dtype(DType::F32)?)?
             }
             None => loss,

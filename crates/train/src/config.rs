@@ -109,6 +109,10 @@ pub struct TrainingConfig {
     /// default weight clipping.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gradient_penalty: Option<crate::regularizers::GradientPenaltyConfig>,
+    /// DF-GAN's matching-aware gradient penalty on real images and their own captions, at every
+    /// discriminator step of a text-conditioned run (see [`crate::regularizers`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matching_aware_penalty: Option<crate::regularizers::MatchingAwarePenaltyConfig>,
     /// Differentiable augmentation of every discriminator input, real and generated (see
     /// [`crate::diff_augment`]).
     pub diff_augment: Option<crate::diff_augment::DiffAugmentConfig>,
@@ -136,6 +140,7 @@ impl Default for TrainingConfig {
             interpolation: 0.5,
             r1: None,
             gradient_penalty: None,
+            matching_aware_penalty: None,
             diff_augment: None,
             matching: None,
             precision: Default::default(),
@@ -271,6 +276,11 @@ impl RunConfig {
             }
             if t.weight_clip.is_some() {
                 return bad("`training.gradient_penalty` replaces `training.weight_clip`; set one of them".into());
+            }
+        }
+        if let Some(p) = &t.matching_aware_penalty {
+            if !(p.weight >= 0.0) || !(p.power >= 1.0) || !(p.step > 0.0) {
+                return bad("`training.matching_aware_penalty` needs weight >= 0, power >= 1 and step > 0".into());
             }
         }
         if let Some(m) = &t.matching {
