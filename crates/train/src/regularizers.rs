@@ -147,22 +147,15 @@ pub fn matching_aware_penalty(
     let value = weight / b as f64 * norms.iter().map(|n| n.powf(power)).sum::<f64>();
     let coef: Vec<f64> =
         norms.iter().map(|&n| if n > 0.0 { weight * power / b as f64 * n.powf(power - 2.0) } else { 0.0 }).collect();
-    let w_norm = coef.iter().zip(&norms).map(|(c, n)| (c * n).powi(2)).sum::<f64>().sqrt();
-    if w_norm == 0.0 {
+    let Some(along) = Along::new(&coef, &norms, step) else {
         return Ok(Penalty { value, surrogate: real.zeros_like()?.sum_all()? });
-    }
-    let h = step * (b as f64).sqrt();
-    let scale: Vec<f64> = coef.iter().map(|c| c * h / w_norm).collect();
-    let shift = |g: &Tensor| -> candle_core::Result<Tensor> {
-        let scale = Tensor::from_vec(scale.clone(), per_sample_shape(g), g.device())?.to_dtype(g.dtype())?;
-        g.broadcast_mul(&scale)
     };
-    let (sx, se) = (shift(&gx)?, shift(&ge)?);
+    let (sx, se) = (along.shift(&gx)?, along.shift(&ge)?);
     let at = |sign: f64| -> condor_core::Result<Tensor> {
         let c = Conditioning::from_embedding((&cond.embedding + (&se * sign)?)?)?;
         Ok(d.forward(&(real + (&sx * sign)?)?, Some(&c), true)?.sum_all()?)
     };
-    let surrogate = ((at(1.0)? - at(-1.0)?)? * (w_norm / (2.0 * h)))?;
+    let surrogate = ((at(1.0)? - at(-1.0)?)? * along.factor)?;
     Ok(Penalty { value, surrogate })
 }
 
@@ -253,17 +246,36 @@ pub fn gradient_penalty(
     let value = weight / b as f64 * norms.iter().map(|n| (n - 1.0).powi(2)).sum::<f64>();
     let coef: Vec<f64> =
         norms.iter().map(|&n| if n > 0.0 { 2.0 * weight / b as f64 * (n - 1.0) / n } else { 0.0 }).collect();
-    let w_norm = coef.iter().zip(&norms).map(|(c, n)| (c * n).powi(2)).sum::<f64>().sqrt();
-    if w_norm == 0.0 {
+    let Some(along) = Along::new(&coef, &norms, step) else {
         return Ok(Penalty { value, surrogate: points.zeros_like()?.sum_all()? });
-    }
-    let h = step * (b as f64).sqrt();
-    let per_sample = per_sample_shape(points);
-    let scale: Vec<f64> = coef.iter().map(|c| c * h / w_norm).collect();
-    let scale = Tensor::from_vec(scale, per_sample, points.device())?.to_dtype(v.dtype())?;
-    let shift = v.broadcast_mul(&scale)?;
-    let surrogate = (difference_along(d, points, &shift, cond)? * (w_norm / (2.0 * h)))?;
+    };
+    let surrogate = (difference_along(d, points, &along.shift(&v)?, cond)? * along.factor)?;
     Ok(Penalty { value, surrogate })
+}
+
+/// The central difference along `W_i = coef_i * g_i` (`norms` holds the `||g_i||`): each sample's
+/// shift of the two points is `scale_i * g_i`, and `factor` turns `F(+) - F(-)` into `<grad F, W>`.
+struct Along {
+    scale: Vec<f64>,
+    factor: f64,
+}
+
+impl Along {
+    /// The difference for points `step` away from each sample on average; `None` when `W` is zero.
+    fn new(coef: &[f64], norms: &[f64], step: f64) -> Option<Self> {
+        let w_norm = coef.iter().zip(norms).map(|(c, n)| (c * n).powi(2)).sum::<f64>().sqrt();
+        if w_norm == 0.0 {
+            return None;
+        }
+        let h = step * (coef.len() as f64).sqrt();
+        Some(Self { scale: coef.iter().map(|c| c * h / w_norm).collect(), factor: w_norm / (2.0 * h) })
+    }
+
+    /// The shift of per-sample gradients `g`: `scale_i * g_i`.
+    fn shift(&self, g: &Tensor) -> candle_core::Result<Tensor> {
+        let scale = Tensor::from_vec(self.scale.clone(), per_sample_shape(g), g.device())?.to_dtype(g.dtype())?;
+        g.broadcast_mul(&scale)
+    }
 }
 
 #[cfg(test)]
