@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use condor_infer::animation::{write_gif, AnimationOptions};
+use condor_infer::animation::{check_gif_path, write_gif, AnimationOptions};
 
 use crate::txt2img::{open_checkpoint, warn_truncated, StyleArgs};
 
@@ -46,9 +46,7 @@ pub fn run(
     registry: &condor_core::Registry,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<PathBuf> {
-    if !args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif")) {
-        bail!("--out {} must end in .gif: the animation is written as a GIF", args.out.display());
-    }
+    check_gif_path(&args.out)?;
     let device = crate::parse_device(&args.device).map_err(anyhow::Error::msg)?;
     let (model, checkpoint) = open_checkpoint(args.checkpoint.as_deref(), registry, &device)?;
     if !model.is_text_conditioned() {

@@ -28,12 +28,7 @@ impl Default for AnimationOptions {
 /// Writes `(N, C, S, S)` images in [-1, 1] as an endlessly looping GIF of `N` frames. The path must
 /// end in `.gif`; the file is written atomically.
 pub fn write_gif(path: &Path, images: &Tensor, options: AnimationOptions) -> Result<()> {
-    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif")) {
-        return Err(InferError::Request(format!(
-            "{} must end in .gif: animations are written as GIFs",
-            path.display()
-        )));
-    }
+    check_gif_path(path)?;
     if !(1..=100).contains(&options.fps) || !(1..=32).contains(&options.zoom) {
         return Err(InferError::Request(format!(
             "the frame rate must be 1 to 100 per second and the zoom 1 to 32, not {} and {}",
@@ -54,6 +49,15 @@ pub fn write_gif(path: &Path, images: &Tensor, options: AnimationOptions) -> Res
         }
     }
     write_atomically(path, &bytes).map_err(|e| fail(e.to_string()))
+}
+
+/// Errors unless `path` ends in `.gif`, the one format animations are written in: callers check it
+/// before the work that makes the frames.
+pub fn check_gif_path(path: &Path) -> Result<()> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gif")) {
+        return Ok(());
+    }
+    Err(InferError::Request(format!("{} must end in .gif: animations are written as GIFs", path.display())))
 }
 
 /// An `S x S` RGB image as an opaque RGBA image `zoom` times as large (nearest neighbour).

@@ -109,7 +109,7 @@ impl TextToImage {
     /// the rows differ only by their prompt. Same seed, same images.
     pub fn generate(&self, prompts: &[String], n: usize, seed: u64, options: &StyleOptions) -> Result<PromptImages> {
         let (cond, truncated) = self.encode(prompts)?;
-        let mut rng = Stream::FixedNoise(Some(2)).rng(seed);
+        let mut rng = latent_rng(seed);
         let images = prompt_samples_styled(self.generator(), &cond, n, &mut rng, &self.device, options)?;
         Ok(PromptImages { images, truncated })
     }
@@ -155,7 +155,7 @@ impl TextToImage {
 
     /// The first `n` latent codes [`Self::generate`] draws from `seed`.
     fn latents(&self, seed: u64, n: usize) -> Result<Tensor> {
-        let mut rng = Stream::FixedNoise(Some(2)).rng(seed);
+        let mut rng = latent_rng(seed);
         Ok(condor_core::rng::normal(&mut rng, (n, self.generator().latent_dim()), &self.device)?)
     }
 
@@ -193,4 +193,10 @@ impl TextToImage {
     pub fn export(&self, path: &Path) -> Result<()> {
         self.model.export(path)
     }
+}
+
+/// The random stream of the latent codes that prompt grids and interpolations draw from `seed`: one
+/// stream, so that an interpolation's end frames are the grid's images.
+fn latent_rng(seed: u64) -> condor_core::Rng {
+    Stream::FixedNoise(Some(2)).rng(seed)
 }

@@ -148,7 +148,7 @@ impl EventWriter {
     /// step, so that TensorBoard drops what earlier files logged from that step on.
     pub fn create(dir: &Path, resumed_at: Option<u64>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = since_epoch();
         // Nanoseconds keep two files started in the same second apart and in order.
         let name =
             format!("events.out.tfevents.{}.{:09}.condor.{}", now.as_secs(), now.subsec_nanos(), std::process::id());
@@ -192,10 +192,15 @@ impl EventWriter {
 
     fn write(&mut self, step: u64, what: What) -> Result<()> {
         use prost::Message;
-        let wall_time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let wall_time = since_epoch().as_secs_f64();
         let event = Event { wall_time, step: step as i64, what: Some(what) };
         self.file.write_all(&record(&event.encode_to_vec())).map_err(io_err(&self.path))
     }
+}
+
+/// Wall time since the Unix epoch (zero on a clock set before it).
+fn since_epoch() -> std::time::Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// The steps at which the event files in `dir` (read in name order, as TensorBoard does) hold `tag`,
