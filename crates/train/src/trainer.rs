@@ -466,5 +466,9 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwo
             data.sample_shape()
         ));
     }
+    let conditional_d = networks.iter().any(|n| n.decl.name == "d" && n.model.conditioning().dim() > 0);
+    if config.training.matching_aware_penalty.is_some() && !(data.cond_dim() > 0 && conditional_d) {
+        return bad("`training.matching_aware_penalty` needs text-conditioned data and discriminator".into());
+    }
     Ok(())
 }
