@@ -47,4 +47,21 @@ pub trait DataSource: Send + Sync {
     fn preview(&self) -> Option<&Preview> {
         None
     }
+    /// A fixed labelled subset for semi-supervised training: `per_class` samples of each class, chosen
+    /// by `seed`, as they appear in batches, with their classes. `None` (the default) for data
+    /// without classes.
+    fn labelled(&self, _per_class: usize, _seed: u64, _device: &Device) -> Result<Option<Labelled>> {
+        Ok(None)
+    }
+}
+
+/// Samples with known classes (see [`DataSource::labelled`]).
+#[derive(Clone, Debug)]
+pub struct Labelled {
+    /// `(N, ...)` samples, as in a [`Batch`].
+    pub samples: Tensor,
+    /// Their classes.
+    pub labels: Vec<usize>,
+    /// How many classes the data has.
+    pub classes: usize,
 }

@@ -72,6 +72,7 @@
 
 pub mod activation;
 pub mod augmentation;
+pub mod codes;
 pub mod conditioning;
 pub mod conv;
 pub mod data;
@@ -95,8 +96,9 @@ pub mod rng;
 pub mod style;
 pub mod threads;
 
+pub use codes::LatentCodes;
 pub use conditioning::{join_tiled, Conditioning, TokenEmbeddings};
-pub use data::{Batch, DataSource, Preview};
+pub use data::{Batch, DataSource, Labelled, Preview};
 pub use error::{Error, Result};
 pub use model::{
     check_conditioning, check_latent, check_samples, ConditioningKind, Discriminator, Generator, TextEncoder,

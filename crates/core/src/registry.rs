@@ -40,6 +40,27 @@ impl ModelSpec {
         Self { pack: Some(pack), ..self }
     }
 
+    /// The same spec with its config's `field` set to `value`: for a recipe that decides a field of a
+    /// network it declares (the width of a head, say). A message saying why not when the config is not
+    /// a table or the user set the field to another value.
+    pub fn with_field(&self, field: &str, value: serde_json::Value) -> std::result::Result<Self, String> {
+        let mut spec = self.clone();
+        let config = spec
+            .config
+            .as_object_mut()
+            .ok_or_else(|| format!("the `{}` config must be a table to take `{field}`", self.plugin))?;
+        match config.get(field) {
+            Some(given) if *given != value => Err(format!(
+                "`{field}` of `{}` is {given}, but the recipe needs {value}; leave it out and the recipe sets it",
+                self.plugin
+            )),
+            _ => {
+                config.insert(field.to_string(), value);
+                Ok(spec)
+            }
+        }
+    }
+
     /// The pack size in force: more than one sample a pack.
     fn packing(&self) -> Option<usize> {
         self.pack.filter(|&m| m > 1)

@@ -203,6 +203,31 @@ pub fn load_cropped(image: &CaptionedImage, size: usize) -> Result<Vec<f32>, Dat
     Ok(out)
 }
 
+/// Decodes the image file at `path` and resizes it to `size` x `size` with `channels` planes (1: grey,
+/// 3: RGB): `(channels, size, size)` values in [0, 1], as datasets give them.
+pub fn load_image(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>, DataError> {
+    let bad = |reason: String| DataError::BadImage { path: path.to_path_buf(), reason };
+    let img = image::open(path).map_err(|e| bad(e.to_string()))?;
+    let (s, n) = (size as u32, size * size);
+    match channels {
+        1 => {
+            let grey = image::imageops::resize(&img.to_luma8(), s, s, FilterType::Triangle);
+            Ok(grey.into_raw().into_iter().map(|v| v as f32 / 255.0).collect())
+        }
+        3 => {
+            let rgb = image::imageops::resize(&img.to_rgb8(), s, s, FilterType::Triangle);
+            let mut out = vec![0f32; 3 * n];
+            for (i, p) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    out[c * n + i] = p.0[c] as f32 / 255.0;
+                }
+            }
+            Ok(out)
+        }
+        other => Err(bad(format!("cannot read an image into {other} channels (1 or 3)"))),
+    }
+}
+
 /// Decodes every image once, keeping those that load: in strict mode the first failure is an error;
 /// otherwise failures move to `skipped` (with the reason) and a count is logged at the end.
 pub fn load_all(set: &mut ImageSet, size: usize, strict: bool) -> Result<Vec<Vec<f32>>, DataError> {
@@ -220,4 +245,29 @@ pub fn load_all(set: &mut ImageSet, size: usize, strict: bool) -> Result<Vec<Vec
     }
     set.images = kept;
     Ok(pixels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_file_loads_grey_or_rgb_at_any_size_and_garbage_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("white-left.png");
+        // 4x4: white left half, black right half.
+        let img = image::GrayImage::from_fn(4, 4, |x, _| image::Luma([if x < 2 { 255 } else { 0 }]));
+        img.save(&path).unwrap();
+        let grey = load_image(&path, 1, 2).unwrap();
+        assert_eq!(grey.len(), 4);
+        assert!(grey[0] > 0.8 && grey[1] < 0.2 && grey[0] == grey[2], "{grey:?}");
+        let rgb = load_image(&path, 3, 4).unwrap();
+        assert_eq!(rgb.len(), 3 * 16);
+        assert_eq!((rgb[0], rgb[16], rgb[32], rgb[3]), (1.0, 1.0, 1.0, 0.0));
+        let garbage = dir.path().join("garbage.png");
+        std::fs::write(&garbage, b"not an image").unwrap();
+        let err = load_image(&garbage, 1, 28).unwrap_err().to_string();
+        assert!(err.contains("garbage.png"), "{err}");
+        assert!(load_image(&path, 2, 4).is_err());
+    }
 }

@@ -209,6 +209,41 @@ impl Loader {
     }
 }
 
+/// A class-balanced subset of `source` for semi-supervised training: the indices of `per_class` images
+/// of each class, the first of each class in an order shuffled by `seed`, and the number of classes
+/// (one more than the largest label). An error when the source has no classes or a class has too few
+/// images.
+pub fn balanced_subset(
+    source: &dyn CaptionedSource,
+    per_class: usize,
+    seed: u64,
+) -> Result<(Vec<usize>, usize), DataError> {
+    let labels: Vec<Option<usize>> = (0..source.len()).map(|i| source.label(i)).collect();
+    let classes = labels.iter().flatten().max().map_or(0, |m| m + 1);
+    if classes == 0 || labels.iter().any(Option::is_none) {
+        return Err(DataError::InvalidConfig("a labelled subset needs a dataset whose every image has a class".into()));
+    }
+    let mut order: Vec<usize> = (0..source.len()).collect();
+    order.shuffle(&mut derived_rng(seed, &[]));
+    let mut taken = vec![0usize; classes];
+    let mut chosen = Vec::with_capacity(per_class * classes);
+    for i in order {
+        let class = labels[i].unwrap_or(0);
+        if taken[class] < per_class {
+            taken[class] += 1;
+            chosen.push(i);
+        }
+    }
+    if let Some(class) = taken.iter().position(|&n| n < per_class) {
+        return Err(DataError::InvalidConfig(format!(
+            "class {class} has {} images, fewer than the {per_class} a labelled subset asks for",
+            taken[class]
+        )));
+    }
+    chosen.sort_by_key(|&i| (labels[i], i));
+    Ok((chosen, classes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +305,35 @@ mod tests {
         for b in 7..10 {
             assert_eq!(rx.recv().unwrap().unwrap().images, shared.batch(b).unwrap().images);
         }
+    }
+
+    /// Labels `i % 3` for 12 images, except those listed as missing.
+    struct Labelled3(Vec<usize>);
+    impl CaptionedSource for Labelled3 {
+        fn len(&self) -> usize {
+            12
+        }
+        fn image(&self, _: usize, size: usize) -> Result<Vec<f32>, DataError> {
+            Ok(vec![0.0; size * size * 3])
+        }
+        fn captions(&self, _: usize) -> Vec<String> {
+            Vec::new()
+        }
+        fn label(&self, index: usize) -> Option<usize> {
+            (!self.0.contains(&index)).then_some(index % 3)
+        }
+    }
+
+    #[test]
+    fn a_balanced_subset_takes_as_many_of_each_class_and_refuses_what_it_cannot() {
+        let (chosen, classes) = balanced_subset(&Labelled3(vec![]), 2, 7).unwrap();
+        assert_eq!(classes, 3);
+        assert_eq!(chosen.len(), 6);
+        let per_class: Vec<usize> = (0..3).map(|c| chosen.iter().filter(|&&i| i % 3 == c).count()).collect();
+        assert_eq!(per_class, vec![2, 2, 2]);
+        assert!(chosen.windows(2).all(|w| (w[0] % 3, w[0]) < (w[1] % 3, w[1])), "sorted by class: {chosen:?}");
+        assert_eq!(balanced_subset(&Labelled3(vec![]), 2, 7).unwrap().0, chosen, "the seed decides");
+        assert!(balanced_subset(&Labelled3(vec![]), 5, 7).is_err(), "4 images a class");
+        assert!(balanced_subset(&Labelled3(vec![3]), 1, 7).is_err(), "an image without a class");
     }
 }

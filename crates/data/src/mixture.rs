@@ -73,15 +73,24 @@ impl Mixture {
         self.conditional
     }
 
+    /// Draws one point from each mode of `modes`.
+    pub fn sample_from_modes(&self, modes: &[usize], rng: &mut Rng) -> Vec<f32> {
+        let mut points = Vec::with_capacity(2 * modes.len());
+        for &m in modes {
+            let (dx, dy): (f32, f32) = (StandardNormal.sample(rng), StandardNormal.sample(rng));
+            points.push(self.centers[m][0] + self.std * dx);
+            points.push(self.centers[m][1] + self.std * dy);
+        }
+        points
+    }
+
     /// Draws `n` points and the mode each came from.
     pub fn sample(&self, n: usize, rng: &mut Rng) -> (Vec<f32>, Vec<usize>) {
         let mut points = Vec::with_capacity(2 * n);
         let mut modes = Vec::with_capacity(n);
         for _ in 0..n {
             let m = rng.random_range(0..self.centers.len());
-            let (dx, dy): (f32, f32) = (StandardNormal.sample(rng), StandardNormal.sample(rng));
-            points.push(self.centers[m][0] + self.std * dx);
-            points.push(self.centers[m][1] + self.std * dy);
+            points.extend(self.sample_from_modes(&[m], rng));
             modes.push(m);
         }
         (points, modes)
@@ -115,6 +124,19 @@ impl DataSource for Mixture {
             conditioning: self.one_hot(&modes, device)?,
             labels: Some(modes),
         })
+    }
+
+    fn labelled(
+        &self,
+        per_class: usize,
+        seed: u64,
+        device: &Device,
+    ) -> condor_core::Result<Option<condor_core::Labelled>> {
+        let classes = self.centers.len();
+        let labels: Vec<usize> = (0..classes).flat_map(|m| std::iter::repeat_n(m, per_class)).collect();
+        let points = self.sample_from_modes(&labels, &mut condor_core::derived_rng(seed, &[]));
+        let samples = Tensor::from_vec(points, (labels.len(), 2), device)?;
+        Ok(Some(condor_core::Labelled { samples, labels, classes }))
     }
 
     fn conditioning(
@@ -167,6 +189,17 @@ mod tests {
         for (row, &k) in rows.iter().zip(b.labels.unwrap().iter()) {
             assert_eq!(row[k], 1.0);
             assert_eq!(row.iter().sum::<f32>(), 1.0);
+        }
+    }
+
+    #[test]
+    fn the_labelled_subset_holds_points_of_each_mode() {
+        let ring = Mixture::new(MixtureLayout::Ring { modes: 4, radius: 2.0 }, 0.02, false).unwrap();
+        let set = ring.labelled(3, 1, &Device::Cpu).unwrap().unwrap();
+        assert_eq!((set.classes, set.labels.clone()), (4, vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]));
+        for (p, &m) in set.samples.to_vec2::<f32>().unwrap().iter().zip(&set.labels) {
+            let c = ring.centers()[m];
+            assert!((p[0] - c[0]).hypot(p[1] - c[1]) < 0.1, "{p:?} is not near mode {m}");
         }
     }
 }

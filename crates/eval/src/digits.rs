@@ -154,6 +154,11 @@ impl Judge {
     pub fn accuracy(&self) -> f64 {
         self.accuracy
     }
+
+    /// The share of `images` (generated or reconstructed digits) it reads as their `labels`.
+    pub fn agreement(&self, images: &Tensor, labels: &[usize]) -> Result<f64> {
+        Ok(self.classifier.accuracy(&judge_input(images)?, labels)?)
+    }
 }
 
 /// Draws `n` images for every phrasing of every digit (latent codes from `seed`, the same for every

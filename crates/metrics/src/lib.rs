@@ -4,14 +4,18 @@
 //!   VEEGAN and PacGAN).
 //! - [`digits`]: a CNN digit classifier that judges generated digits, and the spread of an image set.
 //! - [`attributes`]: a multi-attribute CNN that judges generated birds.
+//! - [`clustering`]: an unsupervised clustering's accuracy under the best matching of clusters to labels;
+//!   [`neighbours`]: the 1-nearest-neighbour accuracy of learned features.
 //! - [`inception`]: the Inception-v3 network of the standard FID; [`fid`]: FID, KID and cached
 //!   feature statistics.
 
 pub mod attributes;
+pub mod clustering;
 pub mod digits;
 pub mod error;
 pub mod fid;
 pub mod inception;
+pub mod neighbours;
 
 pub use attributes::{AttributeClassifier, AttributeTraining};
 pub use error::{Error, Result};

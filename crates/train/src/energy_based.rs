@@ -16,7 +16,7 @@ use candle_core::{DType, Tensor};
 use condor_core::{ModelSpec, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
-use crate::recipe_inputs::{discriminator_inputs, generator_inputs};
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "energy_based";
@@ -117,7 +117,7 @@ impl Recipe for EnergyBased {
     fn step(&mut self, cx: &mut dyn TrainContext) -> condor_core::Result<Scalars> {
         let mut log = Scalars::new();
         while let Some((batch, mut rng)) = cx.next_batch() {
-            let (real, fake, _) = discriminator_inputs(cx, &batch, &mut rng)?;
+            let (real, Generated { images: fake, .. }) = discriminator_inputs(cx, &batch, &mut rng)?;
             let d = cx.network("d")?;
             let (e_real, _) = split_energy(&d.forward(&real, None, true)?.to_dtype(DType::F32)?)?;
             let (e_fake, _) = split_energy(&d.forward(&fake, None, true)?.to_dtype(DType::F32)?)?;
@@ -128,7 +128,7 @@ impl Recipe for EnergyBased {
             log.insert("d_fake".into(), values[2]);
             cx.update("d", &loss)?;
         }
-        let (fake, _) = generator_inputs(cx)?;
+        let Generated { images: fake, .. } = generator_inputs(cx)?;
         let d = cx.frozen_network("d")?;
         let (e_fake, codes) = split_energy(&d.forward(&fake, None, true)?.to_dtype(DType::F32)?)?;
         let pt = pulling_away(&codes)?;

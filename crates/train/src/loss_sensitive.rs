@@ -19,7 +19,7 @@ use candle_core::{DType, Tensor};
 use condor_core::{NetworkDecl, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
-use crate::recipe_inputs::{discriminator_inputs, generator_inputs};
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
 use crate::regularizers::{gradient_penalty, GradientPenaltyConfig};
 
 /// The registry name of the recipe.
@@ -119,7 +119,7 @@ impl Recipe for LossSensitive {
         let mut log = Scalars::new();
         let bs = cx.batch_size();
         while let Some((batch, mut rng)) = cx.next_batch() {
-            let (real, fake, cond) = discriminator_inputs(cx, &batch, &mut rng)?;
+            let (real, Generated { images: fake, cond, .. }) = discriminator_inputs(cx, &batch, &mut rng)?;
             let d = cx.discriminator("d")?;
             let d_cond = d.conditioning().select(cond.as_ref());
             let l_real = learned_loss(&d.forward(&real, d_cond, true)?)?;
@@ -140,7 +140,7 @@ impl Recipe for LossSensitive {
             }
             cx.update("d", &loss)?;
         }
-        let (fake, cond) = generator_inputs(cx)?;
+        let Generated { images: fake, cond, .. } = generator_inputs(cx)?;
         let d = cx.frozen_discriminator("d")?;
         let l_fake = learned_loss(&d.forward(&fake, d.conditioning().select(cond.as_ref()), true)?)?;
         let loss = l_fake.mean_all()?;

@@ -108,6 +108,22 @@ pub fn as_network<'a>(name: &str, model: &'a Model) -> condor_core::Result<&'a d
     }
 }
 
+/// `network`'s outputs for the rows of `x`, `batch` rows at a time, in evaluation mode and without
+/// conditioning: for scoring a trained encoder or classifier on many samples.
+pub fn forward_in_batches(
+    network: &dyn Network,
+    x: &candle_core::Tensor,
+    batch: usize,
+) -> condor_core::Result<candle_core::Tensor> {
+    let n = x.dim(0)?;
+    let batch = batch.max(1);
+    let parts = (0..n)
+        .step_by(batch)
+        .map(|start| network.forward(&x.narrow(0, start, batch.min(n - start))?, None, false))
+        .collect::<condor_core::Result<Vec<_>>>()?;
+    Ok(candle_core::Tensor::cat(&parts, 0)?)
+}
+
 /// The index of the network named `name`, or an error listing the declared ones.
 pub fn index_of(networks: &[TrainedNetwork], name: &str) -> condor_core::Result<usize> {
     networks.iter().position(|n| n.decl.name == name).ok_or_else(|| {

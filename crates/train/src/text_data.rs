@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use condor_core::{Batch, Conditioning, DataSource, Preview, Rng};
+use condor_core::{Batch, Conditioning, DataSource, Labelled, Preview, Rng};
 use condor_data::birds::{colour_prompt, Colour};
-use condor_data::loader::{CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
+use condor_data::loader::{balanced_subset, CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
 use condor_data::{CaptionedData, DatasetConfig};
 use condor_infer::encoder::load_encoder;
 use condor_text::cache::cached_embeddings;
@@ -69,8 +69,32 @@ fn image_tensor(b: CaptionedBatch, device: &Device) -> condor_core::Result<(Tens
     Ok((Tensor::from_vec(b.images, shape, device)?, labels))
 }
 
+/// The class-balanced labelled subset of `source` ([`DataSource::labelled`]) at side `size`, in
+/// [-1, 1] as batches hold images; `None` for a source without classes.
+fn labelled_images(
+    source: &dyn CaptionedSource,
+    size: usize,
+    per_class: usize,
+    seed: u64,
+    device: &Device,
+) -> condor_core::Result<Option<Labelled>> {
+    if source.is_empty() || source.label(0).is_none() {
+        return Ok(None);
+    }
+    let invalid = |e: condor_data::DataError| condor_core::Error::InvalidInput(e.to_string());
+    let (indices, classes) = balanced_subset(source, per_class, seed).map_err(invalid)?;
+    let mut pixels = Vec::with_capacity(indices.len() * source.channels() * size * size);
+    for &i in &indices {
+        pixels.extend(source.image(i, size).map_err(invalid)?.into_iter().map(|v| v * 2.0 - 1.0));
+    }
+    let samples = Tensor::from_vec(pixels, (indices.len(), source.channels(), size, size), device)?;
+    let labels = indices.iter().map(|&i| source.label(i).unwrap_or(0)).collect();
+    Ok(Some(Labelled { samples, labels, classes }))
+}
+
 /// Images without captions: the unconditional GAN's data (MNIST with `text = false`).
 pub struct UncaptionedImages {
+    source: Arc<dyn CaptionedSource>,
     loader: Loader,
     shape: Vec<usize>,
     batch_size: usize,
@@ -82,7 +106,7 @@ impl UncaptionedImages {
         let data = config.data.captioned()?.ok_or_else(|| TrainError::Config("not an image dataset".into()))?;
         let shape = vec![data.source.channels(), data.size, data.size];
         let loader = Loader::new(data.source.clone(), loader_config(config, &data))?;
-        Ok(Self { loader, shape, batch_size: config.batch_size })
+        Ok(Self { source: data.source, loader, shape, batch_size: config.batch_size })
     }
 }
 
@@ -99,6 +123,9 @@ impl DataSource for UncaptionedImages {
     }
     fn conditioning(&self, _: u64, _: usize, _: &mut Rng, _: &Device) -> condor_core::Result<Option<Conditioning>> {
         Ok(None)
+    }
+    fn labelled(&self, per_class: usize, seed: u64, device: &Device) -> condor_core::Result<Option<Labelled>> {
+        labelled_images(self.source.as_ref(), self.shape[1], per_class, seed, device)
     }
 }
 

@@ -451,8 +451,9 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwo
                 ));
             }
         }
+        // A network of another role reads what its recipe gives it (BiGAN's discriminator, a latent).
         let dim = net.model.conditioning().dim();
-        if dim != 0 && dim != data.cond_dim() {
+        if dim != 0 && dim != data.cond_dim() && net.decl.kind != NetworkKind::Network {
             return bad(format!(
                 "the {} is conditioned on vectors of size {dim} but the data provides {} (set `cond_dim` in its config)",
                 net.decl.kind.name(),

@@ -16,7 +16,7 @@ use condor_core::{Batch, NetworkDecl, Recipe, RecipeSetup, Rng, Scalars, TrainCo
 use serde::{Deserialize, Serialize};
 
 use crate::losses::{LossKind, Targets};
-use crate::recipe_inputs::{discriminator_inputs, generator_inputs};
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
 use crate::tricks::label_targets;
 
 /// The registry name of the recipe.
@@ -68,7 +68,7 @@ impl Unrolled {
         mut rng: Rng,
         log: &mut Scalars,
     ) -> condor_core::Result<()> {
-        let (real, fake, cond) = discriminator_inputs(cx, &batch, &mut rng)?;
+        let (real, Generated { images: fake, cond, .. }) = discriminator_inputs(cx, &batch, &mut rng)?;
         let d = cx.discriminator("d")?;
         let d_cond = d.conditioning().select(cond.as_ref());
         let d_real = d.forward(&real, d_cond, true)?.to_dtype(DType::F32)?;
@@ -86,7 +86,7 @@ impl Unrolled {
 
     /// The generator update against the discriminator as it is now (the look-ahead one when unrolling).
     fn generator_update(&self, cx: &mut dyn TrainContext, log: &mut Scalars) -> condor_core::Result<()> {
-        let (fake, cond) = generator_inputs(cx)?;
+        let Generated { images: fake, cond, .. } = generator_inputs(cx)?;
         let d = cx.frozen_discriminator("d")?;
         let d_fake = d.forward(&fake, d.conditioning().select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
         let loss = self.config.loss.generator(&d_fake)?;

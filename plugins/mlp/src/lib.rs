@@ -12,7 +12,9 @@ use candle_nn::VarBuilder;
 use condor_core::activation::Activation as Act;
 use condor_core::linear::{linear, Linear};
 use condor_core::norm::{batch_norm, BatchNorm};
-use condor_core::{check_conditioning, Conditioning, ConditioningKind, Discriminator, Generator, Registry};
+use condor_core::{
+    check_conditioning, Conditioning, ConditioningKind, Discriminator, Generator, LatentCodes, Registry,
+};
 use serde::{Deserialize, Serialize};
 
 /// A hidden-layer non-linearity.
@@ -57,6 +59,9 @@ pub struct MlpGeneratorConfig {
     pub batch_norm: bool,
     /// Non-linearity of the output layer.
     pub output_activation: OutputActivation,
+    /// Leading latent columns read as InfoGAN codes (none by default); see [`LatentCodes`].
+    #[serde(skip_serializing_if = "LatentCodes::is_empty")]
+    pub codes: LatentCodes,
 }
 
 impl Default for MlpGeneratorConfig {
@@ -70,6 +75,7 @@ impl Default for MlpGeneratorConfig {
             negative_slope: 0.2,
             batch_norm: false,
             output_activation: OutputActivation::Identity,
+            codes: LatentCodes::default(),
         }
     }
 }
@@ -132,7 +138,12 @@ impl Stack {
         Ok(Self { layers, output, activation: act, negative_slope: slope })
     }
 
-    fn forward(&self, mut x: Tensor, train: bool) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.output.forward(&self.features(x, train)?)
+    }
+
+    /// The activations of the last hidden layer (the input itself without hidden layers).
+    fn features(&self, mut x: Tensor, train: bool) -> candle_core::Result<Tensor> {
         let act = match self.activation {
             Activation::Relu => Act::Relu,
             Activation::LeakyRelu => Act::LeakyRelu(self.negative_slope),
@@ -144,7 +155,7 @@ impl Stack {
                 None => fc.forward_act(&x, act)?,
             };
         }
-        self.output.forward(&x)
+        Ok(x)
     }
 }
 
@@ -174,6 +185,7 @@ impl MlpGenerator {
                 "mlp generator: latent_dim and output_shape must be non-zero".into(),
             ));
         }
+        config.codes.check(config.latent_dim)?;
         let stack = Stack::new(
             config.latent_dim + config.cond_dim,
             &config.hidden,
@@ -199,7 +211,8 @@ impl Generator for MlpGenerator {
     }
     fn forward(&self, z: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         condor_core::check_latent("mlp generator", z, self.config.latent_dim)?;
-        let x = self.stack.forward(input_rows(z, cond, self.conditioning())?, train)?;
+        let z = self.config.codes.apply(z)?;
+        let x = self.stack.forward(input_rows(&z, cond, self.conditioning())?, train)?;
         let x = match self.config.output_activation {
             OutputActivation::Identity => x,
             OutputActivation::Tanh => x.tanh()?,
@@ -313,11 +326,87 @@ impl condor_core::Network for MlpAutoencoder {
     }
 }
 
-/// Registers the MLP generator and discriminator under the name `"mlp"`, and the MLP autoencoder
-/// (an energy network for the `energy_based` recipe) as the network `"mlp_autoencoder"`.
+/// Config of [`MlpNetwork`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlpNetworkConfig {
+    /// Shape of one input sample.
+    pub input_shape: Vec<usize>,
+    /// Size of the conditioning vector joined to the input; 0 for none.
+    pub cond_dim: usize,
+    /// Widths of the hidden layers.
+    pub hidden: Vec<usize>,
+    /// Width of the output layer.
+    pub outputs: usize,
+    /// Hidden-layer non-linearity.
+    pub activation: Activation,
+    /// Slope of the leaky ReLU for negative inputs.
+    pub negative_slope: f64,
+    /// Batch norm after each hidden linear layer.
+    pub batch_norm: bool,
+    /// Also return the last hidden layer's activations, after the outputs (for feature matching and
+    /// feature-space reconstruction losses).
+    pub features: bool,
+}
+
+impl Default for MlpNetworkConfig {
+    fn default() -> Self {
+        Self {
+            input_shape: vec![2],
+            cond_dim: 0,
+            hidden: vec![128, 128],
+            outputs: 1,
+            activation: Activation::LeakyRelu,
+            negative_slope: 0.2,
+            batch_norm: false,
+            features: false,
+        }
+    }
+}
+
+/// An MLP of any output width, a network of no fixed role: a discriminator with extra heads (InfoGAN's
+/// Q, a K-class classifier) or an encoder. Its output is `(B, outputs)`, followed by the last hidden
+/// layer's activations when the config asks for `features`.
+pub struct MlpNetwork {
+    config: MlpNetworkConfig,
+    stack: Stack,
+}
+
+impl MlpNetwork {
+    /// Builds the layers through `vb` (the same names as the discriminator's).
+    pub fn new(config: MlpNetworkConfig, vb: VarBuilder) -> condor_core::Result<Self> {
+        let input: usize = config.input_shape.iter().product();
+        if input == 0 || config.outputs == 0 {
+            return Err(condor_core::Error::InvalidInput(
+                "mlp network: input_shape and outputs must be non-empty".into(),
+            ));
+        }
+        let (act, slope) = (config.activation, config.negative_slope);
+        let stack =
+            Stack::new(input + config.cond_dim, &config.hidden, config.outputs, config.batch_norm, act, slope, vb)?;
+        Ok(Self { config, stack })
+    }
+}
+
+impl condor_core::Network for MlpNetwork {
+    fn conditioning(&self) -> ConditioningKind {
+        ConditioningKind::vector_or_none(self.config.cond_dim)
+    }
+    fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        condor_core::check_samples("mlp network", x, &self.config.input_shape)?;
+        let features = self.stack.features(input_rows(x, cond, self.conditioning())?, train)?;
+        let outputs = self.stack.output.forward(&features)?;
+        Ok(if self.config.features { Tensor::cat(&[&outputs, &features], 1)? } else { outputs })
+    }
+}
+
+/// Registers the MLP generator and discriminator under the name `"mlp"`, the MLP of any output width
+/// as the network `"mlp"`, and the MLP autoencoder (an energy network for the `energy_based` recipe)
+/// as the network `"mlp_autoencoder"`.
 pub fn register(registry: &mut Registry) -> condor_core::Result<()> {
     registry.register_generator("mlp", MlpGenerator::new)?;
     registry.register_discriminator("mlp", MlpDiscriminator::new)?;
+    registry.register_network("mlp", MlpNetwork::new)?;
     registry.register_network("mlp_autoencoder", MlpAutoencoder::new)
 }
 

@@ -98,3 +98,38 @@ fn registry_builds_from_partial_config_and_names_bad_fields() {
     assert!(err.contains("hiden"), "{err}");
     assert!(register(&mut registry).is_err(), "registering twice must fail");
 }
+
+#[test]
+fn the_network_returns_its_outputs_then_its_features_with_right_gradients() {
+    use condor_core::Network;
+    let params = Params::new(6);
+    let config = MlpNetworkConfig {
+        input_shape: vec![1, 2, 2],
+        cond_dim: 2,
+        hidden: vec![6, 5],
+        outputs: 3,
+        batch_norm: true,
+        features: true,
+        ..Default::default()
+    };
+    let net = MlpNetwork::new(config, params.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let x = f64_tensor(7, &[4, 1, 2, 2]);
+    let cond = Conditioning::from_embedding(f64_tensor(8, &[4, 2])).unwrap();
+    assert_eq!(net.forward(&x, Some(&cond), true).unwrap().dims(), &[4, 3 + 5]);
+    assert!(net.forward(&x, None, true).is_err(), "it reads its conditioning");
+    check_gradients(&params, || net.forward(&x, Some(&cond), true).unwrap().sqr().unwrap().mean_all().unwrap());
+}
+
+#[test]
+fn a_generator_with_codes_sees_them_one_hot_whatever_the_categorical_columns_hold() {
+    let params = Params::new(9);
+    let codes = LatentCodes { categorical: 3, continuous: 1 };
+    let config = MlpGeneratorConfig { latent_dim: 6, codes, hidden: vec![8], ..Default::default() };
+    let g = MlpGenerator::new(config.clone(), params.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    // Rows with the same arg-max and continuous value draw the same point.
+    let z = Tensor::new(&[[0.1f32, 2.0, 0.0, 0.5, 1.0, -1.0], [-3.0, 0.7, 0.2, 0.5, 1.0, -1.0]], &Device::Cpu).unwrap();
+    let out = g.forward(&z, None, false).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(out[0], out[1]);
+    let too_many = MlpGeneratorConfig { latent_dim: 3, ..config };
+    assert!(MlpGenerator::new(too_many, Params::new(0).var_builder(DType::F32, &Device::Cpu)).is_err());
+}
