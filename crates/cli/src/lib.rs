@@ -23,8 +23,10 @@ macro_rules! say {
 }
 
 mod args;
+mod classifiers;
 mod data;
 mod models;
+mod reconstruct;
 mod scores;
 mod serve;
 mod train;
@@ -81,6 +83,10 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Mnist(MnistCommand::Convert(args)) => scores::mnist_convert(args),
         Command::Mnist(MnistCommand::Judge(args)) => scores::mnist_judge(args),
         Command::Mnist(MnistCommand::Eval(args)) => scores::mnist_eval(args, registry),
+        Command::Mnist(MnistCommand::Codes(args)) => classifiers::mnist_codes(args, registry),
+        Command::Mnist(MnistCommand::Classify(args)) => classifiers::mnist_classify(args, registry),
+        Command::Mnist(MnistCommand::Encode(args)) => classifiers::mnist_encode(args, registry),
+        Command::Reconstruct(args) => reconstruct::reconstruct(args, registry),
         Command::Encode(args) => data::encode(args),
         Command::Data(DataCommand::Preview(args)) => data::preview(args),
         Command::TextEncoder(TextEncoderCommand::Import(args)) => data::import_text_encoder(args),

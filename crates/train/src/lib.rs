@@ -9,12 +9,15 @@
 //! takes a candle `Device`.
 
 pub mod adversarial;
+pub mod bigan;
 pub mod checkpoint;
 pub mod config;
 pub mod diff_augment;
 pub mod energy_based;
 pub mod error;
 pub mod export;
+pub mod infogan;
+pub mod inversion;
 pub mod loss_sensitive;
 pub mod losses;
 pub mod matching;
@@ -27,6 +30,7 @@ pub mod recipe_inputs;
 pub mod regularizers;
 pub mod run;
 pub mod run_dir;
+pub mod semi_supervised;
 mod step_context;
 pub mod tensorboard;
 pub mod text_data;
@@ -48,9 +52,12 @@ pub use trainer::Trainer;
 pub use tricks::{recalibrate_batch_norm, EmaConfig, InstanceNoiseConfig};
 
 /// Registers the recipes built into condor-train besides the adversarial one (which a run without a
-/// `[recipe]` table uses): `loss_sensitive`, `energy_based` and `unrolled`.
+/// `[recipe]` table uses): `loss_sensitive`, `energy_based`, `unrolled`, `infogan`, `semi_supervised` and `bigan`.
 pub fn register_recipes(registry: &mut condor_core::Registry) -> condor_core::Result<()> {
     registry.register_recipe(loss_sensitive::NAME, loss_sensitive::LossSensitive::new)?;
     registry.register_recipe(energy_based::NAME, energy_based::EnergyBased::new)?;
-    registry.register_recipe(unrolled::NAME, unrolled::Unrolled::new)
+    registry.register_recipe(unrolled::NAME, unrolled::Unrolled::new)?;
+    registry.register_recipe(infogan::NAME, infogan::InfoGan::new)?;
+    registry.register_recipe(semi_supervised::NAME, semi_supervised::SemiSupervised::new)?;
+    registry.register_recipe(bigan::NAME, bigan::BiGan::new)
 }
