@@ -121,12 +121,17 @@ pub(crate) fn mnist_encode(args: MnistEncodeArgs, registry: &Registry) -> Result
     Ok(())
 }
 
-/// `rows` pairs of rows of `cols` images: originals, then their reconstructions below them.
+/// `rows` pairs of rows of `cols` images spread evenly over the set (the test digits come class by
+/// class): originals, then their reconstructions below them.
 fn pairs_by_row(originals: &Tensor, reconstructions: &Tensor, cols: usize, rows: usize) -> Result<Tensor> {
+    let n = originals.dim(0)?;
+    let shown = (rows * cols).min(n);
+    let picks: Vec<u32> = (0..shown).map(|i| (i * n / shown.max(1)) as u32).collect();
     let mut parts = Vec::with_capacity(2 * rows);
-    for r in 0..rows.min(originals.dim(0)? / cols) {
-        parts.push(originals.narrow(0, r * cols, cols)?);
-        parts.push(reconstructions.narrow(0, r * cols, cols)?);
+    for row in picks.chunks(cols) {
+        let index = Tensor::new(row, originals.device())?;
+        parts.push(originals.index_select(&index, 0)?);
+        parts.push(reconstructions.index_select(&index, 0)?);
     }
     Ok(Tensor::cat(&parts, 0)?)
 }

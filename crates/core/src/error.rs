@@ -47,5 +47,23 @@ pub enum Error {
     InvalidInput(String),
 }
 
+impl Error {
+    /// A recipe's config that cannot be used: [`Error::InvalidConfig`] of the recipe named `recipe`.
+    pub fn recipe_config(recipe: &str, message: impl Into<String>) -> Self {
+        Self::InvalidConfig { kind: "recipe", plugin: recipe.to_string(), message: message.into() }
+    }
+
+    /// Checks that each named setting of recipe `recipe` is finite and at least 0 (a weight, a scale),
+    /// naming the first that is not.
+    pub fn check_non_negative(recipe: &str, settings: &[(&str, f64)]) -> Result<()> {
+        match settings.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            Some((name, v)) => {
+                Err(Self::recipe_config(recipe, format!("`{name}` must be finite and at least 0, not {v}")))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Result with the contract's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;

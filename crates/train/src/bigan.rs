@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::losses::bce_with_logits;
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "bigan";
@@ -50,24 +51,25 @@ pub struct BiGan {
 }
 
 /// An error in this recipe's config.
-fn invalid(message: String) -> condor_core::Error {
-    condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message }
+fn invalid(message: impl Into<String>) -> condor_core::Error {
+    condor_core::Error::recipe_config(NAME, message)
 }
 
 impl BiGan {
     /// The recipe for `config` with the run's generator and optimizers.
     pub fn new(config: BiGanConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let latent = match config.latent_dim {
-            Some(n) => n,
-            None => setup.generator.config.get("latent_dim").and_then(|v| v.as_u64()).ok_or_else(|| {
-                invalid("the generator config has no `latent_dim`; give the recipe's `latent_dim`".into())
-            })? as usize,
-        };
+        let latent =
+            match config.latent_dim {
+                Some(n) => n,
+                None => setup.generator.config.get("latent_dim").and_then(|v| v.as_u64()).ok_or_else(|| {
+                    invalid("the generator config has no `latent_dim`; give the recipe's `latent_dim`")
+                })? as usize,
+            };
         if latent == 0 {
-            return Err(invalid("latent_dim must be at least 1".into()));
+            return Err(invalid("latent_dim must be at least 1"));
         }
         if config.d_steps == 0 {
-            return Err(invalid("d_steps must be at least 1".into()));
+            return Err(invalid("d_steps must be at least 1"));
         }
         let mut networks = setup.generator_and_discriminator();
         networks[1].kind = NetworkKind::Network;
@@ -116,11 +118,15 @@ impl Recipe for BiGan {
             let loss = (bce_to(&on_real, 1.0)? + bce_to(&on_fake, 0.0)?)?;
             let scores =
                 [candle_nn::ops::sigmoid(&on_real)?.mean_all()?, candle_nn::ops::sigmoid(&on_fake)?.mean_all()?];
-            let values = cx.scalars(&[&loss, &scores[0], &scores[1]])?;
-            log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
-            log.insert("d_real".into(), values[1]);
-            log.insert("d_fake".into(), values[2]);
-            cx.update("d", &loss)?;
+            let (real_score, fake_score) = (&scores[0], &scores[1]);
+            let step = DiscriminatorStep {
+                loss: &loss,
+                what: "discriminator loss",
+                real: real_score,
+                fake: fake_score,
+                extra: &[],
+            };
+            update_discriminator(cx, &mut log, "d", step)?;
             last_real = Some(real);
         }
         let real = last_real.ok_or_else(|| condor_core::Error::InvalidInput("the iteration drew no batch".into()))?;

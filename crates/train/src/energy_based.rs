@@ -17,6 +17,7 @@ use condor_core::{ModelSpec, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scal
 use serde::{Deserialize, Serialize};
 
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "energy_based";
@@ -56,8 +57,7 @@ pub struct EnergyBased {
 impl EnergyBased {
     /// The recipe for `config` with the run's generator.
     pub fn new(config: EnergyBasedConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let invalid =
-            |message: String| condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message };
+        let invalid = |message: String| condor_core::Error::recipe_config(NAME, message);
         let valid =
             config.margin > 0.0 && config.margin.is_finite() && config.pt_weight >= 0.0 && config.pt_weight.is_finite();
         if !valid {
@@ -122,11 +122,10 @@ impl Recipe for EnergyBased {
             let (e_real, _) = split_energy(&d.forward(&real, None, true)?.to_dtype(DType::F32)?)?;
             let (e_fake, _) = split_energy(&d.forward(&fake, None, true)?.to_dtype(DType::F32)?)?;
             let loss = energy_discriminator_loss(&e_real, &e_fake, self.config.margin)?;
-            let values = cx.scalars(&[&loss, &e_real.mean_all()?, &e_fake.mean_all()?])?;
-            log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
-            log.insert("d_real".into(), values[1]);
-            log.insert("d_fake".into(), values[2]);
-            cx.update("d", &loss)?;
+            let (real, fake) = (e_real.mean_all()?, e_fake.mean_all()?);
+            let step =
+                DiscriminatorStep { loss: &loss, what: "discriminator loss", real: &real, fake: &fake, extra: &[] };
+            update_discriminator(cx, &mut log, "d", step)?;
         }
         let Generated { images: fake, .. } = generator_inputs(cx)?;
         let d = cx.frozen_network("d")?;

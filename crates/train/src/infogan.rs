@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::losses::{LossKind, Targets};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "infogan";
@@ -80,17 +81,16 @@ pub struct InfoGan {
 }
 
 /// An error in this recipe's config.
-fn invalid(message: String) -> condor_core::Error {
-    condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message }
+fn invalid(message: impl Into<String>) -> condor_core::Error {
+    condor_core::Error::recipe_config(NAME, message)
 }
 
 impl InfoGan {
     /// The recipe for `config` with the run's generator.
     pub fn new(config: InfoGanConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let weights = [config.categorical_weight, config.continuous_weight];
-        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
-            return Err(invalid(format!("code weights must be finite and at least 0, not {weights:?}")));
-        }
+        let weights =
+            [("categorical_weight", config.categorical_weight), ("continuous_weight", config.continuous_weight)];
+        condor_core::Error::check_non_negative(NAME, &weights)?;
         if config.categorical == 1 || config.codes().is_empty() {
             return Err(invalid(format!(
                 "InfoGAN needs codes: a categorical code of at least 2 categories or a continuous code, not {} and {}",
@@ -98,7 +98,7 @@ impl InfoGan {
             )));
         }
         if config.d_steps == 0 {
-            return Err(invalid("d_steps must be at least 1".into()));
+            return Err(invalid("d_steps must be at least 1"));
         }
         let codes = serde_json::to_value(config.codes()).map_err(|e| invalid(e.to_string()))?;
         let mut networks = setup.generator_and_discriminator();
@@ -222,11 +222,9 @@ impl Recipe for InfoGan {
                 candle_nn::ops::sigmoid(&real.logits)?.mean_all()?,
                 candle_nn::ops::sigmoid(&fake_heads.logits)?.mean_all()?,
             ];
-            let values = cx.scalars(&[&loss, &scores[0], &scores[1]])?;
-            log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
-            log.insert("d_real".into(), values[1]);
-            log.insert("d_fake".into(), values[2]);
-            cx.update("d", &loss)?;
+            let (real, fake) = (&scores[0], &scores[1]);
+            let step = DiscriminatorStep { loss: &loss, what: "discriminator loss", real, fake, extra: &[] };
+            update_discriminator(cx, &mut log, "d", step)?;
         }
         let Generated { images, cond, z } = generator_inputs(cx)?;
         let d = cx.frozen_network("d")?;

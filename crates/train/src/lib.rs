@@ -27,6 +27,7 @@ pub mod parallel;
 pub mod precision;
 pub mod prefetch;
 pub mod recipe_inputs;
+pub mod recipe_updates;
 pub mod regularizers;
 pub mod run;
 pub mod run_dir;

@@ -61,23 +61,20 @@ pub struct LossSensitive {
 impl LossSensitive {
     /// The recipe for `config` with the run's usual pair of networks.
     pub fn new(config: LossSensitiveConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let finite_and_positive = |v: f64| v.is_finite() && v >= 0.0;
-        if !finite_and_positive(config.margin_scale) || !finite_and_positive(config.gamma) {
-            return Err(invalid(format!(
-                "margin_scale and gamma must be finite and at least 0, not {} and {}",
-                config.margin_scale, config.gamma
-            )));
-        }
+        condor_core::Error::check_non_negative(
+            NAME,
+            &[("margin_scale", config.margin_scale), ("gamma", config.gamma)],
+        )?;
         if config.d_steps == 0 {
-            return Err(invalid("d_steps must be at least 1".into()));
+            return Err(invalid("d_steps must be at least 1"));
         }
         Ok(Self { config, networks: setup.generator_and_discriminator() })
     }
 }
 
 /// An error in this recipe's config.
-fn invalid(message: String) -> condor_core::Error {
-    condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message }
+fn invalid(message: impl Into<String>) -> condor_core::Error {
+    condor_core::Error::recipe_config(NAME, message)
 }
 
 /// The learned loss `softplus(d)` of the discriminator's outputs `d`, in float32.

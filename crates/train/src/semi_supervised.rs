@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::infogan::cross_entropy;
 use crate::losses::softplus;
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "semi_supervised";
@@ -72,23 +73,18 @@ pub struct SemiSupervised {
 }
 
 /// An error in this recipe's config.
-fn invalid(message: String) -> condor_core::Error {
-    condor_core::Error::InvalidConfig { kind: "recipe", plugin: NAME.into(), message }
+fn invalid(message: impl Into<String>) -> condor_core::Error {
+    condor_core::Error::recipe_config(NAME, message)
 }
 
 impl SemiSupervised {
     /// The recipe for `config` with the run's generator; the classifier has `classes` logits, the
     /// number of classes of the data, which its network's `outputs` states (10 when left out).
     pub fn new(config: SemiSupervisedConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let finite = |v: f64| v.is_finite() && v >= 0.0;
-        if !finite(config.unsupervised_weight) || !finite(config.input_noise) {
-            return Err(invalid(format!(
-                "unsupervised_weight and input_noise must be finite and at least 0, not {} and {}",
-                config.unsupervised_weight, config.input_noise
-            )));
-        }
+        let settings = [("unsupervised_weight", config.unsupervised_weight), ("input_noise", config.input_noise)];
+        condor_core::Error::check_non_negative(NAME, &settings)?;
         if config.labelled_per_class == 0 {
-            return Err(invalid("labelled_per_class must be at least 1".into()));
+            return Err(invalid("labelled_per_class must be at least 1"));
         }
         let classes = config.network.config.get("outputs").and_then(|v| v.as_u64()).unwrap_or(10) as usize;
         if classes < 2 {
@@ -107,7 +103,7 @@ impl SemiSupervised {
             let set = cx
                 .data()
                 .labelled(self.config.labelled_per_class, self.config.label_seed, cx.device())?
-                .ok_or_else(|| invalid("the semi-supervised GAN needs data with classes (MNIST, a mixture)".into()))?;
+                .ok_or_else(|| invalid("the semi-supervised GAN needs data with classes (MNIST, a mixture)"))?;
             if set.classes != self.classes {
                 return Err(invalid(format!(
                     "the data has {} classes but the classifier {}; set the network's `outputs` to {}",
@@ -221,14 +217,16 @@ impl Recipe for SemiSupervised {
         } else {
             (supervised.clone(), zero.clone(), [zero.clone(), zero])
         };
-        let values = cx.scalars(&[&loss, &supervised, &unsupervised, &right, &scores[0], &scores[1]])?;
-        log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
-        log.insert("loss_supervised".into(), values[1]);
-        log.insert("loss_unsupervised".into(), values[2]);
-        log.insert("labelled_accuracy".into(), values[3]);
-        log.insert("d_real".into(), values[4]);
-        log.insert("d_fake".into(), values[5]);
-        cx.update("d", &loss)?;
+        let extra =
+            [("loss_supervised", &supervised), ("loss_unsupervised", &unsupervised), ("labelled_accuracy", &right)];
+        let step = DiscriminatorStep {
+            loss: &loss,
+            what: "discriminator loss",
+            real: &scores[0],
+            fake: &scores[1],
+            extra: &extra,
+        };
+        update_discriminator(cx, &mut log, "d", step)?;
         if weight > 0.0 {
             let Generated { images, .. } = generator_inputs(cx)?;
             let d = cx.frozen_network("d")?;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::losses::{LossKind, Targets};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 use crate::tricks::label_targets;
 
 /// The registry name of the recipe.
@@ -76,11 +77,9 @@ impl Unrolled {
         let targets = label_targets(cx.batch_size(), 0.0, 0.0, &mut rng, cx.device())?;
         let targets = Targets { real: cx.rows(&targets.real, 1)?, fake: cx.rows(&targets.fake, 1)? };
         let loss = self.config.loss.discriminator(&d_real, &d_fake, &targets)?;
-        let values = cx.scalars(&[&loss, &self.mean_score(&d_real)?, &self.mean_score(&d_fake)?])?;
-        log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
-        log.insert("d_real".into(), values[1]);
-        log.insert("d_fake".into(), values[2]);
-        cx.update("d", &loss)?;
+        let (real, fake) = (self.mean_score(&d_real)?, self.mean_score(&d_fake)?);
+        let step = DiscriminatorStep { loss: &loss, what: "discriminator loss", real: &real, fake: &fake, extra: &[] };
+        update_discriminator(cx, log, "d", step)?;
         Ok(())
     }
 
