@@ -30,6 +30,7 @@ const TRAVERSAL_COLUMNS: usize = 10;
 struct Scoring {
     ckpt: Checkpoint,
     trainer: Trainer,
+    test: Digits,
     images: Tensor,
     labels: Vec<usize>,
 }
@@ -38,8 +39,9 @@ impl Scoring {
     fn open(checkpoint: &Path, data: &Path, registry: &Registry, device: &Device) -> Result<Self> {
         let ckpt = Checkpoint::load(checkpoint, device)?;
         let trainer = Trainer::from_checkpoint(&ckpt, registry, device)?;
-        let (images, labels) = digits_tensor(&Digits::open(data, MnistSplit::Test)?, device)?;
-        Ok(Self { ckpt, trainer, images, labels })
+        let test = Digits::open(data, MnistSplit::Test)?;
+        let (images, labels) = digits_tensor(&test, device)?;
+        Ok(Self { ckpt, trainer, test, images, labels })
     }
 
     /// The recipe's classifier, the network `d`.
@@ -94,7 +96,7 @@ pub(crate) fn mnist_encode(args: MnistEncodeArgs, registry: &Registry) -> Result
     let knn = nearest_neighbour_accuracy(&reference, &train_labels, &latents, &s.labels)?;
     let same_digit = if judge.exists() {
         let classifier = DigitClassifier::load(&judge, &device)?;
-        let judge = digit_eval::Judge::check(classifier, &Digits::open(&data, MnistSplit::Test)?, &device)?;
+        let judge = digit_eval::Judge::check(classifier, &s.test, &device)?;
         Some(judge.agreement(&reconstructions, &s.labels)?)
     } else {
         say!("no digit judge at {}: train it with `just mnist-judge` to score reconstructions", judge.display());

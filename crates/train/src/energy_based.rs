@@ -17,7 +17,7 @@ use condor_core::{ModelSpec, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scal
 use serde::{Deserialize, Serialize};
 
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
-use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
+use crate::recipe_updates::{update_discriminator, update_generator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "energy_based";
@@ -132,10 +132,7 @@ impl Recipe for EnergyBased {
         let (e_fake, codes) = split_energy(&d.forward(&fake, None, true)?.to_dtype(DType::F32)?)?;
         let pt = pulling_away(&codes)?;
         let loss = (e_fake.mean_all()? + (&pt * self.config.pt_weight)?)?;
-        let values = cx.scalars(&[&loss, &pt])?;
-        log.insert("loss_g".into(), cx.finite("generator loss", values[0])?);
-        log.insert("pulling_away".into(), values[1]);
-        cx.update("g", &loss)?;
+        update_generator(cx, &mut log, &loss, &[("pulling_away", &pt)])?;
         Ok(log)
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::losses::{LossKind, Targets};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
-use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
+use crate::recipe_updates::{update_discriminator, update_generator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "infogan";
@@ -231,12 +231,12 @@ impl Recipe for InfoGan {
         let heads = self.config.heads(&d.forward(&images, d.conditioning().select(cond.as_ref()), true)?)?;
         let info = self.config.information(&heads, &z)?;
         let loss = (LOSS.generator(&heads.logits)? + &info.loss)?;
-        let values = cx.scalars(&[&loss, &info.categorical, &info.continuous, &info.accuracy])?;
-        log.insert("loss_g".into(), cx.finite("generator loss", values[0])?);
-        log.insert("info_categorical".into(), values[1]);
-        log.insert("info_continuous".into(), values[2]);
-        log.insert("code_accuracy".into(), values[3]);
-        cx.update("g", &loss)?;
+        let extra = [
+            ("info_categorical", &info.categorical),
+            ("info_continuous", &info.continuous),
+            ("code_accuracy", &info.accuracy),
+        ];
+        update_generator(cx, &mut log, &loss, &extra)?;
         Ok(log)
     }
 }

@@ -20,6 +20,7 @@ use condor_core::{NetworkDecl, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_updates::update_generator;
 use crate::regularizers::{gradient_penalty, GradientPenaltyConfig};
 
 /// The registry name of the recipe.
@@ -141,9 +142,7 @@ impl Recipe for LossSensitive {
         let d = cx.frozen_discriminator("d")?;
         let l_fake = learned_loss(&d.forward(&fake, d.conditioning().select(cond.as_ref()), true)?)?;
         let loss = l_fake.mean_all()?;
-        let value = cx.scalars(&[&loss])?[0];
-        log.insert("loss_g".into(), cx.finite("generator loss", value)?);
-        cx.update("g", &loss)?;
+        update_generator(cx, &mut log, &loss, &[])?;
         Ok(log)
     }
 }

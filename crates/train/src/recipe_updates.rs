@@ -1,5 +1,6 @@
-//! The discriminator update the built-in recipes share: its loss checked finite and logged with the
-//! mean scores on real and generated samples, then applied.
+//! The updates the built-in recipes share: a loss checked finite and logged with the step's other
+//! scalars (read in one go), then applied; for a discriminator, with its mean scores on real and
+//! generated samples.
 
 use candle_core::Tensor;
 use condor_core::{Scalars, TrainContext};
@@ -27,15 +28,38 @@ pub fn update_discriminator(
     name: &str,
     step: DiscriminatorStep,
 ) -> condor_core::Result<()> {
-    let mut tensors = vec![step.loss, step.real, step.fake];
-    tensors.extend(step.extra.iter().map(|(_, t)| *t));
+    let mut scalars = vec![("d_real", step.real), ("d_fake", step.fake)];
+    scalars.extend_from_slice(step.extra);
+    log_and_update(cx, log, name, ("loss_d", step.what, step.loss), &scalars)
+}
+
+/// Logs the generator `g`'s `loss` as `loss_g` (a non-finite one stops the run before the update) with
+/// the `extra` scalars, and updates `g` on it.
+pub fn update_generator(
+    cx: &mut dyn TrainContext,
+    log: &mut Scalars,
+    loss: &Tensor,
+    extra: &[(&str, &Tensor)],
+) -> condor_core::Result<()> {
+    log_and_update(cx, log, "g", ("loss_g", "generator loss", loss), extra)
+}
+
+/// Reads `loss` (logged under `key`, named `what` if it is not finite) and `scalars` in one go, logs
+/// them and updates network `name` on the loss.
+fn log_and_update(
+    cx: &mut dyn TrainContext,
+    log: &mut Scalars,
+    name: &str,
+    (key, what, loss): (&str, &str, &Tensor),
+    scalars: &[(&str, &Tensor)],
+) -> condor_core::Result<()> {
+    let mut tensors = vec![loss];
+    tensors.extend(scalars.iter().map(|(_, t)| *t));
     let values = cx.scalars(&tensors)?;
-    log.insert("loss_d".into(), cx.finite(step.what, values[0])?);
-    log.insert("d_real".into(), values[1]);
-    log.insert("d_fake".into(), values[2]);
-    for ((key, _), value) in step.extra.iter().zip(&values[3..]) {
-        log.insert((*key).into(), *value);
+    log.insert(key.into(), cx.finite(what, values[0])?);
+    for ((k, _), value) in scalars.iter().zip(&values[1..]) {
+        log.insert((*k).into(), *value);
     }
-    cx.update(name, step.loss)?;
+    cx.update(name, loss)?;
     Ok(())
 }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::infogan::cross_entropy;
 use crate::losses::softplus;
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
-use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
+use crate::recipe_updates::{update_discriminator, update_generator, DiscriminatorStep};
 
 /// The registry name of the recipe.
 pub const NAME: &str = "semi_supervised";
@@ -233,9 +233,7 @@ impl Recipe for SemiSupervised {
             let (_, f_real) = self.classify(d, &real, true)?;
             let (_, f_fake) = self.classify(d, &images, true)?;
             let loss = feature_matching(&f_real, &f_fake)?;
-            let value = cx.scalars(&[&loss])?[0];
-            log.insert("loss_g".into(), cx.finite("generator loss", value)?);
-            cx.update("g", &loss)?;
+            update_generator(cx, &mut log, &loss, &[])?;
         }
         Ok(log)
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::losses::{LossKind, Targets};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
-use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
+use crate::recipe_updates::{update_discriminator, update_generator, DiscriminatorStep};
 use crate::tricks::label_targets;
 
 /// The registry name of the recipe.
@@ -89,9 +89,7 @@ impl Unrolled {
         let d = cx.frozen_discriminator("d")?;
         let d_fake = d.forward(&fake, d.conditioning().select(cond.as_ref()), true)?.to_dtype(DType::F32)?;
         let loss = self.config.loss.generator(&d_fake)?;
-        let value = cx.scalars(&[&loss])?[0];
-        log.insert("loss_g".into(), cx.finite("generator loss", value)?);
-        cx.update("g", &loss)?;
+        update_generator(cx, log, &loss, &[])?;
         Ok(())
     }
 
