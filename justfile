@@ -81,6 +81,18 @@ train-bigan *flags: mnist
     test -f runs/digit-judge.safetensors || cargo run --release -p condor-cli -- mnist judge
     cargo run --release -p condor-cli -- mnist encode --checkpoint runs/mnist-bigan/checkpoints/step-000010000.safetensors
 
+# VAE-GAN on MNIST (configs/mnist-vae-gan.toml) and the plain VAE of the same networks
+# (configs/mnist-vae.toml), each scored: FID of 1,000 samples in the digit judge's features against the
+# test digits, and the judge's reading of the test digits' reconstructions (trains the judge if missing).
+train-vae-gan *flags: mnist
+    cargo run --release -p condor-cli -- train --config configs/mnist-vae-gan.toml {{flags}}
+    cargo run --release -p condor-cli -- train --config configs/mnist-vae.toml {{flags}}
+    test -f runs/digit-judge.safetensors || cargo run --release -p condor-cli -- mnist judge
+    for run in mnist-vae-gan mnist-vae; do \
+        cargo run --release -p condor-cli -- mnist eval --n 1000 --checkpoint runs/$run/checkpoints/step-000010000.safetensors; \
+        cargo run --release -p condor-cli -- mnist encode --checkpoint runs/$run/checkpoints/step-000010000.safetensors; \
+    done
+
 # Turn images back into latents with a checkpoint whose recipe trains an encoder, e.g.
 # `just reconstruct runs/mnist-bigan/checkpoints/step-000010000.safetensors digit.png`.
 reconstruct checkpoint +images:

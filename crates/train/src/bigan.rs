@@ -16,8 +16,9 @@ use candle_core::{DType, Tensor};
 use condor_core::{Conditioning, ModelSpec, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
+use crate::inversion::encoder_network;
 use crate::losses::bce_with_logits;
-use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
+use crate::recipe_inputs::{discriminator_inputs, generator_inputs, latent_size, Generated};
 use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 
 /// The registry name of the recipe.
@@ -58,16 +59,7 @@ fn invalid(message: impl Into<String>) -> condor_core::Error {
 impl BiGan {
     /// The recipe for `config` with the run's generator and optimizers.
     pub fn new(config: BiGanConfig, setup: &RecipeSetup) -> condor_core::Result<Self> {
-        let latent =
-            match config.latent_dim {
-                Some(n) => n,
-                None => setup.generator.config.get("latent_dim").and_then(|v| v.as_u64()).ok_or_else(|| {
-                    invalid("the generator config has no `latent_dim`; give the recipe's `latent_dim`")
-                })? as usize,
-            };
-        if latent == 0 {
-            return Err(invalid("latent_dim must be at least 1"));
-        }
+        let latent = latent_size(config.latent_dim, setup).map_err(invalid)?;
         if config.d_steps == 0 {
             return Err(invalid("d_steps must be at least 1"));
         }
@@ -75,14 +67,7 @@ impl BiGan {
         networks[1].kind = NetworkKind::Network;
         let d = config.network.with_field("outputs", 1.into()).map_err(invalid)?;
         networks[1].spec = d.with_field("cond_dim", latent.into()).map_err(invalid)?;
-        networks.push(NetworkDecl {
-            name: "e".into(),
-            kind: NetworkKind::Network,
-            spec: config.encoder.with_field("outputs", latent.into()).map_err(invalid)?,
-            optimizer: setup.generator_optimizer,
-            ema: false,
-            init_stream: 2,
-        });
+        networks.push(encoder_network(&config.encoder, latent, setup).map_err(invalid)?);
         Ok(Self { config, networks })
     }
 }

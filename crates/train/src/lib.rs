@@ -39,6 +39,8 @@ pub mod text_pretraining;
 pub mod trainer;
 pub mod tricks;
 pub mod unrolled;
+pub mod vae;
+pub mod vae_gan;
 
 pub use checkpoint::{Checkpoint, CheckpointError, TrainState};
 pub use config::{LrDecay, OptimizerConfig, OptimizerPair, RunConfig, ScheduleConfig, TrainingConfig};
@@ -53,12 +55,15 @@ pub use trainer::Trainer;
 pub use tricks::{recalibrate_batch_norm, EmaConfig, InstanceNoiseConfig};
 
 /// Registers the recipes built into condor-train besides the adversarial one (which a run without a
-/// `[recipe]` table uses): `loss_sensitive`, `energy_based`, `unrolled`, `infogan`, `semi_supervised` and `bigan`.
+/// `[recipe]` table uses): `loss_sensitive`, `energy_based`, `unrolled`, `infogan`, `semi_supervised`, `bigan`,
+/// `vae` and `vae_gan`.
 pub fn register_recipes(registry: &mut condor_core::Registry) -> condor_core::Result<()> {
     registry.register_recipe(loss_sensitive::NAME, loss_sensitive::LossSensitive::new)?;
     registry.register_recipe(energy_based::NAME, energy_based::EnergyBased::new)?;
     registry.register_recipe(unrolled::NAME, unrolled::Unrolled::new)?;
     registry.register_recipe(infogan::NAME, infogan::InfoGan::new)?;
     registry.register_recipe(semi_supervised::NAME, semi_supervised::SemiSupervised::new)?;
-    registry.register_recipe(bigan::NAME, bigan::BiGan::new)
+    registry.register_recipe(bigan::NAME, bigan::BiGan::new)?;
+    registry.register_recipe(vae::NAME, vae::Vae::new)?;
+    registry.register_recipe(vae_gan::NAME, vae_gan::VaeGan::new)
 }

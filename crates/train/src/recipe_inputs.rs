@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 use condor_core::rng::normal;
-use condor_core::{Batch, Conditioning, Generator, Rng, TrainContext};
+use condor_core::{Batch, Conditioning, Generator, RecipeSetup, Rng, TrainContext};
 
 /// A generated batch: this rank's images, their conditioning and the latents they were drawn from.
 pub struct Generated {
@@ -47,4 +47,22 @@ pub fn discriminator_inputs(
 pub fn generator_inputs(cx: &dyn TrainContext) -> condor_core::Result<Generated> {
     let (cond, mut rng) = cx.generator_draw();
     generated(cx, cx.generator("g")?, cond.as_ref(), &mut rng)
+}
+
+/// The latent size of a recipe with an encoder: `given`, or else the run's generator config's
+/// `latent_dim`; an error message when neither gives one of at least 1.
+pub fn latent_size(given: Option<usize>, setup: &RecipeSetup) -> Result<usize, String> {
+    let latent =
+        match given {
+            Some(n) => n,
+            None => {
+                setup.generator.config.get("latent_dim").and_then(|v| v.as_u64()).ok_or_else(|| {
+                    "the generator config has no `latent_dim`; give the recipe's `latent_dim`".to_string()
+                })? as usize
+            }
+        };
+    if latent == 0 {
+        return Err("latent_dim must be at least 1".into());
+    }
+    Ok(latent)
 }

@@ -46,7 +46,7 @@ pub fn update_generator(
 
 /// Reads `loss` (logged under `key`, named `what` if it is not finite) and `scalars` in one go, logs
 /// them and updates network `name` on the loss.
-fn log_and_update(
+pub fn log_and_update(
     cx: &mut dyn TrainContext,
     log: &mut Scalars,
     name: &str,
