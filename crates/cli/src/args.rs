@@ -25,7 +25,7 @@ pub(crate) enum Command {
     /// Write an animated GIF of a text-to-image checkpoint moving from one prompt to another (latent
     /// code fixed), or between two latent codes of one prompt.
     Interpolate(condor::interpolation::InterpolateArgs),
-    /// Turn images back into latents with a checkpoint whose recipe trains an encoder (`bigan`), and
+    /// Turn images back into latents with a checkpoint whose recipe trains an encoder (`bigan`, `vae`, `vae_gan`), and
     /// write each image beside its reconstruction (the generator's image of that latent).
     Reconstruct(ReconstructArgs),
     /// Serve a text-to-image checkpoint (the shipped one by default) as a web page and JSON API:
@@ -77,8 +77,8 @@ pub(crate) enum MnistCommand {
     Codes(MnistCodesArgs),
     /// Score a semi-supervised GAN's discriminator as a digit classifier: its test error.
     Classify(MnistClassifyArgs),
-    /// Score a BiGAN's encoder: 1-nearest-neighbour test accuracy on its latents, and how many of its
-    /// reconstructions the digit judge reads as the same digit.
+    /// Score an encoder (BiGAN, VAE, VAE-GAN): 1-nearest-neighbour test accuracy on its latents, and
+    /// how many of its reconstructions the digit judge reads as the same digit.
     Encode(MnistEncodeArgs),
 }
 
@@ -319,7 +319,8 @@ pub(crate) struct MnistEvalArgs {
     /// The dataset folder (its test split checks the judge and gives the real diversity).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
-    /// Images per prompt (text-conditioned) or in all (unconditional).
+    /// Images per prompt (text-conditioned) or in all (unconditional; their FID against the test
+    /// digits wants 1000 or more).
     #[arg(long, default_value_t = 50)]
     pub n: usize,
     /// Seed of the latent codes.
@@ -350,7 +351,7 @@ pub(crate) struct ReconstructArgs {
 /// The arguments of `Encode` (MNIST).
 #[derive(clap::Args)]
 pub(crate) struct MnistEncodeArgs {
-    /// A checkpoint of the `bigan` recipe.
+    /// A checkpoint of a recipe with an encoder (`bigan`, `vae`, `vae_gan`).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// The dataset folder (train digits are the neighbours; test digits are scored).

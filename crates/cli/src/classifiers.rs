@@ -16,9 +16,9 @@ use condor::metrics::clustering::{matched_accuracy, MatchedAccuracy};
 use condor::metrics::digits::DigitClassifier;
 use condor::metrics::neighbours::nearest_neighbour_accuracy;
 use condor::train::infogan::{self, InfoGanConfig};
+use condor::train::inversion;
 use condor::train::networks::as_network;
 use condor::train::semi_supervised::{self, SemiSupervisedConfig};
-use condor::train::{bigan, inversion};
 use condor::train::{Checkpoint, Trainer};
 
 use crate::args::{MnistClassifyArgs, MnistCodesArgs, MnistEncodeArgs};
@@ -89,7 +89,6 @@ pub(crate) fn mnist_encode(args: MnistEncodeArgs, registry: &Registry) -> Result
     let MnistEncodeArgs { checkpoint, data, judge, out, device } = args;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
     let s = Scoring::open(&checkpoint, &data, registry, &device)?;
-    s.recipe_config(bigan::NAME, "it trains no encoder")?;
     let (train, train_labels) = digits_tensor(&Digits::open(&data, MnistSplit::Train)?, &device)?;
     let reference = inversion::encode(&s.trainer, &train)?;
     let (latents, reconstructions) = inversion::reconstruct(&s.trainer, &s.images)?;

@@ -182,6 +182,10 @@ pub(crate) fn mnist_eval(args: MnistEvalArgs, registry: &Registry) -> Result<()>
         say!("{}", digit_eval::digit_accuracy(&model, &judge, n, seed)?.to_markdown());
     } else {
         say!("{}", digit_eval::digit_coverage(&model, &judge, n, seed)?.to_markdown());
+        if let Ok(train) = Digits::open(&data, MnistSplit::Train) {
+            let real = digit_eval::evenly_spaced(&train, n, &device)?;
+            say!("The floor: {} real training digits score FID {:.2}", real.dim(0)?, judge.fid(&real)?);
+        }
     }
     Ok(())
 }

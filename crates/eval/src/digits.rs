@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use condor_data::mnist::{digit_captions, Digits, Phrasings, PHRASINGS};
-use condor_metrics::digits::{mean_pairwise_distance, DigitClassifier, SIDE};
+use condor_metrics::digits::{frechet_digit_distance, mean_pairwise_distance, DigitClassifier, SIDE};
 
 use condor_infer::TextToImage;
 
@@ -121,6 +121,16 @@ pub fn digits_tensor(digits: &Digits, device: &Device) -> Result<(Tensor, Vec<us
     Ok((x, digits.labels.iter().map(|&l| l as usize).collect()))
 }
 
+/// `n` of `digits` (at most all) spread evenly over the set, which comes class by class: real digits
+/// to score as a generator's samples are, for the floor of a figure such as the FID.
+pub fn evenly_spaced(digits: &Digits, n: usize, device: &Device) -> Result<Tensor> {
+    let (all, _) = digits_tensor(digits, device)?;
+    let total = digits.len();
+    let n = n.min(total);
+    let ids: Vec<u32> = (0..n).map(|i| (i * total / n.max(1)) as u32).collect();
+    Ok(all.index_select(&Tensor::new(ids.as_slice(), device)?, 0)?)
+}
+
 /// Mean pairwise distance of images in [-1, 1], measured on pixels in [0, 1].
 fn spread(x: &Tensor) -> Result<f64> {
     Ok(mean_pairwise_distance(&((x + 1.0)? * 0.5)?)?)
@@ -153,6 +163,11 @@ impl Judge {
     /// Its accuracy on the real test digits.
     pub fn accuracy(&self) -> f64 {
         self.accuracy
+    }
+
+    /// The Fréchet distance in its features between `images` and the real test digits (an MNIST FID).
+    pub fn fid(&self, images: &Tensor) -> Result<f64> {
+        Ok(frechet_digit_distance(&self.classifier, &judge_input(images)?, &self.real)?)
     }
 
     /// The share of `images` (generated or reconstructed digits) it reads as their `labels`.
@@ -199,6 +214,11 @@ pub struct CoverageReport {
     pub generated: f64,
     /// The same among all real test digits.
     pub real: f64,
+    /// Real test digits the FID compares with.
+    pub real_count: usize,
+    /// The Fréchet distance in the judge's features between the samples and the real test digits (an
+    /// MNIST FID: lower is sharper and more varied; comparable at one `n`).
+    pub fid: f64,
 }
 
 impl CoverageReport {
@@ -211,8 +231,8 @@ impl CoverageReport {
             out += &format!(" {:.1}% |", pct(c, n));
         }
         out += &format!(
-            "\n\nDiversity (mean pairwise distance): generated {:.2}, real {:.2}\n",
-            self.generated, self.real
+            "\n\nDiversity (mean pairwise distance): generated {:.2}, real {:.2}\n\nFID in the judge's features against the {} test digits: {:.2} ({n} samples)\n",
+            self.generated, self.real, self.real_count, self.fid
         );
         out
     }
@@ -232,6 +252,8 @@ pub fn digit_coverage(model: &TextToImage, judge: &Judge, n: usize, seed: u64) -
         per_digit,
         generated: spread(&drawn)?,
         real: spread(&judge.real)?,
+        real_count: judge.real.dim(0)?,
+        fid: judge.fid(&drawn)?,
     })
 }
 

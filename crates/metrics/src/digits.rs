@@ -64,13 +64,28 @@ impl DigitClassifier {
 
     /// Logits `(B, 10)` for images `(B, 1, 28, 28)` in [-1, 1].
     pub fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.out.forward(&self.features(x)?)
+    }
+
+    /// The hidden layer's activations `(B, 128)` for images `(B, 1, 28, 28)` in [-1, 1]: the features
+    /// a Fréchet distance between sets of digits compares.
+    pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         Self::check(x)?;
         let mut h = x.clone();
         for conv in &self.conv {
             h = conv.forward(&h)?.relu()?.avg_pool2d(2)?;
         }
-        let h = self.hidden.forward(&h.flatten_from(1)?)?.relu()?;
-        self.out.forward(&h)
+        self.hidden.forward(&h.flatten_from(1)?)?.relu()
+    }
+
+    /// The features of `x` in batches of 256, as rows for [`crate::fid::FeatureStats`].
+    pub fn feature_rows(&self, x: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+        let n = x.dim(0)?;
+        let mut rows = Vec::with_capacity(n);
+        for start in (0..n).step_by(256) {
+            rows.extend(self.features(&x.narrow(0, start, 256.min(n - start))?)?.to_vec2::<f32>()?);
+        }
+        Ok(rows)
     }
 
     /// The predicted digit of each image, in batches of 256.
@@ -153,6 +168,14 @@ impl DigitClassifier {
     }
 }
 
+/// The Fréchet distance between two sets of digit images `(N, 1, 28, 28)` in [-1, 1] in the judge's
+/// feature space: an MNIST FID (lower is closer), comparable between models scored with one judge
+/// against one reference set of one size.
+pub fn frechet_digit_distance(judge: &DigitClassifier, a: &Tensor, b: &Tensor) -> crate::Result<f64> {
+    let stats = |x: &Tensor| crate::FeatureStats::from_rows(&judge.feature_rows(x)?, false);
+    crate::frechet_distance(&stats(a)?, &stats(b)?)
+}
+
 /// Mean Euclidean distance between all pairs of rows of `x` `(N, ...)` (0 for fewer than two rows):
 /// the spread of a set of images, to compare generated digits of one class with real ones.
 pub fn mean_pairwise_distance(x: &Tensor) -> candle_core::Result<f64> {
@@ -171,6 +194,19 @@ pub fn mean_pairwise_distance(x: &Tensor) -> candle_core::Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frechet_digit_distance_is_zero_for_one_set_and_grows_with_a_shift() {
+        let dev = &Device::Cpu;
+        let judge = DigitClassifier::new(0, dev).unwrap();
+        let mut rng = derived_rng(3, &[]);
+        let a = condor_core::rng::uniform(&mut rng, -1.0, 1.0, (64, 1, SIDE, SIDE), dev).unwrap();
+        let same = frechet_digit_distance(&judge, &a, &a).unwrap();
+        let near = frechet_digit_distance(&judge, &a, &(&a * 0.9).unwrap()).unwrap();
+        let far = frechet_digit_distance(&judge, &a, &(&a * 0.5).unwrap()).unwrap();
+        assert!(same.abs() < 1e-6, "{same}");
+        assert!(0.0 < near && near < far, "{near} {far}");
+    }
 
     #[test]
     fn pairwise_distance_matches_a_direct_sum() {
