@@ -9,12 +9,16 @@ use condor::data::DatasetConfig;
 use condor::train::RunConfig;
 
 /// What the data of `config` decides, from the data itself (synthetic birds: its first 8, captions
-/// embedded into `cache`); `None` for data read from files the repository does not ship (MNIST, CUB),
+/// embedded into `cache`); `None` for data read from files the repository does not ship (MNIST, Stacked
+/// MNIST, CUB),
 /// whose configs state every field.
 fn data_context(config: &RunConfig, cache: &std::path::Path) -> Option<BuildContext> {
     let mut config = config.clone();
     match &mut config.data {
-        DatasetConfig::Mnist { .. } | DatasetConfig::Cub { .. } | DatasetConfig::Folder { .. } => return None,
+        DatasetConfig::Mnist { .. }
+        | DatasetConfig::StackedMnist { .. }
+        | DatasetConfig::Cub { .. }
+        | DatasetConfig::Folder { .. } => return None,
         DatasetConfig::Birds { count, .. } => *count = 8,
         _ => {}
     }

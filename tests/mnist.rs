@@ -353,3 +353,49 @@ fn the_vae_and_the_vae_gan_learn_to_reconstruct_made_up_digits() {
         assert!(err.contains("`outputs`") && err.contains("16"), "{err}");
     }
 }
+
+/// Stacked MNIST through the trainer's data path: batches of three-channel images whose channels are
+/// the digits their mode names, in order, and a DCGAN run on them that steps.
+#[test]
+fn stacked_mnist_batches_stack_the_digits_their_modes_name() {
+    use condor::candle_core::Device;
+    let tmp = tempfile::tempdir().unwrap();
+    made_up_digits(&tmp.path().join("made-up"), 100);
+    let device = Device::Cpu;
+    let (all, _) = condor::eval::digits::digits_tensor(
+        &Digits::open(&tmp.path().join("made-up"), MnistSplit::Train).unwrap(),
+        &device,
+    )
+    .unwrap();
+    let mut config = classic_config(tmp.path().join("made-up"), 2);
+    config.data = DatasetConfig::StackedMnist {
+        root: tmp.path().join("made-up"),
+        split: MnistSplit::Train,
+        size: 28,
+        count: 300,
+        triples_seed: 4,
+    };
+    let data = condor::train::text_data::build_data(&config, &device).unwrap();
+    assert_eq!(data.sample_shape(), vec![3, 28, 28]);
+    let mut rng = condor::core::derived_rng(0, &[]);
+    let batch = data.batch(0, 64, &mut rng, &device).unwrap();
+    let labels = batch.labels.clone().expect("stacked digits know their mode");
+    assert_eq!(batch.samples.dims(), &[64, 3, 28, 28]);
+    for (i, &mode) in labels.iter().enumerate() {
+        assert!(mode < 1000);
+        for (c, digit) in [mode / 100, mode / 10 % 10, mode % 10].into_iter().enumerate() {
+            // Made-up digit d is the image at index d (every digit of a class is the same image).
+            let channel = batch.samples.narrow(0, i, 1).unwrap().narrow(1, c, 1).unwrap();
+            assert!(common::max_abs_diff(&channel, &all.narrow(0, digit, 1).unwrap()) < 1e-6, "sample {i}");
+        }
+    }
+    config.generator =
+        ModelSpec::new("dcgan", json!({"noise_dim": 16, "image_size": 32, "channels": 3, "width": 8})).unwrap();
+    config.discriminator = ModelSpec::new("dcgan", json!({"image_size": 32, "width": 8})).unwrap().packed(2);
+    if let DatasetConfig::StackedMnist { size, .. } = &mut config.data {
+        *size = 32;
+    }
+    let mut trainer = condor::train::Trainer::new(config, &condor::registry(), &device).unwrap();
+    let record = trainer.step().unwrap();
+    assert!(record.loss_d.is_finite() && record.loss_g.is_finite());
+}

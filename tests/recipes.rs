@@ -129,6 +129,12 @@ fn mismatched_networks_and_unknown_recipes_are_clear_errors_at_build_time() {
     wrong_shape.discriminator.config["input_shape"] = serde_json::json!([3]);
     let message = build(wrong_shape).expect("a discriminator of points in 3D cannot score the ring");
     assert!(message.contains("scores samples of shape [3]") && message.contains("[2]"), "{message}");
+    // Packed, the discriminator reads two points side by side: an input of 2 is one point's width.
+    let mut packed = shipped("ring8.toml");
+    packed.discriminator = packed.discriminator.clone().packed(2);
+    packed.discriminator.config["input_shape"] = serde_json::json!([2]);
+    let message = build(packed).expect("a packed discriminator built for one point's width");
+    assert!(message.contains("with `pack = 2`") && message.contains("2 times the data's, 4"), "{message}");
 
     let mut unknown = shipped("ring8.toml");
     unknown.recipe = Some(condor::core::ModelSpec::new("no-such-recipe", serde_json::json!({})).unwrap());

@@ -80,6 +80,9 @@ pub(crate) enum MnistCommand {
     /// Score an encoder (BiGAN, VAE, VAE-GAN): 1-nearest-neighbour test accuracy on its latents, and
     /// how many of its reconstructions the digit judge reads as the same digit.
     Encode(MnistEncodeArgs),
+    /// Count the Stacked MNIST modes (digit triples, of 1,000) a generator's samples reach, each channel
+    /// read by the judge, and the KL divergence of their histogram to the uniform one.
+    Modes(MnistModesArgs),
 }
 
 #[derive(Subcommand)]
@@ -322,6 +325,29 @@ pub(crate) struct MnistEvalArgs {
     /// Images per prompt (text-conditioned) or in all (unconditional; their FID against the test
     /// digits wants 1000 or more).
     #[arg(long, default_value_t = 50)]
+    pub n: usize,
+    /// Seed of the latent codes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The arguments of `Modes` (MNIST).
+#[derive(clap::Args)]
+pub(crate) struct MnistModesArgs {
+    /// A checkpoint of a generator trained on `kind = "stacked_mnist"` data.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The judge's weights (from `condor mnist judge`).
+    #[arg(long, default_value = "runs/digit-judge.safetensors")]
+    pub judge: PathBuf,
+    /// The dataset folder (its test split checks the judge).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Samples to draw (the literature's 26,000).
+    #[arg(long, default_value_t = 26000)]
     pub n: usize,
     /// Seed of the latent codes.
     #[arg(long, default_value_t = 0)]

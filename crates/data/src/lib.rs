@@ -14,6 +14,7 @@ pub mod images;
 pub mod loader;
 pub mod mixture;
 pub mod mnist;
+pub mod stacked_mnist;
 
 pub use mixture::{Mixture, MixtureLayout};
 
@@ -115,6 +116,25 @@ pub enum DatasetConfig {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// Stacked MNIST ([`stacked_mnist`]): three digits as the red, green and blue channels, 1,000
+    /// modes; a fixed set of `count` triples drawn from the digits by `triples_seed`.
+    StackedMnist {
+        /// The folder with the IDX files (`just mnist` writes `data/mnist`).
+        #[serde(default = "mnist_root")]
+        root: std::path::PathBuf,
+        /// Which digits the triples are drawn from.
+        #[serde(default = "mnist_split")]
+        split: mnist::MnistSplit,
+        /// Image side: 28 is the digits as they are; larger pads them with black.
+        #[serde(default = "mnist_size")]
+        size: usize,
+        /// Number of triples (the VEEGAN and PacGAN experiments' 128,000).
+        #[serde(default = "stacked_count")]
+        count: usize,
+        /// Seed of the triples, independent of the run seed.
+        #[serde(default)]
+        triples_seed: u64,
+    },
     /// A folder of images, each with a `.txt` file of captions beside it (one per line).
     Folder {
         /// The folder.
@@ -164,6 +184,9 @@ fn yes() -> bool {
 }
 fn seen_phrasings() -> mnist::Phrasings {
     mnist::Phrasings::Seen
+}
+fn stacked_count() -> usize {
+    128_000
 }
 fn birds_count() -> usize {
     4000
@@ -252,7 +275,11 @@ impl DatasetConfig {
     pub fn with_conditional(mut self, on: bool) -> Self {
         match &mut self {
             Self::Ring { conditional, .. } | Self::Grid { conditional, .. } => *conditional = on,
-            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } | Self::Mnist { .. } => {}
+            Self::Birds { .. }
+            | Self::Cub { .. }
+            | Self::Folder { .. }
+            | Self::Mnist { .. }
+            | Self::StackedMnist { .. } => {}
         }
         self
     }
@@ -260,9 +287,11 @@ impl DatasetConfig {
     /// The mixture this config describes, if it is one.
     pub fn mixture(&self) -> Result<Mixture, DataError> {
         match *self {
-            Self::Birds { .. } | Self::Cub { .. } | Self::Folder { .. } | Self::Mnist { .. } => {
-                Err(DataError::InvalidConfig("this dataset is not a 2D mixture".into()))
-            }
+            Self::Birds { .. }
+            | Self::Cub { .. }
+            | Self::Folder { .. }
+            | Self::Mnist { .. }
+            | Self::StackedMnist { .. } => Err(DataError::InvalidConfig("this dataset is not a 2D mixture".into())),
             Self::Ring { modes, radius, std, conditional } => {
                 Mixture::new(MixtureLayout::Ring { modes, radius }, std, conditional)
             }
@@ -319,6 +348,14 @@ impl DatasetConfig {
             Self::Mnist { root, split, size, phrasings, limit, .. } => {
                 let digits = mnist::Digits::open(root, *split)?;
                 (Arc::new(mnist::DigitSet { digits, phrasings: *phrasings, limit: *limit }), *size, Augment::default())
+            }
+            Self::StackedMnist { root, split, size, count, triples_seed } => {
+                let digits = mnist::DigitSet {
+                    digits: mnist::Digits::open(root, *split)?,
+                    phrasings: mnist::Phrasings::Seen,
+                    limit: None,
+                };
+                (Arc::new(stacked_mnist::StackedDigits::new(digits, *count, *triples_seed)?), *size, Augment::default())
             }
         };
         check(size, &augment)?;

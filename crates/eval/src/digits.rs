@@ -6,7 +6,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use condor_data::mnist::{digit_captions, Digits, Phrasings, PHRASINGS};
+use condor_data::stacked_mnist::{mode_of, MODES};
 use condor_metrics::digits::{frechet_digit_distance, mean_pairwise_distance, DigitClassifier, SIDE};
+use condor_metrics::mode_histogram::{mode_histogram, ModeHistogram};
 
 use condor_infer::TextToImage;
 
@@ -255,6 +257,31 @@ pub fn digit_coverage(model: &TextToImage, judge: &Judge, n: usize, seed: u64) -
         real_count: judge.real.dim(0)?,
         fid: judge.fid(&drawn)?,
     })
+}
+
+/// Samples drawn and judged at a time.
+const CHUNK: usize = 1000;
+
+/// The Stacked MNIST modes an unconditional generator of 3-channel digits reaches: `n` samples (latent
+/// codes from `seed`), each channel read by the judge, the three digits making the sample's mode.
+pub fn stacked_modes(model: &TextToImage, judge: &Judge, n: usize, seed: u64) -> Result<ModeHistogram> {
+    let g = model.generator();
+    let mut rng = condor_core::rng::Stream::FixedNoise(Some(2)).rng(seed);
+    let mut modes = Vec::with_capacity(n);
+    for start in (0..n).step_by(CHUNK) {
+        let drawn = condor_infer::sample::generate(g, CHUNK.min(n - start), None, &mut rng, model.device())?;
+        if drawn.dims().get(1) != Some(&3) {
+            return Err(EvalError::Invalid(format!(
+                "Stacked MNIST samples have 3 channels (one digit each), not shape {:?}",
+                drawn.dims()
+            )));
+        }
+        let read = (0..3)
+            .map(|c| Ok(judge.classifier.predict(&judge_input(&drawn.narrow(1, c, 1)?)?)?))
+            .collect::<Result<Vec<_>>>()?;
+        modes.extend((0..read[0].len()).map(|i| mode_of([read[0][i], read[1][i], read[2][i]])));
+    }
+    Ok(mode_histogram(&modes, MODES))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`attributes`]: a multi-attribute CNN that judges generated birds.
 //! - [`clustering`]: an unsupervised clustering's accuracy under the best matching of clusters to labels;
 //!   [`neighbours`]: the 1-nearest-neighbour accuracy of learned features.
+//! - [`mode_histogram`]: the discrete modes (Stacked MNIST's digit triples) a set of samples reaches.
 //! - [`inception`]: the Inception-v3 network of the standard FID; [`fid`]: FID, KID and cached
 //!   feature statistics.
 
@@ -15,6 +16,7 @@ pub mod digits;
 pub mod error;
 pub mod fid;
 pub mod inception;
+pub mod mode_histogram;
 pub mod neighbours;
 
 pub use attributes::{AttributeClassifier, AttributeTraining};

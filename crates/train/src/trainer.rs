@@ -443,8 +443,15 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwo
         }
         if let Model::Discriminator(d) = &net.model {
             if let Some(shape) = d.sample_shape().filter(|s| s[..] != data.sample_shape()[..]) {
+                let packing = match net.decl.spec.pack.filter(|&m| m > 1) {
+                    Some(m) => format!(
+                        "; with `pack = {m}` it is built for {m} samples side by side, so its config's first input dimension (`channels`, `input_shape`) is {m} times the data's, {}: leave it out and the data fills it",
+                        m * data.sample_shape().first().copied().unwrap_or(1)
+                    ),
+                    None => String::new(),
+                };
                 return bad(format!(
-                    "the discriminator `{}` (`{}`) scores samples of shape {shape:?} but the data (and so the generator) has shape {:?}",
+                    "the discriminator `{}` (`{}`) scores samples of shape {shape:?} but the data (and so the generator) has shape {:?}{packing}",
                     net.decl.name,
                     net.decl.spec.plugin,
                     data.sample_shape()
