@@ -186,6 +186,13 @@ pub(crate) fn mnist_modes(args: MnistModesArgs, registry: &Registry) -> Result<(
     let judge = load_judge(&judge, &data, &device)?;
     let model = open_model(&checkpoint, registry, &device)?;
     let h = digit_eval::stacked_modes(&model, &judge, n, seed)?;
+    let real = digit_eval::real_stacked_modes(&judge, Digits::open(&data, MnistSplit::Test)?, n, seed)?;
+    say!(
+        "the floor: {n} real triples of the test digits read as {} of {} modes, KL to uniform {:.3}",
+        real.covered,
+        real.modes,
+        real.kl_to_uniform
+    );
     say!(
         "{} (step {}, {n} samples, seed {seed}): {} of {} modes, KL to uniform {:.3}",
         checkpoint.display(),

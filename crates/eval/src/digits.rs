@@ -5,8 +5,10 @@
 //! mean pairwise pixel distance of the generated digits, next to that of the real test digits.
 
 use candle_core::{DType, Device, Tensor};
+use condor_data::loader::CaptionedSource;
+use condor_data::mnist::DigitSet;
 use condor_data::mnist::{digit_captions, Digits, Phrasings, PHRASINGS};
-use condor_data::stacked_mnist::{mode_of, MODES};
+use condor_data::stacked_mnist::{mode_of, StackedDigits, MODES};
 use condor_metrics::digits::{frechet_digit_distance, mean_pairwise_distance, DigitClassifier, SIDE};
 use condor_metrics::mode_histogram::{mode_histogram, ModeHistogram};
 
@@ -270,18 +272,42 @@ pub fn stacked_modes(model: &TextToImage, judge: &Judge, n: usize, seed: u64) ->
     let mut modes = Vec::with_capacity(n);
     for start in (0..n).step_by(CHUNK) {
         let drawn = condor_infer::sample::generate(g, CHUNK.min(n - start), None, &mut rng, model.device())?;
-        if drawn.dims().get(1) != Some(&3) {
+        modes.extend(judge.stacked_modes_of(&drawn)?);
+    }
+    Ok(mode_histogram(&modes, MODES))
+}
+
+/// The same figures for `n` real triples of `digits` (drawn by `seed`): the floor a generator's
+/// figures are read against, which the judge's own mistakes and the sample size set.
+pub fn real_stacked_modes(judge: &Judge, digits: Digits, n: usize, seed: u64) -> Result<ModeHistogram> {
+    let set = StackedDigits::new(DigitSet { digits, phrasings: Phrasings::Seen, limit: None }, n, seed)?;
+    let device = judge.real.device().clone();
+    let mut modes = Vec::with_capacity(n);
+    for start in (0..n).step_by(CHUNK) {
+        let count = CHUNK.min(n - start);
+        let pixels =
+            (start..start + count).map(|i| set.image(i, SIDE)).collect::<std::result::Result<Vec<_>, _>>()?.concat();
+        let images = ((Tensor::from_vec(pixels, (count, 3, SIDE, SIDE), &device)? * 2.0)? - 1.0)?;
+        modes.extend(judge.stacked_modes_of(&images)?);
+    }
+    Ok(mode_histogram(&modes, MODES))
+}
+
+impl Judge {
+    /// The Stacked MNIST mode of each of `images` `(N, 3, H, W)`: the digits it reads in the red,
+    /// green and blue channels.
+    fn stacked_modes_of(&self, images: &Tensor) -> Result<Vec<usize>> {
+        if images.dims().get(1) != Some(&3) {
             return Err(EvalError::Invalid(format!(
                 "Stacked MNIST samples have 3 channels (one digit each), not shape {:?}",
-                drawn.dims()
+                images.dims()
             )));
         }
         let read = (0..3)
-            .map(|c| Ok(judge.classifier.predict(&judge_input(&drawn.narrow(1, c, 1)?)?)?))
+            .map(|c| Ok(self.classifier.predict(&judge_input(&images.narrow(1, c, 1)?)?)?))
             .collect::<Result<Vec<_>>>()?;
-        modes.extend((0..read[0].len()).map(|i| mode_of([read[0][i], read[1][i], read[2][i]])));
+        Ok((0..read[0].len()).map(|i| mode_of([read[0][i], read[1][i], read[2][i]])).collect())
     }
-    Ok(mode_histogram(&modes, MODES))
 }
 
 #[cfg(test)]
