@@ -93,12 +93,13 @@ train-vae-gan *flags: mnist
         cargo run --release -p condor-cli -- mnist encode --checkpoint runs/$run/checkpoints/step-000010000.safetensors; \
     done
 
-# Stacked MNIST (three digits as RGB, 1,000 modes): the DCGAN (configs/stacked-mnist.toml) and
-# PacDCGAN2 (configs/stacked-mnist-pack2.toml), each scored by the modes of 26,000 samples and the KL
-# divergence of their histogram to uniform (`condor mnist modes`; trains the judge if missing).
+# Stacked MNIST (three digits as RGB, 1,000 modes): the DCGAN and PacDCGAN2, with a discriminator as
+# wide as the generator (configs/stacked-mnist*.toml) and with the Unrolled GAN paper's small one
+# (configs/stacked-mnist-small-d*.toml), each scored by the modes of 26,000 samples and the KL divergence
+# of their histogram to uniform (`condor mnist modes`; trains the judge if missing).
 stacked-mnist *flags: mnist
     test -f runs/digit-judge.safetensors || cargo run --release -p condor-cli -- mnist judge
-    for run in stacked-mnist stacked-mnist-pack2; do \
+    for run in stacked-mnist stacked-mnist-pack2 stacked-mnist-small-d stacked-mnist-small-d-pack2; do \
         cargo run --release -p condor-cli -- train --config configs/$run.toml {{flags}}; \
         cargo run --release -p condor-cli -- mnist modes --checkpoint runs/$run/checkpoints/step-000005000.safetensors; \
     done
