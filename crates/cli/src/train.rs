@@ -63,13 +63,7 @@ pub(crate) fn train(args: TrainArgs, registry: &Registry) -> Result<()> {
         say!("trained to step {}. Checkpoint: {}", summary.step, summary.checkpoint.display());
     }
     if let Some(last) = summary.last {
-        say!(
-            "last step: loss D {:.4}, loss G {:.4}, D(x) {:.3}, D(G(z)) {:.3}",
-            last.loss_d,
-            last.loss_g,
-            last.d_real,
-            last.d_fake
-        );
+        say!("last step: {}", last_step_line(&last));
     }
     say!("run directory: {}", dir.display());
     Ok(())
@@ -99,4 +93,32 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
     })
     .context("installing the Ctrl-C handler")?;
     Ok(FLAG.get_or_init(|| stop).clone())
+}
+
+/// The last step's losses: the discriminator's and its scores unless the recipe trains none (all three
+/// exactly 0, as a recipe without a discriminator logs them), then the recipe's own scalars.
+fn last_step_line(last: &condor::train::StepRecord) -> String {
+    let has_discriminator = (last.loss_d, last.d_real, last.d_fake) != (0.0, 0.0, 0.0);
+    let mut parts = vec![format!("loss G {:.4}", last.loss_g)];
+    if has_discriminator {
+        parts.insert(0, format!("loss D {:.4}", last.loss_d));
+        parts.push(format!("D(x) {:.3}, D(G(z)) {:.3}", last.d_real, last.d_fake));
+    }
+    parts.extend(last.extra.iter().map(|(name, value)| format!("{name} {value:.4}")));
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use condor::train::StepRecord;
+
+    #[test]
+    fn the_last_step_line_leaves_out_a_discriminator_the_recipe_does_not_train() {
+        let gan = StepRecord { loss_d: 1.25, loss_g: 0.5, d_real: 0.75, d_fake: 0.25, ..Default::default() };
+        assert_eq!(last_step_line(&gan), "loss D 1.2500, loss G 0.5000, D(x) 0.750, D(G(z)) 0.250");
+        let mut vae = StepRecord { loss_g: 200.0, ..Default::default() };
+        vae.extra.insert("kl".into(), 25.0);
+        assert_eq!(last_step_line(&vae), "loss G 200.0000, kl 25.0000");
+    }
 }
