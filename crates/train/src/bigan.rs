@@ -17,7 +17,7 @@ use condor_core::{Conditioning, ModelSpec, NetworkDecl, NetworkKind, Recipe, Rec
 use serde::{Deserialize, Serialize};
 
 use crate::inversion::encoder_network;
-use crate::losses::bce_with_logits;
+use crate::losses::{bce_to, mean_probability};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, latent_size, Generated};
 use crate::recipe_updates::{update_discriminator, DiscriminatorStep};
 
@@ -78,11 +78,6 @@ fn pair_logits(d: &dyn condor_core::Network, x: &Tensor, z: &Tensor) -> condor_c
     Ok(d.forward(x, Some(&cond), true)?.to_dtype(DType::F32)?.squeeze(1)?)
 }
 
-/// The mean binary cross-entropy of `logits` against the constant `target`.
-pub fn bce_to(logits: &Tensor, target: f64) -> candle_core::Result<Tensor> {
-    bce_with_logits(logits, &(logits.ones_like()? * target)?)?.mean_all()
-}
-
 impl Recipe for BiGan {
     fn networks(&self) -> Vec<NetworkDecl> {
         self.networks.clone()
@@ -101,14 +96,12 @@ impl Recipe for BiGan {
             let d = cx.network("d")?;
             let (on_real, on_fake) = (pair_logits(d, &real, &codes)?, pair_logits(d, &fake.images, &fake.z)?);
             let loss = (bce_to(&on_real, 1.0)? + bce_to(&on_fake, 0.0)?)?;
-            let scores =
-                [candle_nn::ops::sigmoid(&on_real)?.mean_all()?, candle_nn::ops::sigmoid(&on_fake)?.mean_all()?];
-            let (real_score, fake_score) = (&scores[0], &scores[1]);
+            let (real_score, fake_score) = (mean_probability(&on_real)?, mean_probability(&on_fake)?);
             let step = DiscriminatorStep {
                 loss: &loss,
                 what: "discriminator loss",
-                real: real_score,
-                fake: fake_score,
+                real: &real_score,
+                fake: &fake_score,
                 extra: &[],
             };
             update_discriminator(cx, &mut log, "d", step)?;

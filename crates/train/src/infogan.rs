@@ -23,7 +23,7 @@ use condor_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::losses::{LossKind, Targets};
+use crate::losses::{mean_probability, LossKind, Targets};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
 use crate::recipe_updates::{update_discriminator, update_generator, DiscriminatorStep};
 
@@ -218,12 +218,9 @@ impl Recipe for InfoGan {
             let targets = Targets { real: ones.clone(), fake: ones.zeros_like()? };
             let info = self.config.information(&fake_heads, &fake.z)?;
             let loss = (LOSS.discriminator(&real.logits, &fake_heads.logits, &targets)? + &info.loss)?;
-            let scores = [
-                candle_nn::ops::sigmoid(&real.logits)?.mean_all()?,
-                candle_nn::ops::sigmoid(&fake_heads.logits)?.mean_all()?,
-            ];
-            let (real, fake) = (&scores[0], &scores[1]);
-            let step = DiscriminatorStep { loss: &loss, what: "discriminator loss", real, fake, extra: &[] };
+            let (real, fake) = (mean_probability(&real.logits)?, mean_probability(&fake_heads.logits)?);
+            let step =
+                DiscriminatorStep { loss: &loss, what: "discriminator loss", real: &real, fake: &fake, extra: &[] };
             update_discriminator(cx, &mut log, "d", step)?;
         }
         let Generated { images, cond, z } = generator_inputs(cx)?;

@@ -63,6 +63,16 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> candle_core::Result
     (logits.relu()? - logits.mul(targets)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
+/// The mean binary cross-entropy of `logits` against the constant `target`.
+pub fn bce_to(logits: &Tensor, target: f64) -> candle_core::Result<Tensor> {
+    bce_with_logits(logits, &(logits.ones_like()? * target)?)?.mean_all()
+}
+
+/// The mean of `sigmoid(logits)`: a discriminator's mean score as a probability, for the log.
+pub fn mean_probability(logits: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::sigmoid(logits)?.mean_all()
+}
+
 impl LossKind {
     /// Whether the loss uses targets (so label smoothing and flipping apply).
     pub fn uses_targets(&self) -> bool {

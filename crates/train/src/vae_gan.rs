@@ -20,8 +20,8 @@ use candle_core::Tensor;
 use condor_core::{ModelSpec, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
 use serde::{Deserialize, Serialize};
 
-use crate::bigan::bce_to;
 use crate::inversion::encoder_network;
+use crate::losses::{bce_to, mean_probability};
 use crate::recipe_inputs::{generator_inputs, latent_size};
 use crate::recipe_updates::{log_and_update, update_discriminator, update_generator, DiscriminatorStep};
 use crate::semi_supervised::split_output;
@@ -110,9 +110,8 @@ impl Recipe for VaeGan {
         let (rec, prior) = (reconstructions.detach(), drawn.detach());
         let [(on_real, _), (on_rec, _), (on_prior, _)] = logits_and_features(cx.network("d")?, [&real, &rec, &prior])?;
         let loss_d = ((bce_to(&on_real, 1.0)? + bce_to(&on_rec, 0.0)?)? + bce_to(&on_prior, 0.0)?)?;
-        let scores = [&on_real, &on_prior, &on_rec].map(|l| candle_nn::ops::sigmoid(l).and_then(|p| p.mean_all()));
-        let [real_score, prior_score, rec_score] = scores;
-        let (real_score, prior_score, rec_score) = (real_score?, prior_score?, rec_score?);
+        let (real_score, prior_score) = (mean_probability(&on_real)?, mean_probability(&on_prior)?);
+        let rec_score = mean_probability(&on_rec)?;
         let step = DiscriminatorStep {
             loss: &loss_d,
             what: "discriminator loss",
