@@ -173,6 +173,10 @@ pub(crate) struct ExportArgs {
     /// The file to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Copy the pooling text head the model was trained with here (a .safetensors path) and name the
+    /// copy in the exported card, so the model ships with its head.
+    #[arg(long)]
+    pub text_head: Option<PathBuf>,
 }
 
 /// The arguments of `Recalibrate`.
@@ -495,6 +499,10 @@ pub(crate) struct TextEncoderPretrainArgs {
     /// Seed of the weights and batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The sentence encoder under the head, when the config's `[text] encoder` names the head itself
+    /// (`shipped`, a model folder or a hub id); otherwise the config's encoder is used.
+    #[arg(long, default_value = "shipped")]
+    pub base: String,
     /// auto (the first GPU this build can open, else the CPU), cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     pub device: String,

@@ -119,13 +119,13 @@ pub(crate) fn import_text_encoder(args: TextEncoderImportArgs) -> Result<()> {
 
 pub(crate) fn pretrain_text_encoder(args: TextEncoderPretrainArgs) -> Result<()> {
     use condor::train::text_pretraining::{pretrain_pooling, TextPretraining};
-    let TextEncoderPretrainArgs { config, out, steps, batch_size, queries, lr, seed, device } = args;
+    let TextEncoderPretrainArgs { config, out, steps, batch_size, queries, lr, seed, base, device } = args;
     if out.extension().is_none_or(|e| e != "safetensors") {
         bail!("--out must end in .safetensors (a config names the head by that path), got {}", out.display());
     }
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
     let config = condor::train::RunConfig::from_file(&config)?;
-    let options = TextPretraining { steps, batch_size, queries, lr, seed };
+    let options = TextPretraining { steps, batch_size, queries, lr, seed, base };
     let mut window = Vec::new();
     let head = pretrain_pooling(&config, &options, &device, &mut |s| {
         window.push((s.loss, s.image_to_text, s.beats_negative));
@@ -143,7 +143,8 @@ pub(crate) fn pretrain_text_encoder(args: TextEncoderPretrainArgs) -> Result<()>
             window.clear();
         }
     })?;
-    condor::text::pooling::save_pooling(&head.tensors, head.shape, &config.text.encoder, &out)?;
-    say!("wrote {} ({} queries over `{}`)", out.display(), head.shape.queries, config.text.encoder);
+    let base = options.base_for(&config.text.encoder);
+    condor::text::pooling::save_pooling(&head.tensors, head.shape, base, &out)?;
+    say!("wrote {} ({} queries over `{base}`)", out.display(), head.shape.queries);
     Ok(())
 }

@@ -36,11 +36,26 @@ pub struct TextPretraining {
     pub lr: f64,
     /// Seed of the initial weights and of the batches.
     pub seed: u64,
+    /// The sentence encoder under the head when the run config's `[text] encoder` is itself a head
+    /// (the one being made, typically); otherwise the config's encoder is the base.
+    pub base: String,
 }
 
 impl Default for TextPretraining {
     fn default() -> Self {
-        Self { steps: 1500, batch_size: 128, queries: 4, lr: 1e-3, seed: 0 }
+        Self { steps: 1500, batch_size: 128, queries: 4, lr: 1e-3, seed: 0, base: "shipped".into() }
+    }
+}
+
+impl TextPretraining {
+    /// The encoder the head pools over for a run config naming `encoder`: that encoder, unless it is a
+    /// pooling head itself, then [`Self::base`].
+    pub fn base_for<'a>(&'a self, encoder: &'a str) -> &'a str {
+        if condor_text::pooling::is_pooling_file(encoder) {
+            &self.base
+        } else {
+            encoder
+        }
     }
 }
 
@@ -164,6 +179,7 @@ impl TokenTable {
 pub struct ImageEncoder {
     conv: [Conv2d; 3],
     out: Linear,
+    side: usize,
 }
 
 impl ImageEncoder {
@@ -193,12 +209,27 @@ impl ImageEncoder {
         };
         let conv = [layer(channels, 32, "conv0")?, layer(32, 64, "conv1")?, layer(64, 128, "conv2")?];
         let out = candle_nn::linear(128 * (side / 8) * (side / 8), dim, vb.pp("out"))?;
-        Ok(Self { conv, out })
+        Ok(Self { conv, out, side })
     }
 
-    /// `(B, D)` unit embeddings of `(B, C, S, S)` images in [-1, 1].
+    /// The side of the images it was trained on.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// `(B, D)` unit embeddings of `(B, C, S, S)` images in [-1, 1]. Images `k` times the encoder's
+    /// side are first averaged down over `k x k` blocks, so a head pretrained at 32 px serves a
+    /// 64-px generator.
     pub fn embed(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = images.clone();
+        let input = images.dim(D::Minus1)?;
+        let mut x = match input / self.side {
+            1 if input == self.side => images.clone(),
+            k if k > 1 && input == k * self.side => images.avg_pool2d(k)?,
+            _ => candle_core::bail!(
+                "the text head's image encoder reads {} px images (or a multiple), not {input} px",
+                self.side
+            ),
+        };
         for conv in &self.conv {
             x = conv.forward_act(&x, Activation::LeakyRelu(0.2))?.avg_pool2d(2)?;
         }
@@ -270,7 +301,7 @@ pub fn pretrain_pooling(
             options.batch_size, options.queries, data.size
         )));
     }
-    let (encoder, _) = load_encoder(&config.text.encoder, device)?;
+    let (encoder, _) = load_encoder(options.base_for(&config.text.encoder), device)?;
     let mut captions: Vec<String> = (0..data.source.len()).flat_map(|i| data.source.captions(i)).collect();
     let swapped: Vec<String> = captions.iter().filter_map(|c| swapped_colours(c)).collect();
     captions.extend(swapped);
@@ -327,7 +358,23 @@ pub fn pretrain_pooling(
 
 #[cfg(test)]
 mod tests {
-    use super::swapped_colours;
+    use super::*;
+
+    /// A 64-px image is embedded as its 2x2 block average at 32 px; a side that is no multiple of the
+    /// encoder's is refused by name.
+    #[test]
+    fn the_image_encoder_averages_larger_images_down_to_its_side() {
+        let dev = Device::Cpu;
+        let encoder = ImageEncoder::new(3, 32, 8, Params::new(1).var_builder(DType::F32, &dev)).unwrap();
+        assert_eq!(encoder.side(), 32);
+        let big = condor_core::rng::normal(&mut condor_core::rng::derived_rng(2, &[0]), (2, 3, 64, 64), &dev).unwrap();
+        let direct = encoder.embed(&big).unwrap();
+        let averaged = encoder.embed(&big.avg_pool2d(2).unwrap()).unwrap();
+        let gap: f32 = (direct - averaged).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(gap < 1e-6, "{gap}");
+        let err = encoder.embed(&big.narrow(3, 0, 48).unwrap().narrow(2, 0, 48).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("reads 32 px images"), "{err}");
+    }
 
     #[test]
     fn colour_words_are_swapped_between_parts() {
