@@ -191,7 +191,7 @@ fn exported_models_carry_a_card_and_draw_what_their_checkpoint_draws() {
 
     // Exported: the generator's tensors and the card only, the same pixels.
     let exported = tmp.path().join("exported.safetensors");
-    export_generator(&run.checkpoint, &exported).unwrap();
+    export_generator(&run.checkpoint, &exported, None).unwrap();
     let file = WeightsFile::read(&exported, &Device::Cpu).unwrap();
     assert!(file.tensors.keys().all(|k| k.starts_with("generator.")), "{:?}", file.tensors.keys());
     assert!(!file.metadata.contains_key("condor.config") && !file.metadata.contains_key("condor.state"));
@@ -218,7 +218,7 @@ fn exported_models_carry_a_card_and_draw_what_their_checkpoint_draws() {
     assert_eq!(opened.card(), &card);
     assert_eq!(common::max_abs_diff(&reference, &draw(&opened)), 0.0);
     let re_exported = tmp.path().join("re-exported.safetensors");
-    export_generator(&legacy, &re_exported).unwrap();
+    export_generator(&legacy, &re_exported, None).unwrap();
     let model = TextToImage::load(&re_exported, &registry, &Device::Cpu).unwrap();
     assert_eq!(common::max_abs_diff(&reference, &draw(&model)), 0.0);
 }
@@ -311,7 +311,7 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     use condor::train::text_pretraining::{pretrain_pooling, TextPretraining};
     let tmp = tempfile::tempdir().unwrap();
     let mut config = common::tiny_birds(2, tmp.path());
-    let options = TextPretraining { steps: 200, batch_size: 12, queries: 2, lr: 5e-3, seed: 0 };
+    let options = TextPretraining { steps: 200, batch_size: 12, queries: 2, lr: 5e-3, seed: 0, ..Default::default() };
     let mut steps = Vec::new();
     let head = pretrain_pooling(&config, &options, &Device::Cpu, &mut |s| steps.push(s)).unwrap();
     assert_eq!(steps.len(), 200);
@@ -365,8 +365,23 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     sample(&args, &mut |_| {}).unwrap();
     assert!(out.is_file());
     let registry = condor::registry();
-    let card = condor::infer::LoadedGenerator::load(&args.checkpoint.unwrap(), &registry, &Device::Cpu).unwrap().card;
+    let checkpoint = args.checkpoint.unwrap();
+    let card = condor::infer::LoadedGenerator::load(&checkpoint, &registry, &Device::Cpu).unwrap().card;
     assert_eq!(card.text_encoder.as_deref(), Some(source.as_str()));
+
+    // Exported with its head: the copy is byte for byte the head, and the exported card names it.
+    let shipped_head = tmp.path().join("shipped-head.safetensors");
+    let exported = tmp.path().join("exported.safetensors");
+    export_generator(&checkpoint, &exported, Some(&shipped_head)).unwrap();
+    assert_eq!(std::fs::read(&shipped_head).unwrap(), std::fs::read(&path).unwrap());
+    let card = condor::infer::LoadedGenerator::load(&exported, &registry, &Device::Cpu).unwrap().card;
+    assert_eq!(card.text_encoder.as_deref(), shipped_head.to_str());
+    let err = export_generator(&checkpoint, &exported, Some(&tmp.path().join("head.bin"))).unwrap_err();
+    assert!(err.to_string().contains(".safetensors"), "{err}");
+
+    // A config naming the head it is making pretrains over the base encoder, which the head records.
+    assert_eq!(options.base_for(&source), "shipped");
+    assert_eq!(options.base_for("a/model/folder"), "a/model/folder");
 }
 
 /// DF-GAN's matching-aware gradient penalty trains with a text run and logs its value; a run without

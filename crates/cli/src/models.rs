@@ -32,8 +32,8 @@ fn print_lines<T>(command: impl FnOnce(&mut dyn FnMut(String)) -> Result<T>) -> 
 
 /// `condor export`.
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
-    let ExportArgs { checkpoint, out } = args;
-    export_generator(&checkpoint, &out)?;
+    let ExportArgs { checkpoint, out, text_head } = args;
+    export_generator(&checkpoint, &out, text_head.as_deref())?;
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     say!("wrote {} ({:.1} MB, generator and model card)", out.display(), bytes as f64 / 1e6);
     Ok(())

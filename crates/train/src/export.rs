@@ -10,7 +10,7 @@ use condor_core::Registry;
 use condor_infer::{LoadedGenerator, TextToImage, WeightsFile};
 
 use crate::checkpoint::{card_of, Checkpoint};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// Opens the generator of any weights file Condor wrote: a checkpoint (this version's or an older
 /// one's) or an exported model.
@@ -28,11 +28,39 @@ pub fn open_model(path: &Path, registry: &Registry, device: &Device) -> Result<T
 /// Writes the generator to sample from (the EMA copy when there is one) of the weights file `src` as an
 /// exported model: its weights and model card, nothing of training. What `weights/` ships; it samples
 /// like the original but cannot resume training.
-pub fn export_generator(src: &Path, dest: &Path) -> Result<()> {
+///
+/// With `text_head`, the pooling head the model was trained with (its card's text encoder) is copied
+/// there and the exported card names the copy, so the model ships with its head.
+pub fn export_generator(src: &Path, dest: &Path, text_head: Option<&Path>) -> Result<()> {
     let file = WeightsFile::read(src, &Device::Cpu)?;
-    let card = card_of(&file)?;
+    let mut card = card_of(&file)?;
+    if let Some(head) = text_head {
+        card.text_encoder = Some(copy_text_head(card.text_encoder.as_deref(), head)?);
+    }
     let weights = condor_infer::file::group(&file.tensors, &card.weights);
     Ok(card.export(dest, &weights)?)
+}
+
+/// Copies the pooling head `trained_with` (a card's text encoder) to `to` and returns the name a card
+/// gives the copy.
+fn copy_text_head(trained_with: Option<&str>, to: &Path) -> Result<String> {
+    let source = match trained_with {
+        Some(s) if condor_text::pooling::is_pooling_file(s) => condor_text::pooling::pooling_path(s),
+        other => {
+            return Err(TrainError::Config(format!(
+                "--text-head: the model's text encoder is {other:?}, not a pooling head (.safetensors) to copy"
+            )))
+        }
+    };
+    let name = to
+        .to_str()
+        .filter(|n| condor_text::pooling::is_pooling_file(n))
+        .ok_or_else(|| TrainError::Config(format!("--text-head must be a .safetensors path, got {}", to.display())))?;
+    if source != to {
+        let bytes = std::fs::read(&source).map_err(|e| TrainError::Io { path: source.clone(), source: e })?;
+        condor_infer::file::write_atomically(to, &bytes).map_err(|e| TrainError::Io { path: to.into(), source: e })?;
+    }
+    Ok(name.to_string())
 }
 
 /// Re-estimates the batch-norm statistics of the sampling generator (the EMA copy when there is one)
