@@ -9,8 +9,9 @@ use condor_infer::sample;
 use condor_infer::styles::{self, StyleOptions};
 use condor_infer::TextToImage;
 
-/// The checkpoint shipped in `weights/`: the synthetic-birds DCGAN.
-pub const SHIPPED_CHECKPOINT: &str = "birds-dcgan-32.safetensors";
+/// The default checkpoint shipped in `weights/`: the 64-px synthetic-birds DCGAN that reads its
+/// captions through a pretrained text head (weights/birds-text-64.md).
+pub const SHIPPED_CHECKPOINT: &str = "birds-text-64.safetensors";
 
 /// Where the shipped checkpoint is: `$CONDOR_CHECKPOINT` if set, else `weights/` under the current
 /// directory, else the `weights/` of the source tree Condor was built from.

@@ -1,5 +1,5 @@
-//! `condor eval` end to end on the shipped text-to-bird checkpoint, with the shipped bird judge: the
-//! judge passes its own check, and the report holds every metric for every seed.
+//! `condor eval` end to end on the shipped text-to-bird checkpoint (64 px), with the shipped bird judges:
+//! both (32 and 64 px) pass their own check, and the report holds every metric for every seed.
 //!
 //! The FID part needs the Inception weights of `just fid-weights`; without them the test says so and
 //! stops after the judge, unless CONDOR_REQUIRE_FID_WEIGHTS is set (CI sets it).
@@ -34,6 +34,10 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
         }
     }
     // The shipped judge reads the eight visible attributes; beak, eye ring and wing bar are too small at 32 px.
+    assert_eq!(judge.judged.iter().filter(|&&j| j).count(), 8);
+    // The shipped checkpoint draws 64-px birds, which the shipped 64-px judge reads: the same eight.
+    assert!(shipped_judge_path(root, 0, 64).exists(), "the 64 px bird judge is shipped in weights/");
+    let judge = load_or_train_judge(root, 0, 64, &device, &mut |m| eprintln!("{m}")).expect("the 64-px judge passes");
     assert_eq!(judge.judged.iter().filter(|&&j| j).count(), 8);
 
     if !root.join(condor::metrics::inception::DEFAULT_WEIGHTS).exists()
@@ -91,8 +95,8 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
     assert!(floor.fid.is_finite() && floor.fid > 0.0, "{floor:?}");
     assert!(report.seeds.iter().all(|s| floor.fid < s.fid && floor.kid.mean < s.kid.mean), "{floor:?}");
     // The real side was cached for the next run.
-    assert!(stats.path().join("birds-w0-test-32px-12.safetensors").exists());
-    assert!(stats.path().join("birds-w0-test-32px-12-from12.safetensors").exists());
+    assert!(stats.path().join("birds-w0-test-64px-12.safetensors").exists());
+    assert!(stats.path().join("birds-w0-test-64px-12-from12.safetensors").exists());
     for file in [
         "report.json",
         "report.md",

@@ -370,6 +370,7 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     assert_eq!(card.text_encoder.as_deref(), Some(source.as_str()));
 
     // Exported with its head: the copy is byte for byte the head, and the exported card names it.
+    use condor::train::export::export_generator;
     let shipped_head = tmp.path().join("shipped-head.safetensors");
     let exported = tmp.path().join("exported.safetensors");
     export_generator(&checkpoint, &exported, Some(&shipped_head)).unwrap();
@@ -380,8 +381,9 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     assert!(err.to_string().contains(".safetensors"), "{err}");
 
     // A config naming the head it is making pretrains over the base encoder, which the head records.
-    assert_eq!(options.base_for(&source), "shipped");
-    assert_eq!(options.base_for("a/model/folder"), "a/model/folder");
+    let pretraining = TextPretraining::default();
+    assert_eq!(pretraining.base_for(&source), "shipped");
+    assert_eq!(pretraining.base_for("a/model/folder"), "a/model/folder");
 }
 
 /// DF-GAN's matching-aware gradient penalty trains with a text run and logs its value; a run without

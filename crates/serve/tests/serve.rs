@@ -23,10 +23,9 @@ struct Server {
 
 impl Server {
     async fn start(limits: Limits) -> Self {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../weights")
-            .join(condor::txt2img::SHIPPED_CHECKPOINT);
-        let model = TextToImage::load(&path, &condor::registry(), &Device::Cpu).expect("the shipped checkpoint loads");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights").join("birds-dcgan-32.safetensors");
+        let model = TextToImage::load(&path, &condor::registry(), &Device::Cpu).expect("the shipped 32-px DCGAN loads");
         let app = Arc::new(App::new(model, "birds-dcgan-32", limits).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
