@@ -30,7 +30,7 @@ if [[ -f $cub/images.txt ]]; then
 else
     cat <<MSG
 CUB-200-2011 is not at $cub: training on the built-in synthetic birds (configs/birds-text-64.toml,
-64x64): first its text head ($head, about 5 minutes on a 2-core CPU), then the GAN (about 25 minutes).
+64x64): first its text head ($head, about 5 minutes on a 2-core CPU), then the GAN (about 22 minutes).
 To train on real birds, download CUB-200-2011
 (https://www.vision.caltech.edu/datasets/cub_200_2011/) into data/CUB_200_2011 and Reed et al.'s
 captions (text_c10, from https://github.com/reedscot/icml2016) into data/, then run this again.
