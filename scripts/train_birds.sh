@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `just train-birds [CUB_ROOT] [condor train flags...]`: train the text-to-bird DCGAN.
 # Uses CUB-200-2011 (with Reed et al.'s captions) when it is at CUB_ROOT or data/CUB_200_2011, and the
-# built-in synthetic birds otherwise (configs/birds-text-64.toml, after pretraining its text head). Flags go to `condor train`: --device cuda, --resume, --steps N,
-# --config FILE (a preset such as configs/birds-gpu.toml for the synthetic birds).
+# built-in synthetic birds otherwise (configs/birds-text-64.toml, after pretraining its text head).
+# Flags go to `condor train`: --device cuda, --resume, --steps N, --config FILE (a preset such as
+# configs/birds-gpu.toml for the synthetic birds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

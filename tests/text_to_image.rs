@@ -324,8 +324,9 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     let beats = mean(late, |s| s.beats_negative);
     assert!(beats > 0.75, "own caption over its colour swap for {beats} of the images");
 
+    assert_eq!(head.base, "shipped", "the run's own encoder is the base");
     let path = tmp.path().join("head.safetensors");
-    save_pooling(&head.tensors, head.shape, "shipped", &path).unwrap();
+    save_pooling(&head.tensors, head.shape, &head.base, &path).unwrap();
     let source = path.to_str().unwrap().to_string();
     let (pooled, fingerprint) = condor::infer::encoder::load_encoder(&source, &Device::Cpu).unwrap();
     let (base, base_fingerprint) = condor::infer::encoder::load_encoder("shipped", &Device::Cpu).unwrap();
@@ -380,7 +381,7 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     let err = export_generator(&checkpoint, &exported, Some(&tmp.path().join("head.bin"))).unwrap_err();
     assert!(err.to_string().contains(".safetensors"), "{err}");
 
-    // A config naming the head it is making pretrains over the base encoder, which the head records.
+    // A config naming the head it is making pretrains over the base encoder instead.
     let pretraining = TextPretraining::default();
     assert_eq!(pretraining.base_for(&source), "shipped");
     assert_eq!(pretraining.base_for("a/model/folder"), "a/model/folder");

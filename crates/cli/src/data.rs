@@ -143,8 +143,7 @@ pub(crate) fn pretrain_text_encoder(args: TextEncoderPretrainArgs) -> Result<()>
             window.clear();
         }
     })?;
-    let base = options.base_for(&config.text.encoder);
-    condor::text::pooling::save_pooling(&head.tensors, head.shape, base, &out)?;
-    say!("wrote {} ({} queries over `{base}`)", out.display(), head.shape.queries);
+    condor::text::pooling::save_pooling(&head.tensors, head.shape, &head.base, &out)?;
+    say!("wrote {} ({} queries over `{}`)", out.display(), head.shape.queries, head.base);
     Ok(())
 }

@@ -85,6 +85,8 @@ pub struct PretrainedPooling {
     pub tensors: HashMap<String, Tensor>,
     /// Its shape.
     pub shape: PoolingShape,
+    /// The sentence encoder it pools over ([`TextPretraining::base_for`] the run's encoder).
+    pub base: String,
 }
 
 /// Colour words swapped to make hard negatives: CUB's attribute colours, with the American spelling of
@@ -301,7 +303,8 @@ pub fn pretrain_pooling(
             options.batch_size, options.queries, data.size
         )));
     }
-    let (encoder, _) = load_encoder(options.base_for(&config.text.encoder), device)?;
+    let base = options.base_for(&config.text.encoder).to_string();
+    let (encoder, _) = load_encoder(&base, device)?;
     let mut captions: Vec<String> = (0..data.source.len()).flat_map(|i| data.source.captions(i)).collect();
     let swapped: Vec<String> = captions.iter().filter_map(|c| swapped_colours(c)).collect();
     captions.extend(swapped);
@@ -353,7 +356,7 @@ pub fn pretrain_pooling(
         tensors.insert(format!("{IMAGE_PREFIX}{k}"), v.as_tensor().clone());
     }
     tensors.insert(SCALE_NAME.into(), log_scale.as_tensor().clamp(0.0, 100f32.ln())?.exp()?);
-    Ok(PretrainedPooling { tensors, shape })
+    Ok(PretrainedPooling { tensors, shape, base })
 }
 
 #[cfg(test)]
