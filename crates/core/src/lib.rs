@@ -86,6 +86,7 @@ pub mod modulate;
 pub mod norm;
 pub mod optimizer;
 pub mod pack;
+pub mod pad;
 pub mod params;
 pub mod prelude;
 pub mod profile;
@@ -105,7 +106,9 @@ pub use model::{
 };
 pub use optimizer::{LrDecay, OptimizerConfig};
 pub use params::{is_buffer, Params, BUFFER_SUFFIXES};
-pub use recipe::{Model, Network, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext};
+pub use recipe::{
+    Model, Network, NetworkDecl, NetworkKind, Recipe, RecipeSetup, Scalars, TrainContext, TranslationPair,
+};
 pub use registry::{BuildContext, ModelSpec, Registry};
 pub use rng::{derived_rng, Rng};
 pub use style::{NoiseInputs, StyleControl};

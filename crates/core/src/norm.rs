@@ -1,5 +1,6 @@
-//! Normalisation layers fused with the activation after them: [`BatchNorm`] and [`sample_norm_act`]
-//! (each sample over all its channels and positions, with a per-channel scale and shift).
+//! Normalisation layers fused with the activation after them: [`BatchNorm`], [`sample_norm_act`]
+//! (each sample over all its channels and positions, with a per-channel scale and shift) and
+//! [`instance_norm_act`] (each channel of each sample over its positions).
 //!
 //! On the CPU in f32 and f64 the normalisation, the affine map and the activation are one op in
 //! candle's graph, forward and backward in two passes each (`kernels::norm`); candle's own
@@ -226,6 +227,35 @@ pub fn sample_norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act:
     sample_norm_act_candle(x, gamma, beta, eps, act)
 }
 
+/// `act(gamma_c * xhat + beta_c)` where `xhat` is each channel of each sample of `x` `(B, C, ...)`
+/// normalised over its positions (variance floor `eps`), and `gamma`, `beta` are per channel `(C,)`:
+/// instance normalisation (Ulyanov et al. 2016), the norm of CycleGAN's networks. Each image's
+/// statistics are its own, so training and evaluation compute the same thing.
+pub fn instance_norm_act(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: Activation) -> Result<Tensor> {
+    let (b, c) = (x.dim(0)?, x.dim(1)?);
+    if on_cpu(x) {
+        // Each (sample, channel) plane is one "sample" of the per-sample norm, with unit scale and no
+        // shift; the channel's affine map and the activation follow as one op.
+        let planes = x.reshape((b * c, 1, ()))?;
+        let one = Tensor::ones(1, x.dtype(), x.device())?;
+        let zero = Tensor::zeros(1, x.dtype(), x.device())?;
+        let normed = affine_act(&planes, &one, &zero, None, Normalise::PerSample { eps }, Activation::Identity, eps)?;
+        return affine_act(&normed.reshape(x.shape())?, gamma, beta, None, Normalise::None, act, eps);
+    }
+    instance_norm_act_candle(x, gamma, beta, eps, act)
+}
+
+/// [`instance_norm_act`] in candle's ops.
+fn instance_norm_act_candle(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: Activation) -> Result<Tensor> {
+    let (b, c) = (x.dim(0)?, x.dim(1)?);
+    let stats_dtype = if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+    let flat = x.reshape((b * c, ()))?.to_dtype(stats_dtype)?;
+    let centred = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
+    let std = (centred.sqr()?.mean_keepdim(1)? + eps)?.sqrt()?;
+    let normed = centred.broadcast_div(&std)?.reshape(x.shape())?.to_dtype(x.dtype())?;
+    act.forward(&per_channel_affine(&normed, gamma, beta)?)
+}
+
 /// [`sample_norm_act`] in candle's ops.
 fn sample_norm_act_candle(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, act: Activation) -> Result<Tensor> {
     let b = x.dim(0)?;
@@ -337,6 +367,32 @@ mod tests {
     }
 
     #[test]
+    fn instance_norm_matches_candle_ops_and_normalises_each_plane() {
+        for act in ACTIVATIONS {
+            let x = Var::from_tensor(&random(&[3, 4, 5, 5], 8, DType::F32)).unwrap();
+            let w = Var::from_tensor(&random(&[4], 9, DType::F32)).unwrap();
+            let b = Var::from_tensor(&random(&[4], 10, DType::F32)).unwrap();
+            let vars = [&x, &w, &b];
+            let (y1, g1) = with_gradients(instance_norm_act(&x, &w, &b, 1e-5, act).unwrap(), &vars);
+            let (y2, g2) = with_gradients(instance_norm_act_candle(&x, &w, &b, 1e-5, act).unwrap(), &vars);
+            assert!(max_diff(&y1, &y2) < 1e-5, "instance norm output, {act:?}");
+            for (a, c) in g1.iter().zip(&g2) {
+                assert!(max_diff(a, c) < 1e-4, "instance norm gradient, {act:?}: {}", max_diff(a, c));
+            }
+        }
+        // Unit scale, no shift: every plane has mean 0 and variance 1 of its own.
+        let x = random(&[2, 3, 4, 4], 11, DType::F32).affine(3.0, 2.0).unwrap();
+        let (one, zero) =
+            (Tensor::ones(3, DType::F32, &Device::Cpu).unwrap(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
+        let y = instance_norm_act(&x, &one, &zero, 1e-8, Activation::Identity).unwrap().reshape((6, 16)).unwrap();
+        for plane in y.to_vec2::<f32>().unwrap() {
+            let mean = plane.iter().sum::<f32>() / 16.0;
+            let var = plane.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 16.0;
+            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "mean {mean}, variance {var}");
+        }
+    }
+
+    #[test]
     fn gradients_match_finite_differences() {
         // float64 central differences, independent of candle's ops. Tanh keeps every point smooth.
         let act = Activation::Tanh;
@@ -353,10 +409,11 @@ mod tests {
         // The bias alone leaves the scale without a gradient: it scales x first.
         let scaled = || x.broadcast_mul(&w.reshape((2, 1, 1))?);
         type Case<'a> = (&'a str, Box<dyn Fn() -> Result<Tensor> + 'a>);
-        let cases: [Case; 4] = [
+        let cases: [Case; 5] = [
             ("batch norm, training", Box::new(|| bn.forward_act(&x, true, act))),
             ("batch norm, evaluation", Box::new(|| bn.forward_act(&x, false, act))),
             ("sample norm", Box::new(|| sample_norm_act(&x, &w, &b, 1e-5, act))),
+            ("instance norm", Box::new(|| instance_norm_act(&x, &w, &b, 1e-5, act))),
             ("bias", Box::new(|| crate::activation::bias_act(&scaled()?, Some(&b), act))),
         ];
         for (case, f) in cases {

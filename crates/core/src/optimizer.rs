@@ -38,6 +38,9 @@ pub enum LrDecay {
     Linear,
     /// Half a cosine period down to zero at the last step.
     Cosine,
+    /// Constant for the first half of the run, then straight down to zero at the last step (CycleGAN's
+    /// schedule: 100 epochs at the initial rate, 100 decaying).
+    HoldThenLinear,
 }
 
 impl OptimizerConfig {
@@ -48,6 +51,7 @@ impl OptimizerConfig {
             LrDecay::None => self.lr,
             LrDecay::Linear => self.lr * (1.0 - progress),
             LrDecay::Cosine => self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            LrDecay::HoldThenLinear => self.lr * (2.0 * (1.0 - progress)).min(1.0),
         }
     }
 }

@@ -193,6 +193,13 @@ pub trait TrainContext {
     /// One optimizer step of network `name` on the gradient of `loss` (a float32 scalar), at the
     /// scheduled learning rate. `false` when float16 gradients overflowed and the step was skipped.
     fn update(&mut self, name: &str, loss: &Tensor) -> Result<bool>;
+    /// One optimizer step of each network of `names` on the gradient of `loss`, from one backward pass:
+    /// for a loss that several networks minimise together (CycleGAN's two generators), whose separate
+    /// updates would let the first one's new weights into the second one's gradient.
+    fn update_jointly(&mut self, names: &[&str], loss: &Tensor) -> Result<bool> {
+        let _ = loss;
+        Err(crate::Error::InvalidInput(format!("this trainer cannot update networks {names:?} jointly")))
+    }
     /// Clamps network `name`'s trainable weights to `[-c, c]` (WGAN's weight clipping).
     fn clip_weights(&mut self, name: &str, c: f64) -> Result<()>;
     /// The values of scalar tensors, in one read, averaged over the ranks of a data-parallel group.
@@ -219,6 +226,17 @@ pub trait TrainContext {
     }
 }
 
+/// The two translators of an image-to-image recipe, by network name: each a [`Network`] from images
+/// of one domain to images of the other. Their data holds both domains ([`Batch::labels`] 0 for A,
+/// 1 for B).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TranslationPair {
+    /// The network from domain A to domain B.
+    pub a_to_b: String,
+    /// The network from domain B to domain A.
+    pub b_to_a: String,
+}
+
 /// A training recipe: a GAN variant's networks and what one iteration computes.
 pub trait Recipe: Send {
     /// The networks it trains; the trainer builds them in this order.
@@ -233,6 +251,12 @@ pub trait Recipe: Send {
     /// `condor eval` read. `g` by default.
     fn sampling_network(&self) -> &str {
         "g"
+    }
+    /// The translators of an image-to-image recipe; `None`, the default, for a recipe that samples
+    /// from a generator. The trainer then draws translation grids instead of samples and writes a
+    /// translation card into checkpoints; [`Recipe::sampling_network`] is not read.
+    fn translation(&self) -> Option<TranslationPair> {
+        None
     }
     /// One iteration: compute losses, [`TrainContext::update`] the networks, report scalars.
     fn step(&mut self, cx: &mut dyn TrainContext) -> Result<Scalars>;

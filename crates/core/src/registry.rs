@@ -309,6 +309,23 @@ impl Registry {
         resolve_in(&self.discriminators, "discriminator", spec)
     }
 
+    /// The role a run's `[generator]` or `[discriminator]` table (`kind`) is built in: `kind` when its
+    /// plugin is registered there, [`NetworkKind::Network`] when it is registered only as a network
+    /// (the image-to-image translators of translation recipes), `kind` otherwise (whose lookup then
+    /// reports the unknown plugin).
+    pub fn role_of(&self, kind: NetworkKind, spec: &ModelSpec) -> NetworkKind {
+        let table_has = match kind {
+            NetworkKind::Generator => self.generators.contains_key(&spec.plugin),
+            NetworkKind::Discriminator => self.discriminators.contains_key(&spec.plugin),
+            NetworkKind::Network => true,
+        };
+        if !table_has && self.networks.contains_key(&spec.plugin) {
+            NetworkKind::Network
+        } else {
+            kind
+        }
+    }
+
     /// Names of the registered generators, sorted.
     pub fn generator_names(&self) -> Vec<&str> {
         self.generators.keys().map(String::as_str).collect()
