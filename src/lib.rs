@@ -15,6 +15,8 @@
 //! - [`text`] (condor-text): sentence encoders (MiniLM through candle-transformers).
 //! - [`mlp`], [`dcgan`], [`stylegan`]: the built-in plugins (MLP; text-conditional DCGAN with conditioning
 //!   augmentation; StyleGAN-like generator and residual discriminator).
+//! - [`translation`]: image-to-image networks (CycleGAN's ResNet generator and PatchGAN, DiscoGAN's
+//!   encoder-decoder) for the `cyclegan` and `discogan` recipes.
 //!
 //! [`registry()`] returns a registry with every built-in plugin; add your own to it before training:
 //!
@@ -25,6 +27,7 @@
 //! ```
 
 pub mod distributed;
+pub mod img2img;
 pub mod interpolation;
 pub mod txt2img;
 
@@ -40,6 +43,7 @@ pub use condor_mlp as mlp;
 pub use condor_stylegan as stylegan;
 pub use condor_text as text;
 pub use condor_train as train;
+pub use condor_translation as translation;
 
 /// A registry holding Condor's built-in plugins.
 pub fn registry() -> condor_core::Registry {
@@ -47,6 +51,7 @@ pub fn registry() -> condor_core::Registry {
     condor_mlp::register(&mut registry).expect("built-in plugin names are unique");
     condor_dcgan::register(&mut registry).expect("built-in plugin names are unique");
     condor_stylegan::register(&mut registry).expect("built-in plugin names are unique");
+    condor_translation::register(&mut registry).expect("built-in plugin names are unique");
     condor_train::register_recipes(&mut registry).expect("built-in recipe names are unique");
     registry
 }
