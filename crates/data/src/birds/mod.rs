@@ -105,7 +105,13 @@ impl SyntheticBirds {
 
     /// Renders bird `index` at `size` x `size` pixels.
     pub fn render(&self, index: u64, size: usize) -> RenderedBird {
-        render::render(&self.attributes(index), size, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]))
+        self.render_with(index, &self.attributes(index), size)
+    }
+
+    /// Renders bird `index` with `attributes` in place of its own: the same scene (place, sway,
+    /// texture) with what the attributes change, changed.
+    pub fn render_with(&self, index: u64, attributes: &BirdAttributes, size: usize) -> RenderedBird {
+        render::render(attributes, size, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]))
     }
 
     /// Bird `index` whole.
