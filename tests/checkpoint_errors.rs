@@ -71,8 +71,8 @@ fn a_checkpoint_whose_tensors_do_not_fit_its_model_is_a_mismatch() {
     config.generator.config["hidden"] = serde_json::json!([64, 64]);
     let tensors: Vec<(String, candle_core::Tensor)> = ckpt.tensors.into_iter().collect();
     let wrong = tmp.path().join("wrong.safetensors");
-    let card = condor::infer::ModelCard { generator: config.generator.clone(), ..ckpt.card.clone() };
-    condor::train::checkpoint::save(&wrong, &tensors, &config, &ckpt.state, &card).unwrap();
+    let card = condor::infer::ModelCard { generator: config.generator.clone(), ..ckpt.card.clone().unwrap() };
+    condor::train::checkpoint::save(&wrong, &tensors, &config, &ckpt.state, card.metadata()).unwrap();
     let bad = Checkpoint::load(&wrong, &Device::Cpu).unwrap();
     let e = Trainer::from_checkpoint(&bad, &condor::registry(), &Device::Cpu).err().expect("must not load");
     let msg = e.to_string();

@@ -27,9 +27,15 @@ impl LoadedGenerator {
         let file = WeightsFile::read(path, device)?;
         let card = ModelCard::of(&file)?.ok_or_else(|| CheckpointError::NotCondor {
             path: path.to_path_buf(),
-            reason: "it has no model card (`condor.card`); `condor export` writes one for a checkpoint of an older \
-                     version"
-                .into(),
+            reason: if file.metadata.contains_key(crate::translator::TRANSLATION_CARD_KEY) {
+                "it is an image-to-image translation model, not a generator: use `condor translate` or the img2img \
+                 example"
+                    .into()
+            } else {
+                "it has no model card (`condor.card`); `condor export` writes one for a checkpoint of an older \
+                 version"
+                    .into()
+            },
         })?;
         Self::from_file(&file, card, registry, device)
     }

@@ -18,6 +18,7 @@ pub mod plot;
 pub mod sample;
 pub mod styles;
 pub mod text_to_image;
+pub mod translator;
 
 pub use card::ModelCard;
 pub use error::{InferError, Result};
@@ -25,3 +26,4 @@ pub use file::{CheckpointError, WeightsFile};
 pub use generator::LoadedGenerator;
 pub use styles::StyleOptions;
 pub use text_to_image::{PromptImages, StyleMixImages, TextToImage};
+pub use translator::{TranslationCard, Translator};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use condor_core::ModelSpec;
 use condor_infer::file::{self, WeightsFile};
-use condor_infer::ModelCard;
+use condor_infer::{ModelCard, TranslationCard};
 use serde::{Deserialize, Serialize};
 
 pub use condor_infer::file::{CheckpointError, FORMAT_VERSION};
@@ -62,8 +62,9 @@ pub struct Checkpoint {
     /// All tensors by full name.
     pub tensors: HashMap<String, Tensor>,
     /// The model card of the generator to sample from (for a checkpoint written before cards, the one
-    /// its config and state describe).
-    pub card: ModelCard,
+    /// its config and state describe); `None` for a translation recipe's checkpoint, which carries a
+    /// [`TranslationCard`] instead.
+    pub card: Option<ModelCard>,
 }
 
 impl Checkpoint {
@@ -72,9 +73,9 @@ impl Checkpoint {
         file::group(&self.tensors, prefix)
     }
 
-    /// The tensor group of the generator to sample from (the card's `weights`).
-    pub fn sampling_group(&self) -> &str {
-        &self.card.weights
+    /// The card of the generator to sample from; an error for a translation recipe's checkpoint.
+    pub fn generator_card(&self) -> Result<&ModelCard, CheckpointError> {
+        self.card.as_ref().ok_or_else(|| translation_model(&self.path))
     }
 
     /// Whether any tensor lives under `prefix.`.
@@ -100,7 +101,7 @@ impl Checkpoint {
         }
         let config: RunConfig = file.required("condor.config")?;
         let state: TrainState = file.required("condor.state")?;
-        let card = card_of(&file)?;
+        let card = if TranslationCard::of(&file)?.is_some() { None } else { Some(card_of(&file)?) };
         Ok(Self { path: file.path, config, state, tensors: file.tensors, card })
     }
 }
@@ -111,11 +112,24 @@ pub fn card_of(file: &WeightsFile) -> Result<ModelCard, CheckpointError> {
     if let Some(card) = ModelCard::of(file)? {
         return Ok(card);
     }
+    if TranslationCard::of(file)?.is_some() {
+        return Err(translation_model(&file.path));
+    }
     let config: RunConfig = file.required("condor.config")?;
     let state: TrainState = file.required("condor.state")?;
     let weights = if file::has_group(&file.tensors, "ema") { "ema" } else { "g" };
     // Before cards, the sampling generator was always the config's `generator`, network `g`.
     Ok(run_card(&config, config.generator.clone(), weights, weights == "ema", &state))
+}
+
+/// The error for a translation model where a generator was expected.
+fn translation_model(path: &Path) -> CheckpointError {
+    CheckpointError::NotCondor {
+        path: path.to_path_buf(),
+        reason: "it is an image-to-image translation model, which has no generator to sample: use `condor translate` \
+                 or the img2img example"
+            .into(),
+    }
 }
 
 /// The model card of a run's generator `generator` whose weights are the tensor group `weights` (its
@@ -134,18 +148,19 @@ pub fn run_card(config: &RunConfig, generator: ModelSpec, weights: &str, ema: bo
 }
 
 /// Writes a checkpoint atomically (see [`condor_infer::file::write`]), with the run config, the
-/// training state and the card of its sampling generator.
+/// training state and `card`, the metadata entry of the card of its sampling generator
+/// ([`ModelCard::metadata`]) or of its translators ([`TranslationCard::metadata`]).
 pub fn save(
     path: &Path,
     tensors: &[(String, Tensor)],
     config: &RunConfig,
     state: &TrainState,
-    card: &ModelCard,
+    card: (String, String),
 ) -> Result<(), CheckpointError> {
     let metadata = HashMap::from([
         ("condor.config".to_string(), serde_json::to_string(config).expect("config serialises")),
         ("condor.state".to_string(), serde_json::to_string(state).expect("state serialises")),
-        card.metadata(),
+        card,
     ]);
     file::write(path, tensors, metadata)
 }

@@ -71,8 +71,10 @@ fn copy_text_head(trained_with: Option<&str>, to: &Path) -> Result<String> {
 /// (writing nothing) when the generator has no batch norm.
 pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, device: &Device) -> Result<Option<usize>> {
     let ckpt = Checkpoint::load(src, device)?;
-    let group = ckpt.sampling_group();
-    let loaded = LoadedGenerator::from_weights(&ckpt.group(group), ckpt.card.clone(), &ckpt.path, registry, device)?;
+    let card = ckpt.generator_card()?.clone();
+    let group = card.weights.clone();
+    let group = group.as_str();
+    let loaded = LoadedGenerator::from_weights(&ckpt.group(group), card.clone(), &ckpt.path, registry, device)?;
     if !loaded.params.named().iter().any(|(n, _)| crate::tricks::is_batch_norm_statistic(n)) {
         return Ok(None);
     }
@@ -89,6 +91,6 @@ pub fn recalibrate_checkpoint(src: &Path, dest: &Path, registry: &Registry, devi
         tensors.insert(format!("{group}.{name}"), var.as_tensor().to_device(&Device::Cpu)?);
     }
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
-    crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state, &ckpt.card)?;
+    crate::checkpoint::save(dest, &tensors, &ckpt.config, &ckpt.state, card.metadata())?;
     Ok(Some(batches))
 }

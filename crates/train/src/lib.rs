@@ -12,10 +12,13 @@ pub mod adversarial;
 pub mod bigan;
 pub mod checkpoint;
 pub mod config;
+pub mod cyclegan;
 pub mod diff_augment;
+pub mod discogan;
 pub mod energy_based;
 pub mod error;
 pub mod export;
+pub mod image_history;
 pub mod infogan;
 pub mod inversion;
 pub mod loss_sensitive;
@@ -37,7 +40,9 @@ pub mod tensorboard;
 pub mod text_data;
 pub mod text_pretraining;
 pub mod trainer;
+pub mod translation;
 pub mod tricks;
+pub mod unpaired_data;
 pub mod unrolled;
 pub mod vae;
 pub mod vae_gan;
@@ -56,7 +61,7 @@ pub use tricks::{recalibrate_batch_norm, EmaConfig, InstanceNoiseConfig};
 
 /// Registers the recipes built into condor-train besides the adversarial one (which a run without a
 /// `[recipe]` table uses): `loss_sensitive`, `energy_based`, `unrolled`, `infogan`, `semi_supervised`, `bigan`,
-/// `vae` and `vae_gan`.
+/// `vae`, `vae_gan`, and the translation recipes `cyclegan` and `discogan`.
 pub fn register_recipes(registry: &mut condor_core::Registry) -> condor_core::Result<()> {
     registry.register_recipe(loss_sensitive::NAME, loss_sensitive::LossSensitive::new)?;
     registry.register_recipe(energy_based::NAME, energy_based::EnergyBased::new)?;
@@ -65,5 +70,7 @@ pub fn register_recipes(registry: &mut condor_core::Registry) -> condor_core::Re
     registry.register_recipe(semi_supervised::NAME, semi_supervised::SemiSupervised::new)?;
     registry.register_recipe(bigan::NAME, bigan::BiGan::new)?;
     registry.register_recipe(vae::NAME, vae::Vae::new)?;
-    registry.register_recipe(vae_gan::NAME, vae_gan::VaeGan::new)
+    registry.register_recipe(vae_gan::NAME, vae_gan::VaeGan::new)?;
+    registry.register_recipe(cyclegan::NAME, cyclegan::CycleGan::new)?;
+    registry.register_recipe(discogan::NAME, discogan::DiscoGan::new)
 }

@@ -317,6 +317,10 @@ mod tests {
         let cos = OptimizerConfig { lr_decay: LrDecay::Cosine, ..c };
         assert!((cos.lr_at(50, 100) - 0.1).abs() < 1e-12);
         assert!((cos.lr_at(25, 100) - 0.1 * (1.0 + std::f64::consts::FRAC_1_SQRT_2)).abs() < 1e-12);
+        let hold = OptimizerConfig { lr_decay: LrDecay::HoldThenLinear, ..c };
+        assert_eq!((hold.lr_at(0, 100), hold.lr_at(50, 100)), (0.2, 0.2));
+        assert!((hold.lr_at(75, 100) - 0.1).abs() < 1e-12);
+        assert_eq!(hold.lr_at(100, 100), 0.0);
     }
 
     #[test]

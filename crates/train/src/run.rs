@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::Device;
 use condor_core::rng::Stream;
-use condor_core::{BuildContext, NetworkKind, Registry};
+use condor_core::{BuildContext, Registry};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::Checkpoint;
@@ -173,6 +173,11 @@ fn checkpoint(trainer: &mut Trainer, dir: &mut RunDir, keep: usize) -> Result<()
 
 /// Writes the sample picture of `step` and adds it to the TensorBoard events.
 fn samples(trainer: &mut Trainer, dir: &mut RunDir, step: u64) -> Result<()> {
+    if let Some(pair) = trainer.translation() {
+        let path = dir.sample_path(step);
+        crate::translation::write_translation_grid(trainer, &pair, &path)?;
+        return dir.log_image(step, "translations", &path);
+    }
     trainer.calibrate_ema()?;
     let config = trainer.config();
     let mut rng = Stream::FixedNoise(None).rng(config.seed);
@@ -191,8 +196,11 @@ fn samples(trainer: &mut Trainer, dir: &mut RunDir, step: u64) -> Result<()> {
 
 /// Adds the row of `step` to the evolution picture: fixed-noise samples (one per preview prompt for
 /// text-conditioned runs), saved on their own and then stacked with the earlier rows into
-/// `evolution.png`. Runs of 2D points have no such picture.
+/// `evolution.png`. Runs of 2D points and translation runs have no such picture.
 fn evolution(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
+    if trainer.translation().is_some() {
+        return Ok(());
+    }
     trainer.calibrate_ema()?;
     let g = trainer.sampling_generator()?;
     let [_, size, _] = g.sample_shape()[..] else {
@@ -216,8 +224,9 @@ fn evolution(trainer: &mut Trainer, dir: &RunDir, step: u64) -> Result<()> {
 /// the data (sample shape, conditioning size) from the run's data `context`, as training filled them.
 fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry, context: &BuildContext) -> Result<()> {
     let mut given = given.clone();
-    given.generator = registry.resolve_in_context(NetworkKind::Generator, &given.generator, context)?;
-    given.discriminator = registry.resolve_in_context(NetworkKind::Discriminator, &given.discriminator, context)?;
+    let (g_role, d_role) = crate::trainer::run_roles(&given, registry);
+    given.generator = registry.resolve_in_context(g_role, &given.generator, context)?;
+    given.discriminator = registry.resolve_in_context(d_role, &given.discriminator, context)?;
     let differs = [
         ("seed", stored.seed != given.seed),
         ("batch_size", stored.batch_size != given.batch_size),

@@ -53,20 +53,38 @@ impl StepContext<'_> {
         Ok(&self.networks[index_of(self.networks, name)?])
     }
 
-    /// Gradients of `loss` for `vars`: with mixed precision, those of the working copy `half` moved
-    /// onto the float32 master weights (and unscaled for float16); averaged over the ranks of a
-    /// data-parallel group. `None` when float16 gradients overflowed.
-    fn gradients(
+    /// The gradients of `loss` (times the loss scale of a float16 run), for every variable it reaches.
+    fn backward(&self, loss: &Tensor) -> candle_core::Result<GradStore> {
+        let scale = self.loss_scale.unwrap_or(1.0);
+        if scale == 1.0 {
+            loss.backward()
+        } else {
+            (loss * scale)?.backward()
+        }
+    }
+
+    /// The gradients of [`Self::backward`]'s `raw` for `vars`: with mixed precision, those of the working
+    /// copy `half` moved onto the float32 master weights (and unscaled for float16); averaged over the
+    /// ranks of a data-parallel group. `None` when float16 gradients overflowed.
+    fn network_gradients(
         &self,
-        loss: &Tensor,
+        raw: &GradStore,
         vars: &[(String, Var)],
         half: Option<&Params>,
     ) -> candle_core::Result<Option<GradStore>> {
         let scale = self.loss_scale.unwrap_or(1.0);
-        let mut grads = if scale == 1.0 { loss.backward()? } else { (loss * scale)?.backward()? };
-        if let Some(h) = half {
-            grads = master_gradients(&grads, h, vars, 1.0 / scale)?;
-        }
+        let mut grads = match half {
+            Some(h) => master_gradients(raw, h, vars, 1.0 / scale)?,
+            None => {
+                let mut own = GradStore::default();
+                for (_, v) in vars {
+                    if let Some(g) = raw.get(v) {
+                        own.insert(v.as_tensor(), g.clone());
+                    }
+                }
+                own
+            }
+        };
         if let Some(c) = self.collective {
             crate::parallel::average_gradients(c, &mut grads, vars)?;
         }
@@ -74,6 +92,33 @@ impl StepContext<'_> {
             return Ok(None);
         }
         Ok(Some(grads))
+    }
+
+    /// One optimizer step of each network of `indices` on the gradients of one backward pass of
+    /// `loss`; none steps when any network's float16 gradients overflowed.
+    fn update_networks(&mut self, indices: &[usize], loss: &Tensor) -> condor_core::Result<bool> {
+        let names: Vec<&str> = indices.iter().map(|&i| self.networks[i].decl.name.as_str()).collect();
+        let what = names.join(", ");
+        let raw = profile::timed(|| format!("step: {what} backward"), || self.backward(loss))?;
+        let mut per_network = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let net = &self.networks[i];
+            match self.network_gradients(&raw, net.opt.vars(), net.half_params())? {
+                Some(g) => per_network.push(g),
+                None => {
+                    self.overflow = true;
+                    return Ok(false);
+                }
+            }
+        }
+        let _span = profile::span(|| format!("step: {what} update"));
+        for (&i, grads) in indices.iter().zip(per_network) {
+            let net = &mut self.networks[i];
+            let lr = net.decl.optimizer.lr_at(self.step, self.total);
+            net.opt.step_with_lr(&grads, lr)?;
+            refresh_half(net)?;
+        }
+        Ok(true)
     }
 }
 
@@ -140,21 +185,12 @@ impl TrainContext for StepContext<'_> {
 
     fn update(&mut self, name: &str, loss: &Tensor) -> condor_core::Result<bool> {
         let i = index_of(self.networks, name)?;
-        let net = &self.networks[i];
-        let lr = net.decl.optimizer.lr_at(self.step, self.total);
-        let grads = profile::timed(
-            || format!("step: {name} backward"),
-            || self.gradients(loss, net.opt.vars(), net.half_params()),
-        )?;
-        let _span = profile::span(|| format!("step: {name} update"));
-        let Some(grads) = grads else {
-            self.overflow = true;
-            return Ok(false);
-        };
-        let net = &mut self.networks[i];
-        net.opt.step_with_lr(&grads, lr)?;
-        refresh_half(net)?;
-        Ok(true)
+        self.update_networks(&[i], loss)
+    }
+
+    fn update_jointly(&mut self, names: &[&str], loss: &Tensor) -> condor_core::Result<bool> {
+        let indices = names.iter().map(|n| index_of(self.networks, n)).collect::<condor_core::Result<Vec<_>>>()?;
+        self.update_networks(&indices, loss)
     }
 
     fn clip_weights(&mut self, name: &str, c: f64) -> condor_core::Result<()> {

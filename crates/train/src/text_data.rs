@@ -37,7 +37,7 @@ pub fn preview_prompts(data: &DatasetConfig, source: &dyn CaptionedSource) -> Ve
     out
 }
 
-fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderConfig {
+pub(crate) fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderConfig {
     LoaderConfig {
         batch_size: config.batch_size,
         size: data.size,
@@ -48,7 +48,7 @@ fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderConfig {
 }
 
 /// Checks a data source's batch size and draws batch `index` from its loader.
-fn loader_batch(
+pub(crate) fn loader_batch(
     loader: &Loader,
     expected: usize,
     batch_size: usize,
@@ -220,10 +220,12 @@ impl DataSource for CaptionedImages {
     }
 }
 
-/// The data source a run config describes: a mixture, captioned images joined to the text encoder, or
-/// images alone.
+/// The data source a run config describes: a mixture, captioned images joined to the text encoder,
+/// images alone, or two unpaired domains.
 pub fn build_data(config: &RunConfig, device: &Device) -> Result<Box<dyn DataSource>> {
-    if config.data.is_captioned() {
+    if matches!(config.data, DatasetConfig::Unpaired { .. }) {
+        Ok(Box::new(crate::unpaired_data::UnpairedImages::open(config)?))
+    } else if config.data.is_captioned() {
         Ok(Box::new(CaptionedImages::open(config, device)?))
     } else if config.data.is_images() {
         Ok(Box::new(UncaptionedImages::open(config)?))

@@ -14,6 +14,7 @@ use candle_core::{Device, Tensor};
 use condor_core::profile;
 use condor_core::{
     is_buffer, BuildContext, DataSource, Generator, Model, NetworkKind, Params, Recipe, RecipeSetup, Registry, Scalars,
+    TranslationPair,
 };
 use condor_infer::ModelCard;
 
@@ -61,6 +62,15 @@ fn ema_group(name: &str) -> String {
     }
 }
 
+/// The roles the run's `[generator]` and `[discriminator]` tables are built in
+/// ([`Registry::role_of`]): a translation recipe's are networks.
+pub fn run_roles(config: &RunConfig, registry: &Registry) -> (NetworkKind, NetworkKind) {
+    (
+        registry.role_of(NetworkKind::Generator, &config.generator),
+        registry.role_of(NetworkKind::Discriminator, &config.discriminator),
+    )
+}
+
 /// Trains the networks of a recipe on one data source.
 pub struct Trainer {
     config: RunConfig,
@@ -87,13 +97,13 @@ impl Trainer {
         let mut config = config;
         // Unknown plugins and bad plugin configs are reported before the data is built (which may
         // encode every caption); the data then decides the fields a config leaves out.
-        registry.resolve_generator(&config.generator)?;
-        registry.resolve_discriminator(&config.discriminator)?;
+        let (g_role, d_role) = run_roles(&config, registry);
+        registry.resolve(g_role, &config.generator)?;
+        registry.resolve(d_role, &config.discriminator)?;
         let data: Arc<dyn DataSource> = Arc::from(crate::text_data::build_data(&config, device)?);
         let context = BuildContext { sample_shape: data.sample_shape(), cond_dim: data.cond_dim() };
-        config.generator = registry.resolve_in_context(NetworkKind::Generator, &config.generator, &context)?;
-        config.discriminator =
-            registry.resolve_in_context(NetworkKind::Discriminator, &config.discriminator, &context)?;
+        config.generator = registry.resolve_in_context(g_role, &config.generator, &context)?;
+        config.discriminator = registry.resolve_in_context(d_role, &config.discriminator, &context)?;
         if let Some(spec) = config.recipe.as_ref().filter(|s| s.plugin != adversarial::NAME) {
             config.recipe = Some(registry.resolve_recipe(spec)?);
         }
@@ -111,7 +121,22 @@ impl Trainer {
             let ema = config.training.ema.is_some();
             networks.push(TrainedNetwork::build(decl, registry, config.seed, precision, ema, device)?);
         }
-        check_fit(&config, data.as_ref(), &networks, recipe.sampling_network())?;
+        match recipe.translation() {
+            Some(_) if !matches!(config.data, condor_data::DatasetConfig::Unpaired { .. }) => {
+                return Err(TrainError::Config(
+                    "translation recipes need unpaired data: `[data] kind = \"unpaired\"` with its two domains".into(),
+                ))
+            }
+            Some(pair) => check_translators(&networks, &pair)?,
+            None if matches!(config.data, condor_data::DatasetConfig::Unpaired { .. }) => {
+                return Err(TrainError::Config(
+                    "unpaired data (two domains) trains the translation recipes: set `[recipe] plugin = \"cyclegan\"` \
+                     or \"discogan\""
+                        .into(),
+                ))
+            }
+            None => check_fit(&config, data.as_ref(), &networks, recipe.sampling_network())?,
+        }
         let loss_scale = (precision == Precision::F16).then(LossScale::default);
         Ok(Self {
             shard: Shard::whole(config.batch_size),
@@ -236,8 +261,21 @@ impl Trainer {
         Ok(as_generator(&net.decl.name, net.for_sampling())?)
     }
 
-    /// The model card of the generator to sample from at training state `state`, as checkpoints
-    /// carry it.
+    /// The translators of a translation recipe ([`condor_core::Recipe::translation`]).
+    pub fn translation(&self) -> Option<TranslationPair> {
+        self.recipe.translation()
+    }
+
+    /// The metadata entry of the card checkpoints carry at training state `state`: the translation
+    /// card of a translation recipe, the model card of the generator to sample from otherwise.
+    fn card_metadata(&self, state: &TrainState) -> (String, String) {
+        match self.translation() {
+            Some(pair) => crate::translation::translation_card(&self.config, &pair, self, state).metadata(),
+            None => self.model_card(state).metadata(),
+        }
+    }
+
+    /// The model card of the generator to sample from at training state `state`.
     fn model_card(&self, state: &TrainState) -> ModelCard {
         let net = self.sampling_network();
         let ema = net.ema.is_some();
@@ -394,8 +432,8 @@ impl Trainer {
     /// Writes a checkpoint of the current state to `path` (atomically).
     pub fn save_checkpoint(&self, path: &std::path::Path) -> Result<()> {
         let (tensors, state) = (self.checkpoint_tensors(), self.state());
-        let card = self.model_card(&state);
-        Ok(crate::checkpoint::save(path, &tensors, &self.config, &state, &card)?)
+        let card = self.card_metadata(&state);
+        Ok(crate::checkpoint::save(path, &tensors, &self.config, &state, card)?)
     }
 
     /// All variables by prefixed name, for exact comparisons between runs.
@@ -421,6 +459,18 @@ fn step_record(step: u64, mut scalars: Scalars, step_time_s: f32) -> StepRecord 
         step_time_s,
         extra: scalars,
     }
+}
+
+/// Checks that a translation recipe declares both its translators as networks.
+fn check_translators(networks: &[TrainedNetwork], pair: &TranslationPair) -> Result<()> {
+    for name in [&pair.a_to_b, &pair.b_to_a] {
+        if !networks.iter().any(|n| &n.decl.name == name && n.decl.kind == NetworkKind::Network) {
+            return Err(TrainError::Config(format!(
+                "the recipe translates with `{name}`, which it does not declare as a network"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the recipe samples from one of its generators, and that the data and the networks
