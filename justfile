@@ -204,3 +204,10 @@ test-gpu features="cuda":
 # Train data-parallel on several GPUs with NCCL, e.g. `just train-gpus 0,1 configs/birds-gpu.toml`.
 train-gpus gpus config *flags:
     cargo run --release --locked -p condor-cli --features nccl -- train --config {{config}} --gpus {{gpus}} {{flags}}
+
+# Unpaired image-to-image translation: CycleGAN between red and blue birds (configs/cyclegan-red-blue.toml,
+# about 10 minutes on a 2-core CPU), then its scores both ways. Also: configs/cyclegan-sky-water.toml and
+# the DiscoGAN configs (configs/discogan-*.toml); `condor translate` or the img2img example use the result.
+train-cyclegan *flags:
+    cargo run --release -p condor-cli -- train --config configs/cyclegan-red-blue.toml {{flags}}
+    cargo run --release -p condor-cli -- eval --checkpoint runs/cyclegan-red-blue/checkpoints/step-000003000.safetensors

@@ -19,11 +19,17 @@ pub fn shipped_checkpoint() -> PathBuf {
     if let Some(p) = std::env::var_os("CONDOR_CHECKPOINT") {
         return PathBuf::from(p);
     }
-    let local = Path::new("weights").join(SHIPPED_CHECKPOINT);
+    shipped_weights(SHIPPED_CHECKPOINT)
+}
+
+/// The shipped weights file `file`: in `weights/` under the current directory, else in the
+/// `weights/` of the source tree Condor was built from.
+pub fn shipped_weights(file: &str) -> PathBuf {
+    let local = Path::new("weights").join(file);
     if local.is_file() {
         return local;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(SHIPPED_CHECKPOINT)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(file)
 }
 
 /// Loads `checkpoint` (the shipped one when `None`) as a pipeline on `device`; returns it with the

@@ -28,6 +28,10 @@ pub(crate) enum Command {
     /// Turn images back into latents with a checkpoint whose recipe trains an encoder (`bigan`, `vae`, `vae_gan`), and
     /// write each image beside its reconstruction (the generator's image of that latent).
     Reconstruct(ReconstructArgs),
+    /// Translate images with an image-to-image checkpoint (`cyclegan`, `discogan`; the shipped red-to-blue
+    /// CycleGAN by default), from its domain A to B (or B to A with --reverse); each input is written
+    /// beside its translation and round trip.
+    Translate(condor::img2img::TranslateArgs),
     /// Serve a text-to-image checkpoint (the shipped one by default) as a web page and JSON API:
     /// POST /v1/generate, GET /v1/models, GET /health. Listens on loopback unless --host says otherwise.
     Serve(ServeArgs),
@@ -43,7 +47,8 @@ pub(crate) enum Command {
     Colours(ColoursArgs),
     /// Score a checkpoint: FID/KID against real images, and for the synthetic birds conditional
     /// accuracy (three splits), retrieval precision and diversity, over several seeds; mode coverage for
-    /// 2D mixtures. Writes report.json, report.md and image grids.
+    /// 2D mixtures; for a translation model between bird domains, the share translated and kept by the
+    /// bird judge, cycle error and FID, both ways. Writes report.json, report.md and image grids.
     Eval(EvalArgs),
     /// Print a checkpoint's or exported model's card, run config, training state and tensors.
     Inspect(InspectArgs),
@@ -237,6 +242,9 @@ pub(crate) struct EvalArgs {
     /// Captions scored per conditional-accuracy split.
     #[arg(long, default_value_t = 500)]
     pub captions: usize,
+    /// Test birds translated each way, for a translation model.
+    #[arg(long, default_value_t = 500)]
+    pub translations: usize,
     /// Where the report and grids go (default: runs/eval/<checkpoint name>).
     #[arg(long)]
     pub out: Option<PathBuf>,

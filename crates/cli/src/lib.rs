@@ -88,6 +88,7 @@ fn run(cli: Cli, registry: &Registry) -> Result<()> {
         Command::Mnist(MnistCommand::Encode(args)) => classifiers::mnist_encode(args, registry),
         Command::Mnist(MnistCommand::Modes(args)) => scores::mnist_modes(args, registry),
         Command::Reconstruct(args) => reconstruct::reconstruct(args, registry),
+        Command::Translate(args) => models::translate(&args, registry),
         Command::Encode(args) => data::encode(args),
         Command::Data(DataCommand::Preview(args)) => data::preview(args),
         Command::TextEncoder(TextEncoderCommand::Import(args)) => data::import_text_encoder(args),

@@ -14,6 +14,11 @@ pub(crate) fn sample(args: &condor::txt2img::SampleArgs, registry: &Registry) ->
     print_lines(|say| condor::txt2img::run_with(args, registry, say))
 }
 
+/// `condor translate`: prints what `condor::img2img` says it wrote.
+pub(crate) fn translate(args: &condor::img2img::TranslateArgs, registry: &Registry) -> Result<()> {
+    print_lines(|say| condor::img2img::run(args, registry, say))
+}
+
 /// `condor interpolate`: prints what `condor::interpolation` says it wrote.
 pub(crate) fn interpolate(args: &condor::interpolation::InterpolateArgs, registry: &Registry) -> Result<()> {
     print_lines(|say| condor::interpolation::run(args, registry, say))
@@ -33,6 +38,14 @@ fn print_lines<T>(command: impl FnOnce(&mut dyn FnMut(String)) -> Result<T>) -> 
 /// `condor export`.
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
     let ExportArgs { checkpoint, out, text_head } = args;
+    let file = condor::infer::WeightsFile::read(&checkpoint, &condor::candle_core::Device::Cpu)?;
+    if condor::infer::TranslationCard::of(&file)?.is_some() {
+        anyhow::ensure!(text_head.is_none(), "--text-head: a translation model has no text encoder");
+        condor::infer::translator::export_translation(&file, &out)?;
+        let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        say!("wrote {} ({:.1} MB, both translators and their card)", out.display(), bytes as f64 / 1e6);
+        return Ok(());
+    }
     export_generator(&checkpoint, &out, text_head.as_deref())?;
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     say!("wrote {} ({:.1} MB, generator and model card)", out.display(), bytes as f64 / 1e6);

@@ -34,15 +34,56 @@ pub(crate) fn colours(args: ColoursArgs, registry: &Registry) -> Result<()> {
 
 /// `condor eval`.
 pub(crate) fn eval(args: EvalArgs, registry: &Registry) -> Result<()> {
-    let EvalArgs { checkpoint, dataset, data, seeds, fid_images, captions, out, device } = args;
+    let EvalArgs { checkpoint, dataset, data, seeds, fid_images, captions, translations, out, device } = args;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
     let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
     let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().to_string());
     let out = out.unwrap_or_else(|| PathBuf::from("runs/eval").join(&stem));
+    if is_translation_model(&checkpoint)? {
+        return eval_translation(&checkpoint, translations, fid_images, &out, registry, &device);
+    }
     let model = open_model(&checkpoint, registry, &device)?;
     let report = eval_report(&model, &checkpoint, &dataset, data, seeds, fid_images, captions, &out)?;
     say!("{report}");
     say!("wrote {}/report.json, report.md and image grids", out.display());
+    Ok(())
+}
+
+/// Whether the weights file at `path` holds a translation model.
+fn is_translation_model(path: &std::path::Path) -> Result<bool> {
+    let file = condor::infer::WeightsFile::read(path, &condor::candle_core::Device::Cpu)?;
+    Ok(condor::infer::TranslationCard::of(&file)?.is_some())
+}
+
+/// `condor eval` of a translation model between bird domains: both directions, by the bird judge of
+/// its image size; the report goes to `out` as report.json and report.md, with a grid per direction.
+fn eval_translation(
+    checkpoint: &std::path::Path,
+    images: usize,
+    fid_images: usize,
+    out: &std::path::Path,
+    registry: &Registry,
+    device: &condor::candle_core::Device,
+) -> Result<()> {
+    use condor::eval::translation::{evaluate_translation, TranslationEvalOptions};
+    let translator = condor::infer::Translator::load(checkpoint, registry, device)?;
+    let root = std::env::current_dir()?;
+    let world_seed = match &translator.card().data {
+        condor::data::DatasetConfig::Unpaired { world_seed, .. } => *world_seed,
+        _ => 0,
+    };
+    let mut log = |m: &str| eprintln!("{m}");
+    let side = translator.image_shape()[1];
+    let judge = condor::eval::bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
+    let options = TranslationEvalOptions { images, fid_images, root, ..Default::default() };
+    let name = checkpoint.display().to_string();
+    let report = evaluate_translation(&translator, &name, &judge, &options, out, device, &mut log)?;
+    let text = report.to_markdown();
+    std::fs::write(out.join("report.md"), &text).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    say!("{text}");
+    say!("wrote {}/report.json, report.md and a grid per direction", out.display());
     Ok(())
 }
 

@@ -423,7 +423,7 @@ fn diversity(
 }
 
 /// Inception features of real images, cached at `<dir>/<name>.safetensors`.
-fn real_features(
+pub(crate) fn real_features(
     net: &FidInception,
     dir: &Path,
     name: &str,

@@ -4,7 +4,8 @@
 //! KID, attribute accuracy and retrieval precision by the [`bird_judge`] on the test split, held-out
 //! phrasings and held-out colour combinations, and diversity. [`colours`] checks that each body
 //! colour is drawn as asked, [`digits`] does the same for MNIST digits, and [`mixture`] measures the
-//! mode coverage of 2D mixture models. Every function takes the [`condor_infer::TextToImage`] (or
+//! mode coverage of 2D mixture models; [`translation`] scores image-to-image translation between bird
+//! domains. Every function takes the [`condor_infer::TextToImage`] (or
 //! generator) it scores and a candle `Device`.
 
 pub mod bird_judge;
@@ -13,5 +14,6 @@ pub mod colours;
 pub mod digits;
 pub mod error;
 pub mod mixture;
+pub mod translation;
 
 pub use error::{EvalError, Result};
