@@ -51,6 +51,20 @@ fn every_shipped_config_builds_its_models() {
         }
         let config = RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if matches!(config.data, DatasetConfig::Unpaired { .. }) {
+            // A translation recipe's networks are its own: the trainer builds them, and they translate.
+            let trainer = condor::train::Trainer::new(config, &registry, &Device::Cpu)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let pair = trainer.translation().expect("unpaired data trains a translation recipe");
+            let net = match &trainer.network(&pair.a_to_b).unwrap().model {
+                condor::core::Model::Network(n) => n,
+                _ => panic!("{}: the translator is not a network", path.display()),
+            };
+            let x = Tensor::zeros([2usize, 3, 32, 32].as_slice(), DType::F32, &Device::Cpu).unwrap();
+            assert_eq!(net.forward(&x, None, false).unwrap().dims(), x.dims(), "{}", path.display());
+            checked += 1;
+            continue;
+        }
         let context = data_context(&config, cache.path());
         let g_spec = resolve(&registry, NetworkKind::Generator, &config.generator, context.as_ref());
         let d_spec = resolve(&registry, NetworkKind::Discriminator, &config.discriminator, context.as_ref());

@@ -267,3 +267,258 @@ fn unrolling_leaves_the_discriminator_as_its_kept_step_made_it() {
     assert_eq!(saved, optimizer(&unrolled_state), "the discriminator's optimizer state was restored");
     assert!(plain.keys().filter(|n| n.starts_with("g.")).any(|n| bits(&plain[n]) != bits(&unrolled[n])));
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Image-to-image translation: CycleGAN and DiscoGAN on red and blue birds.
+
+/// A small translation run on red and blue birds at 16 px: `recipe` with its paper's networks, narrow.
+fn translation_config(recipe: &str, steps: u64) -> RunConfig {
+    // DCGAN's discriminator starts at 32 px.
+    let size = if recipe == "cyclegan" { 16 } else { 32 };
+    let (generator, discriminator) = match recipe {
+        "cyclegan" => (
+            r#"plugin = "resnet_translator"
+               config = { width = 8, downsamplings = 1, blocks = 2 }"#,
+            r#"plugin = "patch_discriminator"
+               config = { width = 8 }"#,
+        ),
+        _ => (
+            r#"plugin = "encoder_decoder"
+               config = { width = 8 }"#,
+            r#"plugin = "dcgan"
+               config = { width = 8 }"#,
+        ),
+    };
+    let toml = format!(
+        r#"
+        steps = {steps}
+        batch_size = 4
+        [data]
+        kind = "unpaired"
+        domains = "red_blue"
+        count = 64
+        size = {size}
+        [recipe]
+        plugin = "{recipe}"
+        config = {{}}
+        [generator]
+        {generator}
+        [discriminator]
+        {discriminator}
+        [schedule]
+        prefetch = false
+        sample_every = 0
+        "#
+    );
+    let mut config = RunConfig::from_toml(&toml).unwrap();
+    config.optimizer.generator.lr = 1e-3;
+    config.optimizer.discriminator.lr = 1e-3;
+    config
+}
+
+/// Domain A's and B's images of the first batch of `trainer`'s data.
+fn first_domains(trainer: &Trainer) -> (Tensor, Tensor) {
+    let mut rng = condor::core::derived_rng(0, &[]);
+    let batch = trainer.data().batch(0, 4, &mut rng, &Device::Cpu).unwrap();
+    assert_eq!(batch.labels.as_deref(), Some(&[0, 0, 0, 0, 1, 1, 1, 1][..]));
+    (batch.samples.narrow(0, 0, 4).unwrap(), batch.samples.narrow(0, 4, 4).unwrap())
+}
+
+/// Network `name` of `trainer`, as a network.
+fn translation_net<'a>(trainer: &'a Trainer, name: &str) -> &'a dyn condor::core::Network {
+    match &trainer.network(name).unwrap().model {
+        condor::core::Model::Network(n) => n.as_ref(),
+        _ => panic!("`{name}` is not a network"),
+    }
+}
+
+fn scalar(t: Tensor) -> f32 {
+    t.to_scalar::<f32>().unwrap()
+}
+
+fn close(logged: f32, manual: f32, what: &str) {
+    assert!((logged - manual).abs() <= 1e-5 * manual.abs().max(1.0), "{what}: logged {logged}, computed {manual}");
+}
+
+#[test]
+fn cyclegan_logs_the_paper_s_losses_of_its_first_batch() {
+    use condor::train::translation::{l1, mse_to};
+    common::one_thread();
+    let mut trainer = Trainer::new(translation_config("cyclegan", 1), &condor::registry(), &Device::Cpu).unwrap();
+    let (a, b) = first_domains(&trainer);
+    let [g, f, d_a, d_b] = ["g_ab", "g_ba", "d_a", "d_b"].map(|n| translation_net(&trainer, n));
+    let run = |n: &dyn condor::core::Network, x: &Tensor| n.forward(x, None, true).unwrap();
+    let (fake_b, fake_a) = (run(g, &a), run(f, &b));
+    let gan = scalar(mse_to(&run(d_b, &fake_b), 1.0).unwrap()) + scalar(mse_to(&run(d_a, &fake_a), 1.0).unwrap());
+    let cycle = scalar(l1(&run(f, &fake_b), &a).unwrap()) + scalar(l1(&run(g, &fake_a), &b).unwrap());
+    let identity = scalar(l1(&run(g, &b), &b).unwrap()) + scalar(l1(&run(f, &a), &a).unwrap());
+    let half_lsgan = |d, real: &Tensor, fake: &Tensor| {
+        0.5 * (scalar(mse_to(&run(d, real), 1.0).unwrap()) + scalar(mse_to(&run(d, fake), 0.0).unwrap()))
+    };
+    // The discriminators see this step's translations (the history is still filling).
+    let (loss_d_a, loss_d_b) = (half_lsgan(d_a, &a, &fake_a), half_lsgan(d_b, &b, &fake_b));
+    let log = trainer.step().unwrap();
+    close(log.extra["loss_gan"], gan, "GAN loss");
+    close(log.extra["cycle"], cycle, "cycle loss");
+    close(log.extra["identity"], identity, "identity loss");
+    close(log.loss_g, gan + 10.0 * cycle + 5.0 * identity, "translator loss: lambda 10, identity 0.5 lambda");
+    close(log.extra["loss_d_a"], loss_d_a, "D_A loss");
+    close(log.extra["loss_d_b"], loss_d_b, "D_B loss");
+    close(log.loss_d, loss_d_a + loss_d_b, "discriminator loss");
+}
+
+#[test]
+fn discogan_logs_the_paper_s_losses_of_its_first_batch() {
+    use condor::train::translation::mse;
+    common::one_thread();
+    let mut trainer = Trainer::new(translation_config("discogan", 1), &condor::registry(), &Device::Cpu).unwrap();
+    let (a, b) = first_domains(&trainer);
+    let [g_ab, g_ba] = ["g_ab", "g_ba"].map(|n| translation_net(&trainer, n));
+    let disc = |name: &str| match &trainer.network(name).unwrap().model {
+        condor::core::Model::Discriminator(d) => d.as_ref(),
+        _ => panic!("`{name}` is not a discriminator"),
+    };
+    let (fake_b, fake_a) = (g_ab.forward(&a, None, true).unwrap(), g_ba.forward(&b, None, true).unwrap());
+    let bce = |logits: Tensor, target: f32| -> f32 {
+        let p = logits.to_vec1::<f32>().unwrap();
+        p.iter().map(|&x| -(target * sigmoid(x).ln() + (1.0 - target) * (1.0 - sigmoid(x)).ln())).sum::<f32>()
+            / p.len() as f32
+    };
+    let d_loss = |d: &dyn condor::core::Discriminator, real: &Tensor, fake: &Tensor| {
+        bce(d.forward(real, None, true).unwrap(), 1.0) + bce(d.forward(fake, None, true).unwrap(), 0.0)
+    };
+    let loss_d = d_loss(disc("d_a"), &a, &fake_a) + d_loss(disc("d_b"), &b, &fake_b);
+    let reconstruction = scalar(mse(&g_ba.forward(&fake_b, None, true).unwrap(), &a).unwrap())
+        + scalar(mse(&g_ab.forward(&fake_a, None, true).unwrap(), &b).unwrap());
+    let log = trainer.step().unwrap();
+    close(log.loss_d, loss_d, "discriminator loss");
+    close(log.extra["reconstruction"], reconstruction, "reconstruction loss");
+    close(log.loss_g, log.extra["loss_gan"] + reconstruction, "translator loss: GAN + reconstruction");
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn a_cyclegan_run_resumes_bit_exactly_with_its_image_histories() {
+    common::one_thread();
+    let registry = condor::registry();
+    let config = |steps| {
+        let mut c = translation_config("cyclegan", steps);
+        // A history of 6 fills in two steps of 4 and then swaps.
+        c.recipe.as_mut().unwrap().config = serde_json::json!({ "history": 6 });
+        c.optimizer.generator.lr_decay = condor::train::LrDecay::HoldThenLinear;
+        c
+    };
+    let n = 3;
+    let mut straight = Trainer::new(config(2 * n), &registry, &Device::Cpu).unwrap();
+    for _ in 0..2 * n {
+        straight.step().unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("half.safetensors");
+    let mut first = Trainer::new(config(2 * n), &registry, &Device::Cpu).unwrap();
+    for _ in 0..n {
+        first.step().unwrap();
+    }
+    first.save_checkpoint(&path).unwrap();
+    let ckpt = condor::train::Checkpoint::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(ckpt.group("recipe")["history_a"].dims(), [6, 3, 16, 16]);
+    assert!(ckpt.card.is_none(), "a translation checkpoint has no generator card");
+    let mut resumed = Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap();
+    for _ in 0..n {
+        resumed.step().unwrap();
+    }
+    let (a, b) = (straight.weights(), resumed.weights());
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        assert_eq!(common::max_abs_diff(t, &b[name]), 0.0, "{name} differs after resuming");
+    }
+}
+
+/// Share of `images` (red birds of the test split translated to blue, rows in [-1, 1]) whose plumage
+/// pixels average nearest to blue among the renderer's colours, of the birds that show plumage (at
+/// 16 px some show only outline).
+fn share_drawn_blue(images: &Tensor, birds: &[condor::data::birds::RenderedBird]) -> f64 {
+    use condor::data::birds::{Colour, Part};
+    let rows = images.flatten_from(1).unwrap().to_vec2::<f32>().unwrap();
+    let blue = rows.iter().zip(birds).filter(|(px, bird)| {
+        let n = bird.size * bird.size;
+        let mask: Vec<usize> =
+            (0..n).filter(|&i| matches!(bird.parts[i], Part::Body | Part::Wing | Part::Head | Part::Belly)).collect();
+        !mask.is_empty() && {
+            let mean =
+                |c: usize| mask.iter().map(|&i| (px[c * n + i] + 1.0) / 2.0).sum::<f32>() / mask.len().max(1) as f32;
+            Colour::nearest([mean(0), mean(1), mean(2)]) == Colour::Blue
+        }
+    });
+    let visible = birds
+        .iter()
+        .filter(|b| b.parts.iter().any(|p| matches!(p, Part::Body | Part::Wing | Part::Head | Part::Belly)));
+    blue.count() as f64 / visible.count() as f64
+}
+
+#[test]
+fn a_short_cyclegan_run_turns_red_birds_blue_and_its_checkpoint_translates_the_same() {
+    use condor::data::unpaired::{BirdDomain, Look};
+    common::one_thread();
+    let registry = condor::registry();
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = 1000;
+    let mut config = translation_config("cyclegan", steps);
+    config.schedule.checkpoint_every = steps;
+    config.schedule.sample_every = steps;
+    let summary =
+        condor::train::train(config, &registry, &Device::Cpu, RunOptions::quiet(tmp.path().join("cg"), false)).unwrap();
+    let translator = condor::infer::Translator::load(&summary.checkpoint, &registry, &Device::Cpu).unwrap();
+    assert_eq!(translator.card().domains, ["red".to_string(), "blue".to_string()]);
+
+    // Red test birds, never seen in training.
+    let world = condor::data::birds::SyntheticBirds::new(0, condor::data::birds::BirdSplit::Test);
+    let red = BirdDomain { world, first: 0, len: 40, look: Look::Plumage(condor::data::birds::Colour::Red) };
+    let birds: Vec<_> = (0..40).map(|i| red.render_as(i, red.look, 16)).collect();
+    let pixels: Vec<f32> = birds.iter().flat_map(|b| b.pixels.iter().map(|v| v * 2.0 - 1.0)).collect();
+    let inputs = Tensor::from_vec(pixels, (40, 3, 16, 16), &Device::Cpu).unwrap();
+    let fresh = Trainer::new(translation_config("cyclegan", 1), &registry, &Device::Cpu).unwrap();
+    let before = share_drawn_blue(&translation_net(&fresh, "g_ab").forward(&inputs, None, false).unwrap(), &birds);
+    let after = share_drawn_blue(&translator.translate(&inputs, false).unwrap(), &birds);
+    assert!(before < 0.2 && after > 0.8, "red birds drawn blue: {before} before training, {after} after");
+
+    // The checkpoint's translators are the trainer's.
+    let ckpt = condor::train::Checkpoint::load(&summary.checkpoint, &Device::Cpu).unwrap();
+    let trainer = Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap();
+    let theirs = translation_net(&trainer, "g_ba").forward(&inputs, None, false).unwrap();
+    assert_eq!(common::max_abs_diff(&translator.translate(&inputs, true).unwrap(), &theirs), 0.0);
+    assert!(tmp.path().join(format!("cg/samples/step-{steps:09}.png")).is_file(), "the translation grid");
+
+    // Bad inputs: images of another size, a text-to-image model, a translation model as a generator.
+    let wrong = Tensor::zeros((1, 3, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let e = translator.translate(&wrong, false).err().unwrap().to_string();
+    assert!(e.contains("translates 3 x 16 x 16 images"), "{e}");
+    let text_model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/birds-dcgan-32.safetensors");
+    let e = condor::infer::Translator::load(&text_model, &registry, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("text-to-image model"), "{e}");
+    let e =
+        condor::infer::LoadedGenerator::load(&summary.checkpoint, &registry, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("translation model"), "{e}");
+    let not_an_image = tmp.path().join("notes.png");
+    std::fs::write(&not_an_image, b"not a picture").unwrap();
+    let e = translator.read_images(&[not_an_image], &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("notes.png"), "{e}");
+}
+
+#[test]
+fn translation_recipes_and_unpaired_data_refuse_each_other_s_partners() {
+    let registry = condor::registry();
+    let mut birds = translation_config("cyclegan", 1);
+    birds.data = common::tiny_birds_data();
+    let e = Trainer::new(birds, &registry, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("need unpaired data") || e.contains("unpaired"), "{e}");
+    let mut adversarial = translation_config("cyclegan", 1);
+    adversarial.recipe = None;
+    adversarial.generator = condor::core::ModelSpec::new("mlp", serde_json::json!({})).unwrap();
+    adversarial.discriminator = condor::core::ModelSpec::new("mlp", serde_json::json!({})).unwrap();
+    let e = Trainer::new(adversarial, &registry, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("trains the translation recipes"), "{e}");
+}
