@@ -56,6 +56,8 @@ fn every_shipped_config_builds_its_models() {
             let trainer = condor::train::Trainer::new(config, &registry, &Device::Cpu)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let pair = trainer.translation().expect("unpaired data trains a translation recipe");
+            let written = trainer.config().to_toml();
+            assert!(!written.starts_with("# config does not serialise"), "{}: {written}", path.display());
             let net = match &trainer.network(&pair.a_to_b).unwrap().model {
                 condor::core::Model::Network(n) => n,
                 _ => panic!("{}: the translator is not a network", path.display()),

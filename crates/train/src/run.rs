@@ -227,6 +227,9 @@ fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry, c
     let (g_role, d_role) = crate::trainer::run_roles(&given, registry);
     given.generator = registry.resolve_in_context(g_role, &given.generator, context)?;
     given.discriminator = registry.resolve_in_context(d_role, &given.discriminator, context)?;
+    if let Some(spec) = given.recipe.as_ref().filter(|s| s.plugin != crate::adversarial::NAME) {
+        given.recipe = Some(registry.resolve_recipe(spec)?);
+    }
     let differs = [
         ("seed", stored.seed != given.seed),
         ("batch_size", stored.batch_size != given.batch_size),
@@ -234,6 +237,7 @@ fn check_resumable(stored: &RunConfig, given: &RunConfig, registry: &Registry, c
         ("generator", stored.generator != given.generator),
         ("discriminator", stored.discriminator != given.discriminator),
         ("training", stored.training != given.training),
+        ("recipe", stored.recipe != given.recipe),
         ("text.encoder", stored.text.encoder != given.text.encoder),
     ];
     if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {

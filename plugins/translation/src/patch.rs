@@ -23,6 +23,7 @@ pub struct PatchDiscriminatorConfig {
     pub width: usize,
     /// Stride-2 layers. `None` scales the patch with the image as the paper's 3 layers (a 70x70 patch)
     /// do at 256 px: `log2(image_size) - 5`, at least 1 (a 16x16 patch at 32 and 64 px).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<usize>,
 }
 
