@@ -44,23 +44,20 @@ pub fn shipped_translator() -> PathBuf {
     crate::txt2img::shipped_weights(SHIPPED_TRANSLATOR)
 }
 
-/// Test birds `0..n` of the model's source domain (`from`: 0 for A) as a batch, with their names; an
-/// error for folder domains.
+/// Test birds `0..DEMO_BIRDS` of the model's source domain (`from`: 0 for A) as a batch, with their
+/// names; an error for folder domains.
 fn demo_birds(translator: &Translator, from: usize, device: &Device) -> anyhow::Result<(Tensor, Vec<String>)> {
-    let card = translator.card();
-    let condor_data::DatasetConfig::Unpaired { domains, world_seed, .. } = &card.data else {
-        bail!("give images to translate: this model's card names no bird domains");
+    let Some((world_seed, looks)) = translator.card().data.bird_looks() else {
+        bail!(
+            "give images to translate: this model's domains are not bird domains (it translates between two folders)"
+        );
     };
-    let Some(looks) = domains.looks() else {
-        bail!("give images to translate: this model translates between two folders");
-    };
-    let world = condor_data::birds::SyntheticBirds::new(*world_seed, condor_data::birds::BirdSplit::Test);
+    let world = condor_data::birds::SyntheticBirds::new(world_seed, condor_data::birds::BirdSplit::Test);
     let domain = BirdDomain { world, first: 0, len: DEMO_BIRDS, look: looks[from] };
     let side = translator.image_shape()[1];
-    let pixels: Vec<f32> =
-        (0..DEMO_BIRDS).flat_map(|i| domain.render_as(i, looks[from], side).pixels).map(|v| v * 2.0 - 1.0).collect();
+    let images = condor_eval::translation::domain_images(&domain, DEMO_BIRDS, looks[from], side, device)?;
     let names = (0..DEMO_BIRDS).map(|i| format!("{}-bird-{i}", looks[from].name())).collect();
-    Ok((Tensor::from_vec(pixels, (DEMO_BIRDS, 3, side, side), device)?, names))
+    Ok((images, names))
 }
 
 /// Runs `args` with the plugins of `registry`: loads the model, translates, writes the images and

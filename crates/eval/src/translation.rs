@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use condor_data::birds::{BirdAttributes, BirdSplit, SyntheticBirds};
 use condor_data::unpaired::{BirdDomain, Look};
-use condor_data::DatasetConfig;
 use condor_infer::Translator;
 use condor_metrics::fid::{frechet_distance, FeatureStats};
 use condor_metrics::FidInception;
@@ -159,8 +158,9 @@ fn judge_shares(
     Ok((translated as f64 / n, kept as f64 / n, per.into_iter().map(|c| c as f64 / n).collect()))
 }
 
-/// Renders birds `0..n` of `domain`, each with `look` (its own look for the real images).
-fn render(domain: &BirdDomain, n: usize, look: Look, side: usize, device: &Device) -> Result<Tensor> {
+/// Renders birds `0..n` of `domain`, each with `look` (its own look for real images), as one
+/// `(n, 3, side, side)` batch in [-1, 1].
+pub fn domain_images(domain: &BirdDomain, n: usize, look: Look, side: usize, device: &Device) -> Result<Tensor> {
     let mut pixels = Vec::with_capacity(n * 3 * side * side);
     for i in 0..n {
         pixels.extend(domain.render_as(i, look, side).pixels.iter().map(|v| v * 2.0 - 1.0));
@@ -183,19 +183,6 @@ fn pixel_error(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok((a - b)?.abs()?.mean_all()?.to_scalar::<f32>()? as f64 / 2.0)
 }
 
-/// The world seed and looks of a translation model's bird domains; an error for other data.
-fn bird_domains(data: &DatasetConfig) -> Result<(u64, [Look; 2])> {
-    match data {
-        DatasetConfig::Unpaired { domains, world_seed, .. } => match domains.looks() {
-            Some(looks) => Ok((*world_seed, looks)),
-            None => Err(EvalError::Invalid(
-                "this model translates between two folders: the bird judge measures only the bird domains (sky_water, red_blue)".into(),
-            )),
-        },
-        _ => Err(EvalError::Invalid("not a translation model's data".into())),
-    }
-}
-
 /// Scores `translator` in both directions on test birds, writing a grid per direction to `out`
 /// (inputs, translations, ideal translations, round trips). `log` hears progress.
 pub fn evaluate_translation(
@@ -208,7 +195,12 @@ pub fn evaluate_translation(
     log: &mut dyn FnMut(&str),
 ) -> Result<TranslationReport> {
     let card = translator.card();
-    let (world_seed, looks) = bird_domains(&card.data)?;
+    let (world_seed, looks) = card.data.bird_looks().ok_or_else(|| {
+        EvalError::Invalid(
+            "this model translates between two folders: the bird judge measures only the bird domains (sky_water, red_blue)"
+                .into(),
+        )
+    })?;
     let [_, side, _] = translator.image_shape();
     if judge.classifier.side() != side {
         return Err(EvalError::Invalid(format!(
@@ -227,11 +219,11 @@ pub fn evaluate_translation(
     for (from, to) in [(0usize, 1usize), (1, 0)] {
         let (source, target) = (domain(from), domain(to));
         log(&format!("{} → {}: translating {n} test birds", looks[from].name(), looks[to].name()));
-        let inputs = render(&source, n, looks[from], side, device)?;
+        let inputs = domain_images(&source, n, looks[from], side, device)?;
         let reverse = from == 1;
         let translations = batched(&inputs, options.batch, |x| Ok(translator.translate(x, reverse)?))?;
         let round_trips = batched(&translations, options.batch, |x| Ok(translator.translate(x, !reverse)?))?;
-        let ideal = render(&source, n, looks[to], side, device)?;
+        let ideal = domain_images(&source, n, looks[to], side, device)?;
         let attributes: Vec<BirdAttributes> = (0..n).map(|i| source.bird(i)).collect();
         let target_heads = look_heads(looks[to]);
         let kept_heads: Vec<usize> =
@@ -245,7 +237,7 @@ pub fn evaluate_translation(
                     let set = BirdDomain { first: target.first + start as u64, ..target };
                     let name =
                         format!("unpaired-w{world_seed}-{}-test-{side}px-{}-{n_fid}", looks[to].name(), set.first);
-                    let images = || render(&set, n_fid, looks[to], side, device);
+                    let images = || domain_images(&set, n_fid, looks[to], side, device);
                     real_features(net, &stats_dir, &name, images, options.batch, log)
                 };
                 let (first, second) = (real(n)?, real(n + n_fid)?);

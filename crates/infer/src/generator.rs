@@ -25,17 +25,14 @@ impl LoadedGenerator {
     /// this version's trainer) and rebuilds its generator through `registry` on `device`.
     pub fn load(path: &Path, registry: &Registry, device: &Device) -> Result<Self> {
         let file = WeightsFile::read(path, device)?;
+        if file.metadata.contains_key(crate::translator::TRANSLATION_CARD_KEY) {
+            return Err(crate::translator::not_a_generator(path).into());
+        }
         let card = ModelCard::of(&file)?.ok_or_else(|| CheckpointError::NotCondor {
             path: path.to_path_buf(),
-            reason: if file.metadata.contains_key(crate::translator::TRANSLATION_CARD_KEY) {
-                "it is an image-to-image translation model, not a generator: use `condor translate` or the img2img \
-                 example"
-                    .into()
-            } else {
-                "it has no model card (`condor.card`); `condor export` writes one for a checkpoint of an older \
-                 version"
-                    .into()
-            },
+            reason: "it has no model card (`condor.card`); `condor export` writes one for a checkpoint of an older \
+                     version"
+                .into(),
         })?;
         Self::from_file(&file, card, registry, device)
     }

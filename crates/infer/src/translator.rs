@@ -51,6 +51,16 @@ impl TranslationCard {
     }
 }
 
+/// The error for a translation model at `path` where a generator was expected.
+pub fn not_a_generator(path: &Path) -> CheckpointError {
+    CheckpointError::NotCondor {
+        path: path.to_path_buf(),
+        reason: "it is an image-to-image translation model, which has no generator to sample: use `condor translate` \
+                 or the img2img example"
+            .into(),
+    }
+}
+
 /// Writes the translators of the translation model in `file` as an exported model at `dest`: their
 /// weights (groups `translator.a_to_b`, `translator.b_to_a`) and card, nothing of training. An error
 /// when `file` holds no translation model.
@@ -90,8 +100,13 @@ impl Translator {
     /// rebuilds both translators through `registry` on `device`. A text-to-image model is refused
     /// with a message that says so.
     pub fn load(path: &Path, registry: &Registry, device: &Device) -> Result<Self> {
-        let file = WeightsFile::read(path, device)?;
-        let Some(card) = TranslationCard::of(&file)? else {
+        Self::from_file(&WeightsFile::read(path, device)?, registry, device)
+    }
+
+    /// [`Self::load`] of a weights file already read.
+    pub fn from_file(file: &WeightsFile, registry: &Registry, device: &Device) -> Result<Self> {
+        let path = &file.path;
+        let Some(card) = TranslationCard::of(file)? else {
             let reason = match file.entry::<ModelCard>(CARD_KEY)? {
                 Some(c) => format!(
                     "it is a text-to-image model (run `{}`, generator `{}`), not an image-to-image translation model: \

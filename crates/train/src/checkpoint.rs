@@ -75,7 +75,7 @@ impl Checkpoint {
 
     /// The card of the generator to sample from; an error for a translation recipe's checkpoint.
     pub fn generator_card(&self) -> Result<&ModelCard, CheckpointError> {
-        self.card.as_ref().ok_or_else(|| translation_model(&self.path))
+        self.card.as_ref().ok_or_else(|| condor_infer::translator::not_a_generator(&self.path))
     }
 
     /// Whether any tensor lives under `prefix.`.
@@ -113,23 +113,13 @@ pub fn card_of(file: &WeightsFile) -> Result<ModelCard, CheckpointError> {
         return Ok(card);
     }
     if TranslationCard::of(file)?.is_some() {
-        return Err(translation_model(&file.path));
+        return Err(condor_infer::translator::not_a_generator(&file.path));
     }
     let config: RunConfig = file.required("condor.config")?;
     let state: TrainState = file.required("condor.state")?;
     let weights = if file::has_group(&file.tensors, "ema") { "ema" } else { "g" };
     // Before cards, the sampling generator was always the config's `generator`, network `g`.
     Ok(run_card(&config, config.generator.clone(), weights, weights == "ema", &state))
-}
-
-/// The error for a translation model where a generator was expected.
-fn translation_model(path: &Path) -> CheckpointError {
-    CheckpointError::NotCondor {
-        path: path.to_path_buf(),
-        reason: "it is an image-to-image translation model, which has no generator to sample: use `condor translate` \
-                 or the img2img example"
-            .into(),
-    }
 }
 
 /// The model card of a run's generator `generator` whose weights are the tensor group `weights` (its

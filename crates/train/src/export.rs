@@ -15,9 +15,12 @@ use crate::error::{Result, TrainError};
 /// Opens the generator of any weights file Condor wrote: a checkpoint (this version's or an older
 /// one's) or an exported model.
 pub fn open_generator(path: &Path, registry: &Registry, device: &Device) -> Result<LoadedGenerator> {
-    let file = WeightsFile::read(path, device)?;
-    let card = card_of(&file)?;
-    Ok(LoadedGenerator::from_file(&file, card, registry, device)?)
+    generator_of(&WeightsFile::read(path, device)?, registry, device)
+}
+
+/// [`open_generator`] of a weights file already read.
+pub fn generator_of(file: &WeightsFile, registry: &Registry, device: &Device) -> Result<LoadedGenerator> {
+    Ok(LoadedGenerator::from_file(file, card_of(file)?, registry, device)?)
 }
 
 /// [`open_generator`] with its text encoder: the inference pipeline of any weights file Condor wrote.

@@ -121,21 +121,22 @@ impl Trainer {
             let ema = config.training.ema.is_some();
             networks.push(TrainedNetwork::build(decl, registry, config.seed, precision, ema, device)?);
         }
-        match recipe.translation() {
-            Some(_) if !matches!(config.data, condor_data::DatasetConfig::Unpaired { .. }) => {
+        let unpaired = matches!(config.data, condor_data::DatasetConfig::Unpaired { .. });
+        match (recipe.translation(), unpaired) {
+            (Some(pair), true) => check_translators(&networks, &pair)?,
+            (Some(_), false) => {
                 return Err(TrainError::Config(
                     "translation recipes need unpaired data: `[data] kind = \"unpaired\"` with its two domains".into(),
                 ))
             }
-            Some(pair) => check_translators(&networks, &pair)?,
-            None if matches!(config.data, condor_data::DatasetConfig::Unpaired { .. }) => {
+            (None, true) => {
                 return Err(TrainError::Config(
                     "unpaired data (two domains) trains the translation recipes: set `[recipe] plugin = \"cyclegan\"` \
                      or \"discogan\""
                         .into(),
                 ))
             }
-            None => check_fit(&config, data.as_ref(), &networks, recipe.sampling_network())?,
+            (None, false) => check_fit(&config, data.as_ref(), &networks, recipe.sampling_network())?,
         }
         let loss_scale = (precision == Precision::F16).then(LossScale::default);
         Ok(Self {
@@ -270,7 +271,7 @@ impl Trainer {
     /// card of a translation recipe, the model card of the generator to sample from otherwise.
     fn card_metadata(&self, state: &TrainState) -> (String, String) {
         match self.translation() {
-            Some(pair) => crate::translation::translation_card(&self.config, &pair, self, state).metadata(),
+            Some(pair) => crate::translation::translation_card(self, &pair, state).metadata(),
             None => self.model_card(state).metadata(),
         }
     }

@@ -9,7 +9,6 @@ use condor_core::{NetworkDecl, NetworkKind, RecipeSetup, Rng, TrainContext, Tran
 use condor_infer::TranslationCard;
 
 use crate::checkpoint::TrainState;
-use crate::config::RunConfig;
 use crate::networks::as_network;
 use crate::trainer::Trainer;
 
@@ -125,13 +124,9 @@ pub fn write_translation_grid(trainer: &Trainer, pair: &TranslationPair, path: &
     Ok(())
 }
 
-/// The translation card of a checkpoint at `state` of a run whose translators are `pair`.
-pub fn translation_card(
-    config: &RunConfig,
-    pair: &TranslationPair,
-    trainer: &Trainer,
-    state: &TrainState,
-) -> TranslationCard {
+/// The translation card of `trainer`'s checkpoint at `state`, whose translators are `pair`.
+pub fn translation_card(trainer: &Trainer, pair: &TranslationPair, state: &TrainState) -> TranslationCard {
+    let config = trainer.config();
     let spec =
         |name: &str| trainer.network(name).map(|n| n.decl.spec.clone()).expect("checked when the trainer was built");
     let domains = match &config.data {

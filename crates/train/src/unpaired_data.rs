@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use condor_core::{derived_rng, Batch, Conditioning, DataSource, Rng};
-use condor_data::loader::{CaptionedSource, Loader, LoaderConfig};
+use condor_data::loader::{Loader, LoaderConfig};
 use condor_data::{Augment, CaptionedData, DatasetConfig};
 
 use crate::config::RunConfig;
@@ -13,11 +13,9 @@ use crate::text_data::{loader_batch, loader_config};
 
 /// Both domains of an unpaired dataset.
 pub struct UnpairedImages {
-    sources: [std::sync::Arc<dyn CaptionedSource>; 2],
     loaders: [Loader; 2],
     shape: Vec<usize>,
     batch_size: usize,
-    names: [String; 2],
 }
 
 impl UnpairedImages {
@@ -28,8 +26,7 @@ impl UnpairedImages {
             return Err(TrainError::Config("not an unpaired dataset".into()));
         };
         let DatasetConfig::Unpaired { domains, .. } = &config.data else { unreachable!("domains() checked it") };
-        let names = domains.names();
-        for (name, skipped) in names.iter().zip(&open.skipped) {
+        for (name, skipped) in domains.names().iter().zip(&open.skipped) {
             if !skipped.is_empty() {
                 eprintln!("domain {name}: skipped {} files, the first {:?}", skipped.len(), skipped[0]);
             }
@@ -44,23 +41,7 @@ impl UnpairedImages {
             Ok(Loader::new(source, LoaderConfig { seed, ..base })?)
         };
         let loaders = [loader(0)?, loader(1)?];
-        Ok(Self {
-            sources: open.sources,
-            loaders,
-            shape: vec![channels, size, size],
-            batch_size: config.batch_size,
-            names,
-        })
-    }
-
-    /// The domains' names (`sky`, `water`; a folder's name).
-    pub fn names(&self) -> &[String; 2] {
-        &self.names
-    }
-
-    /// Domain `k`'s images (0 for A).
-    pub fn source(&self, k: usize) -> &dyn CaptionedSource {
-        self.sources[k].as_ref()
+        Ok(Self { loaders, shape: vec![channels, size, size], batch_size: config.batch_size })
     }
 }
 
