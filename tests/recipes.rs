@@ -403,7 +403,6 @@ fn sigmoid(x: f32) -> f32 {
 #[test]
 fn a_cyclegan_run_resumes_bit_exactly_with_its_image_histories() {
     common::one_thread();
-    let registry = condor::registry();
     let config = |steps| {
         let mut c = translation_config("cyclegan", steps);
         // A history of 6 fills in two steps of 4 and then swaps.
@@ -411,30 +410,11 @@ fn a_cyclegan_run_resumes_bit_exactly_with_its_image_histories() {
         c.optimizer.generator.lr_decay = condor::train::LrDecay::HoldThenLinear;
         c
     };
-    let n = 3;
-    let mut straight = Trainer::new(config(2 * n), &registry, &Device::Cpu).unwrap();
-    for _ in 0..2 * n {
-        straight.step().unwrap();
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("half.safetensors");
-    let mut first = Trainer::new(config(2 * n), &registry, &Device::Cpu).unwrap();
-    for _ in 0..n {
-        first.step().unwrap();
-    }
-    first.save_checkpoint(&path).unwrap();
-    let ckpt = condor::train::Checkpoint::load(&path, &Device::Cpu).unwrap();
-    assert_eq!(ckpt.group("recipe")["history_a"].dims(), [6, 3, 16, 16]);
-    assert!(ckpt.card.is_none(), "a translation checkpoint has no generator card");
-    let mut resumed = Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap();
-    for _ in 0..n {
-        resumed.step().unwrap();
-    }
-    let (a, b) = (straight.weights(), resumed.weights());
-    assert_eq!(a.len(), b.len());
-    for (name, t) in &a {
-        assert_eq!(common::max_abs_diff(t, &b[name]), 0.0, "{name} differs after resuming");
-    }
+    let (straight, resumed) = common::straight_and_resumed(config, 3, |ckpt| {
+        assert_eq!(ckpt.group("recipe")["history_a"].dims(), [6, 3, 16, 16]);
+        assert!(ckpt.card.is_none(), "a translation checkpoint has no generator card");
+    });
+    common::assert_identical(&straight.weights(), &resumed.weights());
 }
 
 /// Share of `images` (red birds of the test split translated to blue, rows in [-1, 1]) whose plumage

@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use condor::data::DatasetConfig;
 use condor::train::{Checkpoint, EmaConfig, InstanceNoiseConfig, LossKind, RunConfig, RunOptions, Trainer};
 
@@ -26,42 +24,17 @@ fn busy_config(steps: u64) -> RunConfig {
     c
 }
 
-fn assert_identical(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
-    assert_eq!(a.len(), b.len());
-    for (name, ta) in a {
-        let x: Vec<f32> = ta.flatten_all().unwrap().to_vec1().unwrap();
-        let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
-        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "tensor {name} differs");
-    }
-}
-
 #[test]
 fn trainer_resumes_bit_exactly_from_a_checkpoint() {
     common::one_thread();
     let registry = condor::registry();
     let n = 12;
-    let mut straight = Trainer::new(busy_config(2 * n), &registry, &Device::Cpu).unwrap();
-    for _ in 0..2 * n {
-        straight.step().unwrap();
-    }
-
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("half.safetensors");
-    let mut first = Trainer::new(busy_config(2 * n), &registry, &Device::Cpu).unwrap();
-    for _ in 0..n {
-        first.step().unwrap();
-    }
-    first.save_checkpoint(&path).unwrap();
-    drop(first);
-    let ckpt = Checkpoint::load(&path, &Device::Cpu).unwrap();
-    assert_eq!(ckpt.state.step, n);
-    assert_eq!(ckpt.state.opt_d_steps, 2 * n, "k = 2 discriminator steps per iteration");
-    let mut resumed = Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap();
-    for _ in 0..n {
-        resumed.step().unwrap();
-    }
+    let (straight, resumed) = common::straight_and_resumed(busy_config, n, |ckpt| {
+        assert_eq!(ckpt.state.step, n);
+        assert_eq!(ckpt.state.opt_d_steps, 2 * n, "k = 2 discriminator steps per iteration");
+    });
     assert_eq!(resumed.step_count(), 2 * n);
-    assert_identical(&straight.weights(), &resumed.weights());
+    common::assert_identical(&straight.weights(), &resumed.weights());
     // The comparison is not vacuous: training moved the weights away from their initial values.
     let fresh = Trainer::new(busy_config(2 * n), &registry, &Device::Cpu).unwrap().weights();
     let g0: Vec<f32> = fresh["g.fc0.weight"].flatten_all().unwrap().to_vec1().unwrap();
@@ -87,7 +60,7 @@ fn interrupted_run_directory_resumes_to_the_same_weights() {
     let a =
         Checkpoint::load(&tmp.path().join("straight/checkpoints/step-000000020.safetensors"), &Device::Cpu).unwrap();
     let b = Checkpoint::load(&summary.checkpoint, &Device::Cpu).unwrap();
-    assert_identical(&a.tensors, &b.tensors);
+    common::assert_identical(&a.tensors, &b.tensors);
     let dir = condor::train::RunDir::create(&tmp.path().join("resumed")).unwrap();
     let steps: Vec<u64> = dir.read_log().unwrap().iter().map(|r| r.step).collect();
     assert_eq!(steps, (1..=20).collect::<Vec<_>>(), "each step logged once");

@@ -210,3 +210,44 @@ pub fn to_host(weights: std::collections::HashMap<String, Tensor>) -> HostWeight
 pub fn from_host(weights: HostWeights) -> std::collections::HashMap<String, Tensor> {
     weights.into_iter().map(|(n, v, dims)| (n, Tensor::from_vec(v, dims, &candle_core::Device::Cpu).unwrap())).collect()
 }
+
+/// Asserts that two sets of named tensors hold the same names and the same bits.
+pub fn assert_identical(a: &std::collections::HashMap<String, Tensor>, b: &std::collections::HashMap<String, Tensor>) {
+    assert_eq!(a.len(), b.len());
+    for (name, ta) in a {
+        let x: Vec<f32> = ta.flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "tensor {name} differs");
+    }
+}
+
+/// Trains `config(2 n)` for 2 `n` steps straight through, and again for `n` steps, a checkpoint
+/// (which `inspect` sees), and `n` more from it; returns both trainers, the straight one first.
+pub fn straight_and_resumed(
+    config: impl Fn(u64) -> RunConfig,
+    n: u64,
+    inspect: impl FnOnce(&condor::train::Checkpoint),
+) -> (condor::train::Trainer, condor::train::Trainer) {
+    use candle_core::Device;
+    use condor::train::{Checkpoint, Trainer};
+    let registry = condor::registry();
+    let mut straight = Trainer::new(config(2 * n), &registry, &Device::Cpu).unwrap();
+    for _ in 0..2 * n {
+        straight.step().unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("half.safetensors");
+    let mut first = Trainer::new(config(2 * n), &registry, &Device::Cpu).unwrap();
+    for _ in 0..n {
+        first.step().unwrap();
+    }
+    first.save_checkpoint(&path).unwrap();
+    drop(first);
+    let ckpt = Checkpoint::load(&path, &Device::Cpu).unwrap();
+    inspect(&ckpt);
+    let mut resumed = Trainer::from_checkpoint(&ckpt, &registry, &Device::Cpu).unwrap();
+    for _ in 0..n {
+        resumed.step().unwrap();
+    }
+    (straight, resumed)
+}
