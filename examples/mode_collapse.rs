@@ -260,7 +260,11 @@ fn main() -> anyhow::Result<()> {
         let base = RunConfig::from_file(&path).with_context(|| format!("dataset `{data}`"))?;
         let scoring = Scoring::of(&base, &cli).with_context(|| format!("dataset `{data}`"))?;
         if header_printed != Some(scoring.figure_name()) {
-            println!("| data | objective | {} | modes hit, mean ± sd | {} | s a run |", seeds.join(" | "), scoring.figure_name());
+            println!(
+                "| data | objective | {} | modes hit, mean ± sd | {} | s a run |",
+                seeds.join(" | "),
+                scoring.figure_name()
+            );
             println!("|---|---|{}---|---|---|", "---|".repeat(cli.seeds.len()));
             header_printed = Some(scoring.figure_name());
         }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use condor_infer::placement::{parse_box, parse_keypoints, Placement};
 use condor_infer::sample;
 use condor_infer::styles::{self, StyleOptions};
 use condor_infer::TextToImage;
@@ -81,6 +82,14 @@ pub struct SampleArgs {
     /// First layer whose style comes from the second prompt in --style-mix (default: half the layers).
     #[arg(long)]
     pub crossover: Option<usize>,
+    /// Where the bird goes, for what-and-where models: x,y,w,h as fractions of the image (the box's
+    /// top-left corner, width and height). Without it, each prompt takes a training bird's box.
+    #[arg(long = "box", value_parser = parse_box)]
+    pub bbox: Option<[f32; 4]>,
+    /// Where its parts go, for models that read keypoints: name=x,y;name=x,y with names head, beak,
+    /// tail, wing, belly (fractions of the image). Parts left out follow the box.
+    #[arg(long, value_parser = parse_keypoints)]
+    pub keypoints: Option<[Option<[f32; 2]>; 5]>,
 }
 
 impl SampleArgs {
@@ -97,7 +106,14 @@ impl SampleArgs {
             style: StyleArgs { truncation: None, noise: "latent".into() },
             style_mix: false,
             crossover: None,
+            bbox: None,
+            keypoints: None,
         }
+    }
+
+    /// The box and keypoints asked for.
+    pub fn placement(&self) -> Placement {
+        Placement { bbox: self.bbox, keypoints: self.keypoints }
     }
 }
 
@@ -163,7 +179,7 @@ pub fn run_with(
         if args.style_mix {
             return style_mix(args, &model, n, &options, &out, say);
         }
-        let drawn = model.generate(&args.prompts, n, args.seed, &options)?;
+        let drawn = model.generate_placed(&args.prompts, n, args.seed, &options, &args.placement())?;
         warn_truncated(&drawn.truncated);
         sample::write_prompt_grid(&out, &drawn.images, &args.prompts, n)?;
         say(format!(

@@ -64,6 +64,7 @@ pub fn tiny_birds_data() -> DatasetConfig {
         size: 32,
         flip: true,
         crop: 0.0,
+        layout: false,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::layout::Layout;
 use crate::{Error, Result};
 
 /// Per-token embeddings and their mask, for models that attend over words.
@@ -23,6 +24,8 @@ pub struct Conditioning {
     pub embedding: Tensor,
     /// `(B, T, E)` token embeddings with their mask, when the source provides them.
     pub tokens: Option<TokenEmbeddings>,
+    /// Where each sample's object goes (a box, part locations), when the source provides it.
+    pub layout: Option<Layout>,
 }
 
 impl Conditioning {
@@ -34,7 +37,7 @@ impl Conditioning {
                 embedding.dims()
             )));
         }
-        Ok(Self { embedding, tokens: None })
+        Ok(Self { embedding, tokens: None, layout: None })
     }
 
     /// One-hot vectors of `classes` entries for the given class indices.
@@ -65,7 +68,30 @@ impl Conditioning {
             Some(t) => Some(TokenEmbeddings { embeddings: t.embeddings.to_dtype(dtype)?, mask: t.mask.clone() }),
             None => None,
         };
-        Ok(Self { embedding: self.embedding.to_dtype(dtype)?, tokens })
+        Ok(Self { embedding: self.embedding.to_dtype(dtype)?, tokens, layout: self.layout.clone() })
+    }
+
+    /// Each row repeated `n` times in place (rows `0, 0, .., 1, 1, ..`), with its tokens and layout.
+    pub fn repeat_each(&self, n: usize) -> Result<Self> {
+        let rep = |t: &Tensor| -> candle_core::Result<Tensor> {
+            let dims = t.dims();
+            let mut wide = vec![dims[0], n];
+            wide.extend_from_slice(&dims[1..]);
+            let mut flat = vec![dims[0] * n];
+            flat.extend_from_slice(&dims[1..]);
+            t.unsqueeze(1)?.broadcast_as(wide)?.reshape(flat)
+        };
+        let tokens = match &self.tokens {
+            Some(t) => Some(TokenEmbeddings { embeddings: rep(&t.embeddings)?, mask: rep(&t.mask)? }),
+            None => None,
+        };
+        let layout = self.layout.as_ref().map(|l| l.map(rep)).transpose()?;
+        Ok(Self { embedding: rep(&self.embedding)?, tokens, layout })
+    }
+
+    /// The same conditioning with `layout`.
+    pub fn with_layout(self, layout: Option<Layout>) -> Self {
+        Self { layout, ..self }
     }
 
     /// The same conditioning on another device.
@@ -76,7 +102,8 @@ impl Conditioning {
             }
             None => None,
         };
-        Ok(Self { embedding: self.embedding.to_device(device)?, tokens })
+        let layout = self.layout.as_ref().map(|l| l.map(|t| t.to_device(device))).transpose()?;
+        Ok(Self { embedding: self.embedding.to_device(device)?, tokens, layout })
     }
 }
 
@@ -103,5 +130,25 @@ mod tests {
         let expected: Vec<f32> =
             (0..8).map(|i| i as f32).chain([100.; 4]).chain((8..16).map(|i| i as f32)).chain([200.; 4]).collect();
         assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn repeat_each_repeats_rows_in_place_with_their_layout() {
+        let dev = Device::Cpu;
+        let layout = crate::layout::Layout::from_boxes(
+            Tensor::new(&[[0f32, 0., 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]], &dev).unwrap(),
+        )
+        .unwrap();
+        let c = Conditioning::from_embedding(Tensor::new(&[[1f32, 2.], [3., 4.]], &dev).unwrap())
+            .unwrap()
+            .with_layout(Some(layout));
+        let r = c.repeat_each(3).unwrap();
+        assert_eq!(
+            r.embedding.to_vec2::<f32>().unwrap(),
+            vec![vec![1., 2.]; 3].into_iter().chain(vec![vec![3., 4.]; 3]).collect::<Vec<_>>()
+        );
+        let boxes = r.layout.unwrap().box_rows().unwrap();
+        assert_eq!(boxes[2], [0., 0., 0.5, 0.5]);
+        assert_eq!(boxes[3], [0.5, 0.5, 0.5, 0.5]);
     }
 }

@@ -79,6 +79,7 @@ pub mod data;
 pub mod error;
 pub mod gradcheck;
 mod kernels;
+pub mod layout;
 pub mod linear;
 pub mod minibatch;
 pub mod model;

@@ -79,6 +79,11 @@ pub trait Generator: Send + Sync {
     fn augmentation_draw(&self) -> Option<std::ops::Range<usize>> {
         None
     }
+    /// Which parts of the conditioning's layout (a box, keypoints) the generator reads; `None`, the
+    /// default, for a generator that draws wherever it likes.
+    fn layout(&self) -> crate::layout::LayoutKind {
+        crate::layout::LayoutKind::None
+    }
 }
 
 /// A discriminator (or critic): maps samples `(B, ..sample_shape)` and optional conditioning to raw

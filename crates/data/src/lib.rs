@@ -12,6 +12,7 @@
 
 pub mod birds;
 pub mod images;
+pub mod layout;
 pub mod loader;
 pub mod mixture;
 pub mod mnist;
@@ -76,6 +77,9 @@ pub enum DatasetConfig {
         /// Random crops: images are made this much larger, then a random window is taken (0: off).
         #[serde(default)]
         crop: f32,
+        /// Hand the models each bird's box and keypoints ([`layout`]), for the what-and-where models.
+        #[serde(default, skip_serializing_if = "is_false")]
+        layout: bool,
     },
     /// CUB-200-2011 with Reed et al.'s captions, cropped to the bird boxes.
     Cub {
@@ -191,6 +195,12 @@ pub struct CaptionedData {
     pub size: usize,
     /// Augmentation.
     pub augment: Augment,
+    /// Whether batches carry each image's layout (box and keypoints) to the models.
+    pub layout: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn mnist_root() -> std::path::PathBuf {
@@ -380,7 +390,7 @@ impl DatasetConfig {
                         .into(),
                 ))
             }
-            Self::Birds { world_seed, count, split, size, flip, crop } => {
+            Self::Birds { world_seed, count, split, size, flip, crop, .. } => {
                 if *count == 0 {
                     return Err(DataError::InvalidConfig("`count` of birds must be at least 1".into()));
                 }
@@ -410,6 +420,7 @@ impl DatasetConfig {
         if source.is_empty() {
             return Err(DataError::InvalidConfig("the dataset has no images".into()));
         }
-        Ok(Some(CaptionedData { source, size, augment }))
+        let layout = matches!(self, Self::Birds { layout: true, .. });
+        Ok(Some(CaptionedData { source, size, augment, layout }))
     }
 }

@@ -13,6 +13,7 @@ use rand::Rng as _;
 
 use crate::birds::{BirdAttributes, SyntheticBirds};
 use crate::images::{load_cropped, ImageSet};
+use crate::layout::ObjectLayout;
 use crate::DataError;
 
 /// Images with captions, addressable by index.
@@ -39,6 +40,10 @@ pub trait CaptionedSource: Send + Sync {
     fn label(&self, _index: usize) -> Option<usize> {
         None
     }
+    /// Where the object of image `index` is (box and keypoints), where the source knows.
+    fn layout(&self, _index: usize) -> Option<ObjectLayout> {
+        None
+    }
 }
 
 /// The first `len` birds of a synthetic world.
@@ -61,6 +66,9 @@ impl CaptionedSource for BirdSet {
     }
     fn attributes(&self, index: usize) -> Option<BirdAttributes> {
         Some(self.world.attributes(index as u64))
+    }
+    fn layout(&self, index: usize) -> Option<ObjectLayout> {
+        Some(self.world.layout(index as u64))
     }
 }
 
@@ -110,6 +118,8 @@ pub struct CaptionedBatch {
     pub attributes: Option<Vec<BirdAttributes>>,
     /// Class of each row, for labelled data.
     pub labels: Option<Vec<usize>>,
+    /// Where each row's object is, after the row's crop and flip, for data that knows.
+    pub layouts: Option<Vec<ObjectLayout>>,
 }
 
 /// Makes batches from a source.
@@ -118,7 +128,8 @@ pub struct Loader {
     config: LoaderConfig,
 }
 
-fn mentions_direction(caption: &str) -> bool {
+/// Whether a caption says which way the bird faces ("left", "right"), so that its image must not be mirrored.
+pub fn mentions_direction(caption: &str) -> bool {
     caption
         .split(|c: char| !c.is_alphanumeric())
         .any(|w| w.eq_ignore_ascii_case("left") || w.eq_ignore_ascii_case("right"))
@@ -155,6 +166,7 @@ impl Loader {
             caption_ids: Vec::new(),
             attributes: self.source.attributes(0).map(|_| Vec::new()),
             labels: self.source.label(0).map(|_| Vec::new()),
+            layouts: self.source.layout(0).map(|_| Vec::new()),
         };
         let mut cached_epoch = None;
         let mut order = Vec::new();
@@ -187,6 +199,10 @@ impl Loader {
             }
             if let (Some(labels), Some(l)) = (out.labels.as_mut(), self.source.label(index)) {
                 labels.push(l);
+            }
+            if let (Some(layouts), Some(l)) = (out.layouts.as_mut(), self.source.layout(index)) {
+                let window = l.within([ox as f32 / big as f32, oy as f32 / big as f32, size as f32 / big as f32]);
+                layouts.push(if flip { window.flipped() } else { window });
             }
             out.indices.push(index);
             out.captions.push(caption);
@@ -304,6 +320,39 @@ mod tests {
         let rx = shared.clone().prefetch(7, 2);
         for b in 7..10 {
             assert_eq!(rx.recv().unwrap().unwrap().images, shared.batch(b).unwrap().images);
+        }
+    }
+
+    #[test]
+    fn layouts_follow_their_rows_crop_and_flip() {
+        let (plain, flipping) = (loader(false, 0.0), loader(true, 0.0));
+        let mut flipped = 0;
+        for b in 0..10 {
+            let (p, f) = (plain.batch(b).unwrap(), flipping.batch(b).unwrap());
+            let (pl, fl) = (p.layouts.unwrap(), f.layouts.unwrap());
+            for row in 0..4 {
+                let n = 3 * 32 * 32;
+                if p.images[row * n..(row + 1) * n] != f.images[row * n..(row + 1) * n] {
+                    flipped += 1;
+                    assert_eq!(fl[row], pl[row].flipped());
+                } else {
+                    assert_eq!(fl[row], pl[row]);
+                }
+            }
+        }
+        assert!(flipped > 0);
+        // With a crop, the box moves by the window's offset and grows by its scale.
+        let cropping = loader(false, 0.25);
+        let batch = cropping.batch(0).unwrap();
+        let world = SyntheticBirds::new(0, BirdSplit::Train);
+        for (row, layout) in batch.layouts.unwrap().iter().enumerate() {
+            let whole = world.layout(batch.indices[row] as u64).bbox;
+            let scale = 40.0 / 32.0;
+            assert!(
+                (layout.bbox[2] - whole[2] * scale).abs() < 1e-4
+                    || layout.bbox[0] == 0.0
+                    || layout.bbox[0] + layout.bbox[2] >= 0.9999
+            );
         }
     }
 

@@ -8,10 +8,10 @@ use candle_core::{DType, Device, Tensor};
 use condor_data::loader::CaptionedSource;
 use condor_data::mnist::DigitSet;
 use condor_data::mnist::{digit_captions, Digits, MnistSplit, Phrasings, PHRASINGS};
-use std::path::Path;
 use condor_data::stacked_mnist::{mode_of, StackedDigits, MODES};
 use condor_metrics::digits::{frechet_digit_distance, mean_pairwise_distance, DigitClassifier, SIDE};
 use condor_metrics::mode_histogram::{mode_histogram, ModeHistogram};
+use std::path::Path;
 
 use condor_core::Generator;
 use condor_infer::TextToImage;

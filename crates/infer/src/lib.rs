@@ -14,6 +14,7 @@ pub mod error;
 pub mod file;
 pub mod generator;
 pub mod interpolate;
+pub mod placement;
 pub mod plot;
 pub mod sample;
 pub mod styles;

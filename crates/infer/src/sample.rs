@@ -99,9 +99,8 @@ pub fn prompt_samples_styled(
     let p = cond.batch_size();
     let z = normal(rng, (n, g.latent_dim()), device)?;
     let z = z.unsqueeze(0)?.broadcast_as((p, n, g.latent_dim()))?.reshape((p * n, g.latent_dim()))?;
-    let e = cond.embedding.to_device(device)?;
-    let e = e.unsqueeze(1)?.broadcast_as((p, n, e.dim(1)?))?.reshape((p * n, e.dim(1)?))?;
-    generate_styled(g, &z, Some(&Conditioning::from_embedding(e)?), options)
+    let rows = Conditioning { tokens: None, ..cond.to_device(device)? }.repeat_each(n)?;
+    generate_styled(g, &z, Some(&rows), options)
 }
 
 /// `(N, C, S, S)` images in [-1, 1] (C = 3, or 1 for grey) as 8-bit RGB rows, one `Vec` per image.

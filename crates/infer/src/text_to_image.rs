@@ -13,6 +13,7 @@ use crate::encoder::load_encoder;
 use crate::error::{InferError, Result};
 use crate::generator::LoadedGenerator;
 use crate::interpolate::{frame_positions, slerp_rows};
+use crate::placement::{layouts_for, Placement};
 use crate::sample::{prompt_samples_styled, write_samples};
 use crate::styles::{generate_styled, style_mixing_grid, style_space, StyleMix, StyleOptions};
 
@@ -106,11 +107,28 @@ impl TextToImage {
     }
 
     /// `n` images for each prompt, with the same latent codes (drawn from `seed`) for every prompt, so
-    /// the rows differ only by their prompt. Same seed, same images.
+    /// the rows differ only by their prompt. Same seed, same images. A what-and-where model draws each
+    /// prompt in a box of a training bird chosen by `seed`.
     pub fn generate(&self, prompts: &[String], n: usize, seed: u64, options: &StyleOptions) -> Result<PromptImages> {
+        self.generate_placed(prompts, n, seed, options, &Placement::default())
+    }
+
+    /// [`Self::generate`] with every prompt drawn where `placement` says (what it leaves out is drawn
+    /// from the training layouts); an error for a model that reads no layout.
+    pub fn generate_placed(
+        &self,
+        prompts: &[String],
+        n: usize,
+        seed: u64,
+        options: &StyleOptions,
+        placement: &Placement,
+    ) -> Result<PromptImages> {
         let (cond, truncated) = self.encode(prompts)?;
+        let kind = self.generator().layout();
+        let layout = layouts_for(kind, placement, &self.model.card.data, prompts.len(), seed, &self.device)?;
         let mut rng = latent_rng(seed);
-        let images = prompt_samples_styled(self.generator(), &cond, n, &mut rng, &self.device, options)?;
+        let images =
+            prompt_samples_styled(self.generator(), &cond.with_layout(layout), n, &mut rng, &self.device, options)?;
         Ok(PromptImages { images, truncated })
     }
 

@@ -39,12 +39,103 @@ pub struct AttributeClassifier {
     params: Params,
     side: usize,
     heads: Vec<usize>,
-    conv: [Conv2d; 3],
-    hidden: Linear,
+    trunk: ConvTrunk,
     out: Linear,
 }
 
-const HIDDEN: usize = 256;
+/// Size of the trunk's features.
+pub(crate) const HIDDEN: usize = 256;
+
+/// The convolutional trunk the judges share: three stages of a 3x3 convolution, ReLU and 2x2 average
+/// pooling (32, 64, 128 channels), then a hidden layer of [`HIDDEN`] with ReLU.
+pub(crate) struct ConvTrunk {
+    conv: [Conv2d; 3],
+    hidden: Linear,
+}
+
+impl ConvTrunk {
+    /// The trunk for `(B, 3, side, side)` images, its variables under `vb`.
+    pub(crate) fn new(side: usize, vb: &candle_nn::VarBuilder) -> Result<Self> {
+        let pad = Conv2dConfig { padding: 1, ..Default::default() };
+        let conv = [
+            candle_nn::conv2d(3, 32, 3, pad, vb.pp("conv0"))?,
+            candle_nn::conv2d(32, 64, 3, pad, vb.pp("conv1"))?,
+            candle_nn::conv2d(64, 128, 3, pad, vb.pp("conv2"))?,
+        ];
+        let hidden = candle_nn::linear(128 * (side / 8) * (side / 8), HIDDEN, vb.pp("hidden"))?;
+        Ok(Self { conv, hidden })
+    }
+
+    /// `(B, HIDDEN)` features of images in [-1, 1].
+    pub(crate) fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.to_dtype(DType::F32)?;
+        for conv in &self.conv {
+            h = conv.forward(&h)?.relu()?.avg_pool2d(2)?;
+        }
+        Ok(self.hidden.forward(&h.flatten_from(1)?)?.relu()?)
+    }
+}
+
+/// Trains the trainable variables of `params` with Adam for `config.epochs` passes over `n` examples
+/// in seeded orders (the learning rate divided by 10 for the last quarter): `loss` gives the loss of
+/// the examples whose indices it is handed. Returns each epoch's mean loss; `who` names the model in
+/// the error a non-finite loss gives.
+pub(crate) fn train_epochs(
+    params: &Params,
+    n: usize,
+    config: &AttributeTraining,
+    device: &Device,
+    who: &str,
+    loss: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Vec<f32>> {
+    let vars = params.trainable().into_iter().map(|(_, v)| v).collect();
+    let adam = candle_nn::ParamsAdamW { lr: config.lr, weight_decay: 0.0, ..Default::default() };
+    let mut opt = candle_nn::AdamW::new(vars, adam)?;
+    let mut losses = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        if epoch == config.epochs * 3 / 4 {
+            opt.set_learning_rate(config.lr / 10.0);
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut derived_rng(config.seed, &[epoch as u64]));
+        let (mut total, mut batches) = (0.0f32, 0);
+        for chunk in order.chunks(config.batch_size) {
+            let l = loss(&Tensor::from_slice(chunk, chunk.len(), device)?)?;
+            opt.backward_step(&l)?;
+            total += l.to_scalar::<f32>()?;
+            batches += 1;
+        }
+        let mean = total / batches as f32;
+        if !mean.is_finite() {
+            return Err(Error::Input(format!("the {who}'s loss became {mean} in epoch {epoch}")));
+        }
+        losses.push(mean);
+    }
+    Ok(losses)
+}
+
+/// Saves `params`' trainable variables and the `shape` tensor (safetensors, atomically).
+pub(crate) fn save_with_shape(params: &Params, shape: &[u32], path: &Path) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut map: HashMap<String, Tensor> =
+        params.trainable().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+    map.insert("shape".into(), Tensor::from_slice(shape, shape.len(), &Device::Cpu)?);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    candle_core::safetensors::save(&map, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The tensors of a file saved by [`save_with_shape`] and its shape; `what` names the model in errors.
+pub(crate) fn load_with_shape(path: &Path, what: &str, device: &Device) -> Result<(HashMap<String, Tensor>, Vec<u32>)> {
+    let bad = |why: String| Error::BadFile { path: path.to_path_buf(), why };
+    let mut map =
+        candle_core::safetensors::load(path, device).map_err(|e| bad(format!("not a readable {what} ({e})")))?;
+    let shape = map.remove("shape").ok_or_else(|| bad("no `shape` tensor".into()))?.to_vec1::<u32>()?;
+    Ok((map, shape))
+}
 
 impl AttributeClassifier {
     /// A classifier of `(B, 3, side, side)` images (side a multiple of 8) with `heads[i]` classes for
@@ -57,15 +148,9 @@ impl AttributeClassifier {
         }
         let params = Params::new(seed);
         let vb = params.var_builder(DType::F32, device);
-        let pad = Conv2dConfig { padding: 1, ..Default::default() };
-        let conv = [
-            candle_nn::conv2d(3, 32, 3, pad, vb.pp("conv0"))?,
-            candle_nn::conv2d(32, 64, 3, pad, vb.pp("conv1"))?,
-            candle_nn::conv2d(64, 128, 3, pad, vb.pp("conv2"))?,
-        ];
-        let hidden = candle_nn::linear(128 * (side / 8) * (side / 8), HIDDEN, vb.pp("hidden"))?;
+        let trunk = ConvTrunk::new(side, &vb)?;
         let out = candle_nn::linear(HIDDEN, heads.iter().sum(), vb.pp("out"))?;
-        Ok(Self { params, side, heads: heads.to_vec(), conv, hidden, out })
+        Ok(Self { params, side, heads: heads.to_vec(), trunk, out })
     }
 
     /// Side of the images it reads.
@@ -91,11 +176,7 @@ impl AttributeClassifier {
     /// Hidden features `(B, 256)` of images in [-1, 1].
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
-        let mut h = x.to_dtype(DType::F32)?;
-        for conv in &self.conv {
-            h = conv.forward(&h)?.relu()?.avg_pool2d(2)?;
-        }
-        Ok(self.hidden.forward(&h.flatten_from(1)?)?.relu()?)
+        self.trunk.features(x)
     }
 
     /// Log-probabilities of each head: one `(B, classes)` tensor per attribute.
@@ -163,58 +244,27 @@ impl AttributeClassifier {
         let label_tensors: Vec<Tensor> = (0..heads.len())
             .map(|h| Tensor::from_vec(labels.iter().map(|l| l[h] as u32).collect::<Vec<_>>(), n, device))
             .collect::<candle_core::Result<_>>()?;
-        let vars = model.params.trainable().into_iter().map(|(_, v)| v).collect();
-        let adam = candle_nn::ParamsAdamW { lr: config.lr, weight_decay: 0.0, ..Default::default() };
-        let mut opt = candle_nn::AdamW::new(vars, adam)?;
-        let mut losses = Vec::with_capacity(config.epochs);
-        for epoch in 0..config.epochs {
-            if epoch == config.epochs * 3 / 4 {
-                opt.set_learning_rate(config.lr / 10.0);
+        let losses = train_epochs(&model.params, n, config, device, "attribute classifier", |idx| {
+            let x = images.index_select(idx, 0)?;
+            let mut loss = Tensor::zeros((), DType::F32, device)?;
+            for (lp, target) in model.log_probs(&x)?.iter().zip(&label_tensors) {
+                loss = (loss + candle_nn::loss::nll(lp, &target.index_select(idx, 0)?)?)?;
             }
-            let mut order: Vec<u32> = (0..n as u32).collect();
-            order.shuffle(&mut derived_rng(config.seed, &[epoch as u64]));
-            let (mut total, mut batches) = (0.0f32, 0);
-            for chunk in order.chunks(config.batch_size) {
-                let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
-                let x = images.index_select(&idx, 0)?;
-                let mut loss = Tensor::zeros((), DType::F32, device)?;
-                for (lp, target) in model.log_probs(&x)?.iter().zip(&label_tensors) {
-                    loss = (loss + candle_nn::loss::nll(lp, &target.index_select(&idx, 0)?)?)?;
-                }
-                opt.backward_step(&loss)?;
-                total += loss.to_scalar::<f32>()?;
-                batches += 1;
-            }
-            let mean = total / batches as f32;
-            if !mean.is_finite() {
-                return Err(Error::Input(format!("the attribute classifier's loss became {mean} in epoch {epoch}")));
-            }
-            losses.push(mean);
-        }
+            Ok(loss)
+        })?;
         Ok((model, losses))
     }
 
     /// Saves the weights, the side and the heads (safetensors, atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
-        let mut map: HashMap<String, Tensor> =
-            self.params.trainable().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
         let shape: Vec<u32> = std::iter::once(self.side as u32).chain(self.heads.iter().map(|&h| h as u32)).collect();
-        map.insert("shape".into(), Tensor::from_slice(&shape, shape.len(), &Device::Cpu)?);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&map, &tmp)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        save_with_shape(&self.params, &shape, path)
     }
 
     /// Loads a classifier saved by [`Self::save`] onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bad = |why: String| Error::BadFile { path: path.to_path_buf(), why };
-        let mut map = candle_core::safetensors::load(path, device)
-            .map_err(|e| bad(format!("not a readable classifier ({e})")))?;
-        let shape = map.remove("shape").ok_or_else(|| bad("no `shape` tensor".into()))?.to_vec1::<u32>()?;
+        let (map, shape) = load_with_shape(path, "classifier", device)?;
         let (side, heads) = shape.split_first().ok_or_else(|| bad("empty `shape`".into()))?;
         let heads: Vec<usize> = heads.iter().map(|&h| h as usize).collect();
         let model = Self::new(*side as usize, &heads, 0, device)?;

@@ -16,6 +16,7 @@ pub mod digits;
 pub mod error;
 pub mod fid;
 pub mod inception;
+pub mod locator;
 pub mod mode_histogram;
 pub mod neighbours;
 
@@ -23,6 +24,7 @@ pub use attributes::{AttributeClassifier, AttributeTraining};
 pub use error::{Error, Result};
 pub use fid::{frechet_distance, kernel_inception_distance, FeatureStats, Kid};
 pub use inception::FidInception;
+pub use locator::Locator;
 
 use serde::{Deserialize, Serialize};
 

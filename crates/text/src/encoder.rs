@@ -171,6 +171,7 @@ impl TextEncoder for SentenceEncoder {
         Ok(Conditioning {
             embedding: e.sentences,
             tokens: Some(TokenEmbeddings { embeddings: e.tokens, mask: e.mask }),
+            layout: None,
         })
     }
 }

@@ -109,7 +109,8 @@ impl Shard {
             }),
             None => None,
         };
-        Ok(Conditioning { embedding: self.rows(&c.embedding, blocks)?, tokens })
+        let layout = c.layout.as_ref().map(|l| l.map(|t| self.rows(t, blocks))).transpose()?;
+        Ok(Conditioning { embedding: self.rows(&c.embedding, blocks)?, tokens, layout })
     }
 }
 

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
+use condor_core::layout::Layout;
 use condor_core::{Batch, Conditioning, DataSource, Labelled, Preview, Rng};
 use condor_data::birds::{colour_prompt, Colour};
-use condor_data::loader::{balanced_subset, CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
+use condor_data::layout::{ObjectLayout, KEYPOINTS};
+use condor_data::loader::{balanced_subset, mentions_direction, CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
 use condor_data::{CaptionedData, DatasetConfig};
 use condor_infer::encoder::load_encoder;
 use condor_text::cache::cached_embeddings;
@@ -62,6 +64,17 @@ pub(crate) fn loader_batch(
     loader.batch(index).map_err(|e| condor_core::Error::InvalidInput(e.to_string()))
 }
 
+/// The layouts of a batch's rows as the models read them: `(B, 4)` boxes and `(B, 5, 3)` keypoints.
+pub fn layout_tensor(layouts: &[ObjectLayout], device: &Device) -> condor_core::Result<Layout> {
+    let n = layouts.len();
+    let boxes = layouts.iter().flat_map(|l| l.bbox).collect();
+    let keypoints = layouts.iter().flat_map(|l| l.keypoint_rows().into_iter().flatten()).collect();
+    Ok(Layout {
+        boxes: Tensor::from_vec(boxes, (n, 4), device)?,
+        keypoints: Some(Tensor::from_vec(keypoints, (n, KEYPOINTS.len(), 3), device)?),
+    })
+}
+
 /// The images of a batch as a `(B, C, S, S)` tensor, with their labels (a digit, a bird's body colour).
 fn image_tensor(b: CaptionedBatch, device: &Device) -> condor_core::Result<(Tensor, Option<Vec<usize>>)> {
     let shape = (b.indices.len(), b.channels, b.size, b.size);
@@ -90,6 +103,13 @@ fn labelled_images(
     let samples = Tensor::from_vec(pixels, (indices.len(), source.channels(), size, size), device)?;
     let labels = indices.iter().map(|&i| source.label(i).unwrap_or(0)).collect();
     Ok(Some(Labelled { samples, labels, classes }))
+}
+
+/// The layouts of progress grids' rows: those of the source's first images, one per prompt (none when
+/// the source has none).
+fn preview_layouts(source: &dyn CaptionedSource, n: usize, device: &Device) -> condor_core::Result<Option<Layout>> {
+    let layouts: Option<Vec<ObjectLayout>> = (0..n).map(|i| source.layout(i % source.len())).collect();
+    layouts.map(|l| layout_tensor(&l, device)).transpose()
 }
 
 /// Images without captions: the unconditional GAN's data (MNIST with `text = false`).
@@ -139,6 +159,10 @@ pub struct CaptionedImages {
     table: Tensor,
     rows: HashMap<String, u32>,
     preview: Preview,
+    /// Whether images are mirrored at random (the generator's layouts are then mirrored too).
+    flip: bool,
+    /// Whether batches carry layouts.
+    layout: bool,
 }
 
 impl CaptionedImages {
@@ -158,10 +182,15 @@ impl CaptionedImages {
         let rows = captions.into_iter().enumerate().map(|(i, c)| (c, i as u32)).collect();
         let prompts = preview_prompts(&config.data, data.source.as_ref());
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        let preview =
-            Preview { conditioning: Conditioning::from_embedding(encoder.encode_batch(&texts)?.sentences)?, prompts };
+        let layouts = match data.layout {
+            true => preview_layouts(data.source.as_ref(), prompts.len(), device)?,
+            false => None,
+        };
+        let conditioning = Conditioning::from_embedding(encoder.encode_batch(&texts)?.sentences)?.with_layout(layouts);
+        let preview = Preview { conditioning, prompts };
         let loader = Loader::new(data.source.clone(), loader_config(config, &data))?;
-        Ok(Self { source: data.source, loader, size: data.size, batch_size: config.batch_size, table, rows, preview })
+        let (size, batch_size, flip, layout) = (data.size, config.batch_size, data.augment.flip, data.layout);
+        Ok(Self { source: data.source, loader, size, batch_size, table, rows, preview, flip, layout })
     }
 
     /// Number of distinct captions embedded.
@@ -194,26 +223,36 @@ impl DataSource for CaptionedImages {
     }
     fn batch(&self, index: u64, batch_size: usize, _rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
         let b = loader_batch(&self.loader, self.batch_size, batch_size, index)?;
-        let conditioning = Some(self.embed(&b.captions).map_err(core_err)?);
+        let layout = b.layouts.as_deref().filter(|_| self.layout).map(|l| layout_tensor(l, device)).transpose()?;
+        let conditioning = Some(self.embed(&b.captions).map_err(core_err)?.with_layout(layout));
         let (samples, labels) = image_tensor(b, device)?;
         Ok(Batch { samples, conditioning, labels })
     }
-    /// Captions for a generator step: `batch_size` images drawn at random, one caption of each.
+    /// Captions for a generator step: `batch_size` images drawn at random, one caption of each, with
+    /// the image's layout where the data has one (mirrored at random, as images are, unless the caption
+    /// says which way the bird faces).
     fn conditioning(
         &self,
         _index: u64,
         batch_size: usize,
         rng: &mut Rng,
-        _device: &Device,
+        device: &Device,
     ) -> condor_core::Result<Option<Conditioning>> {
-        let captions: Vec<String> = (0..batch_size)
-            .map(|_| {
-                let all = self.source.captions(rng.random_range(0..self.source.len()));
-                let pick = rng.random_range(0..all.len().max(1));
-                all.get(pick).cloned().unwrap_or_default()
-            })
-            .collect();
-        Ok(Some(self.embed(&captions).map_err(core_err)?))
+        let mut captions = Vec::with_capacity(batch_size);
+        let mut layouts = Vec::with_capacity(batch_size);
+        for _ in 0..batch_size {
+            let image = rng.random_range(0..self.source.len());
+            let all = self.source.captions(image);
+            let pick = rng.random_range(0..all.len().max(1));
+            let caption = all.get(pick).cloned().unwrap_or_default();
+            if let Some(layout) = self.source.layout(image).filter(|_| self.layout) {
+                let mirror = self.flip && !mentions_direction(&caption) && rng.random_bool(0.5);
+                layouts.push(if mirror { layout.flipped() } else { layout });
+            }
+            captions.push(caption);
+        }
+        let layout = (layouts.len() == batch_size).then(|| layout_tensor(&layouts, device)).transpose()?;
+        Ok(Some(self.embed(&captions).map_err(core_err)?.with_layout(layout)))
     }
     fn preview(&self) -> Option<&Preview> {
         Some(&self.preview)

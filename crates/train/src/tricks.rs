@@ -198,7 +198,8 @@ pub fn ema_update(ema: &Params, model: &Params, config: &EmaConfig, step: u64) -
 }
 
 /// Each row's conditioning replaced by the next row's (the last takes the first): the mismatched
-/// captions of GAN-CLS. Token embeddings are moved with their rows.
+/// captions of GAN-CLS. Token embeddings are moved with their rows; the layout stays, since it
+/// describes the image, which keeps its place.
 pub fn next_row_conditioning(cond: &Conditioning) -> candle_core::Result<Conditioning> {
     // Row i takes row i + 1: a roll by -1 along the batch.
     let roll = |t: &Tensor| t.roll(-1, 0);
@@ -206,19 +207,28 @@ pub fn next_row_conditioning(cond: &Conditioning) -> candle_core::Result<Conditi
         Some(t) => Some(TokenEmbeddings { embeddings: roll(&t.embeddings)?, mask: roll(&t.mask)? }),
         None => None,
     };
-    Ok(Conditioning { embedding: roll(&cond.embedding)?, tokens })
+    Ok(Conditioning { embedding: roll(&cond.embedding)?, tokens, layout: cond.layout.clone() })
 }
 
 /// GAN-INT's interpolated conditioning: `beta * c_i + (1 - beta) * c_{i+1}` for each row `i` (the last
-/// row pairs with the first). Token embeddings cannot be interpolated and are dropped.
+/// row pairs with the first). Token embeddings cannot be interpolated and are dropped; a layout is
+/// interpolated with the same weights (the box between the two boxes).
 pub fn interpolate_conditioning(cond: &Conditioning, beta: f64) -> candle_core::Result<Conditioning> {
     let next = next_row_conditioning(cond)?;
     let embedding = ((&cond.embedding * beta)? + (&next.embedding * (1.0 - beta))?)?;
-    Ok(Conditioning { embedding, tokens: None })
+    let layout = match &cond.layout {
+        Some(l) => {
+            let t =
+                Tensor::full(1.0 - beta as f32, (l.batch_size(), 1), l.boxes.device())?.to_dtype(l.boxes.dtype())?;
+            Some(l.lerp(&l.map(|x| x.roll(-1, 0))?, &t)?)
+        }
+        None => None,
+    };
+    Ok(Conditioning { embedding, tokens: None, layout })
 }
 
 /// Two conditioning batches one after the other (token embeddings kept only if both have them with
-/// the same length).
+/// the same length, a layout only if both have one).
 pub fn concat_conditioning(a: &Conditioning, b: &Conditioning) -> candle_core::Result<Conditioning> {
     let tokens = match (&a.tokens, &b.tokens) {
         (Some(x), Some(y)) if x.embeddings.dims()[1..] == y.embeddings.dims()[1..] => Some(TokenEmbeddings {
@@ -227,7 +237,11 @@ pub fn concat_conditioning(a: &Conditioning, b: &Conditioning) -> candle_core::R
         }),
         _ => None,
     };
-    Ok(Conditioning { embedding: Tensor::cat(&[&a.embedding, &b.embedding], 0)?, tokens })
+    let layout = match (&a.layout, &b.layout) {
+        (Some(x), Some(y)) => Some(x.cat(y)?),
+        _ => None,
+    };
+    Ok(Conditioning { embedding: Tensor::cat(&[&a.embedding, &b.embedding], 0)?, tokens, layout })
 }
 
 /// The matching-aware discriminator loss of GAN-CLS: `real(s_r) + (fake(s_w) + fake(s_f)) / 2`, where

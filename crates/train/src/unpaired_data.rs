@@ -34,7 +34,8 @@ impl UnpairedImages {
         let channels = open.sources[0].channels();
         let loader = |k: usize| -> Result<Loader> {
             let source = open.sources[k].clone();
-            let data = CaptionedData { source: source.clone(), size, augment: Augment { flip, crop: 0.0 } };
+            let data =
+                CaptionedData { source: source.clone(), size, augment: Augment { flip, crop: 0.0 }, layout: false };
             let base = loader_config(config, &data);
             // Each domain is shuffled by its own seed: the two orders are unrelated.
             let seed = rand::Rng::random(&mut derived_rng(base.seed, &[k as u64]));

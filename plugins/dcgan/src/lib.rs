@@ -32,6 +32,11 @@ use condor_core::{
 };
 use serde::{Deserialize, Serialize};
 
+mod layout_pathway;
+use condor_core::layout::{Layout, LayoutKind};
+pub use layout_pathway::LayoutPathway;
+use layout_pathway::{DiscriminatorPathway, GeneratorPathway, BOX_DIM};
+
 /// Configuration of [`DcganGenerator`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,6 +61,9 @@ pub struct DcganGeneratorConfig {
     /// shift made from the text code, so that the text conditions every stage rather than only the
     /// first. Starts as the plain generator (scale 1, shift 0).
     pub fusion: bool,
+    /// What and where (Reed et al. 2016): a local pathway that draws inside each sample's box.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutPathway>,
 }
 
 /// How a [`DcganGenerator`] stage doubles the side of its features.
@@ -83,6 +91,7 @@ impl Default for DcganGeneratorConfig {
             width: 64,
             upsample: Upsampling::Transposed,
             fusion: false,
+            layout: None,
         }
     }
 }
@@ -114,6 +123,9 @@ pub struct DcganDiscriminatorConfig {
     pub mbstd_features: usize,
     /// How the hidden features are normalised.
     pub norm: DiscriminatorNorm,
+    /// What and where (Reed et al. 2016): a local pathway that scores the inside of each sample's box.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutPathway>,
 }
 
 /// How a [`DcganDiscriminator`] normalises its hidden features (all but the first layer's).
@@ -145,6 +157,7 @@ impl Default for DcganDiscriminatorConfig {
             mbstd_group: 0,
             mbstd_features: 1,
             norm: DiscriminatorNorm::Batch,
+            layout: None,
         }
     }
 }
@@ -355,6 +368,8 @@ pub struct DcganGenerator {
     /// With deep fusion, one `code -> (scale, shift)` map per batch norm (the projection's first).
     fusion: Vec<Linear>,
     to_rgb: Up,
+    /// The local pathway, and the stage after which its features join the global ones.
+    local: Option<(GeneratorPathway, usize)>,
 }
 
 impl DcganGenerator {
@@ -373,15 +388,29 @@ impl DcganGenerator {
             ),
         };
         let top = config.width << (n - 1);
-        let project = linear(config.noise_dim + code_dim, top * 16, false, vb.pp("project"))?;
+        if let Some(l) = &config.layout {
+            l.check("dcgan generator", config.image_size, config.cond_dim)?;
+        }
+        // The local features join after the stage whose side is the pathway's grid (4 << (j + 1)).
+        let join = config.layout.as_ref().map(|l| (l.grid / 4).trailing_zeros() as usize - 1);
+        let extra = |stage: usize| match (&config.layout, join) {
+            (Some(l), Some(j)) if j + 1 == stage => l.channels,
+            _ => 0,
+        };
+        let box_dim = if config.layout.is_some() { BOX_DIM } else { 0 };
+        let project = linear(config.noise_dim + code_dim + box_dim, top * 16, false, vb.pp("project"))?;
         let project_bn = batch_norm(top, vb.pp("project_bn"))?;
         let mut ups = Vec::new();
         for i in 0..n - 1 {
-            let (cin, cout) = (top >> i, top >> (i + 1));
+            let (cin, cout) = ((top >> i) + extra(i), top >> (i + 1));
             let conv = Up::new(config.upsample, cin, cout, false, vb.pp(format!("up{i}")))?;
             ups.push((conv, batch_norm(cout, vb.pp(format!("up{i}_bn")))?));
         }
-        let to_rgb = Up::new(config.upsample, config.width, config.channels, true, vb.pp("to_rgb"))?;
+        let to_rgb = Up::new(config.upsample, config.width + extra(n - 1), config.channels, true, vb.pp("to_rgb"))?;
+        let local = match (&config.layout, join) {
+            (Some(l), Some(j)) => Some((GeneratorPathway::new(l.clone(), top, code_dim, vb.pp("local"))?, j)),
+            _ => None,
+        };
         let fusion = match (config.fusion, code_dim) {
             (false, _) => Vec::new(),
             (true, 0) => {
@@ -391,7 +420,7 @@ impl DcganGenerator {
                 .map(|i| fusion_map(code, top >> i, vb.pp(format!("fusion{i}"))))
                 .collect::<candle_core::Result<_>>()?,
         };
-        Ok(Self { config, text, project, project_bn, ups, fusion, to_rgb })
+        Ok(Self { config, text, project, project_bn, ups, fusion, to_rgb, local })
     }
 
     fn code_dim(&self) -> usize {
@@ -457,22 +486,37 @@ impl Generator for DcganGenerator {
         check_latent("dcgan generator", z, self.latent_dim())?;
         let b = z.dims()[0];
         check_conditioning(self.conditioning(), cond, b)?;
+        self.layout().check("this dcgan generator", cond, b)?;
+        let layout = cond.and_then(|c| c.layout.as_ref()).filter(|_| self.local.is_some());
         let noise = z.narrow(1, 0, self.config.noise_dim)?;
         let code = match cond.filter(|_| self.text.is_some()) {
             Some(c) => Some(self.text_code(c, &z.narrow(1, self.config.noise_dim, self.code_dim())?)?),
             None => None,
         };
-        let input = match &code {
-            Some(code) => Tensor::cat(&[&noise, code], D::Minus1)?,
-            None => noise,
-        };
+        let mut inputs = vec![noise];
+        inputs.extend(code.clone());
+        if let Some(layout) = layout {
+            inputs.push(layout.boxes.to_dtype(z.dtype())?);
+        }
         let top = self.config.width << self.ups.len();
-        let mut x = self.project.forward(&input)?.reshape((b, top, 4, 4))?;
+        let mut x = self.project.forward(&Tensor::cat(&inputs, D::Minus1)?)?.reshape((b, top, 4, 4))?;
         x = self.norm_relu(0, &self.project_bn, &x, code.as_ref(), train)?;
+        let local = match (&self.local, layout, &code) {
+            (Some((pathway, join)), Some(layout), Some(code)) => {
+                Some((pathway.forward(&x, code, layout, train)?, *join))
+            }
+            _ => None,
+        };
         for (i, (conv, bn)) in self.ups.iter().enumerate() {
             x = self.norm_relu(i + 1, bn, &conv.forward_act(&x, Activation::Identity)?, code.as_ref(), train)?;
+            if let Some((features, _)) = local.as_ref().filter(|(_, join)| *join == i) {
+                x = Tensor::cat(&[&x, features], 1)?;
+            }
         }
         Ok(self.to_rgb.forward_act(&x, Activation::Tanh)?)
+    }
+    fn layout(&self) -> LayoutKind {
+        self.config.layout.as_ref().map_or(LayoutKind::None, LayoutPathway::kind)
     }
     fn augmentation_draw(&self) -> Option<std::ops::Range<usize>> {
         let start = self.config.noise_dim;
@@ -493,6 +537,8 @@ pub struct DcganDiscriminator {
     text: Option<(Linear, Conv2d, Norm)>,
     projection: Option<Linear>,
     logit: Conv2d,
+    /// The local pathway, and the index of the feature map it reads (0: after the first convolution).
+    local: Option<(DiscriminatorPathway, usize)>,
 }
 
 impl DcganDiscriminator {
@@ -504,6 +550,10 @@ impl DcganDiscriminator {
         }
         let top = config.width << (n - 1);
         check_settings("dcgan discriminator", config.mbstd_group, config.mbstd_features, top)?;
+        if let Some(l) = &config.layout {
+            l.check("dcgan discriminator", config.image_size, config.cond_dim)?;
+        }
+        let box_dim = if config.layout.is_some() { BOX_DIM } else { 0 };
         let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
         let conv_bias = Norm::needs_conv_bias(config.norm);
         let mut downs = Vec::new();
@@ -518,7 +568,7 @@ impl DcganDiscriminator {
             e => {
                 let p = config.cond_proj_dim;
                 let proj = linear(e, p, true, vb.pp("text"))?;
-                let mix = conv(top + stats + p, top, 1, VALID, conv_bias, vb.pp("joint"))?;
+                let mix = conv(top + stats + p + box_dim, top, 1, VALID, conv_bias, vb.pp("joint"))?;
                 Some((proj, mix, Norm::new(config.norm, top, "joint", &vb)?))
             }
         };
@@ -528,7 +578,22 @@ impl DcganDiscriminator {
         };
         let logit_in = if text.is_some() { top } else { top + stats };
         let logit = conv(logit_in, 1, 4, VALID, true, vb.pp("logit"))?;
-        Ok(Self { config, first, downs, text, projection, logit })
+        let local = match &config.layout {
+            Some(l) => {
+                // Feature map k has side image / 2^(k + 1) and width << k channels.
+                let k = (config.image_size / l.grid).trailing_zeros() as usize - 1;
+                let pathway = DiscriminatorPathway::new(
+                    l.clone(),
+                    config.width << k,
+                    config.cond_dim,
+                    config.norm,
+                    vb.pp("local"),
+                )?;
+                Some((pathway, k))
+            }
+            None => None,
+        };
+        Ok(Self { config, first, downs, text, projection, logit, local })
     }
 }
 
@@ -552,8 +617,10 @@ impl Discriminator for DcganDiscriminator {
     ) -> condor_core::Result<Vec<Tensor>> {
         let (c, s) = (self.config.channels, self.config.image_size);
         check_samples("dcgan discriminator", x, &[c, s, s])?;
+        let kind = self.config.layout.as_ref().map_or(LayoutKind::None, LayoutPathway::kind);
         for cond in conds {
             check_conditioning(self.conditioning(), *cond, x.dims()[0])?;
+            kind.check("this dcgan discriminator", *cond, x.dims()[0])?;
         }
         let features = self.features(x, train)?;
         conds.iter().map(|cond| self.head(&features, *cond, train)).collect()
@@ -561,42 +628,60 @@ impl Discriminator for DcganDiscriminator {
 }
 
 impl DcganDiscriminator {
-    /// The 4x4 image features, before and after the minibatch standard deviation is appended.
-    fn features(&self, x: &Tensor, train: bool) -> condor_core::Result<(Tensor, Tensor)> {
+    /// The image features: at 4x4, before and after the minibatch standard deviation is appended, and
+    /// at the local pathway's side.
+    fn features(&self, x: &Tensor, train: bool) -> condor_core::Result<Features> {
         let act = Activation::LeakyRelu(self.config.negative_slope);
         let mut h = self.first.forward_act(x, act)?;
-        for (conv, norm) in &self.downs {
+        let read_at = self.local.as_ref().map(|(_, k)| *k);
+        let mut local = (read_at == Some(0)).then(|| h.clone());
+        for (i, (conv, norm)) in self.downs.iter().enumerate() {
             h = norm.conv_act(conv, &h, train, act)?;
+            if read_at == Some(i + 1) {
+                local = Some(h.clone());
+            }
         }
         let with_stats = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
-        Ok((h, with_stats))
+        Ok(Features { top: h, with_stats, local })
     }
 
     /// The logits for the image features under `cond`.
-    fn head(
-        &self,
-        (features, h): &(Tensor, Tensor),
-        cond: Option<&Conditioning>,
-        train: bool,
-    ) -> condor_core::Result<Tensor> {
-        let b = h.dims()[0];
+    fn head(&self, features: &Features, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
+        let b = features.top.dims()[0];
         let slope = self.config.negative_slope;
-        let mut h = h.clone();
-        let mut projected = None;
+        let mut h = features.with_stats.clone();
+        let mut extra = Vec::new();
+        let layout: Option<&Layout> = cond.and_then(|c| c.layout.as_ref()).filter(|_| self.local.is_some());
         if let (Some((proj, mix, norm)), Some(cond)) = (&self.text, cond) {
             let e = cond.embedding.to_dtype(h.dtype())?;
             if let Some(v) = &self.projection {
-                projected = Some((v.forward(&e)? * features.sum((2, 3))?)?.sum(1)?);
+                extra.push((v.forward(&e)? * features.top.sum((2, 3))?)?.sum(1)?);
             }
-            let code = proj.forward_act(&e, Activation::LeakyRelu(slope))?;
+            let mut code = proj.forward_act(&e, Activation::LeakyRelu(slope))?;
+            if let Some(layout) = layout {
+                code = Tensor::cat(&[&code, &layout.boxes.to_dtype(code.dtype())?], 1)?;
+            }
             h = norm.conv_act(mix, &join_tiled(&h, &code)?, train, Activation::LeakyRelu(slope))?;
+            if let (Some((pathway, _)), Some(layout), Some(local)) = (&self.local, layout, &features.local) {
+                extra.push(pathway.forward(local, &e, layout, slope, train)?);
+            }
         }
-        let logit = self.logit.forward(&h)?.reshape(b)?;
-        Ok(match projected {
-            Some(p) => (logit + p)?,
-            None => logit,
-        })
+        let mut logit = self.logit.forward(&h)?.reshape(b)?;
+        for term in extra {
+            logit = (logit + term)?;
+        }
+        Ok(logit)
     }
+}
+
+/// The discriminator's image features (see [`DcganDiscriminator::features`]).
+struct Features {
+    /// At 4x4.
+    top: Tensor,
+    /// At 4x4 with the minibatch standard deviation appended.
+    with_stats: Tensor,
+    /// At the local pathway's side, when there is one.
+    local: Option<Tensor>,
 }
 
 /// Registers `"dcgan"` as a generator and as a discriminator.

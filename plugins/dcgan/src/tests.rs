@@ -27,6 +27,7 @@ fn tiny_generator_with(
         width: 2,
         upsample,
         fusion: false,
+        layout: None,
     };
     DcganGenerator::new(config, params.var_builder(dtype, &Device::Cpu)).unwrap()
 }
@@ -487,4 +488,99 @@ fn deep_fusion_starts_as_the_plain_generator_and_its_gradients_match_finite_diff
     let unconditional = DcganGeneratorConfig { cond_dim: 0, fusion: true, ..Default::default() };
     let err = DcganGenerator::new(unconditional, Params::new(0).var_builder(DType::F32, &Device::Cpu)).err().unwrap();
     assert!(err.to_string().contains("fusion needs a text code"), "{err}");
+}
+
+/// Conditioning of `b` rows with the boxes `boxes` and keypoints at their centres.
+fn with_boxes(seed: u64, boxes: &[[f32; 4]], cond_dim: usize) -> Conditioning {
+    let b = boxes.len();
+    let kp: Vec<f32> =
+        boxes.iter().flat_map(|bx| (0..5).flat_map(move |_| [bx[0] + bx[2] / 2.0, bx[1] + bx[3] / 2.0, 1.0])).collect();
+    let layout = Layout {
+        boxes: Tensor::from_vec(boxes.iter().flatten().copied().collect::<Vec<f32>>(), (b, 4), &Device::Cpu).unwrap(),
+        keypoints: Some(Tensor::from_vec(kp, (b, 5, 3), &Device::Cpu).unwrap()),
+    };
+    Conditioning::from_embedding(randn(seed, &[b, cond_dim], DType::F32)).unwrap().with_layout(Some(layout))
+}
+
+#[test]
+fn the_layout_pathways_read_the_box_at_every_resolution_and_refuse_a_missing_one() {
+    for (size, grid) in [(32, 8), (32, 16), (64, 16), (64, 8)] {
+        for keypoints in [false, true] {
+            let layout = Some(LayoutPathway { grid, channels: 4, keypoints });
+            let (gp, dp) = (Params::new(0), Params::new(1));
+            let vb = |p: &Params| p.var_builder(DType::F32, &Device::Cpu);
+            let gc = DcganGeneratorConfig {
+                cond_dim: 6,
+                image_size: size,
+                width: 4,
+                noise_dim: 8,
+                layout: layout.clone(),
+                ..Default::default()
+            };
+            let g = DcganGenerator::new(gc, vb(&gp)).unwrap();
+            let dc = DcganDiscriminatorConfig { cond_dim: 6, image_size: size, width: 4, layout, ..Default::default() };
+            let d = DcganDiscriminator::new(dc, vb(&dp)).unwrap();
+            let z = randn(1, &[2, 8], DType::F32);
+            let left = with_boxes(2, &[[0.0, 0.2, 0.5, 0.5]; 2], 6);
+            let right = with_boxes(2, &[[0.5, 0.2, 0.5, 0.5]; 2], 6);
+            let (a, b) = (g.forward(&z, Some(&left), false).unwrap(), g.forward(&z, Some(&right), false).unwrap());
+            assert_eq!(a.dims(), &[2, 3, size, size]);
+            let moved = (a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(moved > 0.0, "{size} px, grid {grid}: the box changes nothing");
+            let scores = d.forward_each(&b, &[Some(&left), Some(&right)], false).unwrap();
+            assert_eq!(scores[0].dims(), &[2]);
+            let diff = (&scores[0] - &scores[1]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff > 0.0, "{size} px, grid {grid}: the discriminator ignores the box");
+            let plain = Conditioning::from_embedding(randn(2, &[2, 6], DType::F32)).unwrap();
+            let e = g.forward(&z, Some(&plain), false).unwrap_err().to_string();
+            assert!(e.contains("needs a box"), "{e}");
+            assert!(d.forward(&b, Some(&plain), false).is_err());
+            assert_eq!(g.layout(), if keypoints { LayoutKind::BoxesAndKeypoints } else { LayoutKind::Boxes });
+        }
+    }
+    let bad = DcganGeneratorConfig {
+        cond_dim: 6,
+        image_size: 32,
+        layout: Some(LayoutPathway { grid: 32, ..Default::default() }),
+        ..Default::default()
+    };
+    let e = DcganGenerator::new(bad, Params::new(0).var_builder(DType::F32, &Device::Cpu)).err().unwrap().to_string();
+    assert!(e.contains("layout.grid"), "{e}");
+}
+
+#[test]
+fn layout_pathway_gradients_match_finite_differences() {
+    let (gp, dp) = (Params::new(3), Params::new(4));
+    let layout = Some(LayoutPathway { grid: 8, channels: 2, keypoints: true });
+    let gc = DcganGeneratorConfig {
+        cond_dim: 3,
+        cond_proj_dim: 2,
+        image_size: 32,
+        width: 1,
+        noise_dim: 2,
+        layout: layout.clone(),
+        ..Default::default()
+    };
+    let g = DcganGenerator::new(gc, gp.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let dc = DcganDiscriminatorConfig {
+        cond_dim: 3,
+        cond_proj_dim: 2,
+        image_size: 32,
+        width: 1,
+        layout,
+        norm: DiscriminatorNorm::Layer,
+        ..Default::default()
+    };
+    let d = DcganDiscriminator::new(dc, dp.var_builder(DType::F64, &Device::Cpu)).unwrap();
+    let cond = with_boxes(5, &[[0.1, 0.2, 0.6, 0.5], [0.3, 0.1, 0.4, 0.8]], 3).to_dtype(DType::F64).unwrap();
+    let z = randn(6, &[2, 2], DType::F64);
+    let x = randn(7, &[2, 3, 32, 32], DType::F64);
+    let checked = check_gradients(&gp, 3, 1e-4, || {
+        g.forward(&z, Some(&cond), true).map_err(candle_core::Error::wrap)?.sqr()?.sum_all()
+    });
+    assert!(checked.unwrap() > 10);
+    let checked = check_gradients(&dp, 3, 1e-4, || {
+        d.forward(&x, Some(&cond), true).map_err(candle_core::Error::wrap)?.sqr()?.sum_all()
+    });
+    assert!(checked.unwrap() > 10);
 }

@@ -10,6 +10,8 @@ pub mod synonyms;
 use condor_core::derived_rng;
 use serde::{Deserialize, Serialize};
 
+use crate::layout::ObjectLayout;
+
 pub use attributes::{Background, Beak, BirdAttributes, Colour, Facing, Pose, Size};
 pub use captions::{colour_prompt, with_articles, Caption, TEMPLATES};
 pub use measure::{bird_colour, bird_colour_name, bird_mask};
@@ -112,6 +114,15 @@ impl SyntheticBirds {
     /// texture) with what the attributes change, changed.
     pub fn render_with(&self, index: u64, attributes: &BirdAttributes, size: usize) -> RenderedBird {
         render::render(attributes, size, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]))
+    }
+
+    /// Where bird `index` is in its image: the box around everything painted as the bird (not the
+    /// legs or the branch) and its keypoints, exact from the renderer's geometry.
+    pub fn layout(&self, index: u64) -> ObjectLayout {
+        let a = self.attributes(index);
+        let p = render::Placement::draw(&a, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]));
+        let keypoints = render::keypoints_local(&a).map(|k| Some(p.to_image(k)));
+        ObjectLayout::from_extent(render::bird_extent(&a, &p), keypoints)
     }
 
     /// Bird `index` whole.

@@ -61,12 +61,42 @@ impl RenderedBird {
 
 /// Where and how the bird sits in the frame; drawn from the renderer's generator.
 #[derive(Clone, Copy, Debug)]
-struct Placement {
+pub(crate) struct Placement {
     cx: f32,
     cy: f32,
     scale: f32,
     angle: f32,
     flip: f32,
+}
+
+impl Placement {
+    /// The placement of a bird with `attributes`: the first draws of its rendering stream `rng`.
+    pub(crate) fn draw(attributes: &BirdAttributes, rng: &mut Rng) -> Self {
+        let base = match attributes.size {
+            Size::Small => 0.24,
+            Size::Large => 0.33,
+        };
+        Placement {
+            cx: 0.5 + rng.random_range(-0.07..0.07),
+            cy: 0.5 + rng.random_range(-0.05..0.05),
+            scale: base * rng.random_range(0.92..1.08),
+            angle: rng.random_range(-0.15..0.15),
+            flip: if attributes.facing == Facing::Right { 1.0 } else { -1.0 },
+        }
+    }
+
+    /// A vector in bird units, in image fractions (the inverse of the renderer's map into the bird).
+    pub(crate) fn vector_to_image(&self, v: [f32; 2]) -> [f32; 2] {
+        let (sa, ca) = self.angle.sin_cos();
+        let (a, b) = (v[0] * self.flip * self.scale, v[1] * self.scale);
+        [ca * a - sa * b, sa * a + ca * b]
+    }
+
+    /// A point in bird units, in image fractions.
+    pub(crate) fn to_image(&self, p: [f32; 2]) -> [f32; 2] {
+        let d = self.vector_to_image(p);
+        [self.cx + d[0], self.cy + d[1]]
+    }
 }
 
 /// A shape in bird-local coordinates (x toward the head, y down, unit = body scale).
@@ -92,6 +122,29 @@ impl Shape {
             Shape::Capsule { a, b, w } => {
                 let c = [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
                 (c, ((a[0] - c[0]).powi(2) + (a[1] - c[1]).powi(2)).sqrt() + w)
+            }
+        }
+    }
+
+    /// The shape's extent in the image under placement `p`: `[min x, min y, max x, max y]`.
+    fn image_extent(&self, p: &Placement) -> [f32; 4] {
+        match self {
+            Shape::Ellipse { c, r, rot } => {
+                let (s, co) = rot.sin_cos();
+                let centre = p.to_image(*c);
+                let (a1, a2) = (p.vector_to_image([r[0] * co, r[0] * s]), p.vector_to_image([-r[1] * s, r[1] * co]));
+                let half = [a1[0].hypot(a2[0]), a1[1].hypot(a2[1])];
+                [centre[0] - half[0], centre[1] - half[1], centre[0] + half[0], centre[1] + half[1]]
+            }
+            Shape::Polygon(pts) => pts
+                .iter()
+                .map(|&q| p.to_image(q))
+                .fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |e, q| {
+                    [e[0].min(q[0]), e[1].min(q[1]), e[2].max(q[0]), e[3].max(q[1])]
+                }),
+            Shape::Capsule { a, b, w } => {
+                let (a, b, w) = (p.to_image(*a), p.to_image(*b), w * p.scale);
+                [a[0].min(b[0]) - w, a[1].min(b[1]) - w, a[0].max(b[0]) + w, a[1].max(b[1]) + w]
             }
         }
     }
@@ -145,6 +198,49 @@ struct Layer {
 }
 
 const BEAK: [f32; 3] = [0.30, 0.26, 0.22];
+
+/// Centre of the head, in bird units.
+const HEAD_CENTRE: [f32; 2] = [0.56, -0.3];
+/// Centre of the belly patch.
+const BELLY_CENTRE: [f32; 2] = [0.1, 0.2];
+/// The middle of the tail's outer edge.
+const TAIL_TIP: [f32; 2] = [-1.0, -0.07];
+/// Where the beak's upper edge leaves the head, and the height of its tip.
+const BEAK_ROOT_X: f32 = 0.74;
+const BEAK_TIP_Y: f32 = -0.29;
+
+/// The wing's centre, radii and rotation for a pose.
+fn wing(pose: Pose) -> ([f32; 2], [f32; 2], f32) {
+    match pose {
+        Pose::Perched => ([-0.12, -0.04], [0.4, 0.17], -0.2),
+        Pose::Flying => ([-0.12, -0.42], [0.46, 0.15], -1.05),
+    }
+}
+
+/// Length of the beak.
+fn beak_length(beak: Beak) -> f32 {
+    match beak {
+        Beak::Short => 0.17,
+        Beak::Long => 0.4,
+    }
+}
+
+/// The bird's keypoints in bird units, in [`crate::birds::KEYPOINTS`] order: head, beak tip, tail tip,
+/// wing, belly.
+pub(crate) fn keypoints_local(a: &BirdAttributes) -> [[f32; 2]; 5] {
+    [HEAD_CENTRE, [BEAK_ROOT_X + beak_length(a.beak), BEAK_TIP_Y], TAIL_TIP, wing(a.pose).0, BELLY_CENTRE]
+}
+
+/// The bird's extent in the image, `[min x, min y, max x, max y]` (fractions): every painted shape
+/// that belongs to the bird (not the legs or the branch).
+pub(crate) fn bird_extent(a: &BirdAttributes, p: &Placement) -> [f32; 4] {
+    let mut e = [f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
+    for layer in layers(a).iter().filter(|l| l.part != Part::None) {
+        let s = layer.shape.image_extent(p);
+        e = [e[0].min(s[0]), e[1].min(s[1]), e[2].max(s[2]), e[3].max(s[3])];
+    }
+    e
+}
 const BRANCH: [f32; 3] = [0.36, 0.25, 0.14];
 
 fn layers(a: &BirdAttributes) -> Vec<Layer> {
@@ -172,19 +268,16 @@ fn layers(a: &BirdAttributes) -> Vec<Layer> {
     }
     // The tail, in the wing colour, behind the body.
     out.push(layer(
-        Shape::Polygon(vec![[-0.45, -0.08], [-1.0, -0.26], [-1.0, 0.12], [-0.45, 0.1]]),
+        Shape::Polygon(vec![[-0.45, -0.08], [TAIL_TIP[0], -0.26], [TAIL_TIP[0], 0.12], [-0.45, 0.1]]),
         a.wing,
         Part::Wing,
     ));
     out.push(layer(Shape::Ellipse { c: [0.0, 0.0], r: [0.56, 0.34], rot: 0.0 }, a.body, Part::Body));
     out.push(Layer {
         clip_to_body: true,
-        ..layer(Shape::Ellipse { c: [0.1, 0.2], r: [0.42, 0.22], rot: 0.0 }, a.belly, Part::Belly)
+        ..layer(Shape::Ellipse { c: BELLY_CENTRE, r: [0.42, 0.22], rot: 0.0 }, a.belly, Part::Belly)
     });
-    let (wing_c, wing_r, wing_rot) = match a.pose {
-        Pose::Perched => ([-0.12, -0.04], [0.4, 0.17], -0.2),
-        Pose::Flying => ([-0.12, -0.42], [0.46, 0.15], -1.05),
-    };
+    let (wing_c, wing_r, wing_rot) = wing(a.pose);
     out.push(layer(Shape::Ellipse { c: wing_c, r: wing_r, rot: wing_rot }, a.wing, Part::Wing));
     if a.wing_bar {
         let (s, c) = wing_rot.sin_cos();
@@ -205,13 +298,10 @@ fn layers(a: &BirdAttributes) -> Vec<Layer> {
             shaded: false,
         });
     }
-    out.push(layer(Shape::Ellipse { c: [0.56, -0.3], r: [0.25, 0.24], rot: 0.0 }, a.head, Part::Head));
-    let length = match a.beak {
-        Beak::Short => 0.17,
-        Beak::Long => 0.4,
-    };
+    out.push(layer(Shape::Ellipse { c: HEAD_CENTRE, r: [0.25, 0.24], rot: 0.0 }, a.head, Part::Head));
+    let length = beak_length(a.beak);
     out.push(Layer {
-        shape: Shape::Polygon(vec![[0.74, -0.37], [0.74 + length, -0.29], [0.74, -0.23]]),
+        shape: Shape::Polygon(vec![[BEAK_ROOT_X, -0.37], [BEAK_ROOT_X + length, BEAK_TIP_Y], [BEAK_ROOT_X, -0.23]]),
         colour: BEAK,
         part: Part::Detail,
         clip_to_body: false,
@@ -271,17 +361,7 @@ fn background(kind: Background, u: f32, v: f32, phase: [f32; 3]) -> [f32; 3] {
 
 /// Renders `attributes` at `size` x `size` pixels; placement, rotation and texture come from `rng`.
 pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> RenderedBird {
-    let base = match attributes.size {
-        Size::Small => 0.24,
-        Size::Large => 0.33,
-    };
-    let p = Placement {
-        cx: 0.5 + rng.random_range(-0.07..0.07),
-        cy: 0.5 + rng.random_range(-0.05..0.05),
-        scale: base * rng.random_range(0.92..1.08),
-        angle: rng.random_range(-0.15..0.15),
-        flip: if attributes.facing == Facing::Right { 1.0 } else { -1.0 },
-    };
+    let p = Placement::draw(attributes, rng);
     let phase = [rng.random_range(0.0..6.3), rng.random_range(0.0..6.3), rng.random_range(0.0..6.3)];
     let texture_seed: u64 = rng.random();
     let layers = layers(attributes);

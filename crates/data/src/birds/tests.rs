@@ -147,3 +147,39 @@ fn main_colour_captions_describe_mostly_that_colour_birds_and_the_measure_reads_
     // Measured on 957 such birds: 97.7% at 32 px (edges, beaks and accent heads pull a few astray).
     assert!(right as f32 >= 0.95 * checked as f32, "{right}/{checked} read as their body colour");
 }
+
+/// `[min x, min y, max x, max y]` in pixels of the pixels that show a part of the bird.
+fn mask_extent(bird: &RenderedBird) -> [usize; 4] {
+    let s = bird.size;
+    let mut e = [s, s, 0, 0];
+    for (i, _) in bird.parts.iter().enumerate().filter(|(_, p)| **p != Part::None) {
+        let (x, y) = (i % s, i / s);
+        e = [e[0].min(x), e[1].min(y), e[2].max(x), e[3].max(y)];
+    }
+    e
+}
+
+#[test]
+fn the_layout_box_is_tight_around_the_painted_bird_and_keypoints_land_on_their_parts() {
+    let w = SyntheticBirds::new(0, BirdSplit::Train);
+    let size = 128;
+    for index in 0..60 {
+        let (bird, layout) = (w.render(index, size), w.layout(index));
+        let [x, y, bw, bh] = layout.bbox.map(|v| v * size as f32);
+        let m = mask_extent(&bird).map(|v| v as f32);
+        // Every fully covered pixel is inside the box, and the box is about their box: the beak's and
+        // the tail's thin tips cover no pixel fully, so the box reaches a few pixels beyond them.
+        assert!(x <= m[0] + 0.01 && y <= m[1] + 0.01 && x + bw >= m[2] + 0.99 && y + bh >= m[3] + 0.99);
+        let mask_box = [m[0], m[1], m[2] + 1.0 - m[0], m[3] + 1.0 - m[1]];
+        let iou = condor_core::layout::iou([x, y, bw, bh], mask_box);
+        assert!(iou > 0.75, "bird {index}: box {:?} against the mask's {mask_box:?}, IoU {iou}", [x, y, bw, bh]);
+        let part_at = |k: usize| {
+            let [kx, ky] = layout.keypoints[k].expect("a synthetic bird shows every part");
+            bird.parts[(ky * size as f32) as usize * size + (kx * size as f32) as usize]
+        };
+        // The head's centre is beside the eye ring, whose anti-aliased edge may reach its pixel.
+        assert!(matches!(part_at(0), Part::Head | Part::None), "bird {index}: head on {:?}", part_at(0));
+        assert!(matches!(part_at(3), Part::Wing | Part::Detail), "bird {index}: wing on {:?}", part_at(3));
+        assert_eq!(part_at(4), Part::Belly, "bird {index}: belly");
+    }
+}
