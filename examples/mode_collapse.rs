@@ -147,8 +147,8 @@ fn apply_objective(config: &mut RunConfig, objective: &str) -> anyhow::Result<()
             config.training.loss = LossKind::Wasserstein;
             config.training.d_steps = 5;
             config.training.gradient_penalty = penalty(PenaltyPoints::Interpolates);
-            let adam = OptimizerConfig { lr: 1e-4, beta1: 0.0, beta2: 0.9, ..config.optimizer.generator.clone() };
-            (config.optimizer.generator, config.optimizer.discriminator) = (adam.clone(), adam);
+            let adam = OptimizerConfig { lr: 1e-4, beta1: 0.0, beta2: 0.9, ..config.optimizer.generator };
+            (config.optimizer.generator, config.optimizer.discriminator) = (adam, adam);
             if config.discriminator.plugin == "dcgan" {
                 config.discriminator.config["norm"] = serde_json::json!("layer");
             }

@@ -83,9 +83,10 @@ pub struct SampleArgs {
     #[arg(long)]
     pub crossover: Option<usize>,
     /// Where the bird goes, for what-and-where models: x,y,w,h as fractions of the image (the box's
-    /// top-left corner, width and height). Without it, each prompt takes a training bird's box.
+    /// top-left corner, width and height). Without it, each prompt takes a training bird's box. Given
+    /// more than once, each prompt's bird (one latent code) is drawn in every box, one column each.
     #[arg(long = "box", value_parser = parse_box)]
-    pub bbox: Option<[f32; 4]>,
+    pub boxes: Vec<[f32; 4]>,
     /// Where its parts go, for models that read keypoints: name=x,y;name=x,y with names head, beak,
     /// tail, wing, belly (fractions of the image). Parts left out follow the box.
     #[arg(long, value_parser = parse_keypoints)]
@@ -106,14 +107,14 @@ impl SampleArgs {
             style: StyleArgs { truncation: None, noise: "latent".into() },
             style_mix: false,
             crossover: None,
-            bbox: None,
+            boxes: Vec::new(),
             keypoints: None,
         }
     }
 
-    /// The box and keypoints asked for.
+    /// The box (the first) and keypoints asked for.
     pub fn placement(&self) -> Placement {
-        Placement { bbox: self.bbox, keypoints: self.keypoints }
+        Placement { bbox: self.boxes.first().copied(), keypoints: self.keypoints }
     }
 }
 
@@ -179,6 +180,9 @@ pub fn run_with(
         if args.style_mix {
             return style_mix(args, &model, n, &options, &out, say);
         }
+        if args.boxes.len() > 1 {
+            return box_sweep(args, &model, &options, &out, say);
+        }
         let drawn = model.generate_placed(&args.prompts, n, args.seed, &options, &args.placement())?;
         warn_truncated(&drawn.truncated);
         sample::write_prompt_grid(&out, &drawn.images, &args.prompts, n)?;
@@ -211,6 +215,40 @@ pub fn run_with(
 }
 
 /// Warns on stderr of prompts longer than the text encoder reads.
+/// Each prompt's bird drawn in every box of `args` (one latent code per prompt, from the seed; the
+/// keypoints of a training bird moved into each box): a grid of one row per prompt.
+fn box_sweep(
+    args: &SampleArgs,
+    model: &TextToImage,
+    options: &StyleOptions,
+    out: &Path,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<PathBuf> {
+    let drawn = condor_infer::placement::training_layout(&model.card().data, args.seed);
+    let mut rows = Vec::new();
+    for prompt in &args.prompts {
+        let layouts: Vec<_> = args
+            .boxes
+            .iter()
+            .map(|b| Placement { bbox: Some(*b), keypoints: args.keypoints }.complete(drawn))
+            .collect();
+        let prompts = vec![prompt.clone(); layouts.len()];
+        let images = model.generate_laid_out(&prompts, &layouts, args.seed, true, options)?;
+        warn_truncated(&images.truncated);
+        rows.push(images.images);
+    }
+    let images = candle_core::Tensor::cat(&rows, 0)?;
+    sample::write_prompt_grid(out, &images, &args.prompts, args.boxes.len())?;
+    say(format!(
+        "wrote {} ({} prompts, each in {} boxes, seed {})",
+        out.display(),
+        args.prompts.len(),
+        args.boxes.len(),
+        args.seed
+    ));
+    Ok(out.to_path_buf())
+}
+
 pub(crate) fn warn_truncated(truncated: &[usize]) {
     for &i in truncated {
         eprintln!("warning: prompt {} is longer than the text encoder reads; it was truncated", i + 1);

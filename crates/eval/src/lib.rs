@@ -14,6 +14,7 @@ pub mod colours;
 pub mod digits;
 pub mod error;
 pub mod mixture;
+pub mod placement;
 pub mod translation;
 
 pub use error::{EvalError, Result};

@@ -25,6 +25,23 @@ impl Placement {
     pub fn is_empty(&self) -> bool {
         self.bbox.is_none() && self.keypoints.is_none()
     }
+
+    /// The asked layout completed from `drawn`: an asked box with the drawn keypoints moved into it,
+    /// asked keypoints over drawn ones.
+    pub fn complete(&self, drawn: Option<ObjectLayout>) -> ObjectLayout {
+        let drawn =
+            drawn.unwrap_or(ObjectLayout { bbox: self.bbox.unwrap_or([0.0, 0.0, 1.0, 1.0]), keypoints: [None; 5] });
+        let bbox = self.bbox.unwrap_or(drawn.bbox);
+        let mut keypoints = moved_into(&drawn, bbox);
+        if let Some(given) = self.keypoints {
+            for (k, g) in keypoints.iter_mut().zip(given) {
+                if g.is_some() {
+                    *k = g;
+                }
+            }
+        }
+        ObjectLayout { bbox, keypoints }
+    }
 }
 
 /// Parses `x,y,w,h` (fractions of the image) into a box, with the reason when it is not one.
@@ -101,7 +118,7 @@ pub fn layouts_for(
     }
     let DatasetConfig::Birds { world_seed, count, split, .. } = data else {
         if asked.bbox.is_some() && (kind == LayoutKind::Boxes || asked.keypoints.is_some()) {
-            return Ok(Some(rows_layout(vec![asked_layout(asked, None); rows], device)?));
+            return Ok(Some(layout_rows(&vec![asked.complete(None); rows], device)?));
         }
         return Err(InferError::Request(
             "this model was not trained on synthetic birds, so there are no training boxes to draw from: \
@@ -112,28 +129,22 @@ pub fn layouts_for(
     let world = condor_data::birds::SyntheticBirds::new(*world_seed, *split);
     let mut rng = Stream::FixedNoise(Some(3)).rng(seed);
     let drawn = (0..rows).map(|_| world.layout(rng.random_range(0..(*count).max(1)) as u64));
-    Ok(Some(rows_layout(drawn.map(|d| asked_layout(asked, Some(d))).collect(), device)?))
+    Ok(Some(layout_rows(&drawn.map(|d| asked.complete(Some(d))).collect::<Vec<_>>(), device)?))
 }
 
-/// The asked layout completed from `drawn`: an asked box with the drawn keypoints moved into it,
-/// asked keypoints over drawn ones.
-fn asked_layout(asked: &Placement, drawn: Option<ObjectLayout>) -> ObjectLayout {
-    let drawn =
-        drawn.unwrap_or(ObjectLayout { bbox: asked.bbox.unwrap_or([0.0, 0.0, 1.0, 1.0]), keypoints: [None; 5] });
-    let bbox = asked.bbox.unwrap_or(drawn.bbox);
-    let mut keypoints = moved_into(&drawn, bbox);
-    if let Some(given) = asked.keypoints {
-        for (k, g) in keypoints.iter_mut().zip(given) {
-            if g.is_some() {
-                *k = g;
-            }
+/// The layout of training bird `index % count` of `data` (synthetic birds only): where a box sweep
+/// takes its keypoints from.
+pub fn training_layout(data: &DatasetConfig, index: u64) -> Option<ObjectLayout> {
+    match data {
+        DatasetConfig::Birds { world_seed, count, split, .. } => {
+            Some(condor_data::birds::SyntheticBirds::new(*world_seed, *split).layout(index % (*count).max(1) as u64))
         }
+        _ => None,
     }
-    ObjectLayout { bbox, keypoints }
 }
 
-/// The layout tensors of `layouts`, one row each.
-fn rows_layout(layouts: Vec<ObjectLayout>, device: &Device) -> Result<Layout> {
+/// The layouts as the models read them, one row each: `(B, 4)` boxes and `(B, 5, 3)` keypoints.
+pub fn layout_rows(layouts: &[ObjectLayout], device: &Device) -> candle_core::Result<Layout> {
     let n = layouts.len();
     let boxes = layouts.iter().flat_map(|l| l.bbox).collect();
     let keypoints = layouts.iter().flat_map(|l| l.keypoint_rows().into_iter().flatten()).collect();
@@ -169,7 +180,7 @@ mod tests {
     fn an_asked_box_carries_the_drawn_keypoints_into_it() {
         let drawn = ObjectLayout { bbox: [0.2, 0.2, 0.4, 0.4], keypoints: [Some([0.4, 0.3]), None, None, None, None] };
         let asked = Placement { bbox: Some([0.0, 0.5, 0.2, 0.2]), keypoints: None };
-        let l = asked_layout(&asked, Some(drawn));
+        let l = asked.complete(Some(drawn));
         assert_eq!(l.bbox, [0.0, 0.5, 0.2, 0.2]);
         let k = l.keypoints[0].unwrap();
         assert!((k[0] - 0.1).abs() < 1e-6 && (k[1] - 0.55).abs() < 1e-6, "{k:?}");

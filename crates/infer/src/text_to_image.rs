@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use condor_core::layout::Layout;
 use condor_core::rng::Stream;
 use condor_core::{Conditioning, Generator, Registry, TextEncoder};
 use condor_text::SentenceEncoder;
@@ -13,9 +14,10 @@ use crate::encoder::load_encoder;
 use crate::error::{InferError, Result};
 use crate::generator::LoadedGenerator;
 use crate::interpolate::{frame_positions, slerp_rows};
-use crate::placement::{layouts_for, Placement};
+use crate::placement::{layout_rows, layouts_for, Placement};
 use crate::sample::{prompt_samples_styled, write_samples};
 use crate::styles::{generate_styled, style_mixing_grid, style_space, StyleMix, StyleOptions};
+use condor_data::layout::ObjectLayout;
 
 /// Images drawn from prompts.
 pub struct PromptImages {
@@ -132,6 +134,33 @@ impl TextToImage {
         Ok(PromptImages { images, truncated })
     }
 
+    /// One image for each prompt, drawn in its own layout (`layouts[i]` for `prompts[i]`), with the
+    /// latent codes [`Self::generate`] draws from `seed`: one per row, or with `shared_latent` the first
+    /// for every row (one bird moved across boxes).
+    pub fn generate_laid_out(
+        &self,
+        prompts: &[String],
+        layouts: &[ObjectLayout],
+        seed: u64,
+        shared_latent: bool,
+        options: &StyleOptions,
+    ) -> Result<PromptImages> {
+        if layouts.len() != prompts.len() {
+            return Err(InferError::Request(format!("{} layouts for {} prompts", layouts.len(), prompts.len())));
+        }
+        if self.generator().layout() == condor_core::layout::LayoutKind::None {
+            return Err(InferError::Request("this model draws wherever it likes; it reads no layout".into()));
+        }
+        let (cond, truncated) = self.encode(prompts)?;
+        let cond = cond.with_layout(Some(layout_rows(layouts, &self.device)?));
+        let z = match shared_latent {
+            true => self.latents(seed, 1)?.repeat((prompts.len(), 1))?,
+            false => self.latents(seed, prompts.len())?,
+        };
+        let images = generate_styled(self.generator(), &z, Some(&cond), options)?;
+        Ok(PromptImages { images, truncated })
+    }
+
     /// `frames` images gliding from prompt `from` to prompt `to`: one latent code (the first that
     /// [`Self::generate`] draws from `seed`), sentence embeddings interpolated spherically. The first
     /// and last frames are `generate`'s first image for each prompt.
@@ -148,7 +177,8 @@ impl TextToImage {
         let e = &cond.embedding;
         let path = slerp_rows(&e.narrow(0, 0, 1)?, &e.narrow(0, 1, 1)?, &positions, &self.device)?;
         let z = self.latents(seed, 1)?.repeat((frames, 1))?;
-        let images = generate_styled(self.generator(), &z, Some(&Conditioning::from_embedding(path)?), options)?;
+        let cond = Conditioning::from_embedding(path)?.with_layout(self.one_layout(frames, seed)?);
+        let images = generate_styled(self.generator(), &z, Some(&cond), options)?;
         Ok(PromptImages { images, truncated })
     }
 
@@ -167,8 +197,23 @@ impl TextToImage {
         let z = self.latents(seed, 2)?;
         let path = slerp_rows(&z.narrow(0, 0, 1)?, &z.narrow(0, 1, 1)?, &positions, &self.device)?;
         let e = cond.embedding.to_device(&self.device)?.repeat((frames, 1))?;
-        let images = generate_styled(self.generator(), &path, Some(&Conditioning::from_embedding(e)?), options)?;
+        let cond = Conditioning::from_embedding(e)?.with_layout(self.one_layout(frames, seed)?);
+        let images = generate_styled(self.generator(), &path, Some(&cond), options)?;
         Ok(PromptImages { images, truncated })
+    }
+
+    /// For a what-and-where model, the layouts of `rows` training birds chosen by `seed`, one per row
+    /// ([`layouts_for`]); `None` for other models.
+    pub fn drawn_layouts(&self, rows: usize, seed: u64) -> Result<Option<Layout>> {
+        let data = &self.model.card.data;
+        layouts_for(self.generator().layout(), &Placement::default(), data, rows, seed, &self.device)
+    }
+
+    /// One training bird's layout (chosen by `seed`) for each of `rows` rows, so that an interpolation
+    /// keeps the bird in one place; `None` for a model that reads no layout.
+    fn one_layout(&self, rows: usize, seed: u64) -> Result<Option<Layout>> {
+        let Some(one) = self.drawn_layouts(1, seed)? else { return Ok(None) };
+        Ok(Some(one.map(|t| candle_core::Tensor::cat(&vec![t; rows], 0))?))
     }
 
     /// The first `n` latent codes [`Self::generate`] draws from `seed`.

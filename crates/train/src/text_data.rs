@@ -8,10 +8,11 @@ use candle_core::{Device, Tensor};
 use condor_core::layout::Layout;
 use condor_core::{Batch, Conditioning, DataSource, Labelled, Preview, Rng};
 use condor_data::birds::{colour_prompt, Colour};
-use condor_data::layout::{ObjectLayout, KEYPOINTS};
+use condor_data::layout::ObjectLayout;
 use condor_data::loader::{balanced_subset, mentions_direction, CaptionedBatch, CaptionedSource, Loader, LoaderConfig};
 use condor_data::{CaptionedData, DatasetConfig};
 use condor_infer::encoder::load_encoder;
+use condor_infer::placement::layout_rows;
 use condor_text::cache::cached_embeddings;
 use rand::Rng as _;
 
@@ -64,17 +65,6 @@ pub(crate) fn loader_batch(
     loader.batch(index).map_err(|e| condor_core::Error::InvalidInput(e.to_string()))
 }
 
-/// The layouts of a batch's rows as the models read them: `(B, 4)` boxes and `(B, 5, 3)` keypoints.
-pub fn layout_tensor(layouts: &[ObjectLayout], device: &Device) -> condor_core::Result<Layout> {
-    let n = layouts.len();
-    let boxes = layouts.iter().flat_map(|l| l.bbox).collect();
-    let keypoints = layouts.iter().flat_map(|l| l.keypoint_rows().into_iter().flatten()).collect();
-    Ok(Layout {
-        boxes: Tensor::from_vec(boxes, (n, 4), device)?,
-        keypoints: Some(Tensor::from_vec(keypoints, (n, KEYPOINTS.len(), 3), device)?),
-    })
-}
-
 /// The images of a batch as a `(B, C, S, S)` tensor, with their labels (a digit, a bird's body colour).
 fn image_tensor(b: CaptionedBatch, device: &Device) -> condor_core::Result<(Tensor, Option<Vec<usize>>)> {
     let shape = (b.indices.len(), b.channels, b.size, b.size);
@@ -109,7 +99,7 @@ fn labelled_images(
 /// the source has none).
 fn preview_layouts(source: &dyn CaptionedSource, n: usize, device: &Device) -> condor_core::Result<Option<Layout>> {
     let layouts: Option<Vec<ObjectLayout>> = (0..n).map(|i| source.layout(i % source.len())).collect();
-    layouts.map(|l| layout_tensor(&l, device)).transpose()
+    Ok(layouts.map(|l| layout_rows(&l, device)).transpose()?)
 }
 
 /// Images without captions: the unconditional GAN's data (MNIST with `text = false`).
@@ -223,7 +213,7 @@ impl DataSource for CaptionedImages {
     }
     fn batch(&self, index: u64, batch_size: usize, _rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
         let b = loader_batch(&self.loader, self.batch_size, batch_size, index)?;
-        let layout = b.layouts.as_deref().filter(|_| self.layout).map(|l| layout_tensor(l, device)).transpose()?;
+        let layout = b.layouts.as_deref().filter(|_| self.layout).map(|l| layout_rows(l, device)).transpose()?;
         let conditioning = Some(self.embed(&b.captions).map_err(core_err)?.with_layout(layout));
         let (samples, labels) = image_tensor(b, device)?;
         Ok(Batch { samples, conditioning, labels })
@@ -251,7 +241,7 @@ impl DataSource for CaptionedImages {
             }
             captions.push(caption);
         }
-        let layout = (layouts.len() == batch_size).then(|| layout_tensor(&layouts, device)).transpose()?;
+        let layout = (layouts.len() == batch_size).then(|| layout_rows(&layouts, device)).transpose()?;
         Ok(Some(self.embed(&captions).map_err(core_err)?.with_layout(layout)))
     }
     fn preview(&self) -> Option<&Preview> {

@@ -121,7 +121,7 @@ impl SyntheticBirds {
     pub fn layout(&self, index: u64) -> ObjectLayout {
         let a = self.attributes(index);
         let p = render::Placement::draw(&a, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]));
-        let keypoints = render::keypoints_local(&a).map(|k| Some(p.to_image(k)));
+        let keypoints = render::keypoints_local(&a).map(|k| Some(p.image_point(k)));
         ObjectLayout::from_extent(render::bird_extent(&a, &p), keypoints)
     }
 

@@ -93,7 +93,7 @@ impl Placement {
     }
 
     /// A point in bird units, in image fractions.
-    pub(crate) fn to_image(&self, p: [f32; 2]) -> [f32; 2] {
+    pub(crate) fn image_point(&self, p: [f32; 2]) -> [f32; 2] {
         let d = self.vector_to_image(p);
         [self.cx + d[0], self.cy + d[1]]
     }
@@ -131,19 +131,19 @@ impl Shape {
         match self {
             Shape::Ellipse { c, r, rot } => {
                 let (s, co) = rot.sin_cos();
-                let centre = p.to_image(*c);
+                let centre = p.image_point(*c);
                 let (a1, a2) = (p.vector_to_image([r[0] * co, r[0] * s]), p.vector_to_image([-r[1] * s, r[1] * co]));
                 let half = [a1[0].hypot(a2[0]), a1[1].hypot(a2[1])];
                 [centre[0] - half[0], centre[1] - half[1], centre[0] + half[0], centre[1] + half[1]]
             }
             Shape::Polygon(pts) => pts
                 .iter()
-                .map(|&q| p.to_image(q))
+                .map(|&q| p.image_point(q))
                 .fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |e, q| {
                     [e[0].min(q[0]), e[1].min(q[1]), e[2].max(q[0]), e[3].max(q[1])]
                 }),
             Shape::Capsule { a, b, w } => {
-                let (a, b, w) = (p.to_image(*a), p.to_image(*b), w * p.scale);
+                let (a, b, w) = (p.image_point(*a), p.image_point(*b), w * p.scale);
                 [a[0].min(b[0]) - w, a[1].min(b[1]) - w, a[0].max(b[0]) + w, a[1].max(b[1]) + w]
             }
         }
