@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 
+use crate::layout::ObjectLayout;
 use crate::DataError;
 
 /// Where CUB-200-2011 comes from, for error messages.
@@ -30,6 +31,9 @@ pub struct CaptionedImage {
     pub bbox: Option<[f32; 4]>,
     /// Class index, where the dataset has classes.
     pub class: Option<usize>,
+    /// Part locations in pixels, by [`crate::layout::KEYPOINTS`] position, where the dataset has them
+    /// (CUB's `parts/part_locs.txt`).
+    pub parts: Option<[Option<[f32; 2]>; 5]>,
 }
 
 /// Which CUB images to use.
@@ -75,6 +79,61 @@ fn id_map(path: &Path) -> Result<HashMap<u32, String>, DataError> {
     Ok(out)
 }
 
+/// CUB's part ids (1-based) of [`crate::layout::KEYPOINTS`]: crown, beak, tail, the two wings (their
+/// mean where both show), belly.
+const CUB_PARTS: [&[usize]; 5] = [&[5], &[2], &[14], &[9, 13], &[3]];
+
+/// The visible keypoints of each image in CUB's `part_locs.txt` (`image part x y visible` lines), in
+/// pixels; empty when the file is absent (it is optional: only what-and-where models read it).
+fn cub_parts(path: &Path) -> Result<HashMap<u32, [Option<[f32; 2]>; 5]>, DataError> {
+    let mut seen: HashMap<u32, HashMap<usize, [f32; 2]>> = HashMap::new();
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    for (n, line) in read_lines(path, CUB_SOURCE)?.iter().enumerate() {
+        let v: Vec<f32> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let [id, part, x, y, visible] = v[..] else {
+            return Err(DataError::Malformed { path: path.into(), line: n + 1 });
+        };
+        if visible > 0.5 {
+            seen.entry(id as u32).or_default().insert(part as usize, [x, y]);
+        }
+    }
+    let mean = |points: Vec<[f32; 2]>| {
+        (!points.is_empty()).then(|| {
+            let n = points.len() as f32;
+            [points.iter().map(|p| p[0]).sum::<f32>() / n, points.iter().map(|p| p[1]).sum::<f32>() / n]
+        })
+    };
+    Ok(seen
+        .into_iter()
+        .map(|(id, parts)| (id, CUB_PARTS.map(|ids| mean(ids.iter().filter_map(|p| parts.get(p).copied()).collect()))))
+        .collect())
+}
+
+/// The square (clipped to the image) the text-to-image papers crop around a box `[x, y, w, h]` in an
+/// image of `width x height` pixels: side 1.5 x max(w, h), centred on the box. `[x1, y1, x2, y2]`.
+fn crop_window(bbox: [f32; 4], width: f32, height: f32) -> [f32; 4] {
+    let [x, y, bw, bh] = bbox;
+    let r = bw.max(bh) * 0.75;
+    let (cx, cy) = (x + bw / 2.0, y + bh / 2.0);
+    [(cx - r).max(0.0), (cy - r).max(0.0), (cx + r).min(width), (cy + r).min(height)]
+}
+
+/// Where the bird of `image` is in the picture [`load_cropped`] makes of it: its box and parts in
+/// fractions of the crop window (which is stretched to a square). `None` for an image without a box.
+pub fn cropped_layout(image: &CaptionedImage) -> Result<Option<ObjectLayout>, DataError> {
+    let Some(bbox) = image.bbox else { return Ok(None) };
+    let (w, h) = image::image_dimensions(&image.path)
+        .map_err(|e| DataError::BadImage { path: image.path.clone(), reason: e.to_string() })?;
+    let [x1, y1, x2, y2] = crop_window(bbox, w as f32, h as f32);
+    let to = |[x, y]: [f32; 2]| [(x - x1) / (x2 - x1).max(1.0), (y - y1) / (y2 - y1).max(1.0)];
+    let [bx, by, bw, bh] = bbox;
+    let (a, b) = (to([bx, by]), to([bx + bw, by + bh]));
+    let keypoints = image.parts.unwrap_or([None; 5]).map(|k| k.map(to));
+    Ok(Some(ObjectLayout::from_extent([a[0], a[1], b[0], b[1]], keypoints)))
+}
+
 /// Finds the caption tree: `text_c10/` or `text/` inside `root`, or beside it.
 fn caption_root(root: &Path) -> Option<PathBuf> {
     let parent = root.parent().unwrap_or(root);
@@ -89,6 +148,7 @@ pub fn cub(root: &Path, captions: Option<&Path>, split: CubSplit) -> Result<Imag
     let images = id_map(&root.join("images.txt"))?;
     let boxes = id_map(&root.join("bounding_boxes.txt"))?;
     let is_train = id_map(&root.join("train_test_split.txt"))?;
+    let part_locations = cub_parts(&root.join("parts/part_locs.txt"))?;
     let text = match captions {
         Some(p) => p.to_path_buf(),
         None => caption_root(root).ok_or_else(|| missing(&root.join("text_c10"), CUB_SOURCE))?,
@@ -123,7 +183,8 @@ pub fn cub(root: &Path, captions: Option<&Path>, split: CubSplit) -> Result<Imag
             (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
         });
         let class = class_dir.split('.').next().and_then(|c| c.parse::<usize>().ok()).map(|c| c - 1);
-        set.images.push(CaptionedImage { path, captions: lines, bbox, class });
+        let parts = part_locations.get(&id).copied();
+        set.images.push(CaptionedImage { path, captions: lines, bbox, class, parts });
     }
     Ok(set)
 }
@@ -164,7 +225,7 @@ pub fn image_folder(root: &Path) -> Result<ImageSet, DataError> {
     for path in files {
         match read_lines(&path.with_extension("txt"), "") {
             Ok(captions) if !captions.is_empty() => {
-                set.images.push(CaptionedImage { path, captions, bbox: None, class: None })
+                set.images.push(CaptionedImage { path, captions, bbox: None, class: None, parts: None })
             }
             _ => set.skipped.push((path.clone(), "no captions (name.txt) beside it".into())),
         }
@@ -182,7 +243,7 @@ pub fn uncaptioned_folder(root: &Path) -> Result<ImageSet, DataError> {
     for path in list_images(root, "a domain folder holds name.jpg or name.png images")? {
         match image::image_dimensions(&path) {
             Ok((w, h)) if w > 0 && h > 0 => {
-                set.images.push(CaptionedImage { path, captions: Vec::new(), bbox: None, class: None })
+                set.images.push(CaptionedImage { path, captions: Vec::new(), bbox: None, class: None, parts: None })
             }
             Ok(_) => set.skipped.push((path, "an empty image".into())),
             Err(e) => set.skipped.push((path, format!("unreadable: {e}"))),
@@ -203,11 +264,8 @@ pub fn load_cropped(image: &CaptionedImage, size: usize) -> Result<Vec<f32>, Dat
         .to_rgb8();
     let (w, h) = (img.width() as f32, img.height() as f32);
     let img = match image.bbox {
-        Some([x, y, bw, bh]) => {
-            let r = bw.max(bh) * 0.75;
-            let (cx, cy) = (x + bw / 2.0, y + bh / 2.0);
-            let (x1, y1) = ((cx - r).max(0.0), (cy - r).max(0.0));
-            let (x2, y2) = ((cx + r).min(w), (cy + r).min(h));
+        Some(bbox) => {
+            let [x1, y1, x2, y2] = crop_window(bbox, w, h);
             if x2 - x1 < 1.0 || y2 - y1 < 1.0 {
                 return Err(DataError::BadImage {
                     path: image.path.clone(),

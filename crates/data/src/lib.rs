@@ -100,6 +100,10 @@ pub enum DatasetConfig {
         /// Random crops: images are made this much larger, then a random window is taken (0: off).
         #[serde(default)]
         crop: f32,
+        /// Hand the models each bird's box and part locations (`parts/part_locs.txt`, if present) in
+        /// the cropped picture, for the what-and-where models.
+        #[serde(default, skip_serializing_if = "is_false")]
+        layout: bool,
     },
     /// MNIST digits from IDX files ([`mnist`]), captioned ("a handwritten seven") or not.
     Mnist {
@@ -397,7 +401,7 @@ impl DatasetConfig {
                 let world = birds::SyntheticBirds::new(*world_seed, *split);
                 (Arc::new(loader::BirdSet { world, len: *count }), *size, Augment { flip: *flip, crop: *crop })
             }
-            Self::Cub { root, captions, split, size, flip, crop } => {
+            Self::Cub { root, captions, split, size, flip, crop, .. } => {
                 (Arc::new(images::cub(root, captions.as_deref(), *split)?), *size, Augment { flip: *flip, crop: *crop })
             }
             Self::Folder { root, size, flip, crop } => {
@@ -420,7 +424,7 @@ impl DatasetConfig {
         if source.is_empty() {
             return Err(DataError::InvalidConfig("the dataset has no images".into()));
         }
-        let layout = matches!(self, Self::Birds { layout: true, .. });
+        let layout = matches!(self, Self::Birds { layout: true, .. } | Self::Cub { layout: true, .. });
         Ok(Some(CaptionedData { source, size, augment, layout }))
     }
 }

@@ -82,6 +82,9 @@ impl CaptionedSource for ImageSet {
     fn captions(&self, index: usize) -> Vec<String> {
         self.images[index].captions.clone()
     }
+    fn layout(&self, index: usize) -> Option<ObjectLayout> {
+        crate::images::cropped_layout(&self.images[index]).ok().flatten()
+    }
 }
 
 /// How batches are made.

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use condor_data::images::{cub, image_folder, load_all, load_cropped, CubSplit};
+use condor_data::images::{cropped_layout, cub, image_folder, load_all, load_cropped, CubSplit};
+use condor_data::loader::CaptionedSource;
 use condor_data::DataError;
 
 /// A 40x30 white image with a red box at x 10..22, y 8..18 (the bounding box 10 8 12 10).
@@ -77,6 +78,33 @@ fn cub_is_read_with_splits_captions_and_crops() {
     for (x, y) in [(1, 1), (16, 9), (9, 16)] {
         assert!(at(1, x, y) > 0.8, "outside the box at ({x}, {y}): {}", at(1, x, y));
     }
+}
+
+#[test]
+fn cub_layouts_are_the_box_and_parts_in_the_cropped_picture() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cub(tmp.path());
+    let root = tmp.path().join("CUB_200_2011");
+    // Image 1: crown at (12, 9), beak (10, 10), left wing (16, 12) and right wing (18, 14) (their mean
+    // (17, 13)), the tail hidden, belly (16, 16). Image 2 has no parts.
+    let lines = ["1 5 12 9 1", "1 2 10 10 1", "1 9 16 12 1", "1 13 18 14 1", "1 14 0 0 0", "1 3 16 16 1"];
+    std::fs::create_dir_all(root.join("parts")).unwrap();
+    std::fs::write(root.join("parts/part_locs.txt"), lines.join("\n")).unwrap();
+    let set = cub(&root, None, CubSplit::TextToImageTrain).unwrap();
+    // The crop window is x 7..25, y 4..22 (the crop test above): the box 10..22 x 8..18 sits at
+    // 3/18..15/18 by 4/18..14/18.
+    let l = cropped_layout(&set.images[0]).unwrap().unwrap();
+    let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+    let expected = [3.0 / 18.0, 4.0 / 18.0, 12.0 / 18.0, 10.0 / 18.0];
+    assert!(l.bbox.iter().zip(expected).all(|(a, b)| close(*a, b)), "{:?}", l.bbox);
+    let head = l.keypoints[0].unwrap();
+    assert!(close(head[0], 5.0 / 18.0) && close(head[1], 5.0 / 18.0), "{head:?}");
+    let wing = l.keypoints[3].unwrap();
+    assert!(close(wing[0], 10.0 / 18.0) && close(wing[1], 9.0 / 18.0), "{wing:?}");
+    assert_eq!(l.keypoints[2], None, "the tail is hidden");
+    assert_eq!(set.layout(1).unwrap().keypoints, [None; 5], "no parts for image 2");
+    std::fs::write(root.join("parts/part_locs.txt"), "1 5 12").unwrap();
+    assert!(cub(&root, None, CubSplit::TextToImageTrain).is_err(), "a malformed parts file");
 }
 
 #[test]

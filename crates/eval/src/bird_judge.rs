@@ -268,6 +268,28 @@ impl BirdJudge {
     }
 }
 
+/// The measuring instrument kept at `path`, loaded with `load`, or made with `train` and kept there
+/// with `save`; `what` names it in what `log` hears.
+pub(crate) fn load_or_train<T>(
+    path: &Path,
+    what: &str,
+    log: &mut dyn FnMut(&str),
+    load: impl FnOnce(&Path) -> Result<T>,
+    train: impl FnOnce() -> Result<(T, Vec<f32>)>,
+    save: impl FnOnce(&T, &Path) -> Result<()>,
+) -> Result<T> {
+    if path.exists() {
+        log(&format!("{what}: {}", path.display()));
+        return load(path);
+    }
+    log(&format!("{what}: none at {}; training one", path.display()));
+    let start = std::time::Instant::now();
+    let (made, losses) = train()?;
+    log(&format!("{what}: trained in {:.0} s, epoch losses {losses:.4?}", start.elapsed().as_secs_f64()));
+    save(&made, path)?;
+    Ok(made)
+}
+
 /// Loads the shipped judge ([`shipped_judge_path`]) or the one kept at [`judge_path`], or trains one
 /// there (about 15 minutes on a 2-core CPU) and keeps it; either way it is checked before it is
 /// returned. `log` hears what happens.
@@ -280,18 +302,14 @@ pub fn load_or_train_judge(
 ) -> Result<BirdJudge> {
     let shipped = shipped_judge_path(root, world_seed, side);
     let path = if shipped.exists() { shipped } else { judge_path(root, world_seed, side) };
-    let classifier = if path.exists() {
-        log(&format!("bird judge: {}", path.display()));
-        AttributeClassifier::load(&path, device)?
-    } else {
-        log(&format!("bird judge: none at {}; training one on {JUDGE_TRAIN_BIRDS} rendered birds", path.display()));
-        let start = std::time::Instant::now();
-        let (classifier, losses) =
-            train_bird_judge(world_seed, side, &AttributeTraining { epochs: 6, ..Default::default() }, device)?;
-        log(&format!("bird judge: trained in {:.0} s, epoch losses {losses:.3?}", start.elapsed().as_secs_f64()));
-        classifier.save(&path)?;
-        classifier
-    };
+    let classifier = load_or_train(
+        &path,
+        &format!("bird judge (trained on {JUDGE_TRAIN_BIRDS} rendered birds)"),
+        log,
+        |p| Ok(AttributeClassifier::load(p, device)?),
+        || train_bird_judge(world_seed, side, &AttributeTraining { epochs: 6, ..Default::default() }, device),
+        |c, p| Ok(c.save(p)?),
+    )?;
     if classifier.side() != side {
         return Err(EvalError::Invalid(format!(
             "{} reads {} px birds, not {side} px",

@@ -14,7 +14,7 @@ use condor_metrics::locator::LAYOUT_VALUES;
 use condor_metrics::{AttributeTraining, Locator};
 use serde::{Deserialize, Serialize};
 
-use crate::bird_judge::rendered_birds;
+use crate::bird_judge::{load_or_train, rendered_birds};
 use crate::error::{EvalError, Result};
 
 /// The least mean IoU on rendered test birds the locator needs before it measures generated ones.
@@ -120,18 +120,14 @@ pub fn load_or_train_locator(
     log: &mut dyn FnMut(&str),
 ) -> Result<CheckedLocator> {
     let path = locator_path(root, world_seed, side);
-    let locator = if path.exists() {
-        log(&format!("bird locator: {}", path.display()));
-        Locator::load(&path, device)?
-    } else {
-        log(&format!("bird locator: none at {}; training one on {LOCATOR_TRAIN_BIRDS} rendered birds", path.display()));
-        let start = std::time::Instant::now();
-        let config = AttributeTraining { epochs: 8, ..Default::default() };
-        let (locator, losses) = train_locator(world_seed, side, &config, device)?;
-        log(&format!("bird locator: trained in {:.0} s, epoch losses {losses:.4?}", start.elapsed().as_secs_f64()));
-        locator.save(&path)?;
-        locator
-    };
+    let locator = load_or_train(
+        &path,
+        &format!("bird locator (trained on {LOCATOR_TRAIN_BIRDS} rendered birds)"),
+        log,
+        |p| Ok(Locator::load(p, device)?),
+        || train_locator(world_seed, side, &AttributeTraining { epochs: 8, ..Default::default() }, device),
+        |l, p| Ok(l.save(p)?),
+    )?;
     if locator.side() != side {
         return Err(EvalError::Invalid(format!("{} reads {} px birds, not {side} px", path.display(), locator.side())));
     }
