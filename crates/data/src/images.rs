@@ -79,13 +79,16 @@ fn id_map(path: &Path) -> Result<HashMap<u32, String>, DataError> {
     Ok(out)
 }
 
+/// Part locations in pixels, by [`crate::layout::KEYPOINTS`] position.
+type Keypoints = [Option<[f32; 2]>; 5];
+
 /// CUB's part ids (1-based) of [`crate::layout::KEYPOINTS`]: crown, beak, tail, the two wings (their
 /// mean where both show), belly.
 const CUB_PARTS: [&[usize]; 5] = [&[5], &[2], &[14], &[9, 13], &[3]];
 
 /// The visible keypoints of each image in CUB's `part_locs.txt` (`image part x y visible` lines), in
 /// pixels; empty when the file is absent (it is optional: only what-and-where models read it).
-fn cub_parts(path: &Path) -> Result<HashMap<u32, [Option<[f32; 2]>; 5]>, DataError> {
+fn cub_parts(path: &Path) -> Result<HashMap<u32, Keypoints>, DataError> {
     let mut seen: HashMap<u32, HashMap<usize, [f32; 2]>> = HashMap::new();
     if !path.exists() {
         return Ok(HashMap::new());
