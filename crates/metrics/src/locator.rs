@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn learns_where_the_square_is_and_round_trips() {
         let (x, layouts) = squares(48);
-        let config = AttributeTraining { epochs: 60, batch_size: 16, lr: 3e-3, seed: 2 };
+        let config = AttributeTraining { epochs: 30, batch_size: 16, lr: 3e-3, seed: 2 };
         let (model, losses) = Locator::train(&x, &layouts, &config).unwrap();
         assert!(losses.last().unwrap() < &(losses[0] / 4.0), "{losses:?}");
         let predicted = model.predict(&x).unwrap();
