@@ -116,6 +116,11 @@ pub fn layouts_for(
         }
         return Ok(None);
     }
+    if kind == LayoutKind::Boxes && asked.keypoints.is_some() {
+        return Err(InferError::Request(
+            "this model reads boxes only; keypoints need one trained with `layout = { keypoints = true }`".into(),
+        ));
+    }
     let DatasetConfig::Birds { world_seed, count, split, .. } = data else {
         if asked.bbox.is_some() && (kind == LayoutKind::Boxes || asked.keypoints.is_some()) {
             return Ok(Some(layout_rows(&vec![asked.complete(None); rows], device)?));
@@ -205,6 +210,9 @@ mod tests {
         let again = layouts_for(LayoutKind::Boxes, &Placement::default(), &data, 3, 4, &Device::Cpu).unwrap().unwrap();
         assert_eq!(drawn.box_rows().unwrap(), again.box_rows().unwrap(), "the seed decides");
         let asked_rows = layouts_for(LayoutKind::Boxes, &asked, &data, 2, 4, &Device::Cpu).unwrap().unwrap();
+        let with_keypoints = Placement { keypoints: Some([Some([0.5, 0.5]), None, None, None, None]), ..asked };
+        let e = layouts_for(LayoutKind::Boxes, &with_keypoints, &data, 2, 4, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("boxes only"), "{e}");
         assert_eq!(asked_rows.box_rows().unwrap(), vec![[0.1, 0.1, 0.5, 0.5]; 2]);
     }
 }
