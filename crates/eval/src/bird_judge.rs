@@ -134,15 +134,33 @@ pub fn rendered_birds(world: SyntheticBirds, range: Range<u64>, side: usize, dev
     Ok(RenderedSet { images: Tensor::from_vec(pixels, (n, 3, side, side), device)?, attributes, body_shown: shown })
 }
 
+/// The file of the bird instrument `name` (`judge`, `locator`) for `side`-pixel birds of world
+/// `world_seed` under `root`: in `weights/` where the project ships it, in `data/judges/` where it is
+/// trained locally.
+pub(crate) fn instrument_path(root: &Path, name: &str, world_seed: u64, side: usize, shipped: bool) -> PathBuf {
+    let dir = if shipped { "weights" } else { "data/judges" };
+    root.join(dir).join(format!("birds-{name}-w{world_seed}-{side}px.safetensors"))
+}
+
+/// The shipped instrument `name` if there is one, else the local one.
+pub(crate) fn shipped_or_local(root: &Path, name: &str, world_seed: u64, side: usize) -> PathBuf {
+    let shipped = instrument_path(root, name, world_seed, side, true);
+    if shipped.exists() {
+        shipped
+    } else {
+        instrument_path(root, name, world_seed, side, false)
+    }
+}
+
 /// Where a judge for `side`-pixel birds of world `world_seed` is kept, under `root`, when trained locally.
 pub fn judge_path(root: &Path, world_seed: u64, side: usize) -> PathBuf {
-    root.join(format!("data/judges/birds-judge-w{world_seed}-{side}px.safetensors"))
+    instrument_path(root, "judge", world_seed, side, false)
 }
 
 /// Where the project ships a judge for `side`-pixel birds of world `world_seed` (32 px, world 0), so
 /// that everyone's numbers come from the same judge.
 pub fn shipped_judge_path(root: &Path, world_seed: u64, side: usize) -> PathBuf {
-    root.join(format!("weights/birds-judge-w{world_seed}-{side}px.safetensors"))
+    instrument_path(root, "judge", world_seed, side, true)
 }
 
 /// Trains a judge on [`JUDGE_TRAIN_BIRDS`] training birds and [`JUDGE_COMBINATION_BIRDS`]
@@ -300,8 +318,7 @@ pub fn load_or_train_judge(
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<BirdJudge> {
-    let shipped = shipped_judge_path(root, world_seed, side);
-    let path = if shipped.exists() { shipped } else { judge_path(root, world_seed, side) };
+    let path = shipped_or_local(root, "judge", world_seed, side);
     let classifier = load_or_train(
         &path,
         &format!("bird judge (trained on {JUDGE_TRAIN_BIRDS} rendered birds)"),

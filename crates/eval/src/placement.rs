@@ -3,7 +3,7 @@
 //! compared with the layout the generator was given. The locator is itself checked on rendered test
 //! birds first, at a mean IoU of at least [`LOCATOR_MIN_IOU`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use condor_core::layout::iou;
@@ -14,7 +14,7 @@ use condor_metrics::locator::LAYOUT_VALUES;
 use condor_metrics::{AttributeTraining, Locator};
 use serde::{Deserialize, Serialize};
 
-use crate::bird_judge::{load_or_train, rendered_birds};
+use crate::bird_judge::{load_or_train, rendered_birds, shipped_or_local};
 use crate::error::{EvalError, Result};
 
 /// The least mean IoU on rendered test birds the locator needs before it measures generated ones.
@@ -81,16 +81,6 @@ fn layouts(world: SyntheticBirds, range: std::ops::Range<u64>) -> Vec<ObjectLayo
     range.map(|i| world.layout(i)).collect()
 }
 
-/// Where a locator for `side`-pixel birds of world `world_seed` is kept, under `root`, when trained locally.
-pub fn locator_path(root: &Path, world_seed: u64, side: usize) -> PathBuf {
-    root.join(format!("data/judges/birds-locator-w{world_seed}-{side}px.safetensors"))
-}
-
-/// Where the project ships a locator (32 px, world 0), so that everyone's numbers come from the same one.
-pub fn shipped_locator_path(root: &Path, world_seed: u64, side: usize) -> PathBuf {
-    root.join(format!("weights/birds-locator-w{world_seed}-{side}px.safetensors"))
-}
-
 /// Trains a locator on [`LOCATOR_TRAIN_BIRDS`] rendered training birds of `world_seed` at `side`.
 pub fn train_locator(
     world_seed: u64,
@@ -115,8 +105,8 @@ pub fn layout_values(l: &ObjectLayout) -> [f32; LAYOUT_VALUES] {
     v
 }
 
-/// Loads the shipped locator ([`shipped_locator_path`]) or the one kept at [`locator_path`], or trains
-/// one there and keeps it; either way it is
+/// Loads the shipped locator (`weights/birds-locator-w{world}-{side}px.safetensors`) or the one kept in
+/// `data/judges/`, or trains one there and keeps it; either way it is
 /// checked on [`LOCATOR_TEST_BIRDS`] rendered test birds and refused below [`LOCATOR_MIN_IOU`].
 pub fn load_or_train_locator(
     root: &Path,
@@ -125,8 +115,7 @@ pub fn load_or_train_locator(
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<CheckedLocator> {
-    let shipped = shipped_locator_path(root, world_seed, side);
-    let path = if shipped.exists() { shipped } else { locator_path(root, world_seed, side) };
+    let path = shipped_or_local(root, "locator", world_seed, side);
     let locator = load_or_train(
         &path,
         &format!("bird locator (trained on {LOCATOR_TRAIN_BIRDS} rendered birds)"),
