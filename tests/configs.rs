@@ -82,6 +82,17 @@ fn every_shipped_config_builds_its_models() {
         let dim = g.conditioning().dim().max(d.conditioning().dim());
         let cond = (dim > 0)
             .then(|| Conditioning::from_embedding(Tensor::ones((2, dim), DType::F32, &Device::Cpu).unwrap()).unwrap());
+        // A what-and-where generator reads a box per sample, which its data must hand it.
+        let cond = match g.layout() {
+            condor::core::layout::LayoutKind::None => cond,
+            _ => {
+                let data = config.data.captioned().unwrap().unwrap();
+                assert!(data.layout, "{}: a layout model needs `[data] layout = true`", path.display());
+                let boxes = Tensor::new(&[[0.2f32, 0.3, 0.5, 0.4], [0.3, 0.2, 0.4, 0.5]], &Device::Cpu).unwrap();
+                let keypoints = Some(Tensor::full(0.5f32, (2, 5, 3), &Device::Cpu).unwrap());
+                cond.map(|c| c.with_layout(Some(condor::core::layout::Layout { boxes, keypoints })))
+            }
+        };
         let x = g.forward(&z, g.conditioning().select(cond.as_ref()), false).unwrap();
         let logits = d.forward(&x, d.conditioning().select(cond.as_ref()), false).unwrap();
         assert_eq!(logits.dims(), &[2], "{}", path.display());
