@@ -224,14 +224,12 @@ fn box_sweep(
     out: &Path,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<PathBuf> {
+    args.placement().check_for(model.generator().layout())?;
     let drawn = condor_infer::placement::training_layout(&model.card().data, args.seed);
+    let layouts: Vec<_> =
+        args.boxes.iter().map(|b| Placement { bbox: Some(*b), keypoints: args.keypoints }.complete(drawn)).collect();
     let mut rows = Vec::new();
     for prompt in &args.prompts {
-        let layouts: Vec<_> = args
-            .boxes
-            .iter()
-            .map(|b| Placement { bbox: Some(*b), keypoints: args.keypoints }.complete(drawn))
-            .collect();
         let prompts = vec![prompt.clone(); layouts.len()];
         let images = model.generate_laid_out(&prompts, &layouts, args.seed, true, options)?;
         warn_truncated(&images.truncated);

@@ -73,19 +73,12 @@ impl Conditioning {
 
     /// Each row repeated `n` times in place (rows `0, 0, .., 1, 1, ..`), with its tokens and layout.
     pub fn repeat_each(&self, n: usize) -> Result<Self> {
-        let rep = |t: &Tensor| -> candle_core::Result<Tensor> {
-            let dims = t.dims();
-            let mut wide = vec![dims[0], n];
-            wide.extend_from_slice(&dims[1..]);
-            let mut flat = vec![dims[0] * n];
-            flat.extend_from_slice(&dims[1..]);
-            t.unsqueeze(1)?.broadcast_as(wide)?.reshape(flat)
-        };
+        let rep = |t: &Tensor| repeat_rows(t, n);
         let tokens = match &self.tokens {
             Some(t) => Some(TokenEmbeddings { embeddings: rep(&t.embeddings)?, mask: rep(&t.mask)? }),
             None => None,
         };
-        let layout = self.layout.as_ref().map(|l| l.map(rep)).transpose()?;
+        let layout = self.layout.as_ref().map(|l| l.repeat_each(n)).transpose()?;
         Ok(Self { embedding: rep(&self.embedding)?, tokens, layout })
     }
 
@@ -105,6 +98,16 @@ impl Conditioning {
         let layout = self.layout.as_ref().map(|l| l.map(|t| t.to_device(device))).transpose()?;
         Ok(Self { embedding: self.embedding.to_device(device)?, tokens, layout })
     }
+}
+
+/// Each row of `t` (along its first dimension) repeated `n` times in place: rows `0, 0, .., 1, 1, ..`.
+pub fn repeat_rows(t: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    let dims = t.dims();
+    let mut wide = vec![dims[0], n];
+    wide.extend_from_slice(&dims[1..]);
+    let mut flat = vec![dims[0] * n];
+    flat.extend_from_slice(&dims[1..]);
+    t.unsqueeze(1)?.broadcast_as(wide)?.reshape(flat)
 }
 
 /// Reed et al.'s spatial concatenation: tiles a `(B, P)` text code over the `H x W` positions of

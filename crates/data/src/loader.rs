@@ -100,6 +100,8 @@ pub struct LoaderConfig {
     pub crop: f32,
     /// Random horizontal flips (never for a caption that says "left" or "right").
     pub flip: bool,
+    /// Carry each row's layout (box and keypoints), where the source knows it.
+    pub layouts: bool,
 }
 
 /// One batch.
@@ -121,7 +123,7 @@ pub struct CaptionedBatch {
     pub attributes: Option<Vec<BirdAttributes>>,
     /// Class of each row, for labelled data.
     pub labels: Option<Vec<usize>>,
-    /// Where each row's object is, after the row's crop and flip, for data that knows.
+    /// Where each row's object is, after the row's crop and flip, when asked for and the data knows.
     pub layouts: Option<Vec<ObjectLayout>>,
 }
 
@@ -169,7 +171,7 @@ impl Loader {
             caption_ids: Vec::new(),
             attributes: self.source.attributes(0).map(|_| Vec::new()),
             labels: self.source.label(0).map(|_| Vec::new()),
-            layouts: self.source.layout(0).map(|_| Vec::new()),
+            layouts: (self.config.layouts && self.source.layout(0).is_some()).then(Vec::new),
         };
         let mut cached_epoch = None;
         let mut order = Vec::new();
@@ -270,7 +272,8 @@ mod tests {
 
     fn loader(flip: bool, crop: f32) -> Loader {
         let set = BirdSet { world: SyntheticBirds::new(0, BirdSplit::Train), len: 10 };
-        Loader::new(Arc::new(set), LoaderConfig { batch_size: 4, size: 32, seed: 9, crop, flip }).unwrap()
+        Loader::new(Arc::new(set), LoaderConfig { batch_size: 4, size: 32, seed: 9, crop, flip, layouts: true })
+            .unwrap()
     }
 
     #[test]

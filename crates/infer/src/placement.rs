@@ -5,6 +5,7 @@
 use candle_core::Device;
 use condor_core::layout::{check_box, Layout, LayoutKind, KEYPOINTS};
 use condor_core::rng::Stream;
+use condor_data::birds::SyntheticBirds;
 use condor_data::layout::ObjectLayout;
 use condor_data::DatasetConfig;
 use rand::Rng as _;
@@ -24,6 +25,24 @@ impl Placement {
     /// Whether anything is asked.
     pub fn is_empty(&self) -> bool {
         self.bbox.is_none() && self.keypoints.is_none()
+    }
+
+    /// Checks that a generator reading `kind` can be asked this: a model that reads no layout takes
+    /// neither box nor keypoints, one that reads boxes only takes no keypoints.
+    pub fn check_for(&self, kind: LayoutKind) -> Result<()> {
+        if kind == LayoutKind::None && !self.is_empty() {
+            return Err(InferError::Request(
+                "this model draws wherever it likes; a box or keypoints need a what-and-where model \
+                 (a generator with `layout = { ... }`)"
+                    .into(),
+            ));
+        }
+        if kind == LayoutKind::Boxes && self.keypoints.is_some() {
+            return Err(InferError::Request(
+                "this model reads boxes only; keypoints need one trained with `layout = { keypoints = true }`".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The asked layout completed from `drawn`: an asked box with the drawn keypoints moved into it,
@@ -106,22 +125,11 @@ pub fn layouts_for(
     seed: u64,
     device: &Device,
 ) -> Result<Option<Layout>> {
+    asked.check_for(kind)?;
     if kind == LayoutKind::None {
-        if !asked.is_empty() {
-            return Err(InferError::Request(
-                "this model draws wherever it likes; a box or keypoints need a what-and-where model \
-                 (a generator with `layout = { ... }`)"
-                    .into(),
-            ));
-        }
         return Ok(None);
     }
-    if kind == LayoutKind::Boxes && asked.keypoints.is_some() {
-        return Err(InferError::Request(
-            "this model reads boxes only; keypoints need one trained with `layout = { keypoints = true }`".into(),
-        ));
-    }
-    let DatasetConfig::Birds { world_seed, count, split, .. } = data else {
+    let Some((world, count)) = training_birds(data) else {
         if asked.bbox.is_some() && (kind == LayoutKind::Boxes || asked.keypoints.is_some()) {
             return Ok(Some(layout_rows(&vec![asked.complete(None); rows], device)?));
         }
@@ -131,21 +139,25 @@ pub fn layouts_for(
                 .into(),
         ));
     };
-    let world = condor_data::birds::SyntheticBirds::new(*world_seed, *split);
     let mut rng = Stream::FixedNoise(Some(3)).rng(seed);
-    let drawn = (0..rows).map(|_| world.layout(rng.random_range(0..(*count).max(1)) as u64));
+    let drawn = (0..rows).map(|_| world.layout(rng.random_range(0..count as usize) as u64));
     Ok(Some(layout_rows(&drawn.map(|d| asked.complete(Some(d))).collect::<Vec<_>>(), device)?))
+}
+
+/// The training birds of `data` and how many there are (at least 1); `None` for other data.
+fn training_birds(data: &DatasetConfig) -> Option<(SyntheticBirds, u64)> {
+    match data {
+        DatasetConfig::Birds { world_seed, count, split, .. } => {
+            Some((SyntheticBirds::new(*world_seed, *split), (*count).max(1) as u64))
+        }
+        _ => None,
+    }
 }
 
 /// The layout of training bird `index % count` of `data` (synthetic birds only): where a box sweep
 /// takes its keypoints from.
 pub fn training_layout(data: &DatasetConfig, index: u64) -> Option<ObjectLayout> {
-    match data {
-        DatasetConfig::Birds { world_seed, count, split, .. } => {
-            Some(condor_data::birds::SyntheticBirds::new(*world_seed, *split).layout(index % (*count).max(1) as u64))
-        }
-        _ => None,
-    }
+    training_birds(data).map(|(world, count)| world.layout(index % count))
 }
 
 /// The layouts as the models read them, one row each: `(B, 4)` boxes and `(B, 5, 3)` keypoints.

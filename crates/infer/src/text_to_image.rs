@@ -212,8 +212,7 @@ impl TextToImage {
     /// One training bird's layout (chosen by `seed`) for each of `rows` rows, so that an interpolation
     /// keeps the bird in one place; `None` for a model that reads no layout.
     fn one_layout(&self, rows: usize, seed: u64) -> Result<Option<Layout>> {
-        let Some(one) = self.drawn_layouts(1, seed)? else { return Ok(None) };
-        Ok(Some(one.map(|t| candle_core::Tensor::cat(&vec![t; rows], 0))?))
+        Ok(self.drawn_layouts(1, seed)?.map(|one| one.repeat_each(rows)).transpose()?)
     }
 
     /// The first `n` latent codes [`Self::generate`] draws from `seed`.

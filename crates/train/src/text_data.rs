@@ -47,6 +47,7 @@ pub(crate) fn loader_config(config: &RunConfig, data: &CaptionedData) -> LoaderC
         seed: condor_core::rng::Stream::Loader.rng(config.seed).random(),
         crop: data.augment.crop,
         flip: data.augment.flip,
+        layouts: data.layout,
     }
 }
 
@@ -213,7 +214,7 @@ impl DataSource for CaptionedImages {
     }
     fn batch(&self, index: u64, batch_size: usize, _rng: &mut Rng, device: &Device) -> condor_core::Result<Batch> {
         let b = loader_batch(&self.loader, self.batch_size, batch_size, index)?;
-        let layout = b.layouts.as_deref().filter(|_| self.layout).map(|l| layout_rows(l, device)).transpose()?;
+        let layout = b.layouts.as_deref().map(|l| layout_rows(l, device)).transpose()?;
         let conditioning = Some(self.embed(&b.captions).map_err(core_err)?.with_layout(layout));
         let (samples, labels) = image_tensor(b, device)?;
         Ok(Batch { samples, conditioning, labels })
@@ -235,7 +236,7 @@ impl DataSource for CaptionedImages {
             let all = self.source.captions(image);
             let pick = rng.random_range(0..all.len().max(1));
             let caption = all.get(pick).cloned().unwrap_or_default();
-            if let Some(layout) = self.source.layout(image).filter(|_| self.layout) {
+            if let Some(layout) = self.layout.then(|| self.source.layout(image)).flatten() {
                 let mirror = self.flip && !mentions_direction(&caption) && rng.random_bool(0.5);
                 layouts.push(if mirror { layout.flipped() } else { layout });
             }

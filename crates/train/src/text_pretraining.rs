@@ -333,6 +333,7 @@ pub fn pretrain_pooling(
         seed: options.seed,
         crop: data.augment.crop,
         flip: data.augment.flip,
+        layouts: false,
     };
     let loader = Loader::new(data.source.clone(), loader_config)?;
     for step in 0..options.steps {

@@ -217,11 +217,7 @@ pub fn interpolate_conditioning(cond: &Conditioning, beta: f64) -> candle_core::
     let next = next_row_conditioning(cond)?;
     let embedding = ((&cond.embedding * beta)? + (&next.embedding * (1.0 - beta))?)?;
     let layout = match &cond.layout {
-        Some(l) => {
-            let t =
-                Tensor::full(1.0 - beta as f32, (l.batch_size(), 1), l.boxes.device())?.to_dtype(l.boxes.dtype())?;
-            Some(l.lerp(&l.map(|x| x.roll(-1, 0))?, &t)?)
-        }
+        Some(l) => Some(l.lerp(&l.map(|x| x.roll(-1, 0))?, 1.0 - beta)?),
         None => None,
     };
     Ok(Conditioning { embedding, tokens: None, layout })

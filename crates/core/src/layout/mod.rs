@@ -78,6 +78,11 @@ impl Layout {
         Ok(Self { boxes: f(&self.boxes)?, keypoints: self.keypoints.as_ref().map(f).transpose()? })
     }
 
+    /// Each row repeated `n` times in place (rows `0, 0, .., 1, 1, ..`).
+    pub fn repeat_each(&self, n: usize) -> candle_core::Result<Self> {
+        self.map(|t| crate::conditioning::repeat_rows(t, n))
+    }
+
     /// The rows of `self` then those of `other`; keypoints survive only where both have them.
     pub fn cat(&self, other: &Self) -> candle_core::Result<Self> {
         let keypoints = match (&self.keypoints, &other.keypoints) {
@@ -87,23 +92,19 @@ impl Layout {
         Ok(Self { boxes: Tensor::cat(&[&self.boxes, &other.boxes], 0)?, keypoints })
     }
 
-    /// `(1 - t) self + t other` row by row (`t` `(B, 1)`): the box between two boxes. Keypoints are
-    /// mixed where both are visible and dropped (visible 0) elsewhere.
-    pub fn lerp(&self, other: &Self, t: &Tensor) -> candle_core::Result<Self> {
-        let mix = |a: &Tensor, b: &Tensor, t: &Tensor| a.broadcast_mul(&(1.0 - t)?)? + b.broadcast_mul(t)?;
-        let boxes = mix(&self.boxes, &other.boxes, t)?;
+    /// `(1 - t) self + t other`: the box between two boxes. Keypoints are mixed where both are visible
+    /// and dropped (visible 0) elsewhere.
+    pub fn lerp(&self, other: &Self, t: f64) -> candle_core::Result<Self> {
+        let mix = |a: &Tensor, b: &Tensor| (a * (1.0 - t))? + (b * t)?;
         let keypoints = match (&self.keypoints, &other.keypoints) {
             (Some(a), Some(b)) => {
-                let k = a.dim(1)?;
-                let t3 = t.unsqueeze(2)?;
-                let xy = mix(&a.narrow(2, 0, 2)?, &b.narrow(2, 0, 2)?, &t3)?;
+                let xy = mix(&a.narrow(2, 0, 2)?, &b.narrow(2, 0, 2)?)?;
                 let visible = (a.narrow(2, 2, 1)? * b.narrow(2, 2, 1)?)?;
-                debug_assert_eq!(visible.dim(1)?, k);
                 Some(Tensor::cat(&[&xy, &visible], 2)?)
             }
             _ => None,
         };
-        Ok(Self { boxes, keypoints })
+        Ok(Self { boxes: mix(&self.boxes, &other.boxes)?, keypoints })
     }
 
     /// The boxes as host rows.

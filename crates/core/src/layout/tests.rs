@@ -113,7 +113,7 @@ fn lerp_mixes_boxes_and_keeps_only_keypoints_visible_in_both() {
         boxes: Tensor::new(&[[0.5f32, 0.5, 0.5, 0.5]], &dev).unwrap(),
         keypoints: Some(Tensor::new(&[[[0.6f32, 0.6, 1.0], [0.8, 0.8, 0.0]]], &dev).unwrap()),
     };
-    let mid = a.lerp(&b, &Tensor::new(&[[0.5f32]], &dev).unwrap()).unwrap();
+    let mid = a.lerp(&b, 0.5).unwrap();
     assert_eq!(mid.box_rows().unwrap(), vec![[0.25, 0.25, 0.5, 0.5]]);
     let k = mid.keypoints.unwrap().to_vec3::<f32>().unwrap();
     assert_eq!(k[0][0], vec![0.4, 0.4, 1.0]);

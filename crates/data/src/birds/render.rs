@@ -136,12 +136,9 @@ impl Shape {
                 let half = [a1[0].hypot(a2[0]), a1[1].hypot(a2[1])];
                 [centre[0] - half[0], centre[1] - half[1], centre[0] + half[0], centre[1] + half[1]]
             }
-            Shape::Polygon(pts) => pts
-                .iter()
-                .map(|&q| p.image_point(q))
-                .fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |e, q| {
-                    [e[0].min(q[0]), e[1].min(q[1]), e[2].max(q[0]), e[3].max(q[1])]
-                }),
+            Shape::Polygon(pts) => {
+                pts.iter().map(|&q| p.image_point(q)).map(|[x, y]| [x, y, x, y]).fold(NO_EXTENT, union)
+            }
             Shape::Capsule { a, b, w } => {
                 let (a, b, w) = (p.image_point(*a), p.image_point(*b), w * p.scale);
                 [a[0].min(b[0]) - w, a[1].min(b[1]) - w, a[0].max(b[0]) + w, a[1].max(b[1]) + w]
@@ -198,6 +195,15 @@ struct Layer {
 }
 
 const BEAK: [f32; 3] = [0.30, 0.26, 0.22];
+const BRANCH: [f32; 3] = [0.36, 0.25, 0.14];
+
+/// The extent `[min x, min y, max x, max y]` of nothing, which [`union`] with any extent leaves it.
+const NO_EXTENT: [f32; 4] = [f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
+
+/// The extent covering two extents.
+fn union(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+    [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+}
 
 /// Centre of the head, in bird units.
 const HEAD_CENTRE: [f32; 2] = [0.56, -0.3];
@@ -234,14 +240,8 @@ pub(crate) fn keypoints_local(a: &BirdAttributes) -> [[f32; 2]; 5] {
 /// The bird's extent in the image, `[min x, min y, max x, max y]` (fractions): every painted shape
 /// that belongs to the bird (not the legs or the branch).
 pub(crate) fn bird_extent(a: &BirdAttributes, p: &Placement) -> [f32; 4] {
-    let mut e = [f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
-    for layer in layers(a).iter().filter(|l| l.part != Part::None) {
-        let s = layer.shape.image_extent(p);
-        e = [e[0].min(s[0]), e[1].min(s[1]), e[2].max(s[2]), e[3].max(s[3])];
-    }
-    e
+    layers(a).iter().filter(|l| l.part != Part::None).map(|l| l.shape.image_extent(p)).fold(NO_EXTENT, union)
 }
-const BRANCH: [f32; 3] = [0.36, 0.25, 0.14];
 
 fn layers(a: &BirdAttributes) -> Vec<Layer> {
     let layer =
