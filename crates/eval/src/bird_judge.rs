@@ -308,6 +308,14 @@ pub(crate) fn load_or_train<T>(
     Ok(made)
 }
 
+/// Fails unless the instrument at `path`, which reads `read`-pixel birds, reads `side`-pixel ones.
+pub(crate) fn check_side(path: &Path, read: usize, side: usize) -> Result<()> {
+    if read != side {
+        return Err(EvalError::Invalid(format!("{} reads {read} px birds, not {side} px", path.display())));
+    }
+    Ok(())
+}
+
 /// Loads the shipped judge ([`shipped_judge_path`]) or the one kept at [`judge_path`], or trains one
 /// there (about 15 minutes on a 2-core CPU) and keeps it; either way it is checked before it is
 /// returned. `log` hears what happens.
@@ -327,13 +335,7 @@ pub fn load_or_train_judge(
         || train_bird_judge(world_seed, side, &AttributeTraining { epochs: 6, ..Default::default() }, device),
         |c, p| Ok(c.save(p)?),
     )?;
-    if classifier.side() != side {
-        return Err(EvalError::Invalid(format!(
-            "{} reads {} px birds, not {side} px",
-            path.display(),
-            classifier.side()
-        )));
-    }
+    check_side(&path, classifier.side(), side)?;
     BirdJudge::check(classifier, world_seed, device)
 }
 

@@ -14,7 +14,7 @@ use condor_metrics::locator::LAYOUT_VALUES;
 use condor_metrics::{AttributeTraining, Locator};
 use serde::{Deserialize, Serialize};
 
-use crate::bird_judge::{load_or_train, rendered_birds, shipped_or_local};
+use crate::bird_judge::{check_side, load_or_train, rendered_birds, shipped_or_local};
 use crate::error::{EvalError, Result};
 
 /// The least mean IoU on rendered test birds the locator needs before it measures generated ones.
@@ -124,9 +124,7 @@ pub fn load_or_train_locator(
         || train_locator(world_seed, side, &AttributeTraining { epochs: 8, ..Default::default() }, device),
         |l, p| Ok(l.save(p)?),
     )?;
-    if locator.side() != side {
-        return Err(EvalError::Invalid(format!("{} reads {} px birds, not {side} px", path.display(), locator.side())));
-    }
+    check_side(&path, locator.side(), side)?;
     let test = SyntheticBirds::new(world_seed, BirdSplit::Test);
     let read = locator.predict(&rendered_birds(test, 0..LOCATOR_TEST_BIRDS, side, device)?.images)?;
     let real = score_layouts(&read, &layouts(test, 0..LOCATOR_TEST_BIRDS));
