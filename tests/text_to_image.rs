@@ -407,3 +407,161 @@ fn the_matching_aware_penalty_trains_with_text_and_needs_it() {
     let err = Trainer::new(ring, &registry, &Device::Cpu).err().expect("refused at build time").to_string();
     assert!(err.contains("needs text-conditioned data and discriminator"), "{err}");
 }
+
+/// A short what-and-where run on widely spread birds: the bird's colour lands in the asked box.
+/// Each bird of a set of red and yellow training birds is asked for in its own box and in that box
+/// mirrored; where the caption's colour is in the image (its centroid, weighted by nearness to the
+/// colour) moves with the box. The same measure on the model before training moves much less.
+#[test]
+fn a_short_what_and_where_run_moves_the_bird_into_the_box() {
+    common::one_thread();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = condor::registry();
+    let run = |steps| {
+        let config = where_run(steps, tmp.path());
+        let dir = tmp.path().join(format!("where-{steps}"));
+        train(config, &registry, &Device::Cpu, RunOptions::quiet(dir, false)).unwrap().checkpoint
+    };
+    let (untrained, trained) = (run(1), run(WHERE_STEPS));
+    let world = condor::data::birds::SyntheticBirds::new(0, condor::data::birds::BirdSplit::Train)
+        .with_spread(condor::data::birds::Spread::Wide);
+    let asked = moved_birds(&world);
+    let slope = |checkpoint: &std::path::Path| {
+        let model = condor::infer::TextToImage::load(checkpoint, &registry, &Device::Cpu).unwrap();
+        colour_follows_box(&model, &world, &asked)
+    };
+    let real = {
+        let mut pairs = Vec::new();
+        for &i in &asked {
+            let (bird, layout) = (world.render(i, 32), world.layout(i));
+            let colour = world.attributes(i).body.rgb();
+            let c = colour_centroid_x(&bird.pixels, 32, colour);
+            let mirrored_c = colour_centroid_x(&mirror(&bird.pixels, 32), 32, colour);
+            let x = layout.bbox[0] + layout.bbox[2] / 2.0;
+            pairs.push((x, c));
+            pairs.push((1.0 - x, mirrored_c));
+        }
+        least_squares_slope(&pairs)
+    };
+    let (before, after) = (slope(&untrained), slope(&trained));
+    eprintln!("colour centroid against box centre: real {real:.3}, untrained {before:.3}, trained {after:.3}");
+    assert!(real > 0.6, "the measure reads real birds: {real}");
+    assert!(after > 0.4 * real, "trained: {after} (real {real})");
+    assert!(after > before + 0.3, "training moved it: {before} -> {after}");
+}
+
+/// Long enough for the averaged generator to have learnt colours and places, which a few hundred
+/// steps more or less do not undo.
+const WHERE_STEPS: u64 = 600;
+
+/// A small what-and-where DCGAN on 200 widely spread training birds, sampled from its average (EMA).
+fn where_run(steps: u64, cache: &std::path::Path) -> condor::train::RunConfig {
+    let mut config = common::tiny_birds(steps, cache);
+    config.name = "where".into();
+    config.batch_size = 32;
+    config.data = DatasetConfig::Birds {
+        world_seed: 0,
+        count: 200,
+        split: condor::data::birds::BirdSplit::Train,
+        size: 32,
+        flip: true,
+        crop: 0.0,
+        layout: true,
+        spread: condor::data::birds::Spread::Wide,
+    };
+    let layout = json!({"grid": 8, "channels": 8});
+    config.generator = ModelSpec::new(
+        "dcgan",
+        json!({"noise_dim": 16, "cond_dim": 384, "image_size": 32, "width": 8,
+               "augmentation": {"dim": 16, "kl_weight": 1.0}, "layout": layout}),
+    )
+    .unwrap();
+    config.discriminator =
+        ModelSpec::new("dcgan", json!({"cond_dim": 384, "image_size": 32, "width": 8, "layout": layout})).unwrap();
+    config.training = condor::train::TrainingConfig {
+        gan_cls: true,
+        ema: Some(condor::train::EmaConfig { decay: 0.99, start_step: 200, ..Default::default() }),
+        ..Default::default()
+    };
+    config.optimizer.generator = condor::core::OptimizerConfig { lr: 1e-3, beta1: 0.5, ..Default::default() };
+    config.optimizer.discriminator = condor::core::OptimizerConfig { lr: 4e-4, beta1: 0.5, ..Default::default() };
+    config.schedule.checkpoint_every = steps;
+    config.schedule.sample_every = steps;
+    config
+}
+
+/// Red and yellow training birds (colours no background has) whose boxes sit well off the middle, so
+/// their box and its mirror image are far apart.
+fn moved_birds(world: &condor::data::birds::SyntheticBirds) -> Vec<u64> {
+    use condor::data::birds::Colour;
+    (0..200)
+        .filter(|&i| matches!(world.attributes(i).body, Colour::Red | Colour::Yellow))
+        .filter(|&i| {
+            let b = world.layout(i).bbox;
+            (b[0] + b[2] / 2.0 - 0.5).abs() > 0.12
+        })
+        .collect()
+}
+
+/// The slope of the caption colour's centroid against the asked box's centre, over each bird of
+/// `asked` drawn (one latent code) in its own box and in the mirrored box.
+fn colour_follows_box(
+    model: &condor::infer::TextToImage,
+    world: &condor::data::birds::SyntheticBirds,
+    asked: &[u64],
+) -> f32 {
+    let mut pairs = Vec::new();
+    for (k, &i) in asked.iter().enumerate() {
+        let layout = world.layout(i);
+        let prompt = world.captions(i)[0].text.clone();
+        let layouts = [layout, layout.flipped()];
+        let images = model
+            .generate_laid_out(&[prompt.clone(), prompt], &layouts, k as u64, true, &Default::default())
+            .unwrap()
+            .images;
+        let colour = world.attributes(i).body.rgb();
+        for (row, l) in layouts.iter().enumerate() {
+            let pixels: Vec<f32> = images.get(row).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let pixels: Vec<f32> = pixels.iter().map(|v| (v + 1.0) / 2.0).collect();
+            pairs.push((l.bbox[0] + l.bbox[2] / 2.0, colour_centroid_x(&pixels, 32, colour)));
+        }
+    }
+    least_squares_slope(&pairs)
+}
+
+/// The x centroid (fraction of the side) of a `(3, side, side)` image in [0, 1], each pixel weighted
+/// by its nearness to `colour`.
+fn colour_centroid_x(pixels: &[f32], side: usize, colour: [f32; 3]) -> f32 {
+    let n = side * side;
+    let (mut mass, mut moment) = (0.0f32, 0.0f32);
+    for p in 0..n {
+        let d2: f32 = (0..3).map(|c| (pixels[c * n + p] - colour[c]).powi(2)).sum();
+        let w = (-d2 / (2.0 * 0.15f32.powi(2))).exp();
+        mass += w;
+        moment += w * ((p % side) as f32 + 0.5) / side as f32;
+    }
+    if mass > 0.0 {
+        moment / mass
+    } else {
+        0.5
+    }
+}
+
+/// A `(3, side, side)` image mirrored left to right.
+fn mirror(pixels: &[f32], side: usize) -> Vec<f32> {
+    let mut out = pixels.to_vec();
+    for (k, v) in out.iter_mut().enumerate() {
+        let (plane, x) = (k - k % side, k % side);
+        *v = pixels[plane + side - 1 - x];
+    }
+    out
+}
+
+/// The least-squares slope of y on x.
+fn least_squares_slope(pairs: &[(f32, f32)]) -> f32 {
+    let n = pairs.len() as f32;
+    let (mx, my) = (pairs.iter().map(|p| p.0).sum::<f32>() / n, pairs.iter().map(|p| p.1).sum::<f32>() / n);
+    let sxy: f32 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f32 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    sxy / sxx
+}

@@ -65,6 +65,7 @@ pub fn tiny_birds_data() -> DatasetConfig {
         flip: true,
         crop: 0.0,
         layout: false,
+        spread: Default::default(),
     }
 }
 

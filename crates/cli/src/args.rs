@@ -466,6 +466,9 @@ pub(crate) struct DataPreviewArgs {
     /// Seed of the synthetic world.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// birds: where in the frame they sit, `centred` or `wide` (`[data] spread`).
+    #[arg(long, default_value = "centred")]
+    pub spread: String,
     /// Output PNG.
     #[arg(long, default_value = "preview.png")]
     pub out: PathBuf,

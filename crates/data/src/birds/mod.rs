@@ -43,6 +43,19 @@ pub enum BirdSplit {
     HeldOutCombinations,
 }
 
+/// How widely the birds are spread over the frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spread {
+    /// Near the middle (centre within ±0.07 of the side) at their size's full scale: the world the
+    /// shipped models and instruments know.
+    #[default]
+    Centred,
+    /// Anywhere their whole body fits, at 60-80% of that scale (small and large birds still never
+    /// overlap in scale), so a box says something about where the bird is: the what-and-where data.
+    Wide,
+}
+
 impl BirdSplit {
     fn stream(self) -> u64 {
         match self {
@@ -72,12 +85,19 @@ pub struct SyntheticBirds {
     pub seed: u64,
     /// The split.
     pub split: BirdSplit,
+    /// Where in the frame the birds sit.
+    pub spread: Spread,
 }
 
 impl SyntheticBirds {
-    /// The birds of `split` under `seed`.
+    /// The centred birds of `split` under `seed`.
     pub fn new(seed: u64, split: BirdSplit) -> Self {
-        Self { seed, split }
+        Self { seed, split, spread: Spread::Centred }
+    }
+
+    /// The same birds (attributes, captions, pose, texture) placed with `spread`.
+    pub fn with_spread(self, spread: Spread) -> Self {
+        Self { spread, ..self }
     }
 
     /// The attributes of bird `index`.
@@ -113,16 +133,21 @@ impl SyntheticBirds {
     /// Renders bird `index` with `attributes` in place of its own: the same scene (place, sway,
     /// texture) with what the attributes change, changed.
     pub fn render_with(&self, index: u64, attributes: &BirdAttributes, size: usize) -> RenderedBird {
-        render::render(attributes, size, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]))
+        render::render(attributes, size, self.spread, &mut self.scene_rng(index))
     }
 
     /// Where bird `index` is in its image: the box around everything painted as the bird (not the
     /// legs or the branch) and its keypoints, exact from the renderer's geometry.
     pub fn layout(&self, index: u64) -> ObjectLayout {
         let a = self.attributes(index);
-        let p = render::Placement::draw(&a, &mut derived_rng(self.seed, &[self.split.stream(), index, 1]));
+        let p = render::Placement::draw(&a, self.spread, &mut self.scene_rng(index));
         let keypoints = render::keypoints_local(&a).map(|k| Some(p.image_point(k)));
         ObjectLayout::from_extent(render::bird_extent(&a, &p), keypoints)
+    }
+
+    /// The stream bird `index`'s scene is drawn from: placement first, then texture.
+    fn scene_rng(&self, index: u64) -> condor_core::Rng {
+        derived_rng(self.seed, &[self.split.stream(), index, 1])
     }
 
     /// Bird `index` whole.

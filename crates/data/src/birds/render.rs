@@ -4,10 +4,11 @@
 //! Each shape's coverage of a pixel comes from an approximate signed distance to its edge,
 //! `clamp(0.5 - d / pixel, 0, 1)`, which gives one pixel of anti-aliasing at every resolution.
 
-use condor_core::{derived_rng, Rng};
+use condor_core::Rng;
 use rand::Rng as _;
 
 use super::attributes::{Background, Beak, BirdAttributes, Colour, Facing, Pose, Size};
+use super::Spread;
 
 /// Which part of the bird (if any) a pixel shows, for checking colours and for masks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,9 @@ impl RenderedBird {
     }
 }
 
+/// How near a widely spread bird's body may come to the frame's edge (fraction of the side).
+const WIDE_MARGIN: f32 = 0.03;
+
 /// Where and how the bird sits in the frame; drawn from the renderer's generator.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Placement {
@@ -70,18 +74,39 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
-    /// The placement of a bird with `attributes`: the first draws of its rendering stream `rng`.
-    pub(crate) fn draw(attributes: &BirdAttributes, rng: &mut Rng) -> Self {
+    /// The placement of a bird with `attributes` spread as `spread`: the first draws of its rendering
+    /// stream `rng` (the centred draws are the world's original ones, unchanged by the option).
+    pub(crate) fn draw(attributes: &BirdAttributes, spread: Spread, rng: &mut Rng) -> Self {
         let base = match attributes.size {
             Size::Small => 0.24,
             Size::Large => 0.33,
         };
-        Placement {
-            cx: 0.5 + rng.random_range(-0.07..0.07),
-            cy: 0.5 + rng.random_range(-0.05..0.05),
-            scale: base * rng.random_range(0.92..1.08),
-            angle: rng.random_range(-0.15..0.15),
-            flip: if attributes.facing == Facing::Right { 1.0 } else { -1.0 },
+        let flip = if attributes.facing == Facing::Right { 1.0 } else { -1.0 };
+        match spread {
+            Spread::Centred => Placement {
+                cx: 0.5 + rng.random_range(-0.07..0.07),
+                cy: 0.5 + rng.random_range(-0.05..0.05),
+                scale: base * rng.random_range(0.92..1.08),
+                angle: rng.random_range(-0.15..0.15),
+                flip,
+            },
+            Spread::Wide => {
+                let scale = base * rng.random_range(0.6..0.8);
+                let angle = rng.random_range(-0.15..0.15);
+                let middle = Placement { cx: 0.5, cy: 0.5, scale, angle, flip };
+                let e = bird_extent(attributes, &middle);
+                let shift = |rng: &mut Rng, lo: f32, hi: f32| {
+                    // The offsets that keep the body inside a margin of the frame.
+                    let (lo, hi) = ((WIDE_MARGIN - lo).min(0.0), (1.0 - WIDE_MARGIN - hi).max(0.0));
+                    if hi > lo {
+                        rng.random_range(lo..hi)
+                    } else {
+                        0.0
+                    }
+                };
+                let (dx, dy) = (shift(rng, e[0], e[2]), shift(rng, e[1], e[3]));
+                Placement { cx: 0.5 + dx, cy: 0.5 + dy, ..middle }
+            }
         }
     }
 
@@ -359,9 +384,10 @@ fn background(kind: Background, u: f32, v: f32, phase: [f32; 3]) -> [f32; 3] {
     }
 }
 
-/// Renders `attributes` at `size` x `size` pixels; placement, rotation and texture come from `rng`.
-pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> RenderedBird {
-    let p = Placement::draw(attributes, rng);
+/// Renders `attributes` at `size` x `size` pixels, placed as `spread`; placement, rotation and texture
+/// come from `rng`.
+pub fn render(attributes: &BirdAttributes, size: usize, spread: Spread, rng: &mut Rng) -> RenderedBird {
+    let p = Placement::draw(attributes, spread, rng);
     let phase = [rng.random_range(0.0..6.3), rng.random_range(0.0..6.3), rng.random_range(0.0..6.3)];
     let texture_seed: u64 = rng.random();
     let layers = layers(attributes);
@@ -409,9 +435,4 @@ pub fn render(attributes: &BirdAttributes, size: usize, rng: &mut Rng) -> Render
         }
     }
     RenderedBird { size, pixels, parts }
-}
-
-/// Renders bird `index` of the stream `seed` with the given attributes.
-pub fn render_indexed(attributes: &BirdAttributes, size: usize, seed: u64, index: u64) -> RenderedBird {
-    render(attributes, size, &mut derived_rng(seed, &[index, 1]))
 }

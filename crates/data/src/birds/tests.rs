@@ -161,9 +161,10 @@ fn mask_extent(bird: &RenderedBird) -> [usize; 4] {
 
 #[test]
 fn the_layout_box_is_tight_around_the_painted_bird_and_keypoints_land_on_their_parts() {
-    let w = SyntheticBirds::new(0, BirdSplit::Train);
+    let centred = SyntheticBirds::new(0, BirdSplit::Train);
     let size = 128;
-    for index in 0..60 {
+    let birds = (0..60).map(|i| (centred, i)).chain((0..30).map(|i| (centred.with_spread(Spread::Wide), i)));
+    for (w, index) in birds {
         let (bird, layout) = (w.render(index, size), w.layout(index));
         let [x, y, bw, bh] = layout.bbox.map(|v| v * size as f32);
         let m = mask_extent(&bird).map(|v| v as f32);
@@ -182,4 +183,31 @@ fn the_layout_box_is_tight_around_the_painted_bird_and_keypoints_land_on_their_p
         assert!(matches!(part_at(3), Part::Wing | Part::Detail), "bird {index}: wing on {:?}", part_at(3));
         assert_eq!(part_at(4), Part::Belly, "bird {index}: belly");
     }
+}
+
+#[test]
+fn widely_spread_birds_are_the_same_birds_anywhere_in_the_frame_and_keep_their_size() {
+    let centred = SyntheticBirds::new(0, BirdSplit::Train);
+    let wide = centred.with_spread(Spread::Wide);
+    let n = 300;
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for index in 0..n {
+        assert_eq!(wide.attributes(index), centred.attributes(index));
+        assert_eq!(wide.captions(index), centred.captions(index));
+        let [x, y, w, h] = wide.layout(index).bbox;
+        assert!(x >= 0.02 && y >= 0.02 && x + w <= 0.98 && y + h <= 0.98, "bird {index}: box {:?}", [x, y, w, h]);
+        let [_, _, cw, _] = centred.layout(index).bbox;
+        assert!(w < 0.95 * cw && w > 0.45 * cw, "bird {index}: width {w} against {cw} centred");
+        xs.push(x + w / 2.0);
+        ys.push(y + h / 2.0);
+    }
+    let spread =
+        |v: &[f32]| v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) - v.iter().fold(1.0f32, |a, &b| a.min(b));
+    // Centred birds' centres stay within 0.14 of each other; spread ones cover most of the frame.
+    assert!(spread(&xs) > 0.4 && spread(&ys) > 0.4, "centres span {} x {}", spread(&xs), spread(&ys));
+    let centred_xs: Vec<f32> = (0..n).map(|i| centred.layout(i)).map(|l| l.bbox[0] + l.bbox[2] / 2.0).collect();
+    assert!(spread(&centred_xs) < 0.2, "centred birds span {}", spread(&centred_xs));
+    let bird = wide.render(7, 32);
+    assert_eq!(bird.pixels.len(), 3 * 32 * 32);
+    assert_ne!(bird.pixels, centred.render(7, 32).pixels, "the same bird elsewhere");
 }
