@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use candle_core::Device;
+use condor::data::birds::BirdWorld;
 use condor::eval::bird_judge::{
     load_or_train_judge, shipped_judge_path, BIRD_ATTRIBUTES, JUDGE_MIN_ACCURACY, REQUIRED_ATTRIBUTES,
 };
@@ -17,8 +18,11 @@ use condor::infer::TextToImage;
 fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let device = Device::Cpu;
-    assert!(shipped_judge_path(root, 0, 32).exists(), "the 32 px bird judge is shipped in weights/");
-    let judge = load_or_train_judge(root, 0, 32, &device, &mut |m| eprintln!("{m}"))
+    assert!(
+        shipped_judge_path(root, BirdWorld::centred(0), 32).exists(),
+        "the 32 px bird judge is shipped in weights/"
+    );
+    let judge = load_or_train_judge(root, BirdWorld::centred(0), 32, &device, &mut |m| eprintln!("{m}"))
         .expect("the shipped judge passes its check");
     println!("{}", judge.to_markdown());
     for split in &judge.accuracy {
@@ -36,8 +40,12 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
     // The shipped judge reads the eight visible attributes; beak, eye ring and wing bar are too small at 32 px.
     assert_eq!(judge.judged.iter().filter(|&&j| j).count(), 8);
     // The shipped checkpoint draws 64-px birds, which the shipped 64-px judge reads: the same eight.
-    assert!(shipped_judge_path(root, 0, 64).exists(), "the 64 px bird judge is shipped in weights/");
-    let judge = load_or_train_judge(root, 0, 64, &device, &mut |m| eprintln!("{m}")).expect("the 64-px judge passes");
+    assert!(
+        shipped_judge_path(root, BirdWorld::centred(0), 64).exists(),
+        "the 64 px bird judge is shipped in weights/"
+    );
+    let judge = load_or_train_judge(root, BirdWorld::centred(0), 64, &device, &mut |m| eprintln!("{m}"))
+        .expect("the 64-px judge passes");
     assert_eq!(judge.judged.iter().filter(|&&j| j).count(), 8);
 
     if !root.join(condor::metrics::inception::DEFAULT_WEIGHTS).exists()
@@ -63,7 +71,7 @@ fn eval_scores_the_shipped_checkpoint_with_the_shipped_judge() {
     let report = evaluate(
         &model,
         "shipped",
-        &RealImages::Birds { world_seed: 0 },
+        &RealImages::Birds { world: BirdWorld::centred(0) },
         Some(&judge),
         &options,
         out.path(),

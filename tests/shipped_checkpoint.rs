@@ -122,8 +122,14 @@ fn the_shipped_translator_changes_the_colour_and_keeps_the_background() {
         condor::infer::Translator::load(&condor::img2img::shipped_translator(), &condor::registry(), &Device::Cpu)
             .expect("the shipped translation model loads");
     assert_eq!(translator.card().domains, ["red".to_string(), "blue".to_string()]);
-    let judge =
-        condor::eval::bird_judge::load_or_train_judge(root, 0, 32, &Device::Cpu, &mut |m| println!("{m}")).unwrap();
+    let judge = condor::eval::bird_judge::load_or_train_judge(
+        root,
+        condor::data::birds::BirdWorld::centred(0),
+        32,
+        &Device::Cpu,
+        &mut |m| println!("{m}"),
+    )
+    .unwrap();
     let options = TranslationEvalOptions { images: 150, fid_images: 0, root: root.into(), ..Default::default() };
     let out = tempfile::tempdir().unwrap();
     let report = evaluate_translation(&translator, "shipped", &judge, &options, out.path(), &Device::Cpu, &mut |m| {

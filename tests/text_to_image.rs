@@ -423,8 +423,8 @@ fn a_short_what_and_where_run_moves_the_bird_into_the_box() {
         train(config, &registry, &Device::Cpu, RunOptions::quiet(dir, false)).unwrap().checkpoint
     };
     let (untrained, trained) = (run(1), run(WHERE_STEPS));
-    let world = condor::data::birds::SyntheticBirds::new(0, condor::data::birds::BirdSplit::Train)
-        .with_spread(condor::data::birds::Spread::Wide);
+    let world = condor::data::birds::BirdWorld { seed: 0, spread: condor::data::birds::Spread::Wide }
+        .split(condor::data::birds::BirdSplit::Train);
     let asked = moved_birds(&world);
     let slope = |checkpoint: &std::path::Path| {
         let model = condor::infer::TextToImage::load(checkpoint, &registry, &Device::Cpu).unwrap();

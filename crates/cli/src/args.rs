@@ -283,6 +283,9 @@ pub(crate) struct BirdJudgeArgs {
     /// Seed of the bird world.
     #[arg(long, default_value_t = 0)]
     pub world_seed: u64,
+    /// Where in the frame the world's birds sit: `centred` or `wide` (`[data] spread`).
+    #[arg(long, default_value = "centred")]
+    pub spread: condor::data::birds::Spread,
     /// Train again even when a judge is kept.
     #[arg(long)]
     pub retrain: bool,
@@ -468,7 +471,7 @@ pub(crate) struct DataPreviewArgs {
     pub seed: u64,
     /// birds: where in the frame they sit, `centred` or `wide` (`[data] spread`).
     #[arg(long, default_value = "centred")]
-    pub spread: String,
+    pub spread: condor::data::birds::Spread,
     /// Output PNG.
     #[arg(long, default_value = "preview.png")]
     pub out: PathBuf,

@@ -39,7 +39,7 @@ fn load_encoder(model: Option<&str>, device: &condor::candle_core::Device) -> Re
 /// `condor data preview`.
 pub(crate) fn preview(args: DataPreviewArgs) -> Result<()> {
     let DataPreviewArgs { dataset, split, root, strict, n, size, seed, spread, out } = args;
-    use condor::data::birds::{BirdSplit, Spread, SyntheticBirds};
+    use condor::data::birds::{BirdSplit, BirdWorld};
     use condor::data::images::{self, CubSplit};
     if ![32, 64, 128, 256].contains(&size) {
         bail!("--size must be 32, 64, 128 or 256");
@@ -52,9 +52,7 @@ pub(crate) fn preview(args: DataPreviewArgs) -> Result<()> {
             let split: BirdSplit = serde_json::from_value(serde_json::Value::String(split.clone())).map_err(|_| {
                 anyhow::anyhow!("unknown split `{split}`; use train, test, held_out_phrasings or held_out_combinations")
             })?;
-            let spread: Spread = serde_json::from_value(serde_json::Value::String(spread.clone()))
-                .map_err(|_| anyhow::anyhow!("unknown spread `{spread}`; use centred or wide"))?;
-            let world = SyntheticBirds::new(seed, split).with_spread(spread);
+            let world = BirdWorld { seed, spread }.split(split);
             (0..n as u64)
                 .map(|i| world.bird(i, size))
                 .map(|b| (b.image.to_rgb8(), b.captions.into_iter().map(|c| c.text).collect()))

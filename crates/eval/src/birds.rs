@@ -18,8 +18,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use condor_core::derived_rng;
-use condor_data::birds::{colour_prompt, BirdSplit, Colour, SyntheticBirds};
-use condor_data::DatasetConfig;
+use condor_data::birds::{colour_prompt, BirdSplit, BirdWorld, Colour};
 use condor_infer::sample::write_prompt_grid;
 use condor_infer::TextToImage;
 use condor_metrics::digits::mean_pairwise_distance;
@@ -38,8 +37,8 @@ use crate::error::{EvalError, Result};
 pub enum RealImages {
     /// Rendered synthetic birds of the test split of a world.
     Birds {
-        /// Seed of the world.
-        world_seed: u64,
+        /// The world (its seed and spread).
+        world: BirdWorld,
     },
     /// Images of a folder or of CUB, already model: `(N, 3, S, S)` in [-1, 1], with captions to
     /// generate from and a name for the statistics cache.
@@ -310,8 +309,8 @@ fn generate_for_captions(
 /// The captions scored for a split: caption `i % 10` of bird `i`, for the first `n` birds, with the
 /// attributes it states and the bird's labels. A body colour is counted as stated only where the real
 /// bird, rendered at `side`, shows it ([`body_shown`]).
-fn split_captions(world_seed: u64, split: BirdSplit, n: usize, side: usize) -> Vec<(String, Vec<usize>, Vec<usize>)> {
-    let world = SyntheticBirds::new(world_seed, split);
+fn split_captions(world: BirdWorld, split: BirdSplit, n: usize, side: usize) -> Vec<(String, Vec<usize>, Vec<usize>)> {
+    let world = world.split(split);
     (0..n as u64)
         .map(|i| {
             let captions = world.captions(i);
@@ -382,8 +381,8 @@ fn score_split(
 }
 
 /// Real birds of `colour` (mostly that colour) among the test birds: the first `n` found.
-fn real_birds_of_colour(world_seed: u64, colour: Colour, n: usize, side: usize, device: &Device) -> Result<Tensor> {
-    let world = SyntheticBirds::new(world_seed, BirdSplit::Test);
+fn real_birds_of_colour(world: BirdWorld, colour: Colour, n: usize, side: usize, device: &Device) -> Result<Tensor> {
+    let world = world.split(BirdSplit::Test);
     let mut picked = Vec::new();
     let mut i = 0u64;
     while picked.len() < n && i < 100_000 {
@@ -399,7 +398,7 @@ fn real_birds_of_colour(world_seed: u64, colour: Colour, n: usize, side: usize, 
 fn diversity(
     model: &TextToImage,
     judge: &BirdJudge,
-    world_seed: u64,
+    world: BirdWorld,
     n: usize,
     seed: u64,
     device: &Device,
@@ -415,7 +414,7 @@ fn diversity(
     let mut out = Vec::new();
     for (k, &colour) in Colour::ALL.iter().enumerate() {
         let generated = judge.classifier.features(&images.narrow(0, k * n, n)?)?;
-        let real = judge.classifier.features(&real_birds_of_colour(world_seed, colour, n, side, device)?)?;
+        let real = judge.classifier.features(&real_birds_of_colour(world, colour, n, side, device)?)?;
         out.push(DiversityScore {
             prompt: prompts[k].clone(),
             generated: mean_pairwise_distance(&generated)?,
@@ -481,23 +480,22 @@ pub fn evaluate(
     let n_fid = options.fid_images;
     let stats_dir = options.stats_dir.clone().unwrap_or_else(|| options.root.join("data/fid/stats"));
     let (real_stats, fid_captions, real_name, real_floor) = match real {
-        RealImages::Birds { world_seed } => {
-            let world = SyntheticBirds::new(*world_seed, BirdSplit::Test);
+        RealImages::Birds { world } => {
+            let test = world.split(BirdSplit::Test);
+            let tag = world.tag();
             let mut features_of = |name: String, birds: std::ops::Range<u64>| {
-                let images = || Ok(rendered_birds(world, birds, side, device)?.images);
+                let images = || Ok(rendered_birds(test, birds, side, device)?.images);
                 real_features(&net, &stats_dir, &name, images, options.batch, &mut *log)
             };
-            let stats = features_of(format!("birds-w{world_seed}-test-{side}px-{n_fid}"), 0..n_fid as u64)?;
+            let stats = features_of(format!("birds-{tag}-test-{side}px-{n_fid}"), 0..n_fid as u64)?;
             // The next n_fid test birds, scored like a generator: the floor of FID and KID at this size.
-            let others = features_of(
-                format!("birds-w{world_seed}-test-{side}px-{n_fid}-from{n_fid}"),
-                n_fid as u64..2 * n_fid as u64,
-            )?;
+            let others =
+                features_of(format!("birds-{tag}-test-{side}px-{n_fid}-from{n_fid}"), n_fid as u64..2 * n_fid as u64)?;
             let kid = kernel_inception_distance(&stats, &others, options.kid_subsets, kid_subset_size(options), 0)?;
             let floor = RealFloor { fid: frechet_distance(&stats, &others)?, kid };
             log(&format!("real floor: FID {:.2}, KID {:.4} ± {:.4}", floor.fid, floor.kid.mean, floor.kid.std));
-            let captions = split_captions(*world_seed, BirdSplit::Test, n_fid, side).into_iter().map(|c| c.0).collect();
-            (stats, captions, format!("rendered test birds of world {world_seed} at {side} px"), Some(floor))
+            let captions = split_captions(*world, BirdSplit::Test, n_fid, side).into_iter().map(|c| c.0).collect();
+            (stats, captions, format!("rendered test birds of {world} at {side} px"), Some(floor))
         }
         RealImages::Images { images, captions, name } => {
             let n = images.dim(0)?.min(n_fid);
@@ -506,16 +504,15 @@ pub fn evaluate(
             (stats, captions[..n].to_vec(), name.clone(), None)
         }
     };
-    let world_seed = match real {
-        RealImages::Birds { world_seed } => Some(*world_seed),
+    let world = match real {
+        RealImages::Birds { world } => Some(*world),
         RealImages::Images { .. } => None,
     };
     let mut real_splits = Vec::new();
-    if let (Some(judge), Some(world_seed)) = (judge, world_seed) {
+    if let (Some(judge), Some(world)) = (judge, world) {
         for split in [BirdSplit::Test, BirdSplit::HeldOutPhrasings, BirdSplit::HeldOutCombinations] {
-            let captions = split_captions(world_seed, split, options.captions_per_split, side);
-            let world = SyntheticBirds::new(world_seed, split);
-            let real = rendered_birds(world, 0..captions.len() as u64, side, device)?;
+            let captions = split_captions(world, split, options.captions_per_split, side);
+            let real = rendered_birds(world.split(split), 0..captions.len() as u64, side, device)?;
             real_splits.push(score_split(judge, split, &real.images, &captions, options.seeds[0])?);
         }
     }
@@ -540,11 +537,11 @@ pub fn evaluate(
             t.elapsed().as_secs_f64()
         ));
         let (mut splits, mut div) = (Vec::new(), Vec::new());
-        if let (Some(judge), Some(world_seed)) = (judge, world_seed) {
+        if let (Some(judge), Some(world)) = (judge, world) {
             for (k, split) in
                 [BirdSplit::Test, BirdSplit::HeldOutPhrasings, BirdSplit::HeldOutCombinations].into_iter().enumerate()
             {
-                let captions = split_captions(world_seed, split, options.captions_per_split, side);
+                let captions = split_captions(world, split, options.captions_per_split, side);
                 let texts: Vec<String> = captions.iter().map(|c| c.0.clone()).collect();
                 let images = generate_for_captions(model, &texts, seed, 1 + k as u64, device)?;
                 if seed == options.seeds[0] {
@@ -564,7 +561,7 @@ pub fn evaluate(
                 splits.push(score);
             }
             let grid = (seed == options.seeds[0]).then(|| out.join("diversity.png"));
-            div = diversity(model, judge, world_seed, options.diversity_images, seed, device, grid.as_deref())?;
+            div = diversity(model, judge, world, options.diversity_images, seed, device, grid.as_deref())?;
         }
         seeds.push(SeedReport { seed, fid, kid, splits, diversity: div });
     }
@@ -585,12 +582,9 @@ pub fn evaluate(
     })
 }
 
-/// The world seed of a checkpoint's synthetic-bird data, if it was trained on them.
-pub fn birds_world_seed(model: &TextToImage) -> Option<u64> {
-    match &model.card().data {
-        DatasetConfig::Birds { world_seed, .. } => Some(*world_seed),
-        _ => None,
-    }
+/// The world of a checkpoint's synthetic-bird data, if it was trained on them.
+pub fn birds_world(model: &TextToImage) -> Option<BirdWorld> {
+    model.card().data.bird_world()
 }
 
 /// Writes `report.json` and `report.md` into `out`.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use condor_core::layout::iou;
-use condor_data::birds::{BirdSplit, SyntheticBirds};
+use condor_data::birds::{BirdSplit, BirdWorld, SyntheticBirds};
 use condor_data::layout::ObjectLayout;
 use condor_infer::{StyleOptions, TextToImage};
 use condor_metrics::locator::LAYOUT_VALUES;
@@ -64,8 +64,8 @@ pub fn chance_iou(asked: &[ObjectLayout]) -> f64 {
 }
 
 /// The boxes asked of a generator in [`evaluate_placement`]: those of the first `n` test birds.
-pub fn asked_layouts(world_seed: u64, n: u64) -> Vec<ObjectLayout> {
-    layouts(SyntheticBirds::new(world_seed, BirdSplit::Test), 0..n)
+pub fn asked_layouts(world: BirdWorld, n: u64) -> Vec<ObjectLayout> {
+    layouts(world.split(BirdSplit::Test), 0..n)
 }
 
 /// A locator and its score on rendered test birds.
@@ -81,16 +81,16 @@ fn layouts(world: SyntheticBirds, range: std::ops::Range<u64>) -> Vec<ObjectLayo
     range.map(|i| world.layout(i)).collect()
 }
 
-/// Trains a locator on [`LOCATOR_TRAIN_BIRDS`] rendered training birds of `world_seed` at `side`.
+/// Trains a locator on [`LOCATOR_TRAIN_BIRDS`] rendered training birds of `world` at `side`.
 pub fn train_locator(
-    world_seed: u64,
+    world: BirdWorld,
     side: usize,
     config: &AttributeTraining,
     device: &Device,
 ) -> Result<(Locator, Vec<f32>)> {
-    let world = SyntheticBirds::new(world_seed, BirdSplit::Train);
-    let images = rendered_birds(world, 0..LOCATOR_TRAIN_BIRDS, side, device)?.images;
-    let targets: Vec<[f32; LAYOUT_VALUES]> = layouts(world, 0..LOCATOR_TRAIN_BIRDS).iter().map(layout_values).collect();
+    let train = world.split(BirdSplit::Train);
+    let images = rendered_birds(train, 0..LOCATOR_TRAIN_BIRDS, side, device)?.images;
+    let targets: Vec<[f32; LAYOUT_VALUES]> = layouts(train, 0..LOCATOR_TRAIN_BIRDS).iter().map(layout_values).collect();
     Ok(Locator::train(&images, &targets, config)?)
 }
 
@@ -105,27 +105,27 @@ pub fn layout_values(l: &ObjectLayout) -> [f32; LAYOUT_VALUES] {
     v
 }
 
-/// Loads the shipped locator (`weights/birds-locator-w{world}-{side}px.safetensors`) or the one kept in
+/// Loads the shipped locator (`weights/birds-locator-{world tag}-{side}px.safetensors`) or the one kept in
 /// `data/judges/`, or trains one there and keeps it; either way it is
 /// checked on [`LOCATOR_TEST_BIRDS`] rendered test birds and refused below [`LOCATOR_MIN_IOU`].
 pub fn load_or_train_locator(
     root: &Path,
-    world_seed: u64,
+    world: BirdWorld,
     side: usize,
     device: &Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<CheckedLocator> {
-    let path = shipped_or_local(root, "locator", world_seed, side);
+    let path = shipped_or_local(root, "locator", world, side);
     let locator = load_or_train(
         &path,
         &format!("bird locator (trained on {LOCATOR_TRAIN_BIRDS} rendered birds)"),
         log,
         |p| Ok(Locator::load(p, device)?),
-        || train_locator(world_seed, side, &AttributeTraining { epochs: 8, ..Default::default() }, device),
+        || train_locator(world, side, &AttributeTraining { epochs: 8, ..Default::default() }, device),
         |l, p| Ok(l.save(p)?),
     )?;
     check_side(&path, locator.side(), side)?;
-    let test = SyntheticBirds::new(world_seed, BirdSplit::Test);
+    let test = world.split(BirdSplit::Test);
     let read = locator.predict(&rendered_birds(test, 0..LOCATOR_TEST_BIRDS, side, device)?.images)?;
     let real = score_layouts(&read, &layouts(test, 0..LOCATOR_TEST_BIRDS));
     if real.mean_iou < LOCATOR_MIN_IOU {
@@ -143,12 +143,12 @@ pub fn load_or_train_locator(
 pub fn evaluate_placement(
     model: &TextToImage,
     locator: &CheckedLocator,
-    world_seed: u64,
+    world: BirdWorld,
     n: u64,
     seed: u64,
 ) -> Result<LayoutScore> {
-    let test = SyntheticBirds::new(world_seed, BirdSplit::Test);
-    let asked = asked_layouts(world_seed, n);
+    let test = world.split(BirdSplit::Test);
+    let asked = asked_layouts(world, n);
     let prompts: Vec<String> =
         (0..n).map(|i| test.captions(i).into_iter().next().map(|c| c.text).unwrap_or_default()).collect();
     let mut read = Vec::with_capacity(n as usize);

@@ -147,9 +147,7 @@ pub fn layouts_for(
 /// The training birds of `data` and how many there are (at least 1); `None` for other data.
 fn training_birds(data: &DatasetConfig) -> Option<(SyntheticBirds, u64)> {
     match data {
-        DatasetConfig::Birds { world_seed, count, split, spread, .. } => {
-            Some((SyntheticBirds::new(*world_seed, *split).with_spread(*spread), (*count).max(1) as u64))
-        }
+        DatasetConfig::Birds { count, split, .. } => Some((data.bird_world()?.split(*split), (*count).max(1) as u64)),
         _ => None,
     }
 }

@@ -56,6 +56,19 @@ pub enum Spread {
     Wide,
 }
 
+impl std::str::FromStr for Spread {
+    type Err = String;
+
+    /// `centred` or `wide`, as in configs.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "centred" => Ok(Spread::Centred),
+            "wide" => Ok(Spread::Wide),
+            other => Err(format!("unknown spread `{other}`; use centred or wide")),
+        }
+    }
+}
+
 impl BirdSplit {
     fn stream(self) -> u64 {
         match self {
@@ -78,6 +91,46 @@ pub struct Bird {
     pub captions: Vec<Caption>,
 }
 
+/// A synthetic-bird world: its seed and where its birds sit. Its splits are [`SyntheticBirds`]; the
+/// instruments that read its birds (judges, locators, FID statistics) are made per world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BirdWorld {
+    /// Seed of the world.
+    pub seed: u64,
+    /// Where in the frame the birds sit.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+impl BirdWorld {
+    /// The centred birds of world `seed`.
+    pub fn centred(seed: u64) -> Self {
+        Self { seed, spread: Spread::Centred }
+    }
+
+    /// The birds of `split`.
+    pub fn split(self, split: BirdSplit) -> SyntheticBirds {
+        SyntheticBirds::new(self.seed, split).with_spread(self.spread)
+    }
+
+    /// A short name for file names: `w0` for world 0's centred birds, `w0-wide` for its wide ones.
+    pub fn tag(self) -> String {
+        match self.spread {
+            Spread::Centred => format!("w{}", self.seed),
+            Spread::Wide => format!("w{}-wide", self.seed),
+        }
+    }
+}
+
+impl std::fmt::Display for BirdWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.spread {
+            Spread::Centred => write!(f, "world {}", self.seed),
+            Spread::Wide => write!(f, "world {} (wide)", self.seed),
+        }
+    }
+}
+
 /// The synthetic-bird world for one seed and split: bird `i` is always the same bird.
 #[derive(Clone, Copy, Debug)]
 pub struct SyntheticBirds {
@@ -93,6 +146,11 @@ impl SyntheticBirds {
     /// The centred birds of `split` under `seed`.
     pub fn new(seed: u64, split: BirdSplit) -> Self {
         Self { seed, split, spread: Spread::Centred }
+    }
+
+    /// The world these birds belong to.
+    pub fn world(&self) -> BirdWorld {
+        BirdWorld { seed: self.seed, spread: self.spread }
     }
 
     /// The same birds (attributes, captions, pose, texture) placed with `spread`.

@@ -207,6 +207,13 @@ fn widely_spread_birds_are_the_same_birds_anywhere_in_the_frame_and_keep_their_s
     assert!(spread(&xs) > 0.4 && spread(&ys) > 0.4, "centres span {} x {}", spread(&xs), spread(&ys));
     let centred_xs: Vec<f32> = (0..n).map(|i| centred.layout(i)).map(|l| l.bbox[0] + l.bbox[2] / 2.0).collect();
     assert!(spread(&centred_xs) < 0.2, "centred birds span {}", spread(&centred_xs));
+    // Instruments are kept per world: the centred world keeps its old file names.
+    assert_eq!((centred.world().tag(), wide.world().tag()), ("w0".to_string(), "w0-wide".to_string()));
+    assert_eq!(
+        BirdWorld { seed: 0, spread: "wide".parse().unwrap() }.split(BirdSplit::Train).layout(3),
+        wide.layout(3)
+    );
+    assert!("sideways".parse::<Spread>().unwrap_err().contains("centred or wide"));
     let bird = wide.render(7, 32);
     assert_eq!(bird.pixels.len(), 3 * 32 * 32);
     assert_ne!(bird.pixels, centred.render(7, 32).pixels, "the same bird elsewhere");
