@@ -250,7 +250,7 @@ impl BirdJudge {
             .map(|((name, _), _)| *name)
             .collect();
         if !failing.is_empty() {
-            return Err(EvalError::Invalid(format!(
+            return Err(EvalError::WeakJudge(format!(
                 "the bird judge needs {:.0}% on rendered birds for every one of {REQUIRED_ATTRIBUTES:?}, but not for {}:\n{}",
                 100.0 * JUDGE_MIN_ACCURACY,
                 failing.join(", "),

@@ -20,10 +20,14 @@ pub enum EvalError {
     /// A metric or judge failed (missing Inception weights, a bad statistics file, ...).
     #[error(transparent)]
     Metrics(#[from] condor_metrics::Error),
-    /// The evaluation cannot be run as asked (bad options, a model it does not score, a judge too
-    /// weak to judge, a generator that drew NaN).
+    /// The evaluation cannot be run as asked (bad options, a model it does not score, a generator
+    /// that drew NaN).
     #[error("{0}")]
     Invalid(String),
+    /// The bird judge reads some attribute it must judge below its threshold on rendered birds: the
+    /// reason, with its accuracy table.
+    #[error("{0}")]
+    WeakJudge(String),
     /// A report file could not be written.
     #[error("cannot write {path}")]
     Io {
