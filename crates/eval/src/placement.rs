@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::Device;
 use condor_core::layout::iou;
-use condor_data::birds::{BirdSplit, BirdWorld, SyntheticBirds};
+use condor_data::birds::{BirdSplit, BirdWorld, Spread, SyntheticBirds};
 use condor_data::layout::ObjectLayout;
 use condor_infer::{StyleOptions, TextToImage};
 use condor_metrics::locator::LAYOUT_VALUES;
@@ -19,7 +19,7 @@ use crate::error::{EvalError, Result};
 
 /// The least mean IoU on rendered test birds the locator needs before it measures generated ones.
 pub const LOCATOR_MIN_IOU: f64 = 0.9;
-/// Rendered training birds the locator learns from.
+/// Rendered training birds a locator of centred birds learns from ([`locator_schedule`]).
 pub const LOCATOR_TRAIN_BIRDS: u64 = 12_000;
 /// Rendered test birds it is checked on, and the test birds whose captions and layouts a model is
 /// asked to draw.
@@ -81,16 +81,26 @@ fn layouts(world: SyntheticBirds, range: std::ops::Range<u64>) -> Vec<ObjectLayo
     range.map(|i| world.layout(i)).collect()
 }
 
-/// Trains a locator on [`LOCATOR_TRAIN_BIRDS`] rendered training birds of `world` at `side`.
+/// How many rendered training birds a locator of `world` learns from, over how many epochs: wide birds
+/// are small at 32 px, and their boxes take more examples to read at the same IoU.
+pub fn locator_schedule(world: BirdWorld) -> (u64, usize) {
+    match world.spread {
+        Spread::Centred => (LOCATOR_TRAIN_BIRDS, 8),
+        Spread::Wide => (2 * LOCATOR_TRAIN_BIRDS, 12),
+    }
+}
+
+/// Trains a locator on the first `birds` rendered training birds of `world` at `side`.
 pub fn train_locator(
     world: BirdWorld,
+    birds: u64,
     side: usize,
     config: &AttributeTraining,
     device: &Device,
 ) -> Result<(Locator, Vec<f32>)> {
     let train = world.split(BirdSplit::Train);
-    let images = rendered_birds(train, 0..LOCATOR_TRAIN_BIRDS, side, device)?.images;
-    let targets: Vec<[f32; LAYOUT_VALUES]> = layouts(train, 0..LOCATOR_TRAIN_BIRDS).iter().map(layout_values).collect();
+    let images = rendered_birds(train, 0..birds, side, device)?.images;
+    let targets: Vec<[f32; LAYOUT_VALUES]> = layouts(train, 0..birds).iter().map(layout_values).collect();
     Ok(Locator::train(&images, &targets, config)?)
 }
 
@@ -116,12 +126,13 @@ pub fn load_or_train_locator(
     log: &mut dyn FnMut(&str),
 ) -> Result<CheckedLocator> {
     let path = shipped_or_local(root, "locator", world, side);
+    let (birds, epochs) = locator_schedule(world);
     let locator = load_or_train(
         &path,
-        &format!("bird locator (trained on {LOCATOR_TRAIN_BIRDS} rendered birds)"),
+        &format!("bird locator (trained on {birds} rendered birds)"),
         log,
         |p| Ok(Locator::load(p, device)?),
-        || train_locator(world, side, &AttributeTraining { epochs: 8, ..Default::default() }, device),
+        || train_locator(world, birds, side, &AttributeTraining { epochs, ..Default::default() }, device),
         |l, p| Ok(l.save(p)?),
     )?;
     check_side(&path, locator.side(), side)?;
