@@ -86,7 +86,7 @@ fn layouts(world: SyntheticBirds, range: std::ops::Range<u64>) -> Vec<ObjectLayo
 pub fn locator_schedule(world: BirdWorld) -> (u64, usize) {
     match world.spread {
         Spread::Centred => (LOCATOR_TRAIN_BIRDS, 8),
-        Spread::Wide => (2 * LOCATOR_TRAIN_BIRDS, 12),
+        Spread::Wide => (2 * LOCATOR_TRAIN_BIRDS, 16),
     }
 }
 
