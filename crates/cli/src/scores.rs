@@ -160,7 +160,8 @@ fn eval_report(
     if let (RealImages::Birds { world }, true) = (&real, model.generator().layout() != LayoutKind::None) {
         text += &placement_report(model, *world, &options.seeds, out, &mut log)?;
     }
-    // report.md holds every section, as the terminal shows them.
+    // write_report saved the scores before placement ran (so a failing locator loses none of them);
+    // report.md is written again with every section, as the terminal shows them.
     std::fs::write(out.join("report.md"), &text).with_context(|| format!("writing {}", out.display()))?;
     Ok(text)
 }
