@@ -23,7 +23,9 @@
 //! layer norm in place of a DCGAN critic's batch norm), `dragan` (non-saturating with DRAGAN's
 //! penalty), `packN` (non-saturating with PacGAN's packing of N samples), or a recipe with its defaults:
 //! `loss_sensitive` (Qi's Loss-Sensitive GAN), `energy_based` (EBGAN) or `unrolledK` (Unrolled GAN's
-//! first-order surrogate with K look-ahead discriminator steps).
+//! first-order surrogate with K look-ahead discriminator steps). EBGAN's energy network is sized like
+//! the config's discriminator: on images, the convolutional autoencoder whose encoder is the DCGAN
+//! discriminator's trunk (`--recipe-config '{"energy": {"plugin": "mlp_autoencoder"}}'` for the MLP).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -157,8 +159,11 @@ fn apply_objective(config: &mut RunConfig, objective: &str) -> anyhow::Result<()
             config.training.loss = LossKind::NonSaturating;
             config.training.gradient_penalty = penalty(PenaltyPoints::Perturbed);
         }
-        "loss_sensitive" | "energy_based" => {
+        "loss_sensitive" => {
             config.recipe = Some(condor::core::ModelSpec::new(objective, serde_json::json!({}))?);
+        }
+        "energy_based" => {
+            config.recipe = Some(condor::core::ModelSpec::new(objective, energy_network_like(&config.discriminator))?);
         }
         _ if objective.starts_with("unrolled") => {
             let k: usize = objective["unrolled".len()..].parse().with_context(|| format!("objective `{objective}`"))?;
@@ -176,6 +181,22 @@ fn apply_objective(config: &mut RunConfig, objective: &str) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// The `energy_based` recipe's config whose energy network matches `discriminator` in size: for a DCGAN
+/// discriminator, the convolutional autoencoder of its width and normalisation (its encoder is the
+/// discriminator's trunk); otherwise the recipe's default MLP autoencoder.
+fn energy_network_like(discriminator: &condor::core::ModelSpec) -> serde_json::Value {
+    if discriminator.plugin != "dcgan" {
+        return serde_json::json!({});
+    }
+    let mut energy = serde_json::json!({});
+    for key in ["width", "norm", "negative_slope"] {
+        if let Some(value) = discriminator.config.get(key) {
+            energy[key] = value.clone();
+        }
+    }
+    serde_json::json!({ "energy": { "plugin": "dcgan_autoencoder", "config": energy } })
 }
 
 /// Merges the JSON object `json` into the config of `config`'s recipe.

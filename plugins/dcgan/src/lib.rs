@@ -15,7 +15,11 @@
 //!   standard deviation is appended to the 4x4 features before the text is joined.
 //!
 //! Both work at 32, 64 or 128 pixels with configurable widths, and unconditionally with `cond_dim = 0`.
-//! Registered as `"dcgan"` for both kinds by [`register`].
+//! - [`DcganAutoencoder`]: the discriminator's trunk as an encoder and the generator's transposed
+//!   convolutions as a decoder, an energy network for the energy-based GAN.
+//!
+//! Registered as `"dcgan"` for both kinds, and the autoencoder as the network `"dcgan_autoencoder"`,
+//! by [`register`].
 
 use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{BatchNormConfig, Init, VarBuilder};
@@ -32,7 +36,9 @@ use condor_core::{
 };
 use serde::{Deserialize, Serialize};
 
+mod autoencoder;
 mod layout_pathway;
+pub use autoencoder::{DcganAutoencoder, DcganAutoencoderConfig};
 use condor_core::layout::{Layout, LayoutKind};
 pub use layout_pathway::LayoutPathway;
 use layout_pathway::{DiscriminatorPathway, GeneratorPathway, BOX_DIM};
@@ -684,10 +690,12 @@ struct Features {
     local: Option<Tensor>,
 }
 
-/// Registers `"dcgan"` as a generator and as a discriminator.
+/// Registers `"dcgan"` as a generator and as a discriminator, and the convolutional autoencoder (an
+/// energy network for the `energy_based` recipe) as the network `"dcgan_autoencoder"`.
 pub fn register(registry: &mut Registry) -> condor_core::Result<()> {
     registry.register_generator("dcgan", DcganGenerator::new)?;
-    registry.register_discriminator("dcgan", DcganDiscriminator::new)
+    registry.register_discriminator("dcgan", DcganDiscriminator::new)?;
+    registry.register_network("dcgan_autoencoder", DcganAutoencoder::new)
 }
 
 #[cfg(test)]

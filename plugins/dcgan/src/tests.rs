@@ -584,3 +584,65 @@ fn layout_pathway_gradients_match_finite_differences() {
     });
     assert!(checked.unwrap() > 10);
 }
+
+fn tiny_autoencoder(params: &Params, dtype: DType) -> DcganAutoencoder {
+    let config = DcganAutoencoderConfig { image_size: 32, channels: 3, width: 2, ..Default::default() };
+    DcganAutoencoder::new(config, params.var_builder(dtype, &Device::Cpu)).unwrap()
+}
+
+#[test]
+fn the_autoencoders_energy_is_its_reconstruction_error_and_its_code_the_encoders_features() {
+    use condor_core::Network;
+    let params = Params::new(3);
+    let ae = tiny_autoencoder(&params, DType::F64);
+    let x = randn(4, &[5, 3, 32, 32], DType::F64);
+    let out = ae.forward(&x, None, false).unwrap();
+    // Width 2 at 32 px: 2-4-8 channels down to 4x4, a code of 8 * 16 numbers after the energy.
+    assert_eq!(out.dims(), &[5, 1 + 128]);
+    let code = ae.encode(&x, false).unwrap();
+    let reconstruction = ae.decode(&code, false).unwrap();
+    assert_eq!(reconstruction.dims(), x.dims());
+    let energy: Vec<f64> = out.narrow(1, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let error: Vec<f64> = (reconstruction - &x).unwrap().sqr().unwrap().mean((1, 2, 3)).unwrap().to_vec1().unwrap();
+    for (e, r) in energy.iter().zip(&error) {
+        assert!((e - r).abs() < 1e-12 && *e > 0.0, "energy {e} against the squared error {r}");
+    }
+    let codes: Vec<f64> = out.narrow(1, 1, 128).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(codes, code.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+    let wrong = randn(4, &[5, 1, 32, 32], DType::F64);
+    let message = ae.forward(&wrong, None, false).unwrap_err().to_string();
+    assert!(message.contains("dcgan autoencoder"), "{message}");
+}
+
+#[test]
+fn autoencoder_gradients_match_finite_differences() {
+    use condor_core::Network;
+    let params = Params::new(5);
+    let ae = tiny_autoencoder(&params, DType::F64);
+    let x = randn(6, &[3, 3, 32, 32], DType::F64);
+    let checked = check_gradients(&params, 4, 1e-4, || {
+        let out = ae.forward(&x, None, true).map_err(candle_core::Error::wrap)?;
+        // EBGAN's two terms: the energy and, through the code, a pulling-away-like quadratic.
+        out.narrow(1, 0, 1)?.mean_all()? + (out.narrow(1, 1, 128)?.sqr()?.mean_all()? * 0.1)?
+    })
+    .unwrap();
+    assert!(checked >= 30, "{checked}");
+}
+
+#[test]
+fn the_registry_fills_the_autoencoders_image_shape_from_the_data() {
+    let mut registry = Registry::new();
+    register(&mut registry).unwrap();
+    let spec: condor_core::ModelSpec =
+        serde_json::from_str(r#"{"plugin": "dcgan_autoencoder", "config": {"width": 4}}"#).unwrap();
+    let context = condor_core::BuildContext { sample_shape: vec![1, 64, 64], cond_dim: 0 };
+    let resolved = registry.resolve_in_context(condor_core::NetworkKind::Network, &spec, &context).unwrap();
+    assert_eq!((resolved.config["image_size"].as_u64(), resolved.config["channels"].as_u64()), (Some(64), Some(1)));
+    let vb = Params::new(0).var_builder(DType::F32, &Device::Cpu);
+    let condor_core::Model::Network(net) = registry.build(condor_core::NetworkKind::Network, &resolved, vb).unwrap()
+    else {
+        panic!("a network was asked for");
+    };
+    let out = net.forward(&Tensor::zeros((2, 1, 64, 64), DType::F32, &Device::Cpu).unwrap(), None, false).unwrap();
+    assert_eq!(out.dims(), &[2, 1 + 16 * 32]);
+}
