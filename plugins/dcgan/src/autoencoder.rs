@@ -13,7 +13,7 @@ use condor_core::norm::BatchNorm;
 use condor_core::{check_samples, Conditioning, Error};
 use serde::{Deserialize, Serialize};
 
-use crate::{batch_norm, conv, stages, DiscriminatorNorm, Norm, Up, Upsampling, HALVE_OR_DOUBLE};
+use crate::{batch_norm, conv, stages, strided_downs, DiscriminatorNorm, Norm, Up, Upsampling, HALVE_OR_DOUBLE};
 
 /// Configuration of [`DcganAutoencoder`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,13 +57,7 @@ impl DcganAutoencoder {
         }
         let (enc, dec) = (vb.pp("enc"), vb.pp("dec"));
         let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, enc.pp("down0"))?;
-        let conv_bias = Norm::needs_conv_bias(config.norm);
-        let mut downs = Vec::new();
-        for i in 1..n {
-            let (cin, cout) = (config.width << (i - 1), config.width << i);
-            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, conv_bias, enc.pp(format!("down{i}")))?;
-            downs.push((conv, Norm::new(config.norm, cout, &format!("down{i}"), &enc)?));
-        }
+        let downs = strided_downs(config.width, n, config.norm, &enc)?;
         let top = config.width << (n - 1);
         let mut ups = Vec::new();
         for i in 0..n - 1 {

@@ -345,6 +345,24 @@ impl Norm {
     }
 }
 
+/// The stride-2 convolutions `down1..down{n-1}` after the first, from `width << (i - 1)` to
+/// `width << i` channels, each with its normalisation: the discriminator's trunk down to 4x4.
+fn strided_downs(
+    width: usize,
+    n: usize,
+    norm: DiscriminatorNorm,
+    vb: &VarBuilder,
+) -> candle_core::Result<Vec<(Conv2d, Norm)>> {
+    let conv_bias = Norm::needs_conv_bias(norm);
+    (1..n)
+        .map(|i| {
+            let (cin, cout) = (width << (i - 1), width << i);
+            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, conv_bias, vb.pp(format!("down{i}")))?;
+            Ok((conv, Norm::new(norm, cout, &format!("down{i}"), vb)?))
+        })
+        .collect()
+}
+
 /// A deep-fusion map `code -> (scale, shift)` for `channels` channels, all zero at first (DF-GAN's
 /// initialisation: the fused generator starts as the plain one).
 fn fusion_map(code: usize, channels: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
@@ -562,12 +580,7 @@ impl DcganDiscriminator {
         let box_dim = if config.layout.is_some() { BOX_DIM } else { 0 };
         let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
         let conv_bias = Norm::needs_conv_bias(config.norm);
-        let mut downs = Vec::new();
-        for i in 1..n {
-            let (cin, cout) = (config.width << (i - 1), config.width << i);
-            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, conv_bias, vb.pp(format!("down{i}")))?;
-            downs.push((conv, Norm::new(config.norm, cout, &format!("down{i}"), &vb)?));
-        }
+        let downs = strided_downs(config.width, n, config.norm, &vb)?;
         let stats = appended_channels(config.mbstd_group, config.mbstd_features);
         let text = match config.cond_dim {
             0 => None,
