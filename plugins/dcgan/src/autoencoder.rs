@@ -8,12 +8,11 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use condor_core::activation::Activation;
-use condor_core::conv::Conv2d;
 use condor_core::norm::BatchNorm;
 use condor_core::{check_samples, Conditioning, Error};
 use serde::{Deserialize, Serialize};
 
-use crate::{batch_norm, conv, stages, strided_downs, DiscriminatorNorm, Norm, Up, Upsampling, HALVE_OR_DOUBLE};
+use crate::{batch_norm, stages, DiscriminatorNorm, Trunk, Up, Upsampling};
 
 /// Configuration of [`DcganAutoencoder`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,8 +41,7 @@ impl Default for DcganAutoencoderConfig {
 /// error of its reconstruction, then its code: the encoder's 4x4 features, `K = 16 * (width << stages)`.
 pub struct DcganAutoencoder {
     config: DcganAutoencoderConfig,
-    first: Conv2d,
-    downs: Vec<(Conv2d, Norm)>,
+    encoder: Trunk,
     ups: Vec<(Up, BatchNorm)>,
     to_image: Up,
 }
@@ -56,8 +54,7 @@ impl DcganAutoencoder {
             return Err(Error::InvalidInput("dcgan autoencoder: width and channels must be non-zero".into()));
         }
         let (enc, dec) = (vb.pp("enc"), vb.pp("dec"));
-        let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, enc.pp("down0"))?;
-        let downs = strided_downs(config.width, n, config.norm, &enc)?;
+        let encoder = Trunk::new(config.channels, config.width, n, config.norm, &enc)?;
         let top = config.width << (n - 1);
         let mut ups = Vec::new();
         for i in 0..n - 1 {
@@ -66,17 +63,13 @@ impl DcganAutoencoder {
             ups.push((up, batch_norm(cout, dec.pp(format!("up{i}_bn")))?));
         }
         let to_image = Up::new(Upsampling::Transposed, config.width, config.channels, true, dec.pp("to_image"))?;
-        Ok(Self { config, first, downs, ups, to_image })
+        Ok(Self { config, encoder, ups, to_image })
     }
 
     /// The encoder's 4x4 features `(B, top, 4, 4)`.
     pub(crate) fn encode(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let act = Activation::LeakyRelu(self.config.negative_slope);
-        let mut h = self.first.forward_act(x, act)?;
-        for (conv, norm) in &self.downs {
-            h = norm.conv_act(conv, &h, train, act)?;
-        }
-        Ok(h)
+        Ok(self.encoder.forward(x, train, act, None)?.0)
     }
 
     /// The reconstruction of the 4x4 features `code`, unbounded (the energy is a squared error).

@@ -345,22 +345,54 @@ impl Norm {
     }
 }
 
-/// The stride-2 convolutions `down1..down{n-1}` after the first, from `width << (i - 1)` to
-/// `width << i` channels, each with its normalisation: the discriminator's trunk down to 4x4.
-fn strided_downs(
-    width: usize,
-    n: usize,
-    norm: DiscriminatorNorm,
-    vb: &VarBuilder,
-) -> candle_core::Result<Vec<(Conv2d, Norm)>> {
-    let conv_bias = Norm::needs_conv_bias(norm);
-    (1..n)
-        .map(|i| {
-            let (cin, cout) = (width << (i - 1), width << i);
-            let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, conv_bias, vb.pp(format!("down{i}")))?;
-            Ok((conv, Norm::new(norm, cout, &format!("down{i}"), vb)?))
-        })
-        .collect()
+/// The discriminator's trunk: the first stride-2 convolution `down0` (with a bias, no normalisation),
+/// then `down1..down{n-1}` from `width << (i - 1)` to `width << i` channels, each with its
+/// normalisation, down to 4x4.
+struct Trunk {
+    first: Conv2d,
+    downs: Vec<(Conv2d, Norm)>,
+}
+
+impl Trunk {
+    /// The trunk of `n` stages from `channels` input channels, its layers named under `vb`.
+    fn new(
+        channels: usize,
+        width: usize,
+        n: usize,
+        norm: DiscriminatorNorm,
+        vb: &VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let first = conv(channels, width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
+        let conv_bias = Norm::needs_conv_bias(norm);
+        let downs = (1..n)
+            .map(|i| {
+                let (cin, cout) = (width << (i - 1), width << i);
+                let conv = conv(cin, cout, 4, HALVE_OR_DOUBLE, conv_bias, vb.pp(format!("down{i}")))?;
+                Ok((conv, Norm::new(norm, cout, &format!("down{i}"), vb)?))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self { first, downs })
+    }
+
+    /// The 4x4 features of `x` after each layer's `act`, and feature map `keep` (0: after the first
+    /// convolution) when one is asked for.
+    fn forward(
+        &self,
+        x: &Tensor,
+        train: bool,
+        act: Activation,
+        keep: Option<usize>,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+        let mut h = self.first.forward_act(x, act)?;
+        let mut kept = (keep == Some(0)).then(|| h.clone());
+        for (i, (conv, norm)) in self.downs.iter().enumerate() {
+            h = norm.conv_act(conv, &h, train, act)?;
+            if keep == Some(i + 1) {
+                kept = Some(h.clone());
+            }
+        }
+        Ok((h, kept))
+    }
 }
 
 /// A deep-fusion map `code -> (scale, shift)` for `channels` channels, all zero at first (DF-GAN's
@@ -556,8 +588,7 @@ impl Generator for DcganGenerator {
 /// The text-conditional DCGAN discriminator.
 pub struct DcganDiscriminator {
     config: DcganDiscriminatorConfig,
-    first: Conv2d,
-    downs: Vec<(Conv2d, Norm)>,
+    trunk: Trunk,
     text: Option<(Linear, Conv2d, Norm)>,
     projection: Option<Linear>,
     logit: Conv2d,
@@ -578,9 +609,8 @@ impl DcganDiscriminator {
             l.check("dcgan discriminator", config.image_size, config.cond_dim)?;
         }
         let box_dim = if config.layout.is_some() { BOX_DIM } else { 0 };
-        let first = conv(config.channels, config.width, 4, HALVE_OR_DOUBLE, true, vb.pp("down0"))?;
+        let trunk = Trunk::new(config.channels, config.width, n, config.norm, &vb)?;
         let conv_bias = Norm::needs_conv_bias(config.norm);
-        let downs = strided_downs(config.width, n, config.norm, &vb)?;
         let stats = appended_channels(config.mbstd_group, config.mbstd_features);
         let text = match config.cond_dim {
             0 => None,
@@ -612,7 +642,7 @@ impl DcganDiscriminator {
             }
             None => None,
         };
-        Ok(Self { config, first, downs, text, projection, logit, local })
+        Ok(Self { config, trunk, text, projection, logit, local })
     }
 }
 
@@ -651,15 +681,8 @@ impl DcganDiscriminator {
     /// at the local pathway's side.
     fn features(&self, x: &Tensor, train: bool) -> condor_core::Result<Features> {
         let act = Activation::LeakyRelu(self.config.negative_slope);
-        let mut h = self.first.forward_act(x, act)?;
         let read_at = self.local.as_ref().map(|(_, k)| *k);
-        let mut local = (read_at == Some(0)).then(|| h.clone());
-        for (i, (conv, norm)) in self.downs.iter().enumerate() {
-            h = norm.conv_act(conv, &h, train, act)?;
-            if read_at == Some(i + 1) {
-                local = Some(h.clone());
-            }
-        }
+        let (h, local) = self.trunk.forward(x, train, act, read_at)?;
         let with_stats = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
         Ok(Features { top: h, with_stats, local })
     }

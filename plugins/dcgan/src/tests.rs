@@ -254,8 +254,8 @@ fn the_projection_term_is_the_inner_product_of_the_projected_embedding_and_the_p
         .to_vec1::<f64>()
         .unwrap();
     // The features: the same stages, evaluated by hand (eval mode: running statistics 0 and 1).
-    let mut h = candle_nn::ops::leaky_relu(&without.first.forward(&x).unwrap(), 0.2).unwrap();
-    for (conv, norm) in &without.downs {
+    let mut h = candle_nn::ops::leaky_relu(&without.trunk.first.forward(&x).unwrap(), 0.2).unwrap();
+    for (conv, norm) in &without.trunk.downs {
         let y = norm.forward_act(&conv.forward(&h).unwrap(), false, Activation::Identity).unwrap();
         h = candle_nn::ops::leaky_relu(&y, 0.2).unwrap();
     }
