@@ -2,7 +2,7 @@
 //! against `condor_core::conv`'s: the DCGAN's 4x4 stride-2 layers (configs/birds.toml: batch 64,
 //! width 32; im2col/col2im and matrix products), and the StyleGAN-like model's 3x3 "same" layers
 //! (configs/birds-stylegan.toml: batch 64; the direct kernels up to 64 input taps per output
-//! channel times 9, matrix products above).
+//! channel times 9, matrix products above; the weight gradient of the 32-wide layer direct too).
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};

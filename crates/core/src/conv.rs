@@ -31,9 +31,8 @@ enum Product {
     PatchesOuter,
 }
 
-/// A [`Product`] over `patches` with `m` rows of `W`; `direct`: the convolution and its input
-/// gradient computed by `kernels::direct`'s loops on padded images instead of patch matrices (the
-/// same values, another summation order).
+/// A [`Product`] over `patches` with `m` rows of `W`; `direct`: computed by `kernels::direct`'s
+/// loops on padded images instead of patch matrices (the same values, another summation order).
 #[derive(Clone, Copy, Debug)]
 struct ConvProduct {
     product: Product,
@@ -62,7 +61,8 @@ impl CustomOp2 for ConvProduct {
         match (self.product, self.direct) {
             (Product::PatchesMatmul, false) => "conv-patches-matmul",
             (Product::MatmulScatter, false) => "conv-matmul-scatter",
-            (Product::PatchesOuter, _) => "conv-patches-outer",
+            (Product::PatchesOuter, false) => "conv-patches-outer",
+            (Product::PatchesOuter, true) => "conv-direct-weight-grad",
             (Product::PatchesMatmul, true) => "conv-direct",
             (Product::MatmulScatter, true) => "conv-direct-input-grad",
         }
@@ -83,7 +83,8 @@ impl CustomOp2 for ConvProduct {
             ) {
                 (Product::PatchesMatmul, false) => patches_matmul(a, b, m, p),
                 (Product::MatmulScatter, false) => matmul_scatter(a, b, m, p),
-                (Product::PatchesOuter, _) => patches_outer(a, b, m, p),
+                (Product::PatchesOuter, false) => patches_outer(a, b, m, p),
+                (Product::PatchesOuter, true) => direct::weight_grad(a, b, m, p),
                 (Product::PatchesMatmul, true) => direct::conv(a, b, m, p),
                 (Product::MatmulScatter, true) => direct::input_grad(a, b, m, p),
             }))
@@ -106,7 +107,11 @@ struct ConvOp {
 
 impl ConvOp {
     fn product(&self, product: Product) -> ConvProduct {
-        let direct = !self.transposed && direct::applies(&self.patches, self.m);
+        let applies = match product {
+            Product::PatchesOuter => direct::weight_grad_applies,
+            Product::PatchesMatmul | Product::MatmulScatter => direct::applies,
+        };
+        let direct = !self.transposed && applies(&self.patches, self.m);
         ConvProduct { product, patches: self.patches, m: self.m, direct }
     }
 }
@@ -370,6 +375,16 @@ mod tests {
         let g = random(&[2, 5, 4, 8], 9).to_dtype(DType::F64).unwrap();
         let checked = check_gradients(&params, 30, 1e-6, || (conv2d(&x, &w, 1, 1)? * &g)?.sum_all());
         assert!(checked.unwrap() >= 30);
+        // Rows 32 wide take the direct weight gradient too, with a remainder of output channels.
+        let params = Params::new(6);
+        let vb = params.var_builder(DType::F64, &Device::Cpu);
+        let x = vb.get_with_hints((2, 2, 3, 32), "x", init).unwrap();
+        let w = vb.get_with_hints((3, 2, 3, 3), "w", init).unwrap();
+        let p = Patches { batch: 2, channels: 2, image: (3, 32), grid: (3, 32), kernel: 3, stride: 1, padding: 1 };
+        assert!(direct::weight_grad_applies(&p, 3));
+        let g = random(&[2, 3, 3, 32], 10).to_dtype(DType::F64).unwrap();
+        let checked = check_gradients(&params, 30, 1e-6, || (conv2d(&x, &w, 1, 1)? * &g)?.sum_all());
+        assert!(checked.unwrap() >= 30);
     }
 
     #[test]
@@ -379,13 +394,18 @@ mod tests {
         let w = Var::from_tensor(&random(&[64, 32, 4, 4], 6)).unwrap();
         let wt = Var::from_tensor(&random(&[64, 32, 4, 4], 7)).unwrap();
         let wd = Var::from_tensor(&random(&[64, 32, 3, 3], 8)).unwrap();
+        // Rows 32 wide: the direct weight gradient, split over blocks of output channels.
+        let x32 = Var::from_tensor(&random(&[8, 16, 32, 32], 9)).unwrap();
+        let w32 = Var::from_tensor(&random(&[16, 16, 3, 3], 10)).unwrap();
         let run = |threads: usize| -> Vec<Vec<f32>> {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let y = conv2d(&x, &w, 1, 2).unwrap();
                 let z = conv_transpose2d(&y, &wt, 1, 0, 2).unwrap();
                 let z = conv2d(&z, &wd, 1, 1).unwrap(); // the direct kernels
-                let grads = (z.sqr().unwrap().sum_all().unwrap()).backward().unwrap();
+                let z32 = conv2d(&x32, &w32, 1, 1).unwrap();
+                let loss = (z.sqr().unwrap().sum_all().unwrap() + z32.sqr().unwrap().sum_all().unwrap()).unwrap();
+                let grads = loss.backward().unwrap();
                 let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 vec![
                     flat(&z),
@@ -393,6 +413,8 @@ mod tests {
                     flat(grads.get(&w).unwrap()),
                     flat(grads.get(&wt).unwrap()),
                     flat(grads.get(&wd).unwrap()),
+                    flat(grads.get(&x32).unwrap()),
+                    flat(grads.get(&w32).unwrap()),
                 ]
             })
         };

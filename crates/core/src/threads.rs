@@ -1,9 +1,10 @@
 //! Process settings for fast CPU training: candle's thread count and the allocator's reuse of memory.
 
-/// Applies [`cache_thread_count`], [`inline_candle_elementwise`] and [`keep_freed_memory`]. Call it
-/// first in `main`, before any thread starts.
+/// Applies [`cache_thread_count`], [`join_pool_from_main`], [`inline_candle_elementwise`] and
+/// [`keep_freed_memory`]. Call it first in `main`, before any thread starts.
 pub fn configure_cpu_runtime() {
     cache_thread_count();
+    join_pool_from_main();
     inline_candle_elementwise();
     keep_freed_memory();
 }
@@ -49,4 +50,14 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
+}
+
+/// Builds rayon's global pool (`RAYON_NUM_THREADS` threads) with the calling thread as one of its
+/// workers, so that a kernel that splits its work runs one share on this thread. Otherwise the caller
+/// hands every piece to the pool's threads and sleeps until they finish: on 2 cores that is a wake-up
+/// per parallel kernel, and the pool's workers, spinning for more work, compete with the caller for
+/// the cores between kernels, so the small layers of the StyleGAN-like model gained nothing from a
+/// second thread. Does nothing when the global pool already exists. Call it first in `main`.
+pub fn join_pool_from_main() {
+    let _ = rayon::ThreadPoolBuilder::new().use_current_thread().build_global();
 }

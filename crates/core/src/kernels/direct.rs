@@ -6,15 +6,16 @@
 //! few output channels is accumulated in vector registers over the input channels and taps, with a
 //! kernel compiled for each row width (8 to 32 pixels). A convolution's input gradient is the
 //! convolution of the output gradient with the transposed, flipped kernel, so one routine serves
-//! both directions. (The weight gradient stays a matrix product over patches, `kernels::conv`: its
-//! inner dimension is the whole batch's grid, where a matrix kernel runs well.)
+//! both directions. The weight gradient of rows 32 wide is summed here too, in lane accumulators per
+//! weight over the batch's pixels; on narrower rows it stays a matrix product over patches
+//! (`kernels::conv`), whose long inner dimension (the batch's grid) a matrix kernel runs well.
 //!
-//! Every output element is summed over (input channel, tap) in one fixed order with fused
-//! multiply-adds (correctly rounded, so the same bits with or without the instruction): the results
-//! are the same on any CPU and any number of threads.
+//! Every output element is summed in one fixed order with fused multiply-adds (correctly rounded,
+//! so the same bits with or without the instruction), each by one thread: the results are the same
+//! on any CPU and any number of threads.
 
 use super::patches::Patches;
-use super::{for_each_chunk, parallel_macs, vectorised, Real, Vectorise};
+use super::{for_each_chunk, map_range, parallel_macs, vectorised, Real, Vectorise};
 
 /// The kernel side the direct loops are compiled for.
 const K: usize = 3;
@@ -31,6 +32,12 @@ pub(crate) fn applies(p: &Patches, m: usize) -> bool {
         && p.padding < K
         && widths.iter().all(|w| matches!(w, 8 | 16 | 32))
         && p.taps().max(m * K * K) <= MAX_TAPS
+}
+
+/// Whether direct loops of `macs` multiply-adds are worth several threads. They do about half the
+/// multiply-adds per second of a matrix product, so half as many make the same time of work.
+fn parallel_direct(macs: usize) -> bool {
+    parallel_macs(2 * macs)
 }
 
 /// Batch items per parallel chunk: the shapes decide, so that both threads get several chunks.
@@ -149,7 +156,7 @@ impl Correlation {
         let mut out = vec![T::ZERO; batch * self.out_len()];
         let per = items_per_chunk(batch);
         let macs = batch * self.out_len() * self.sources * K * K;
-        for_each_chunk(&mut out, per * self.out_len(), parallel_macs(macs), |i, out| {
+        for_each_chunk(&mut out, per * self.out_len(), parallel_direct(macs), |i, out| {
             T::with_scratch(self.padded_len(), |padded| {
                 for (j, out) in out.chunks_exact_mut(self.out_len()).enumerate() {
                     let item = i * per + j;
@@ -159,6 +166,137 @@ impl Correlation {
             });
         });
         out
+    }
+}
+
+/// Lanes of a weight-gradient accumulator: the partial sums of one weight over every eighth pixel
+/// of a row, added up once at the end.
+const LANE: usize = 8;
+
+/// Output channels whose weight gradients one pass accumulates (`MB x K` accumulators of [`LANE`]:
+/// more spill registers).
+const WEIGHT_BLOCK: usize = 2;
+
+/// The row width whose weight gradients the direct loops compute. On narrower rows a matrix
+/// product over patch matrices is as fast (its inner dimension, the batch's grid, is long), and the
+/// patches of 32-wide rows are the largest to build.
+const WEIGHT_ROW: usize = 32;
+
+/// Whether [`weight_grad`] computes this convolution's weight gradient (`p` its input's patches, `m`
+/// its output channels): those of [`applies`] on rows [`WEIGHT_ROW`] wide.
+pub(crate) fn weight_grad_applies(p: &Patches, m: usize) -> bool {
+    applies(p, m) && p.grid.1 == WEIGHT_ROW
+}
+
+/// The lane sums of one input channel and kernel row: `[output channel][kx][lane]`.
+type Lanes<T, const MB: usize> = [[[T; LANE]; K]; MB];
+
+impl Correlation {
+    /// The weight gradient `(outputs, sources * K * K)`: for every output channel, source channel and
+    /// tap, the sum over the batch and the grid of the output gradient `g` `(items, outputs, out)`
+    /// times the padded image's pixel under that tap. Output channels are split into blocks, each
+    /// summed whole by one thread.
+    fn weight_grad<T: Real>(&self, g: &[T], images: &[T], batch: usize) -> Vec<T> {
+        let mut padded = vec![T::ZERO; batch * self.padded_len()];
+        for (image, dst) in images.chunks_exact(self.image_len()).zip(padded.chunks_exact_mut(self.padded_len())) {
+            self.pad_into(image, dst);
+        }
+        let blocks = self.outputs.div_ceil(WEIGHT_BLOCK);
+        let macs = batch * self.out_len() * self.sources * K * K;
+        let parts = map_range(blocks, parallel_direct(macs), |i| {
+            let m0 = i * WEIGHT_BLOCK;
+            vectorised(WeightBlock {
+                corr: self,
+                g,
+                padded: &padded,
+                batch,
+                m0,
+                mb: WEIGHT_BLOCK.min(self.outputs - m0),
+            })
+        });
+        parts.concat()
+    }
+
+    /// [`Correlation::weight_grad`] of output channels `m0..m0 + mb`, `(mb, sources * K * K)`.
+    #[inline(always)]
+    fn weight_block<T: Real>(&self, g: &[T], padded: &[T], batch: usize, m0: usize, mb: usize) -> Vec<T> {
+        match (self.out().1, mb) {
+            (WEIGHT_ROW, WEIGHT_BLOCK) => self.weight_rows::<T, WEIGHT_ROW, WEIGHT_BLOCK>(g, padded, batch, m0),
+            (WEIGHT_ROW, _) => {
+                (m0..m0 + mb).flat_map(|m| self.weight_rows::<T, WEIGHT_ROW, 1>(g, padded, batch, m)).collect()
+            }
+            (w, _) => unreachable!("direct weight gradient of rows {w} wide"),
+        }
+    }
+
+    /// The weight gradients of output channels `m0..m0 + MB` for rows `W` wide: for each source
+    /// channel and kernel row, `MB x K` lane accumulators run over every item and output row, the
+    /// output gradient's `LANE` pixels against the padded row's `LANE` pixels under each tap; the
+    /// lanes are added last, in order.
+    #[inline(always)]
+    fn weight_rows<T: Real, const W: usize, const MB: usize>(
+        &self,
+        g: &[T],
+        padded: &[T],
+        batch: usize,
+        m0: usize,
+    ) -> Vec<T> {
+        let ((hp, wp), ho, c) = (self.padded(), self.out().0, self.sources);
+        let mut lanes = vec![[[[T::ZERO; LANE]; K]; MB]; c * K];
+        for b in 0..batch {
+            let gi = &g[b * self.out_len()..][..self.out_len()];
+            let xi = &padded[b * self.padded_len()..][..self.padded_len()];
+            for (row, acc) in lanes.iter_mut().enumerate() {
+                let (ci, ky) = (row / K, row % K);
+                let mut sums: Lanes<T, MB> = *acc;
+                for y in 0..ho {
+                    let xrow = &xi[(ci * hp + y + ky) * wp..][..W + K - 1];
+                    for x0 in (0..W).step_by(LANE) {
+                        let gv: [[T; LANE]; MB] = std::array::from_fn(|j| {
+                            gi[((m0 + j) * ho + y) * W + x0..][..LANE].try_into().expect("LANE pixels")
+                        });
+                        for kx in 0..K {
+                            let xv: [T; LANE] =
+                                xrow[x0 + kx..][..LANE].try_into().expect("a padded row holds every tap");
+                            for j in 0..MB {
+                                for l in 0..LANE {
+                                    sums[j][kx][l] = gv[j][l].mul_add(xv[l], sums[j][kx][l]);
+                                }
+                            }
+                        }
+                    }
+                }
+                *acc = sums;
+            }
+        }
+        let mut out = vec![T::ZERO; MB * c * K * K];
+        for (row, acc) in lanes.iter().enumerate() {
+            let (ci, ky) = (row / K, row % K);
+            for (j, taps) in acc.iter().enumerate() {
+                for (kx, lane) in taps.iter().enumerate() {
+                    out[(j * c + ci) * K * K + ky * K + kx] = lane.iter().fold(T::ZERO, |s, &v| s + v);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// [`Correlation::weight_block`] as vectorised work.
+struct WeightBlock<'a, T> {
+    corr: &'a Correlation,
+    g: &'a [T],
+    padded: &'a [T],
+    batch: usize,
+    m0: usize,
+    mb: usize,
+}
+
+impl<T: Real> Vectorise for WeightBlock<'_, T> {
+    type Output = Vec<T>;
+    #[inline(always)]
+    fn run(self) -> Vec<T> {
+        self.corr.weight_block(self.g, self.padded, self.batch, self.m0, self.mb)
     }
 }
 
@@ -203,6 +341,13 @@ pub(crate) fn input_grad<T: Real>(g: &[T], w: &[T], m: usize, p: &Patches) -> Ve
     let pad = K - 1 - p.padding;
     let corr = Correlation { sources: m, image: p.grid, pad, outputs: p.channels };
     corr.run(g, &input_grad_weights(w, m, p.channels, p.kernel), p.batch)
+}
+
+/// The weight gradient: `g` `(B, m, grid)`, `images` `(B, C, H, W)` as `p` describes, the result
+/// `(m, C * k * k)`.
+pub(crate) fn weight_grad<T: Real>(g: &[T], images: &[T], m: usize, p: &Patches) -> Vec<T> {
+    let corr = Correlation { sources: p.channels, image: p.image, pad: p.padding, outputs: m };
+    corr.weight_grad(g, images, p.batch)
 }
 
 /// [`Correlation::item`] as vectorised work.
