@@ -41,9 +41,14 @@ pub fn builtin_registry() -> Registry {
 /// The `condor` program for `registry`'s plugins: reads the process's arguments, sets up threads and
 /// logging, runs the command and turns its error into a message and an exit code.
 pub fn main(registry: Registry) -> ExitCode {
-    condor::core::threads::configure_cpu_runtime();
+    let cli = Cli::parse();
+    // A server computes on its request workers; every other command on this thread.
+    match cli.command {
+        Command::Serve(_) => condor::core::threads::configure_server_runtime(),
+        _ => condor::core::threads::configure_cpu_runtime(),
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp(None).init();
-    match run(Cli::parse(), &registry) {
+    match run(cli, &registry) {
         Ok(()) => ExitCode::SUCCESS,
         // Output piped into a program that stopped reading (`condor ... | head`) is not a failure.
         Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {

@@ -1,10 +1,18 @@
-//! Process settings for fast CPU training: candle's thread count and the allocator's reuse of memory.
+//! Process settings for fast CPU training: candle's thread count, rayon's pool and the allocator's reuse of memory.
 
-/// Applies [`cache_thread_count`], [`join_pool_from_main`], [`inline_candle_elementwise`] and
-/// [`keep_freed_memory`]. Call it first in `main`, before any thread starts.
+/// Applies [`configure_server_runtime`] and [`join_pool_from_main`]: for programs that compute on
+/// their main thread. Call it first in `main`, before any thread starts.
 pub fn configure_cpu_runtime() {
-    cache_thread_count();
+    configure_server_runtime();
     join_pool_from_main();
+}
+
+/// Applies [`cache_thread_count`], [`inline_candle_elementwise`] and [`keep_freed_memory`], leaving
+/// rayon's pool to its own threads: for programs whose computing threads are not the main thread (a
+/// server's request workers), which a main thread in the pool would not help. Call it first in `main`,
+/// before any thread starts.
+pub fn configure_server_runtime() {
+    cache_thread_count();
     inline_candle_elementwise();
     keep_freed_memory();
 }
@@ -57,7 +65,9 @@ pub fn keep_freed_memory() {
 /// hands every piece to the pool's threads and sleeps until they finish: on 2 cores that is a wake-up
 /// per parallel kernel, and the pool's workers, spinning for more work, compete with the caller for
 /// the cores between kernels, so the small layers of the StyleGAN-like model gained nothing from a
-/// second thread. Does nothing when the global pool already exists. Call it first in `main`.
+/// second thread. The main thread only works for the pool while it waits in a rayon call, so a
+/// program that computes on other threads should not call this. Does nothing when the global pool
+/// already exists. Call it first in `main`.
 pub fn join_pool_from_main() {
     let _ = rayon::ThreadPoolBuilder::new().use_current_thread().build_global();
 }
