@@ -220,27 +220,21 @@ impl Correlation {
     /// [`Correlation::weight_grad`] of output channels `m0..m0 + mb`, `(mb, sources * K * K)`.
     #[inline(always)]
     fn weight_block<T: Real>(&self, g: &[T], padded: &[T], batch: usize, m0: usize, mb: usize) -> Vec<T> {
-        match (self.out().1, mb) {
-            (WEIGHT_ROW, WEIGHT_BLOCK) => self.weight_rows::<T, WEIGHT_ROW, WEIGHT_BLOCK>(g, padded, batch, m0),
-            (WEIGHT_ROW, _) => {
-                (m0..m0 + mb).flat_map(|m| self.weight_rows::<T, WEIGHT_ROW, 1>(g, padded, batch, m)).collect()
-            }
-            (w, _) => unreachable!("direct weight gradient of rows {w} wide"),
+        if mb == WEIGHT_BLOCK {
+            self.weight_rows::<T, WEIGHT_BLOCK>(g, padded, batch, m0)
+        } else {
+            (m0..m0 + mb).flat_map(|m| self.weight_rows::<T, 1>(g, padded, batch, m)).collect()
         }
     }
 
-    /// The weight gradients of output channels `m0..m0 + MB` for rows `W` wide: for each source
-    /// channel and kernel row, `MB x K` lane accumulators run over every item and output row, the
-    /// output gradient's `LANE` pixels against the padded row's `LANE` pixels under each tap; the
+    /// The weight gradients of output channels `m0..m0 + MB` on rows [`WEIGHT_ROW`] wide: for each
+    /// source channel and kernel row, `MB x K` lane accumulators run over every item and output row,
+    /// the output gradient's `LANE` pixels against the padded row's `LANE` pixels under each tap; the
     /// lanes are added last, in order.
     #[inline(always)]
-    fn weight_rows<T: Real, const W: usize, const MB: usize>(
-        &self,
-        g: &[T],
-        padded: &[T],
-        batch: usize,
-        m0: usize,
-    ) -> Vec<T> {
+    fn weight_rows<T: Real, const MB: usize>(&self, g: &[T], padded: &[T], batch: usize, m0: usize) -> Vec<T> {
+        const W: usize = WEIGHT_ROW;
+        assert_eq!(self.out().1, W, "direct weight gradient of rows {} wide", self.out().1);
         let ((hp, wp), ho, c) = (self.padded(), self.out().0, self.sources);
         let mut lanes = vec![[[[T::ZERO; LANE]; K]; MB]; c * K];
         for b in 0..batch {
