@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ConditioningKind, Discriminator, ModelSpec};
 use condor::data::DatasetConfig;
-use condor::train::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning};
+use condor::train::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning, next_row_layout};
 use condor::train::{train, LossKind, RunOptions, Targets, Trainer};
 use condor::txt2img::{run as sample, SampleArgs};
 use serde_json::json;
@@ -74,12 +74,20 @@ fn gan_cls_scores_real_right_fake_right_and_real_with_the_next_rows_caption() {
 fn gan_cls_weights_the_two_fake_terms_by_half_and_gan_int_mixes_neighbours() {
     let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
     let targets = Targets { real: t(&[1.0, 1.0]), fake: t(&[0.0, 0.0]) };
-    let loss = gan_cls_loss(LossKind::NonSaturating, &t(&[2.0, 2.0]), &t(&[-1.0, -1.0]), &t(&[0.5, 0.5]), &targets)
+    let loss = gan_cls_loss(LossKind::NonSaturating, &t(&[2.0, 2.0]), &[t(&[-1.0, -1.0])], &t(&[0.5, 0.5]), &targets)
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
     let softplus = |x: f32| (1.0 + x.exp()).ln();
     let expected = softplus(-2.0) + 0.5 * (softplus(-1.0) + softplus(0.5));
+    assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+    // With mismatched boxes as well, each of the three fake terms weighs a third.
+    let wrongs = [t(&[-1.0, -1.0]), t(&[3.0, 3.0])];
+    let loss = gan_cls_loss(LossKind::NonSaturating, &t(&[2.0, 2.0]), &wrongs, &t(&[0.5, 0.5]), &targets)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let expected = softplus(-2.0) + (softplus(-1.0) + softplus(3.0) + softplus(0.5)) / 3.0;
     assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
 
     let e = Tensor::new(&[[1f32, 0.0], [0.0, 2.0], [4.0, 4.0]], &Device::Cpu).unwrap();
@@ -385,6 +393,35 @@ fn a_pretrained_pooling_head_learns_and_then_conditions_a_run() {
     let pretraining = TextPretraining::default();
     assert_eq!(pretraining.base_for(&source), "shipped");
     assert_eq!(pretraining.base_for("a/model/folder"), "a/model/folder");
+}
+
+/// Mismatched boxes move each row's box and keypoints to the next row and keep its caption; a
+/// what-and-where run logs the discriminator's score of real birds in them, and a discriminator that
+/// reads no box is refused when the run is built.
+#[test]
+fn mismatched_boxes_take_the_next_rows_layout_and_need_a_discriminator_that_reads_it() {
+    let e = Tensor::new(&[[1f32, 0.0], [0.0, 2.0], [4.0, 4.0]], &Device::Cpu).unwrap();
+    let boxes =
+        Tensor::new(&[[0.1f32, 0.1, 0.5, 0.5], [0.2, 0.3, 0.4, 0.4], [0.0, 0.0, 1.0, 1.0]], &Device::Cpu).unwrap();
+    let mut c = Conditioning::from_embedding(e.clone()).unwrap();
+    assert!(next_row_layout(&c).unwrap().is_none(), "nothing to move without a layout");
+    c.layout = Some(condor::core::layout::Layout::from_boxes(boxes).unwrap());
+    let moved = next_row_layout(&c).unwrap().unwrap();
+    assert_eq!(moved.embedding.to_vec2::<f32>().unwrap(), e.to_vec2::<f32>().unwrap(), "captions stay");
+    let moved_boxes: Vec<Vec<f32>> = moved.layout.unwrap().boxes.to_vec2().unwrap();
+    assert_eq!(moved_boxes, vec![vec![0.2, 0.3, 0.4, 0.4], vec![0.0, 0.0, 1.0, 1.0], vec![0.1, 0.1, 0.5, 0.5]]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = condor::registry();
+    let mut config = where_run(2, tmp.path());
+    config.training.mismatched_boxes = true;
+    let mut trainer = Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
+    let record = trainer.step().unwrap();
+    let score = record.extra["d_wrong_box"];
+    assert!(score > 0.0 && score < 1.0 && record.loss_d.is_finite(), "D(x, wrong box) {score}");
+    config.discriminator.config.as_object_mut().unwrap().remove("layout");
+    let err = Trainer::new(config, &registry, &Device::Cpu).err().expect("refused at build time").to_string();
+    assert!(err.contains("`training.mismatched_boxes` needs a discriminator that reads the box"), "{err}");
 }
 
 /// DF-GAN's matching-aware gradient penalty trains with a text run and logs its value; a run without

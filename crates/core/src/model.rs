@@ -97,6 +97,11 @@ pub trait Discriminator: Send + Sync {
     fn sample_shape(&self) -> Option<Vec<usize>> {
         None
     }
+    /// Which parts of the conditioning's layout (a box, keypoints) the discriminator reads; `None`, the
+    /// default, for one that judges the image wherever its object is.
+    fn layout(&self) -> crate::layout::LayoutKind {
+        crate::layout::LayoutKind::None
+    }
     /// Scores a batch. `train` selects training behaviour (batch statistics, dropout).
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> Result<Tensor>;
     /// Scores one batch under each of several conditionings (GAN-CLS scores real images with their own

@@ -15,8 +15,31 @@ use crate::matching::MatchingLoss;
 use crate::regularizers::{gradient_penalty, matching_aware_penalty, r1_penalty};
 use crate::tricks::{
     add_instance_noise, concat_conditioning, gan_cls_loss, interpolate_conditioning, label_targets,
-    next_row_conditioning,
+    next_row_conditioning, next_row_layout,
 };
+
+/// The conditionings under which the discriminator also scores real images as fake, with the names
+/// their mean scores are logged under: GAN-CLS's mismatched captions (`d_wrong`) and the mismatched
+/// boxes of what-and-where models (`d_wrong_box`; the trainer has checked that the discriminator reads
+/// boxes). `right` is the batch's own conditioning, when the discriminator reads one.
+fn mismatched(
+    t: &TrainingConfig,
+    right: Option<&Conditioning>,
+) -> condor_core::Result<Vec<(&'static str, Conditioning)>> {
+    let mut out = Vec::new();
+    if let (true, Some(right)) = (t.gan_cls, right) {
+        out.push(("d_wrong", next_row_conditioning(right)?));
+    }
+    if t.mismatched_boxes {
+        let moved = right.map(next_row_layout).transpose()?.flatten().ok_or_else(|| {
+            condor_core::Error::InvalidInput(
+                "`training.mismatched_boxes` needs data with layouts (`[data] layout = true`)".into(),
+            )
+        })?;
+        out.push(("d_wrong_box", moved));
+    }
+    Ok(out)
+}
 
 /// The registry name of the built-in recipe.
 pub const NAME: &str = "adversarial";
@@ -126,25 +149,23 @@ impl Adversarial {
         let real = diff_augment::augment(t.diff_augment.as_ref(), &batch.samples, &mut rng)?;
         let real_in = cx.rows(&add_instance_noise(&real, sigma, &mut rng)?, 1)?.to_dtype(dtype)?;
         let fake_in = self.noisy_rows(cx, &self.augmented_rows(cx, &fake, 1, &mut rng)?, sigma, 1, &mut rng)?;
-        // GAN-CLS also scores the real images with mismatched captions: one pass for both captions.
-        let wrong = match batch.conditioning.as_ref().filter(|_| t.gan_cls && d_kind.select(cond).is_some()) {
-            Some(right) => Some(local(&next_row_conditioning(right)?)?),
-            None => None,
-        };
-        let real_conds: Vec<_> = std::iter::once(d_kind.select(cond)).chain(wrong.as_ref().map(Some)).collect();
+        // The real images are also scored under mismatched captions and boxes: one pass for all.
+        let right = batch.conditioning.as_ref().filter(|_| d_kind.select(cond).is_some());
+        let (wrong_names, wrong): (Vec<_>, Vec<_>) = mismatched(t, right)?.into_iter().unzip();
+        let wrong = wrong.iter().map(local).collect::<condor_core::Result<Vec<_>>>()?;
+        let real_conds: Vec<_> = std::iter::once(d_kind.select(cond)).chain(wrong.iter().map(Some)).collect();
         let scores = d_pass.forward_each(&real_in, &real_conds, true)?;
         let scores = scores.iter().map(|s| s.to_dtype(DType::F32)).collect::<candle_core::Result<Vec<_>>>()?;
-        let (d_real, d_wrong) = (scores[0].clone(), scores.get(1));
+        let (d_real, d_wrong) = (&scores[0], &scores[1..]);
         let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
         let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, cx.device())?;
         let targets = Targets { real: cx.rows(&targets.real, 1)?, fake: cx.rows(&targets.fake, 1)? };
-        let (loss, wrong_score) = match d_wrong {
-            Some(d_wrong) => {
-                (gan_cls_loss(t.loss, &d_real, d_wrong, &d_fake, &targets)?, Some(self.mean_score(d_wrong)?))
-            }
-            None => (t.loss.discriminator(&d_real, &d_fake, &targets)?, None),
+        let loss = match d_wrong {
+            [] => t.loss.discriminator(d_real, &d_fake, &targets)?,
+            _ => gan_cls_loss(t.loss, d_real, d_wrong, &d_fake, &targets)?,
         };
-        let scores = [self.mean_score(&d_real)?, self.mean_score(&d_fake)?];
+        let wrong_scores = d_wrong.iter().map(|s| self.mean_score(s)).collect::<candle_core::Result<Vec<_>>>()?;
+        let scores = [self.mean_score(d_real)?, self.mean_score(&d_fake)?];
         let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {
             Some(r) => Some((r, r1_penalty(d_pass, &real_in, d_kind.select(cond), r.gamma, r.step)?)),
             None => None,
@@ -173,7 +194,7 @@ impl Adversarial {
         logged.extend(r1_value.as_ref());
         logged.extend(gp_value.as_ref());
         logged.extend(ma_value.as_ref());
-        logged.extend(wrong_score.as_ref());
+        logged.extend(wrong_scores.iter());
         let values = cx.scalars(&logged)?;
         log.insert("loss_d".into(), cx.finite("discriminator loss", values[0])?);
         let mut next = 3;
@@ -208,8 +229,9 @@ impl Adversarial {
         }
         log.insert("d_real".into(), values[1]);
         log.insert("d_fake".into(), values[2]);
-        if wrong_score.is_some() {
-            log.insert("d_wrong".into(), values[values.len() - 1]);
+        let first_wrong = values.len() - wrong_names.len();
+        for (name, value) in wrong_names.into_iter().zip(&values[first_wrong..]) {
+            log.insert(name.into(), *value);
         }
         Ok(())
     }

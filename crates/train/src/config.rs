@@ -97,6 +97,12 @@ pub struct TrainingConfig {
     /// (each row's caption taken from the next row) as fake; its loss is
     /// `real(x, c) + (fake(x, c_wrong) + fake(G(z, c), c)) / 2`.
     pub gan_cls: bool,
+    /// The "where" counterpart of GAN-CLS, for what-and-where models (a discriminator that reads boxes):
+    /// the discriminator also sees real images with their own captions in the next row's box and
+    /// keypoints as fake, so it must check that the object is where the layout says. The fake terms
+    /// are averaged: with GAN-CLS, `real(x, c, l) + (fake(x, c_wrong, l) + fake(x, c, l_wrong) +
+    /// fake(G(z, c, l), c, l)) / 3`.
+    pub mismatched_boxes: bool,
     /// GAN-INT (Reed et al. 2016): the generator also trains on `beta c + (1 - beta) c_next`, the
     /// interpolation of each row's caption embedding with the next row's, with `beta = interpolation`.
     pub gan_int: bool,
@@ -136,6 +142,7 @@ impl Default for TrainingConfig {
             instance_noise: None,
             ema: None,
             gan_cls: false,
+            mismatched_boxes: false,
             gan_int: false,
             interpolation: 0.5,
             r1: None,

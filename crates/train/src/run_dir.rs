@@ -71,6 +71,10 @@ pub fn write_loss_plot(path: &Path, records: &[StepRecord]) -> Result<()> {
     if records.iter().any(|r| r.d_wrong.is_some()) {
         scores.push(series("D(x) with a wrong caption", [140, 60, 170], |r| r.d_wrong.unwrap_or(f32::NAN)));
     }
+    if records.iter().any(|r| r.extra.contains_key("d_wrong_box")) {
+        let wrong_box = |r: &StepRecord| r.extra.get("d_wrong_box").copied().unwrap_or(f32::NAN);
+        scores.push(series("D(x) in a wrong box", [120, 120, 120], wrong_box));
+    }
     Ok(curves_png(path, &[losses, scores])?)
 }
 

@@ -529,5 +529,14 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwo
     if config.training.matching_aware_penalty.is_some() && !(data.cond_dim() > 0 && conditional_d) {
         return bad("`training.matching_aware_penalty` needs text-conditioned data and discriminator".into());
     }
+    let reads_boxes = networks.iter().any(|n| match &n.model {
+        Model::Discriminator(d) => n.decl.name == "d" && d.layout() != condor_core::layout::LayoutKind::None,
+        _ => false,
+    });
+    if config.training.mismatched_boxes && !reads_boxes {
+        return bad("`training.mismatched_boxes` needs a discriminator that reads the box (a what-and-where model: \
+             `layout = { ... }` in its config, and `[data] layout = true`)"
+            .into());
+    }
     Ok(())
 }

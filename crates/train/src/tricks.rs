@@ -197,6 +197,13 @@ pub fn ema_update(ema: &Params, model: &Params, config: &EmaConfig, step: u64) -
     Ok(())
 }
 
+/// Each row's layout replaced by the next row's (the last takes the first), its caption kept: the
+/// mismatched boxes of [`crate::config::TrainingConfig::mismatched_boxes`]. `None` without a layout.
+pub fn next_row_layout(cond: &Conditioning) -> candle_core::Result<Option<Conditioning>> {
+    let Some(layout) = &cond.layout else { return Ok(None) };
+    Ok(Some(Conditioning { layout: Some(layout.map(|x| x.roll(-1, 0))?), ..cond.clone() }))
+}
+
 /// Each row's conditioning replaced by the next row's (the last takes the first): the mismatched
 /// captions of GAN-CLS. Token embeddings are moved with their rows; the layout stays, since it
 /// describes the image, which keeps its place.
@@ -242,16 +249,20 @@ pub fn concat_conditioning(a: &Conditioning, b: &Conditioning) -> candle_core::R
 
 /// The matching-aware discriminator loss of GAN-CLS: `real(s_r) + (fake(s_w) + fake(s_f)) / 2`, where
 /// `s_r` scores real images with their captions, `s_w` real images with mismatched captions and `s_f`
-/// generated images with the captions they were made from.
+/// generated images with the captions they were made from. With several mismatched scores (captions,
+/// boxes) every fake term weighs `1 / (n + 1)`.
 pub fn gan_cls_loss(
     loss: LossKind,
     real_right: &Tensor,
-    real_wrong: &Tensor,
+    real_wrong: &[Tensor],
     fake_right: &Tensor,
     targets: &Targets,
 ) -> candle_core::Result<Tensor> {
-    let fakes = (loss.fake_term(real_wrong, targets)? + loss.fake_term(fake_right, targets)?)?;
-    loss.real_term(real_right, targets)? + (fakes * 0.5)?
+    let mut fakes = loss.fake_term(fake_right, targets)?;
+    for wrong in real_wrong {
+        fakes = (fakes + loss.fake_term(wrong, targets)?)?;
+    }
+    loss.real_term(real_right, targets)? + (fakes / (real_wrong.len() + 1) as f64)?
 }
 
 #[cfg(test)]

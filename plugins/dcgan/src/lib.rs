@@ -654,6 +654,9 @@ impl Discriminator for DcganDiscriminator {
         let (c, s) = (self.config.channels, self.config.image_size);
         Some(vec![c, s, s])
     }
+    fn layout(&self) -> LayoutKind {
+        self.config.layout.as_ref().map_or(LayoutKind::None, LayoutPathway::kind)
+    }
     fn forward(&self, x: &Tensor, cond: Option<&Conditioning>, train: bool) -> condor_core::Result<Tensor> {
         Ok(self.forward_each(x, &[cond], train)?.remove(0))
     }
@@ -666,7 +669,7 @@ impl Discriminator for DcganDiscriminator {
     ) -> condor_core::Result<Vec<Tensor>> {
         let (c, s) = (self.config.channels, self.config.image_size);
         check_samples("dcgan discriminator", x, &[c, s, s])?;
-        let kind = self.config.layout.as_ref().map_or(LayoutKind::None, LayoutPathway::kind);
+        let kind = self.layout();
         for cond in conds {
             check_conditioning(self.conditioning(), *cond, x.dims()[0])?;
             kind.check("this dcgan discriminator", *cond, x.dims()[0])?;
