@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Tensor};
 use condor::core::{Conditioning, ConditioningKind, Discriminator, ModelSpec};
 use condor::data::DatasetConfig;
-use condor::train::tricks::{gan_cls_loss, interpolate_conditioning, next_row_conditioning, next_row_layout};
+use condor::train::tricks::{
+    gan_cls_loss, interpolate_conditioning, mismatched_box_term, next_row_conditioning, next_row_layout,
+    MismatchedBoxesConfig,
+};
 use condor::train::{train, LossKind, RunOptions, Targets, Trainer};
 use condor::txt2img::{run as sample, SampleArgs};
 use serde_json::json;
@@ -74,21 +77,18 @@ fn gan_cls_scores_real_right_fake_right_and_real_with_the_next_rows_caption() {
 fn gan_cls_weights_the_two_fake_terms_by_half_and_gan_int_mixes_neighbours() {
     let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
     let targets = Targets { real: t(&[1.0, 1.0]), fake: t(&[0.0, 0.0]) };
-    let loss = gan_cls_loss(LossKind::NonSaturating, &t(&[2.0, 2.0]), &[t(&[-1.0, -1.0])], &t(&[0.5, 0.5]), &targets)
+    let loss = gan_cls_loss(LossKind::NonSaturating, &t(&[2.0, 2.0]), &t(&[-1.0, -1.0]), &t(&[0.5, 0.5]), &targets)
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
     let softplus = |x: f32| (1.0 + x.exp()).ln();
     let expected = softplus(-2.0) + 0.5 * (softplus(-1.0) + softplus(0.5));
     assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
-    // With mismatched boxes as well, each of the three fake terms weighs a third.
-    let wrongs = [t(&[-1.0, -1.0]), t(&[3.0, 3.0])];
-    let loss = gan_cls_loss(LossKind::NonSaturating, &t(&[2.0, 2.0]), &wrongs, &t(&[0.5, 0.5]), &targets)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let expected = softplus(-2.0) + (softplus(-1.0) + softplus(3.0) + softplus(0.5)) / 3.0;
-    assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+    // Real birds in mismatched boxes add their own fake term, weighted.
+    let boxes = MismatchedBoxesConfig { weight: 0.25 };
+    let term = mismatched_box_term(LossKind::NonSaturating, &t(&[3.0, -2.0]), boxes, &targets).unwrap();
+    let expected = 0.25 * (softplus(3.0) + softplus(-2.0)) / 2.0;
+    assert!((term.to_scalar::<f32>().unwrap() - expected).abs() < 1e-6, "{term} vs {expected}");
 
     let e = Tensor::new(&[[1f32, 0.0], [0.0, 2.0], [4.0, 4.0]], &Device::Cpu).unwrap();
     let c = Conditioning::from_embedding(e).unwrap();
@@ -414,7 +414,7 @@ fn mismatched_boxes_take_the_next_rows_layout_and_need_a_discriminator_that_read
     let tmp = tempfile::tempdir().unwrap();
     let registry = condor::registry();
     let mut config = where_run(2, tmp.path());
-    config.training.mismatched_boxes = true;
+    config.training.mismatched_boxes = Some(Default::default());
     let mut trainer = Trainer::new(config.clone(), &registry, &Device::Cpu).unwrap();
     let record = trainer.step().unwrap();
     let score = record.extra["d_wrong_box"];

@@ -15,8 +15,13 @@ use crate::matching::MatchingLoss;
 use crate::regularizers::{gradient_penalty, matching_aware_penalty, r1_penalty};
 use crate::tricks::{
     add_instance_noise, concat_conditioning, gan_cls_loss, interpolate_conditioning, label_targets,
-    next_row_conditioning, next_row_layout,
+    mismatched_box_term, next_row_conditioning, next_row_layout,
 };
+
+/// The log name of real images' mean score under mismatched captions.
+const WRONG_CAPTION: &str = "d_wrong";
+/// The log name of real images' mean score in mismatched boxes.
+const WRONG_BOX: &str = "d_wrong_box";
 
 /// The conditionings under which the discriminator also scores real images as fake, with the names
 /// their mean scores are logged under: GAN-CLS's mismatched captions (`d_wrong`) and the mismatched
@@ -28,15 +33,15 @@ fn mismatched(
 ) -> condor_core::Result<Vec<(&'static str, Conditioning)>> {
     let mut out = Vec::new();
     if let (true, Some(right)) = (t.gan_cls, right) {
-        out.push(("d_wrong", next_row_conditioning(right)?));
+        out.push((WRONG_CAPTION, next_row_conditioning(right)?));
     }
-    if t.mismatched_boxes {
+    if t.mismatched_boxes.is_some() {
         let moved = right.map(next_row_layout).transpose()?.flatten().ok_or_else(|| {
             condor_core::Error::InvalidInput(
                 "`training.mismatched_boxes` needs data with layouts (`[data] layout = true`)".into(),
             )
         })?;
-        out.push(("d_wrong_box", moved));
+        out.push((WRONG_BOX, moved));
     }
     Ok(out)
 }
@@ -160,10 +165,14 @@ impl Adversarial {
         let d_fake = d_pass.forward(&fake_in, d_kind.select(cond), true)?.to_dtype(DType::F32)?;
         let targets = label_targets(bs, t.label_smoothing, t.label_flip, &mut rng, cx.device())?;
         let targets = Targets { real: cx.rows(&targets.real, 1)?, fake: cx.rows(&targets.fake, 1)? };
-        let loss = match d_wrong {
-            [] => t.loss.discriminator(d_real, &d_fake, &targets)?,
-            _ => gan_cls_loss(t.loss, d_real, d_wrong, &d_fake, &targets)?,
+        let score_of = |name: &str| wrong_names.iter().position(|n| *n == name).map(|i| &d_wrong[i]);
+        let mut loss = match score_of(WRONG_CAPTION) {
+            Some(wrong) => gan_cls_loss(t.loss, d_real, wrong, &d_fake, &targets)?,
+            None => t.loss.discriminator(d_real, &d_fake, &targets)?,
         };
+        if let (Some(c), Some(wrong)) = (t.mismatched_boxes, score_of(WRONG_BOX)) {
+            loss = (loss + mismatched_box_term(t.loss, wrong, c, &targets)?)?;
+        }
         let wrong_scores = d_wrong.iter().map(|s| self.mean_score(s)).collect::<candle_core::Result<Vec<_>>>()?;
         let scores = [self.mean_score(d_real)?, self.mean_score(&d_fake)?];
         let r1 = match t.r1.filter(|r| j == 0 && s % r.every == 0) {

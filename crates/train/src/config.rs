@@ -97,12 +97,10 @@ pub struct TrainingConfig {
     /// (each row's caption taken from the next row) as fake; its loss is
     /// `real(x, c) + (fake(x, c_wrong) + fake(G(z, c), c)) / 2`.
     pub gan_cls: bool,
-    /// The "where" counterpart of GAN-CLS, for what-and-where models (a discriminator that reads boxes):
-    /// the discriminator also sees real images with their own captions in the next row's box and
-    /// keypoints as fake, so it must check that the object is where the layout says. The fake terms
-    /// are averaged: with GAN-CLS, `real(x, c, l) + (fake(x, c_wrong, l) + fake(x, c, l_wrong) +
-    /// fake(G(z, c, l), c, l)) / 3`.
-    pub mismatched_boxes: bool,
+    /// The "where" counterpart of GAN-CLS, for what-and-where models (see
+    /// [`crate::tricks::MismatchedBoxesConfig`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mismatched_boxes: Option<crate::tricks::MismatchedBoxesConfig>,
     /// GAN-INT (Reed et al. 2016): the generator also trains on `beta c + (1 - beta) c_next`, the
     /// interpolation of each row's caption embedding with the next row's, with `beta = interpolation`.
     pub gan_int: bool,
@@ -142,7 +140,7 @@ impl Default for TrainingConfig {
             instance_noise: None,
             ema: None,
             gan_cls: false,
-            mismatched_boxes: false,
+            mismatched_boxes: None,
             gan_int: false,
             interpolation: 0.5,
             r1: None,
@@ -288,6 +286,11 @@ impl RunConfig {
         if let Some(p) = &t.matching_aware_penalty {
             if !(p.weight >= 0.0) || !(p.power >= 1.0) || !(p.step > 0.0) {
                 return bad("`training.matching_aware_penalty` needs weight >= 0, power >= 1 and step > 0".into());
+            }
+        }
+        if let Some(m) = &t.mismatched_boxes {
+            if !(m.weight >= 0.0 && m.weight.is_finite()) {
+                return bad(format!("`training.mismatched_boxes.weight` must be finite and >= 0, got {}", m.weight));
             }
         }
         if let Some(m) = &t.matching {

@@ -533,7 +533,7 @@ fn check_fit(config: &RunConfig, data: &dyn DataSource, networks: &[TrainedNetwo
         Model::Discriminator(d) => n.decl.name == "d" && d.layout() != condor_core::layout::LayoutKind::None,
         _ => false,
     });
-    if config.training.mismatched_boxes && !reads_boxes {
+    if config.training.mismatched_boxes.is_some() && !reads_boxes {
         return bad("`training.mismatched_boxes` needs a discriminator that reads the box (a what-and-where model: \
              `layout = { ... }` in its config, and `[data] layout = true`)"
             .into());

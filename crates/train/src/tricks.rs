@@ -197,8 +197,36 @@ pub fn ema_update(ema: &Params, model: &Params, config: &EmaConfig, step: u64) -
     Ok(())
 }
 
+/// The "where" counterpart of GAN-CLS's mismatched captions, for what-and-where models (a
+/// discriminator that reads boxes): the discriminator also sees each real image with its own caption
+/// in the next row's box and keypoints as fake, so it must check that the object is where the layout
+/// says. Its term is added to the discriminator's loss, which is otherwise unchanged:
+/// `... + weight * fake(x, c, l_next)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MismatchedBoxesConfig {
+    /// Weight of the term; 0.5 matches the weight of GAN-CLS's mismatched captions.
+    pub weight: f64,
+}
+
+impl Default for MismatchedBoxesConfig {
+    fn default() -> Self {
+        Self { weight: 0.5 }
+    }
+}
+
+/// The discriminator's term for real images in mismatched boxes: `weight * fake(s_b)`.
+pub fn mismatched_box_term(
+    loss: LossKind,
+    real_wrong_box: &Tensor,
+    config: MismatchedBoxesConfig,
+    targets: &Targets,
+) -> candle_core::Result<Tensor> {
+    loss.fake_term(real_wrong_box, targets)? * config.weight
+}
+
 /// Each row's layout replaced by the next row's (the last takes the first), its caption kept: the
-/// mismatched boxes of [`crate::config::TrainingConfig::mismatched_boxes`]. `None` without a layout.
+/// mismatched boxes of [`MismatchedBoxesConfig`]. `None` without a layout.
 pub fn next_row_layout(cond: &Conditioning) -> candle_core::Result<Option<Conditioning>> {
     let Some(layout) = &cond.layout else { return Ok(None) };
     Ok(Some(Conditioning { layout: Some(layout.map(|x| x.roll(-1, 0))?), ..cond.clone() }))
@@ -249,20 +277,16 @@ pub fn concat_conditioning(a: &Conditioning, b: &Conditioning) -> candle_core::R
 
 /// The matching-aware discriminator loss of GAN-CLS: `real(s_r) + (fake(s_w) + fake(s_f)) / 2`, where
 /// `s_r` scores real images with their captions, `s_w` real images with mismatched captions and `s_f`
-/// generated images with the captions they were made from. With several mismatched scores (captions,
-/// boxes) every fake term weighs `1 / (n + 1)`.
+/// generated images with the captions they were made from.
 pub fn gan_cls_loss(
     loss: LossKind,
     real_right: &Tensor,
-    real_wrong: &[Tensor],
+    real_wrong: &Tensor,
     fake_right: &Tensor,
     targets: &Targets,
 ) -> candle_core::Result<Tensor> {
-    let mut fakes = loss.fake_term(fake_right, targets)?;
-    for wrong in real_wrong {
-        fakes = (fakes + loss.fake_term(wrong, targets)?)?;
-    }
-    loss.real_term(real_right, targets)? + (fakes / (real_wrong.len() + 1) as f64)?
+    let fakes = (loss.fake_term(real_wrong, targets)? + loss.fake_term(fake_right, targets)?)?;
+    loss.real_term(real_right, targets)? + (fakes * 0.5)?
 }
 
 #[cfg(test)]
