@@ -18,7 +18,10 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use condor_core::derived_rng;
+use condor_core::layout::LayoutKind;
 use condor_data::birds::{colour_prompt, BirdSplit, BirdWorld, Colour};
+use condor_data::layout::ObjectLayout;
+use condor_infer::placement::layout_rows;
 use condor_infer::sample::write_prompt_grid;
 use condor_infer::TextToImage;
 use condor_metrics::digits::mean_pairwise_distance;
@@ -277,10 +280,13 @@ impl EvalReport {
 }
 
 /// Draws one image per row of `prompts` with its own latent code (drawn from `seed` and `stream`),
-/// `batch` at a time: `(P, C, H, W)` in [-1, 1].
+/// `batch` at a time: `(P, C, H, W)` in [-1, 1]. A what-and-where model draws row `i` in `own[i]`, the
+/// layout of the bird whose caption it is, so that the box and keypoints agree with the size and
+/// facing the caption states; without `own`, in the layout of a training bird.
 fn generate_for_captions(
     model: &TextToImage,
     prompts: &[String],
+    own: Option<&[ObjectLayout]>,
     seed: u64,
     stream: u64,
     device: &Device,
@@ -289,8 +295,10 @@ fn generate_for_captions(
     let (cond, _) = model.encode(prompts)?;
     let z =
         condor_core::rng::normal(&mut derived_rng(seed, &[0xe7a1, stream]), (prompts.len(), g.latent_dim()), device)?;
-    // A what-and-where model draws each caption in the box of a training bird.
-    let layout = model.drawn_layouts(prompts.len(), seed ^ stream)?;
+    let layout = match own {
+        Some(own) if g.layout() != LayoutKind::None => Some(layout_rows(own, device)?),
+        _ => model.drawn_layouts(prompts.len(), seed ^ stream)?,
+    };
     let mut parts = Vec::new();
     for start in (0..prompts.len()).step_by(100) {
         let len = 100.min(prompts.len() - start);
@@ -407,7 +415,7 @@ fn diversity(
     let side = judge.classifier.side();
     let prompts: Vec<String> = Colour::ALL.iter().map(|&c| colour_prompt(c)).collect();
     let repeated: Vec<String> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n)).collect();
-    let images = generate_for_captions(model, &repeated, seed, 7, device)?;
+    let images = generate_for_captions(model, &repeated, None, seed, 7, device)?;
     if let Some(path) = grid {
         write_prompt_grid(path, &images, &prompts, n)?;
     }
@@ -519,7 +527,7 @@ pub fn evaluate(
     let mut seeds = Vec::new();
     for &seed in &options.seeds {
         let t = Instant::now();
-        let images = generate_for_captions(model, &fid_captions, seed, 0, device)?;
+        let images = generate_for_captions(model, &fid_captions, None, seed, 0, device)?;
         let n_grid = 16.min(fid_captions.len());
         write_prompt_grid(
             &out.join(format!("fid-seed{seed}.png")),
@@ -543,7 +551,9 @@ pub fn evaluate(
             {
                 let captions = split_captions(world, split, options.captions_per_split, side);
                 let texts: Vec<String> = captions.iter().map(|c| c.0.clone()).collect();
-                let images = generate_for_captions(model, &texts, seed, 1 + k as u64, device)?;
+                let birds = world.split(split);
+                let own: Vec<ObjectLayout> = (0..texts.len() as u64).map(|i| birds.layout(i)).collect();
+                let images = generate_for_captions(model, &texts, Some(&own), seed, 1 + k as u64, device)?;
                 if seed == options.seeds[0] {
                     write_prompt_grid(
                         &out.join(format!("{split:?}.png").to_lowercase()),
