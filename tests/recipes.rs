@@ -14,6 +14,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use condor::core::recipe::{NetworkDecl, Recipe, RecipeSetup, Scalars, TrainContext};
 use condor::core::rng::normal;
@@ -394,6 +396,90 @@ fn discogan_logs_the_paper_s_losses_of_its_first_batch() {
     close(log.loss_d, loss_d, "discriminator loss");
     close(log.extra["reconstruction"], reconstruction, "reconstruction loss");
     close(log.loss_g, log.extra["loss_gan"] + reconstruction, "translator loss: GAN + reconstruction");
+}
+
+/// The authors' code's DiscoGAN: feature matching, a reconstruction curriculum and alternating
+/// updates, each checked on a 3-step run.
+#[test]
+fn discogan_code_options_alternate_updates_and_weigh_feature_matching() {
+    use condor::train::losses::feature_matching;
+    use condor::train::translation::mse;
+    common::one_thread();
+    let mut config = translation_config("discogan", 3);
+    config.recipe.as_mut().unwrap().config = serde_json::json!({
+        "feature_matching_weight": 9.0,
+        "reconstruction_weight": 10.0,
+        "curriculum": { "steps": 2, "reconstruction_weight": 0.5 },
+        "discriminator_every": 3,
+    });
+    let mut trainer = Trainer::new(config, &condor::registry(), &Device::Cpu).unwrap();
+    let (a, b) = first_domains(&trainer);
+    let [g_ab, g_ba] = ["g_ab", "g_ba"].map(|n| translation_net(&trainer, n));
+    let disc = |name: &str| match &trainer.network(name).unwrap().model {
+        condor::core::Model::Discriminator(d) => d.as_ref(),
+        _ => panic!("`{name}` is not a discriminator"),
+    };
+    let (fake_b, fake_a) = (g_ab.forward(&a, None, true).unwrap(), g_ba.forward(&b, None, true).unwrap());
+    let matching = |d: &dyn condor::core::Discriminator, real: &Tensor, fake: &Tensor| -> f32 {
+        let (logits, f_real) = d.forward_with_features(real, None, true).unwrap();
+        assert_eq!(logits.to_vec1::<f32>().unwrap(), d.forward(real, None, true).unwrap().to_vec1::<f32>().unwrap());
+        let (_, f_fake) = d.forward_with_features(fake, None, true).unwrap();
+        let (f_real, f_fake) = (f_real.unwrap(), f_fake.unwrap());
+        // The dcgan discriminator at 32 px: two normalised stages, at 8x8 and 4x4.
+        assert_eq!(f_real.iter().map(|f| f.dims()[2]).collect::<Vec<_>>(), [8, 4]);
+        f_real.iter().zip(&f_fake).map(|(r, f)| scalar(feature_matching(r, f).unwrap())).sum()
+    };
+    let fm = matching(disc("d_a"), &a, &fake_a) + matching(disc("d_b"), &b, &fake_b);
+    let reconstruction = scalar(mse(&g_ba.forward(&fake_b, None, true).unwrap(), &a).unwrap())
+        + scalar(mse(&g_ab.forward(&fake_a, None, true).unwrap(), &b).unwrap());
+    // Values, not tensors: the optimizer updates the variables in place.
+    let values = |trainer: &Trainer| -> HashMap<String, Vec<f32>> {
+        trainer.weights().into_iter().map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+    };
+    let changed = |before: &HashMap<String, Vec<f32>>, after: &HashMap<String, Vec<f32>>, prefix: &str| -> bool {
+        // Batch norm's running statistics move with every training-mode pass: compare trained weights.
+        let names: Vec<_> = before.keys().filter(|n| n.starts_with(prefix) && !n.contains("running")).collect();
+        assert!(!names.is_empty(), "no weights under `{prefix}`");
+        names.iter().any(|n| before[*n] != after[*n])
+    };
+    let moved = |trainer: &mut Trainer| {
+        let before = values(trainer);
+        let log = trainer.step().unwrap();
+        let after = values(trainer);
+        let nets = ["g_ab.", "g_ba.", "d_a.", "d_b."].map(|p| changed(&before, &after, p));
+        (log, nets)
+    };
+    // Iteration 0 updates the discriminators alone; its log holds both losses of one forward pass.
+    let (log, nets) = moved(&mut trainer);
+    assert_eq!(nets, [false, false, true, true], "iteration 0: translators frozen, discriminators updated");
+    close(log.extra["feature_matching"], fm, "feature matching, summed over the hidden layers");
+    close(log.extra["reconstruction"], reconstruction, "reconstruction loss");
+    close(log.loss_g, log.extra["loss_gan"] + 9.0 * fm + 0.5 * reconstruction, "translator loss in the curriculum");
+    // Iterations 1 and 2 update the translators alone; iteration 2 is past the curriculum.
+    let (_, nets) = moved(&mut trainer);
+    assert_eq!(nets, [true, true, false, false], "iteration 1: translators updated, discriminators frozen");
+    let (log, _) = moved(&mut trainer);
+    let (gan, fm, rec) = (log.extra["loss_gan"], log.extra["feature_matching"], log.extra["reconstruction"]);
+    close(log.loss_g, gan + 9.0 * fm + 10.0 * rec, "translator loss after the curriculum");
+}
+
+#[test]
+fn discogan_options_are_checked() {
+    common::one_thread();
+    let with = |recipe: serde_json::Value, mlp: bool| {
+        let mut config = translation_config("discogan", 1);
+        config.recipe.as_mut().unwrap().config = recipe;
+        if mlp {
+            config.discriminator = serde_json::from_value(serde_json::json!({ "plugin": "mlp" })).unwrap();
+        }
+        Trainer::new(config, &condor::registry(), &Device::Cpu).and_then(|mut t| t.step().map(|_| ()))
+    };
+    let err = with(serde_json::json!({ "discriminator_every": 0 }), false).unwrap_err().to_string();
+    assert!(err.contains("discriminator_every must be at least 1"), "{err}");
+    let err = with(serde_json::json!({ "feature_matching_weight": -1.0 }), false).unwrap_err().to_string();
+    assert!(err.contains("feature_matching_weight"), "{err}");
+    let err = with(serde_json::json!({ "feature_matching_weight": 1.0 }), true).unwrap_err().to_string();
+    assert!(err.contains("exposes its hidden features"), "{err}");
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -112,6 +112,17 @@ pub trait Discriminator: Send + Sync {
     fn forward_each(&self, x: &Tensor, conds: &[Option<&Conditioning>], train: bool) -> Result<Vec<Tensor>> {
         conds.iter().map(|c| self.forward(x, *c, train)).collect()
     }
+    /// Scores a batch as `forward` does, with the hidden feature maps the score was read from (each
+    /// `(B, ...)`, first layer to last) for feature-matching losses. The default gives `None` for
+    /// them: a discriminator that exposes no features.
+    fn forward_with_features(
+        &self,
+        x: &Tensor,
+        cond: Option<&Conditioning>,
+        train: bool,
+    ) -> Result<(Tensor, Option<Vec<Tensor>>)> {
+        Ok((self.forward(x, cond, train)?, None))
+    }
 }
 
 /// A sentence encoder: turns text into conditioning (sentence embeddings and, where the model has them,

@@ -68,6 +68,12 @@ pub fn bce_to(logits: &Tensor, target: f64) -> candle_core::Result<Tensor> {
     bce_with_logits(logits, &(logits.ones_like()? * target)?)?.mean_all()
 }
 
+/// Feature matching (Salimans et al. 2016): the mean over features of the squared difference of
+/// their batch means on real and on generated samples.
+pub fn feature_matching(real: &Tensor, fake: &Tensor) -> candle_core::Result<Tensor> {
+    (real.mean(0)? - fake.mean(0)?)?.sqr()?.mean_all()
+}
+
 /// The mean of `sigmoid(logits)`: a discriminator's mean score as a probability, for the log.
 pub fn mean_probability(logits: &Tensor) -> candle_core::Result<Tensor> {
     candle_nn::ops::sigmoid(logits)?.mean_all()

@@ -28,7 +28,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use crate::infogan::cross_entropy;
-use crate::losses::softplus;
+use crate::losses::{feature_matching, softplus};
 use crate::recipe_inputs::{discriminator_inputs, generator_inputs, Generated};
 use crate::recipe_updates::{update_discriminator, update_generator, DiscriminatorStep};
 
@@ -172,11 +172,6 @@ pub fn unsupervised_loss(real: &Tensor, fake: &Tensor) -> candle_core::Result<Te
 /// The mean of `D(x) = Z / (Z + 1) = sigmoid(logsumexp l(x))` over rows of logits.
 pub fn real_probability(logits: &Tensor) -> candle_core::Result<Tensor> {
     candle_nn::ops::sigmoid(&log_sum_exp(logits)?)?.mean_all()
-}
-
-/// Feature matching: the mean over features of the squared difference of their batch means.
-pub fn feature_matching(real: &Tensor, fake: &Tensor) -> candle_core::Result<Tensor> {
-    (real.mean(0)? - fake.mean(0)?)?.sqr()?.mean_all()
 }
 
 /// The classifier's predicted class of each of `images`, `batch` at a time, in evaluation mode.

@@ -69,7 +69,7 @@ impl DcganAutoencoder {
     /// The encoder's 4x4 features `(B, top, 4, 4)`.
     pub(crate) fn encode(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let act = Activation::LeakyRelu(self.config.negative_slope);
-        Ok(self.encoder.forward(x, train, act, None)?.0)
+        Ok(self.encoder.forward(x, train, act)?.pop().expect("a trunk has a first stage"))
     }
 
     /// The reconstruction of the 4x4 features `code`, unbounded (the energy is a squared error).

@@ -374,24 +374,14 @@ impl Trunk {
         Ok(Self { first, downs })
     }
 
-    /// The 4x4 features of `x` after each layer's `act`, and feature map `keep` (0: after the first
-    /// convolution) when one is asked for.
-    fn forward(
-        &self,
-        x: &Tensor,
-        train: bool,
-        act: Activation,
-        keep: Option<usize>,
-    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
-        let mut h = self.first.forward_act(x, act)?;
-        let mut kept = (keep == Some(0)).then(|| h.clone());
-        for (i, (conv, norm)) in self.downs.iter().enumerate() {
-            h = norm.conv_act(conv, &h, train, act)?;
-            if keep == Some(i + 1) {
-                kept = Some(h.clone());
-            }
+    /// The feature maps of `x` after each stage's `act`, from the first convolution's to the 4x4 ones.
+    fn forward(&self, x: &Tensor, train: bool, act: Activation) -> candle_core::Result<Vec<Tensor>> {
+        let mut stages = vec![self.first.forward_act(x, act)?];
+        for (conv, norm) in &self.downs {
+            let h = norm.conv_act(conv, &stages[stages.len() - 1], train, act)?;
+            stages.push(h);
         }
-        Ok((h, kept))
+        Ok(stages)
     }
 }
 
@@ -667,6 +657,29 @@ impl Discriminator for DcganDiscriminator {
         conds: &[Option<&Conditioning>],
         train: bool,
     ) -> condor_core::Result<Vec<Tensor>> {
+        self.check_inputs(x, conds)?;
+        let features = self.features(x, train)?;
+        conds.iter().map(|cond| self.head(&features, *cond, train)).collect()
+    }
+
+    /// The hidden features are the outputs of the normalised stages (all but the first convolution's),
+    /// the layers whose means DiscoGAN's feature matching compares.
+    fn forward_with_features(
+        &self,
+        x: &Tensor,
+        cond: Option<&Conditioning>,
+        train: bool,
+    ) -> condor_core::Result<(Tensor, Option<Vec<Tensor>>)> {
+        self.check_inputs(x, &[cond])?;
+        let features = self.features(x, train)?;
+        let logits = self.head(&features, cond, train)?;
+        Ok((logits, Some(features.stages[1..].to_vec())))
+    }
+}
+
+impl DcganDiscriminator {
+    /// Checks the images' shape and each conditioning against what the discriminator reads.
+    fn check_inputs(&self, x: &Tensor, conds: &[Option<&Conditioning>]) -> condor_core::Result<()> {
         let (c, s) = (self.config.channels, self.config.image_size);
         check_samples("dcgan discriminator", x, &[c, s, s])?;
         let kind = self.layout();
@@ -674,20 +687,18 @@ impl Discriminator for DcganDiscriminator {
             check_conditioning(self.conditioning(), *cond, x.dims()[0])?;
             kind.check("this dcgan discriminator", *cond, x.dims()[0])?;
         }
-        let features = self.features(x, train)?;
-        conds.iter().map(|cond| self.head(&features, *cond, train)).collect()
+        Ok(())
     }
-}
 
-impl DcganDiscriminator {
     /// The image features: at 4x4, before and after the minibatch standard deviation is appended, and
     /// at the local pathway's side.
     fn features(&self, x: &Tensor, train: bool) -> condor_core::Result<Features> {
         let act = Activation::LeakyRelu(self.config.negative_slope);
-        let read_at = self.local.as_ref().map(|(_, k)| *k);
-        let (h, local) = self.trunk.forward(x, train, act, read_at)?;
-        let with_stats = minibatch_stddev(&h, self.config.mbstd_group, self.config.mbstd_features)?;
-        Ok(Features { top: h, with_stats, local })
+        let stages = self.trunk.forward(x, train, act)?;
+        let local = self.local.as_ref().map(|(_, k)| stages[*k].clone());
+        let top = stages[stages.len() - 1].clone();
+        let with_stats = minibatch_stddev(&top, self.config.mbstd_group, self.config.mbstd_features)?;
+        Ok(Features { top, with_stats, local, stages })
     }
 
     /// The logits for the image features under `cond`.
@@ -727,6 +738,8 @@ struct Features {
     with_stats: Tensor,
     /// At the local pathway's side, when there is one.
     local: Option<Tensor>,
+    /// After each stage of the trunk, the first convolution's first.
+    stages: Vec<Tensor>,
 }
 
 /// Registers `"dcgan"` as a generator and as a discriminator, and the convolutional autoencoder (an
