@@ -334,6 +334,34 @@ fn translation_net<'a>(trainer: &'a Trainer, name: &str) -> &'a dyn condor::core
     }
 }
 
+/// Discriminator `name` of `trainer`.
+fn translation_disc<'a>(trainer: &'a Trainer, name: &str) -> &'a dyn condor::core::Discriminator {
+    match &trainer.network(name).unwrap().model {
+        condor::core::Model::Discriminator(d) => d.as_ref(),
+        _ => panic!("`{name}` is not a discriminator"),
+    }
+}
+
+/// The first batch's domains `a`, `b`, their translations `G_AB(a)`, `G_BA(b)` and DiscoGAN's
+/// reconstruction loss of them, before any update.
+struct FirstTranslations {
+    a: Tensor,
+    b: Tensor,
+    fake_a: Tensor,
+    fake_b: Tensor,
+    reconstruction: f32,
+}
+
+fn first_translations(trainer: &Trainer) -> FirstTranslations {
+    use condor::train::translation::mse;
+    let (a, b) = first_domains(trainer);
+    let [g_ab, g_ba] = ["g_ab", "g_ba"].map(|n| translation_net(trainer, n));
+    let (fake_b, fake_a) = (g_ab.forward(&a, None, true).unwrap(), g_ba.forward(&b, None, true).unwrap());
+    let reconstruction = scalar(mse(&g_ba.forward(&fake_b, None, true).unwrap(), &a).unwrap())
+        + scalar(mse(&g_ab.forward(&fake_a, None, true).unwrap(), &b).unwrap());
+    FirstTranslations { a, b, fake_a, fake_b, reconstruction }
+}
+
 fn scalar(t: Tensor) -> f32 {
     t.to_scalar::<f32>().unwrap()
 }
@@ -371,16 +399,9 @@ fn cyclegan_logs_the_paper_s_losses_of_its_first_batch() {
 
 #[test]
 fn discogan_logs_the_paper_s_losses_of_its_first_batch() {
-    use condor::train::translation::mse;
     common::one_thread();
     let mut trainer = Trainer::new(translation_config("discogan", 1), &condor::registry(), &Device::Cpu).unwrap();
-    let (a, b) = first_domains(&trainer);
-    let [g_ab, g_ba] = ["g_ab", "g_ba"].map(|n| translation_net(&trainer, n));
-    let disc = |name: &str| match &trainer.network(name).unwrap().model {
-        condor::core::Model::Discriminator(d) => d.as_ref(),
-        _ => panic!("`{name}` is not a discriminator"),
-    };
-    let (fake_b, fake_a) = (g_ab.forward(&a, None, true).unwrap(), g_ba.forward(&b, None, true).unwrap());
+    let FirstTranslations { a, b, fake_a, fake_b, reconstruction } = first_translations(&trainer);
     let bce = |logits: Tensor, target: f32| -> f32 {
         let p = logits.to_vec1::<f32>().unwrap();
         p.iter().map(|&x| -(target * sigmoid(x).ln() + (1.0 - target) * (1.0 - sigmoid(x)).ln())).sum::<f32>()
@@ -389,9 +410,8 @@ fn discogan_logs_the_paper_s_losses_of_its_first_batch() {
     let d_loss = |d: &dyn condor::core::Discriminator, real: &Tensor, fake: &Tensor| {
         bce(d.forward(real, None, true).unwrap(), 1.0) + bce(d.forward(fake, None, true).unwrap(), 0.0)
     };
-    let loss_d = d_loss(disc("d_a"), &a, &fake_a) + d_loss(disc("d_b"), &b, &fake_b);
-    let reconstruction = scalar(mse(&g_ba.forward(&fake_b, None, true).unwrap(), &a).unwrap())
-        + scalar(mse(&g_ab.forward(&fake_a, None, true).unwrap(), &b).unwrap());
+    let loss_d =
+        d_loss(translation_disc(&trainer, "d_a"), &a, &fake_a) + d_loss(translation_disc(&trainer, "d_b"), &b, &fake_b);
     let log = trainer.step().unwrap();
     close(log.loss_d, loss_d, "discriminator loss");
     close(log.extra["reconstruction"], reconstruction, "reconstruction loss");
@@ -403,7 +423,6 @@ fn discogan_logs_the_paper_s_losses_of_its_first_batch() {
 #[test]
 fn discogan_code_options_alternate_updates_and_weigh_feature_matching() {
     use condor::train::losses::feature_matching;
-    use condor::train::translation::mse;
     common::one_thread();
     let mut config = translation_config("discogan", 3);
     config.recipe.as_mut().unwrap().config = serde_json::json!({
@@ -413,13 +432,7 @@ fn discogan_code_options_alternate_updates_and_weigh_feature_matching() {
         "discriminator_every": 3,
     });
     let mut trainer = Trainer::new(config, &condor::registry(), &Device::Cpu).unwrap();
-    let (a, b) = first_domains(&trainer);
-    let [g_ab, g_ba] = ["g_ab", "g_ba"].map(|n| translation_net(&trainer, n));
-    let disc = |name: &str| match &trainer.network(name).unwrap().model {
-        condor::core::Model::Discriminator(d) => d.as_ref(),
-        _ => panic!("`{name}` is not a discriminator"),
-    };
-    let (fake_b, fake_a) = (g_ab.forward(&a, None, true).unwrap(), g_ba.forward(&b, None, true).unwrap());
+    let FirstTranslations { a, b, fake_a, fake_b, reconstruction } = first_translations(&trainer);
     let matching = |d: &dyn condor::core::Discriminator, real: &Tensor, fake: &Tensor| -> f32 {
         let (logits, f_real) = d.forward_with_features(real, None, true).unwrap();
         assert_eq!(logits.to_vec1::<f32>().unwrap(), d.forward(real, None, true).unwrap().to_vec1::<f32>().unwrap());
@@ -429,9 +442,8 @@ fn discogan_code_options_alternate_updates_and_weigh_feature_matching() {
         assert_eq!(f_real.iter().map(|f| f.dims()[2]).collect::<Vec<_>>(), [8, 4]);
         f_real.iter().zip(&f_fake).map(|(r, f)| scalar(feature_matching(r, f).unwrap())).sum()
     };
-    let fm = matching(disc("d_a"), &a, &fake_a) + matching(disc("d_b"), &b, &fake_b);
-    let reconstruction = scalar(mse(&g_ba.forward(&fake_b, None, true).unwrap(), &a).unwrap())
-        + scalar(mse(&g_ab.forward(&fake_a, None, true).unwrap(), &b).unwrap());
+    let fm = matching(translation_disc(&trainer, "d_a"), &a, &fake_a)
+        + matching(translation_disc(&trainer, "d_b"), &b, &fake_b);
     // Values, not tensors: the optimizer updates the variables in place.
     let values = |trainer: &Trainer| -> HashMap<String, Vec<f32>> {
         trainer.weights().into_iter().map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
