@@ -45,6 +45,7 @@ pub struct DiscoGanConfig {
     /// them out. It needs a discriminator that exposes its hidden features (`dcgan` does).
     pub feature_matching_weight: f64,
     /// A weaker reconstruction weight for the first steps; `None` keeps one weight throughout.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub curriculum: Option<CurriculumConfig>,
     /// Update the discriminators alone on every `n`th iteration (the first among them) and the
     /// translators alone on the others; 1 updates both on each iteration, discriminators first.
