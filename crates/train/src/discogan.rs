@@ -144,6 +144,13 @@ impl Judged {
         })
     }
 
+    /// `d`'s reading of the translations `fake` alone, for a translator loss without feature matching
+    /// (which reads nothing of the real images): `real` holds zeros, not logits.
+    fn translations_only(d: &dyn Discriminator, fake: &Tensor) -> condor_core::Result<Self> {
+        let on_fake = d.forward(fake, None, true)?;
+        Ok(Self { real: on_fake.zeros_like()?, fake: on_fake, features: None })
+    }
+
     /// `BCE(D(real), 1) + BCE(D(fake), 0)`.
     fn discriminator_loss(&self) -> candle_core::Result<Tensor> {
         bce_to(&self.real, 1.0)? + bce_to(&self.fake, 0.0)?
@@ -156,7 +163,7 @@ impl Judged {
 
     /// The feature-matching loss summed over the hidden layers (zero without features).
     fn feature_matching(&self) -> candle_core::Result<Tensor> {
-        let mut sum = self.fake.zeros_like()?.to_dtype(candle_core::DType::F32)?.sum_all()?;
+        let mut sum = Tensor::zeros((), candle_core::DType::F32, self.fake.device())?;
         if let Some((real, fake)) = &self.features {
             for (r, f) in real.iter().zip(fake) {
                 sum = (sum
@@ -165,6 +172,18 @@ impl Judged {
         }
         Ok(sum)
     }
+}
+
+/// The two translators `[g_ab, g_ba]`: `frozen` ones pass no gradient to their weights.
+fn translators(cx: &dyn TrainContext, frozen: bool) -> condor_core::Result<[&dyn Network; 2]> {
+    let get = |name| if frozen { cx.frozen_network(name) } else { cx.network(name) };
+    Ok([get(TRANSLATORS[0])?, get(TRANSLATORS[1])?])
+}
+
+/// The two discriminators `[d_a, d_b]`: `frozen` ones pass no gradient to their weights.
+fn discriminators(cx: &dyn TrainContext, frozen: bool) -> condor_core::Result<[&dyn Discriminator; 2]> {
+    let get = |name| if frozen { cx.frozen_discriminator(name) } else { cx.discriminator(name) };
+    Ok([get(DISCRIMINATORS[0])?, get(DISCRIMINATORS[1])?])
 }
 
 /// A step's real batches and translations.
@@ -230,25 +249,19 @@ impl DiscoGan {
     /// The paper's iteration: the discriminators' update on detached translations, then the
     /// translators' against the updated discriminators.
     fn step_both(&self, cx: &mut dyn TrainContext, t: &Translated, log: &mut Scalars) -> condor_core::Result<()> {
-        let d = [cx.discriminator(DISCRIMINATORS[0])?, cx.discriminator(DISCRIMINATORS[1])?];
-        let judged = self.judge(d, t, true)?;
+        let judged = self.judge(discriminators(cx, false)?, t, true)?;
         let loss_d = self.discriminator_loss(cx, &judged, log)?;
         // The two losses share no weights: one backward pass gives each discriminator its own gradient.
         cx.update_jointly(&DISCRIMINATORS, &loss_d)?;
 
-        let d = [cx.frozen_discriminator(DISCRIMINATORS[0])?, cx.frozen_discriminator(DISCRIMINATORS[1])?];
+        let d = discriminators(cx, true)?;
         let judged = if self.config.feature_matching_weight > 0.0 {
             self.judge(d, t, false)?
         } else {
             // Without feature matching only the translations are scored again.
-            let fake = |d: &dyn Discriminator, x: &Tensor| -> condor_core::Result<Judged> {
-                let on_fake = d.forward(x, None, true)?;
-                Ok(Judged { real: on_fake.zeros_like()?, fake: on_fake, features: None })
-            };
-            [fake(d[0], &t.fake_a)?, fake(d[1], &t.fake_b)?]
+            [Judged::translations_only(d[0], &t.fake_a)?, Judged::translations_only(d[1], &t.fake_b)?]
         };
-        let g = [cx.network(TRANSLATORS[0])?, cx.network(TRANSLATORS[1])?];
-        let loss_g = self.translator_loss(cx, g, t, &judged, log)?;
+        let loss_g = self.translator_loss(cx, translators(cx, false)?, t, &judged, log)?;
         cx.update_jointly(&TRANSLATORS, &loss_g)?;
         Ok(())
     }
@@ -260,21 +273,11 @@ impl DiscoGan {
         t: &Translated,
         log: &mut Scalars,
     ) -> condor_core::Result<()> {
-        let discriminators = self.config.updates_discriminators(cx.step());
-        let d = if discriminators {
-            [cx.discriminator(DISCRIMINATORS[0])?, cx.discriminator(DISCRIMINATORS[1])?]
-        } else {
-            [cx.frozen_discriminator(DISCRIMINATORS[0])?, cx.frozen_discriminator(DISCRIMINATORS[1])?]
-        };
-        let judged = self.judge(d, t, discriminators)?;
+        let d_turn = self.config.updates_discriminators(cx.step());
+        let judged = self.judge(discriminators(cx, !d_turn)?, t, d_turn)?;
         let loss_d = self.discriminator_loss(cx, &judged, log)?;
-        let g = if discriminators {
-            [cx.frozen_network(TRANSLATORS[0])?, cx.frozen_network(TRANSLATORS[1])?]
-        } else {
-            [cx.network(TRANSLATORS[0])?, cx.network(TRANSLATORS[1])?]
-        };
-        let loss_g = self.translator_loss(cx, g, t, &judged, log)?;
-        if discriminators {
+        let loss_g = self.translator_loss(cx, translators(cx, d_turn)?, t, &judged, log)?;
+        if d_turn {
             cx.update_jointly(&DISCRIMINATORS, &loss_d)?;
         } else {
             cx.update_jointly(&TRANSLATORS, &loss_g)?;
@@ -300,12 +303,7 @@ impl Recipe for DiscoGan {
         let mut log = Scalars::new();
         let (a, b, _) = domain_batches(cx)?;
         // On a discriminator-only iteration the translators run frozen: no gradient reaches them.
-        let frozen = !self.config.updates_translators(cx.step());
-        let g = if frozen {
-            [cx.frozen_network(TRANSLATORS[0])?, cx.frozen_network(TRANSLATORS[1])?]
-        } else {
-            [cx.network(TRANSLATORS[0])?, cx.network(TRANSLATORS[1])?]
-        };
+        let g = translators(cx, !self.config.updates_translators(cx.step()))?;
         let (fake_b, fake_a) = (g[0].forward(&a, None, true)?, g[1].forward(&b, None, true)?);
         let t = Translated { a, b, fake_a, fake_b };
         if self.config.discriminator_every == 1 {
